@@ -1,0 +1,235 @@
+//! Least response time: Peak-EWMA latency × (in-flight + 1), chosen by power of two choices.
+//!
+//! Each backend keeps an exponentially weighted moving average of its response time that jumps
+//! to any slower sample at once (the *peak*) and decays back over `decay` (10 s by default). Its
+//! cost is that estimate times its requests in flight plus one, divided by its weight; each
+//! request compares the costs of two random ready backends and takes the cheaper. A backend
+//! without samples starts from a conservative `default_rtt` (30 ms) so it is not flooded before
+//! it has shown how fast it is.
+//!
+//! Choose it when backends differ in speed or slow down under load: it moves traffic off a
+//! degrading backend within a few requests. This is Finagle's and linkerd's balancer
+//! (`P2CPeakEwma`, described in "Beyond Round Robin: Load Balancing for Latency", Buoyant 2016)
+//! and tower's `PeakEwma` load; response time is measured to the response headers.
+
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::Pick;
+use super::p2c::two_choices;
+use super::rng::Rng;
+use crate::balance::{Endpoint, Stats};
+
+const NEVER: u64 = u64::MAX;
+
+fn base() -> Instant {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    *BASE.get_or_init(Instant::now)
+}
+
+#[inline]
+pub(crate) fn now_ns() -> u64 {
+    Instant::now().saturating_duration_since(base()).as_nanos() as u64
+}
+
+/// A backend's Peak-EWMA response-time estimate, lock-free.
+///
+/// Updates race benignly: two responses finishing at once may each overwrite the other's
+/// sample, which an average tolerates.
+#[derive(Debug)]
+pub(crate) struct Rtt {
+    cost_ns: AtomicU64,
+    stamp_ns: AtomicU64,
+}
+
+impl Rtt {
+    pub(crate) fn new() -> Self {
+        Self {
+            cost_ns: AtomicU64::new(NEVER),
+            stamp_ns: AtomicU64::new(now_ns()),
+        }
+    }
+
+    fn decayed(cost: f64, elapsed_ns: u64, decay_ns: f64) -> f64 {
+        cost * (-(elapsed_ns as f64) / decay_ns).exp()
+    }
+
+    /// The estimate decayed to `now`, with `default` standing in before the first sample.
+    #[inline]
+    pub(crate) fn cost_at(&self, now: u64, default_ns: f64, decay_ns: f64) -> f64 {
+        let bits = self.cost_ns.load(Relaxed);
+        let cost = if bits == NEVER {
+            default_ns
+        } else {
+            f64::from_bits(bits)
+        };
+        let elapsed = now.saturating_sub(self.stamp_ns.load(Relaxed));
+        Self::decayed(cost, elapsed, decay_ns)
+    }
+
+    /// Feeds one response time in.
+    pub(crate) fn observe(&self, rtt_ns: u64, now: u64, default_ns: f64, decay_ns: f64) {
+        let current = self.cost_at(now, default_ns, decay_ns);
+        let rtt = rtt_ns as f64;
+        let next = if rtt > current {
+            // Peak: a slower sample replaces the estimate at once.
+            rtt
+        } else {
+            let elapsed = now.saturating_sub(self.stamp_ns.load(Relaxed)) as f64;
+            let w = (-elapsed / decay_ns).exp();
+            current * w + rtt * (1.0 - w)
+        };
+        self.stamp_ns.store(now, Relaxed);
+        self.cost_ns.store(next.to_bits(), Relaxed);
+    }
+
+    /// The estimate without a default, decayed to now.
+    pub(crate) fn estimate_ns(&self) -> Option<f64> {
+        (self.cost_ns.load(Relaxed) != NEVER)
+            .then(|| self.cost_at(now_ns(), 0.0, DEFAULT_DECAY.as_nanos() as f64))
+    }
+}
+
+const DEFAULT_RTT: Duration = Duration::from_millis(30);
+const DEFAULT_DECAY: Duration = Duration::from_secs(10);
+
+/// Peak-EWMA least-time picker. See the [module docs](self).
+#[derive(Debug)]
+pub struct LeastTime {
+    rng: Rng,
+    default_ns: f64,
+    decay_ns: f64,
+}
+
+impl LeastTime {
+    /// A picker with a 30 ms default response time and a 10 s decay, seeded from the OS.
+    pub fn new() -> Self {
+        Self::from_rng_seed(rand::random())
+    }
+
+    /// The same with a fixed seed, for reproducible tests and benchmarks.
+    pub fn from_rng_seed(seed: u64) -> Self {
+        Self {
+            rng: Rng::from_seed(seed),
+            default_ns: DEFAULT_RTT.as_nanos() as f64,
+            decay_ns: DEFAULT_DECAY.as_nanos() as f64,
+        }
+    }
+
+    /// The response time assumed for a backend with no samples yet.
+    #[must_use]
+    pub fn default_rtt(mut self, rtt: Duration) -> Self {
+        self.default_ns = rtt.as_nanos() as f64;
+        self
+    }
+
+    /// How fast the estimate forgets: samples older than `decay` weigh about 1/e.
+    #[must_use]
+    pub fn decay(mut self, decay: Duration) -> Self {
+        self.decay_ns = (decay.as_nanos() as f64).max(1.0);
+        self
+    }
+
+    pub(crate) fn observe(&self, stats: &Stats, rtt: Duration) {
+        stats.rtt.observe(
+            rtt.as_nanos() as u64,
+            now_ns(),
+            self.default_ns,
+            self.decay_ns,
+        );
+    }
+
+    #[inline]
+    fn cost<K>(&self, endpoint: &Endpoint<K>, now: u64) -> f64 {
+        let rtt = endpoint
+            .stats()
+            .rtt
+            .cost_at(now, self.default_ns, self.decay_ns);
+        rtt * (endpoint.in_flight() as f64 + 1.0) / f64::from(endpoint.weight())
+    }
+}
+
+impl Default for LeastTime {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K: Send + Sync + 'static> Pick<K> for LeastTime {
+    type Table = ();
+
+    fn build(&self, _: &[Arc<Endpoint<K>>]) -> Self::Table {}
+
+    #[inline]
+    fn pick<B>(
+        &self,
+        _: &(),
+        endpoints: &[Arc<Endpoint<K>>],
+        _: &http::Request<B>,
+        ready: &mut impl FnMut(usize) -> bool,
+    ) -> Option<usize> {
+        let now = now_ns();
+        two_choices(&self.rng, endpoints.len(), ready, |i| {
+            self.cost(&endpoints[i], now)
+        })
+    }
+
+    fn tracks_latency(&self) -> bool {
+        true
+    }
+
+    fn observe_latency(&self, stats: &Stats, rtt: Duration) {
+        self.observe(stats, rtt);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::algo::test_support::{endpoints, pick_n};
+
+    #[tokio::test(start_paused = true)]
+    async fn peak_takes_slow_samples_at_once_and_decays_back() {
+        let rtt = Rtt::new();
+        let (default, decay) = (30e6, 10e9);
+        let t0 = now_ns();
+        assert_eq!(rtt.cost_at(t0, default, decay), default);
+        rtt.observe(200_000_000, t0, default, decay);
+        assert_eq!(rtt.cost_at(t0, default, decay), 200e6);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let later = rtt.cost_at(now_ns(), default, decay);
+        assert!((later - 200e6 / std::f64::consts::E).abs() < 1e3, "{later}");
+        // A fast sample after a long while pulls the average most of the way down.
+        tokio::time::advance(Duration::from_secs(30)).await;
+        rtt.observe(1_000_000, now_ns(), default, decay);
+        assert!(rtt.cost_at(now_ns(), default, decay) < 5e6);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn prefers_the_faster_backend() {
+        let eps = endpoints(&[1, 1]);
+        let lt = LeastTime::from_rng_seed(9);
+        lt.observe(eps[0].stats(), Duration::from_millis(50));
+        lt.observe(eps[1].stats(), Duration::from_millis(5));
+        let picks = pick_n(&lt, &eps, 1000, |_| true);
+        // With two backends both are always compared, so the cheaper one always wins.
+        assert!(picks.iter().all(|&i| i == 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn in_flight_requests_raise_the_cost() {
+        let eps = endpoints(&[1, 1]);
+        let lt = LeastTime::from_rng_seed(9);
+        lt.observe(eps[0].stats(), Duration::from_millis(10));
+        lt.observe(eps[1].stats(), Duration::from_millis(5));
+        for _ in 0..3 {
+            eps[1].stats().start();
+        }
+        // 10 ms × 1 beats 5 ms × 4.
+        assert_eq!(pick_n(&lt, &eps, 10, |_| true), [0; 10]);
+    }
+}

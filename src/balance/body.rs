@@ -1,0 +1,134 @@
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Buf;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+
+use super::endpoint::Stats;
+use super::set::Observer;
+
+/// Counts one request in flight on a backend until dropped.
+pub(crate) struct InFlight {
+    stats: Arc<Stats>,
+    observer: Option<Arc<dyn Observer>>,
+    notify_load: bool,
+}
+
+impl InFlight {
+    pub(crate) fn start(
+        stats: Arc<Stats>,
+        observer: Option<Arc<dyn Observer>>,
+        notify_load: bool,
+    ) -> Self {
+        stats.start();
+        let this = Self {
+            stats,
+            observer,
+            notify_load,
+        };
+        this.notify();
+        this
+    }
+
+    fn notify(&self) {
+        if let (true, Some(observer)) = (self.notify_load, &self.observer) {
+            observer.load_changed(&self.stats);
+        }
+    }
+
+    pub(crate) fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub(crate) fn observer(&self) -> Option<&Arc<dyn Observer>> {
+        self.observer.as_ref()
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.stats.finish();
+        self.notify();
+    }
+}
+
+pin_project! {
+    /// A backend's response body; the request stops counting as in flight when it ends.
+    ///
+    /// It ends at its last frame, at an error, or when dropped, whichever comes first.
+    pub struct TrackedBody<B> {
+        #[pin]
+        inner: B,
+        in_flight: Option<InFlight>,
+    }
+}
+
+impl<B> TrackedBody<B> {
+    pub(crate) fn new(inner: B, in_flight: InFlight) -> Self {
+        Self {
+            inner,
+            in_flight: Some(in_flight),
+        }
+    }
+
+    /// The backend's body.
+    pub fn get_ref(&self) -> &B {
+        &self.inner
+    }
+
+    /// Returns the backend's body; the request stops counting as in flight.
+    pub fn into_inner(self) -> B {
+        self.inner
+    }
+}
+
+impl<B: Body> Body for TrackedBody<B>
+where
+    B::Data: Buf,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    #[inline]
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let mut inner = this.inner;
+        let polled = inner.as_mut().poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => {
+                this.in_flight.take();
+            }
+            Poll::Ready(Some(Ok(_))) => {
+                if inner.is_end_stream() {
+                    this.in_flight.take();
+                }
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    #[inline]
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    #[inline]
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B: std::fmt::Debug> std::fmt::Debug for TrackedBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrackedBody")
+            .field("inner", &self.inner)
+            .field("in_flight", &self.in_flight.is_some())
+            .finish()
+    }
+}

@@ -1,0 +1,91 @@
+//! The balancer's response future.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+
+use super::body::{InFlight, TrackedBody};
+use crate::{BoxError, NoAvailableBackend};
+
+pin_project! {
+    /// Response future of [`Balance`](super::Balance).
+    pub struct ResponseFuture<F> {
+        #[pin]
+        state: State<F>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        NoBackend,
+        Called {
+            #[pin]
+            inner: F,
+            in_flight: Option<InFlight>,
+            sent: Option<Instant>,
+        },
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(crate) const fn no_backend() -> Self {
+        Self {
+            state: State::NoBackend,
+        }
+    }
+
+    pub(crate) fn called(inner: F, in_flight: InFlight, sent: Option<Instant>) -> Self {
+        Self {
+            state: State::Called {
+                inner,
+                in_flight: Some(in_flight),
+                sent,
+            },
+        }
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<http::Response<B>, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<http::Response<TrackedBody<B>>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::NoBackend => Poll::Ready(Err(NoAvailableBackend::new().into())),
+            StateProj::Called {
+                inner,
+                in_flight,
+                sent,
+            } => {
+                let result = ready!(inner.poll(cx));
+                let in_flight = in_flight.take().expect("polled after completion");
+                match result {
+                    Ok(response) => {
+                        in_flight.stats().record_served();
+                        if let (Some(sent), Some(observer)) = (sent, in_flight.observer()) {
+                            observer.latency(in_flight.stats(), sent.elapsed());
+                        }
+                        Poll::Ready(Ok(response.map(|body| TrackedBody::new(body, in_flight))))
+                    }
+                    Err(error) => {
+                        in_flight.stats().record_failure();
+                        Poll::Ready(Err(error.into()))
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<F> std::fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,186 @@
+use std::fmt;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use tokio::time::Instant;
+use tower::Service;
+use tower::discover::Discover;
+
+use super::body::{InFlight, TrackedBody};
+use super::endpoint::Endpoint;
+use super::future::ResponseFuture;
+use super::set::{self, Observer, Shared};
+use crate::algo::{AlgoPick, Pick};
+use crate::client_ip::ClientIp;
+use crate::weight::Weight;
+use crate::{Algo, BoxError};
+
+/// Balances requests over the backends of `D`, picked by `P`. See the [module docs](super).
+pub struct Balance<D, P>
+where
+    D: Discover,
+    P: Pick<D::Key>,
+{
+    shared: Arc<Shared<D::Key, D::Service, P>>,
+}
+
+/// A [`Balance`] whose algorithm is chosen at run time from an [`Algo`].
+pub type LoadBalance<D> = Balance<D, AlgoPick>;
+
+impl<D, P> Balance<D, P>
+where
+    D: Discover + Send + 'static,
+    D::Key: Hash + Eq + Clone + Weight + Send + Sync + 'static,
+    D::Service: Clone + Send + Sync + 'static,
+    D::Error: Into<BoxError>,
+    P: Pick<D::Key>,
+{
+    /// Balances over `discover` with `picker`.
+    ///
+    /// Changes `discover` has ready now are applied before this returns; a task spawned on the
+    /// current tokio runtime follows the rest until every clone of the balancer is dropped.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime, unless `discover` has already ended.
+    pub fn with_picker(discover: D, picker: P) -> Self {
+        Self {
+            shared: set::spawn(discover, picker),
+        }
+    }
+}
+
+impl<D> LoadBalance<D>
+where
+    D: Discover + Send + 'static,
+    D::Key: Hash + Eq + Clone + Weight + Send + Sync + 'static,
+    D::Service: Clone + Send + Sync + 'static,
+    D::Error: Into<BoxError>,
+{
+    /// Balances over `discover` with `algo`; clients are identified by their TCP peer address.
+    ///
+    /// See [`with_picker`](Balance::with_picker) for when discovery changes apply.
+    pub fn new(discover: D, algo: Algo) -> Self {
+        Self::with_picker(discover, AlgoPick::new(algo, ClientIp::peer()))
+    }
+}
+
+impl<D, P> Balance<D, P>
+where
+    D: Discover,
+    P: Pick<D::Key>,
+{
+    /// The picker.
+    pub fn picker(&self) -> &P {
+        &self.shared.picker
+    }
+
+    /// The backends in the current set, in pick order.
+    pub fn endpoints(&self) -> Vec<Arc<Endpoint<D::Key>>> {
+        self.shared.set.load().endpoints.clone()
+    }
+
+    /// Backends that have left the set but still finish requests in flight.
+    pub fn retired(&self) -> Vec<Arc<Endpoint<D::Key>>> {
+        let set = self.shared.set.load();
+        set.retired
+            .iter()
+            .filter(|e| e.in_flight() > 0)
+            .cloned()
+            .collect()
+    }
+
+    /// The number of backends in the current set, ready or not.
+    pub fn len(&self) -> usize {
+        self.shared.set.load().endpoints.len()
+    }
+
+    /// Whether the current set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<D, P, B, RB> Service<http::Request<B>> for Balance<D, P>
+where
+    D: Discover,
+    D::Key: Send + Sync + 'static,
+    D::Service:
+        Service<http::Request<B>, Response = http::Response<RB>> + Clone + Send + Sync + 'static,
+    <D::Service as Service<http::Request<B>>>::Error: Into<BoxError>,
+    P: Pick<D::Key>,
+{
+    type Response = http::Response<TrackedBody<RB>>;
+    type Error = BoxError;
+    type Future = ResponseFuture<<D::Service as Service<http::Request<B>>>::Future>;
+
+    /// Always ready: the backend is chosen in `call`, among those ready then.
+    #[inline]
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let shared = &self.shared;
+        let set = shared.set.load();
+        // Readiness is asked, not awaited: a backend that is not ready now is skipped.
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut chosen = None;
+        let picked = shared
+            .picker
+            .pick(&set.table, &set.endpoints, &req, &mut |i| {
+                let mut service = set.services[i].clone();
+                match service.poll_ready(&mut cx) {
+                    Poll::Ready(Ok(())) => {
+                        chosen = Some(service);
+                        true
+                    }
+                    Poll::Ready(Err(error)) => {
+                        let error: BoxError = error.into();
+                        tracing::debug!(slot = i, %error, "backend not ready");
+                        false
+                    }
+                    Poll::Pending => false,
+                }
+            });
+        let (Some(slot), Some(mut service)) = (picked, chosen) else {
+            return ResponseFuture::no_backend();
+        };
+        let notify_load = shared.picker.observes_load();
+        let tracks_latency = shared.picker.tracks_latency();
+        let observer =
+            (notify_load || tracks_latency).then(|| Arc::clone(shared) as Arc<dyn Observer>);
+        let stats = Arc::clone(set.endpoints[slot].stats_arc());
+        drop(set);
+        let in_flight = InFlight::start(stats, observer, notify_load);
+        let sent = tracks_latency.then(Instant::now);
+        ResponseFuture::called(service.call(req), in_flight, sent)
+    }
+}
+
+impl<D, P> Clone for Balance<D, P>
+where
+    D: Discover,
+    P: Pick<D::Key>,
+{
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<D, P> fmt::Debug for Balance<D, P>
+where
+    D: Discover,
+    D::Key: fmt::Debug,
+    P: Pick<D::Key> + fmt::Debug,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Balance")
+            .field("picker", &self.shared.picker)
+            .field("endpoints", &self.shared.set.load().endpoints)
+            .finish()
+    }
+}

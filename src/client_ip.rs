@@ -1,0 +1,134 @@
+//! Which client a request comes from, for source-IP hashing and sticky sessions.
+//!
+//! The client is the TCP peer of the connection, read from the request extensions: our
+//! [`PeerAddr`] (the standalone server inserts it) or axum's `ConnectInfo<SocketAddr>`.
+//! `X-Forwarded-For` is believed only when the peer is one of the operator's trusted proxies
+//! ([`ClientIp::trusting`]); then the client is the right-most address in it that is not itself
+//! a trusted proxy. By default the header is ignored: otherwise any client could write one and
+//! choose its backend.
+
+use std::net::{IpAddr, SocketAddr};
+
+use http::{HeaderMap, Request, header::HeaderName};
+use ipnet::IpNet;
+
+/// The connection's remote address, as a request extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PeerAddr(pub SocketAddr);
+
+/// How to find the client's IP address. See the [module docs](self).
+#[derive(Debug, Clone, Default)]
+pub struct ClientIp {
+    trusted: Vec<IpNet>,
+}
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+impl ClientIp {
+    /// The TCP peer only; `X-Forwarded-For` is ignored.
+    pub const fn peer() -> Self {
+        Self {
+            trusted: Vec::new(),
+        }
+    }
+
+    /// Believes `X-Forwarded-For` from peers in these networks (e.g. your CDN or ingress).
+    pub fn trusting(trusted: impl IntoIterator<Item = IpNet>) -> Self {
+        Self {
+            trusted: trusted.into_iter().collect(),
+        }
+    }
+
+    /// The networks whose `X-Forwarded-For` is believed.
+    pub fn trusted(&self) -> &[IpNet] {
+        &self.trusted
+    }
+
+    fn is_trusted(&self, ip: IpAddr) -> bool {
+        self.trusted.iter().any(|net| net.contains(&ip))
+    }
+
+    /// The peer address carried in the request's extensions.
+    pub fn peer_of<B>(req: &Request<B>) -> Option<SocketAddr> {
+        let ext = req.extensions();
+        ext.get::<PeerAddr>().map(|p| p.0).or_else(|| {
+            ext.get::<axum::extract::ConnectInfo<SocketAddr>>()
+                .map(|c| c.0)
+        })
+    }
+
+    /// The client's IP address for `req`, or `None` if the request carries no peer address.
+    pub fn of<B>(&self, req: &Request<B>) -> Option<IpAddr> {
+        let peer = Self::peer_of(req)?.ip();
+        Some(self.resolve(peer, req.headers()))
+    }
+
+    /// The client's IP given the peer and the headers.
+    pub fn resolve(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        if self.trusted.is_empty() || !self.is_trusted(peer) {
+            return peer;
+        }
+        // Right to left: every hop we trust appended the address it saw.
+        let hops = headers
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect::<Vec<_>>();
+        for hop in hops.into_iter().rev() {
+            match hop.parse::<IpAddr>() {
+                Ok(ip) if self.is_trusted(ip) => continue,
+                Ok(ip) => return ip,
+                // A malformed entry: nothing left of it can be believed.
+                Err(_) => break,
+            }
+        }
+        peer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(peer: &str, xff: &[&str]) -> Request<()> {
+        let mut b = Request::builder();
+        for v in xff {
+            b = b.header("x-forwarded-for", *v);
+        }
+        let mut r = b.body(()).unwrap();
+        r.extensions_mut().insert(PeerAddr(peer.parse().unwrap()));
+        r
+    }
+
+    #[test]
+    fn forwarded_for_is_ignored_by_default() {
+        let r = req("10.0.0.9:5000", &["1.2.3.4"]);
+        assert_eq!(ClientIp::peer().of(&r), Some("10.0.0.9".parse().unwrap()));
+    }
+
+    #[test]
+    fn trusted_proxy_chain_is_walked_from_the_right() {
+        let ci = ClientIp::trusting(["10.0.0.0/8".parse().unwrap()]);
+        let r = req("10.0.0.9:5000", &["6.6.6.6, 1.2.3.4", "10.1.1.1"]);
+        assert_eq!(ci.of(&r), Some("1.2.3.4".parse().unwrap()));
+        // An untrusted peer's header is not believed.
+        let r = req("8.8.8.8:5000", &["1.2.3.4"]);
+        assert_eq!(ci.of(&r), Some("8.8.8.8".parse().unwrap()));
+        // Garbage stops the walk.
+        let r = req("10.0.0.9:5000", &["1.2.3.4, junk"]);
+        assert_eq!(ci.of(&r), Some("10.0.0.9".parse().unwrap()));
+    }
+
+    #[test]
+    fn axum_connect_info_is_read() {
+        let mut r = Request::new(());
+        r.extensions_mut()
+            .insert(axum::extract::ConnectInfo::<SocketAddr>(
+                "127.0.0.5:1".parse().unwrap(),
+            ));
+        assert_eq!(ClientIp::peer().of(&r), Some("127.0.0.5".parse().unwrap()));
+        assert_eq!(ClientIp::peer().of(&Request::new(())), None);
+    }
+}
