@@ -41,11 +41,15 @@
 //!
 //! [tower]: https://docs.rs/tower
 
+pub mod admin;
 pub mod algo;
 pub mod balance;
 pub mod client_ip;
 mod error;
+pub mod health;
+pub mod proxy;
 pub mod registry;
+pub mod server;
 mod weight;
 
 pub use self::algo::Algo;
