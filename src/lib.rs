@@ -47,6 +47,7 @@ pub mod balance;
 pub mod client_ip;
 mod error;
 pub mod health;
+pub mod jsend;
 pub mod proxy;
 pub mod registry;
 pub mod server;
