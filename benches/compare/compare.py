@@ -1,0 +1,234 @@
+#!/usr/bin/env python3
+"""Side-by-side throughput of tower-lb, HAProxy and nginx on this machine.
+
+Starts three nginx backends on 127.0.0.1:19081-19083 and, over the same backends, nginx
+(19090) and HAProxy (19091) as round-robin balancers with upstream keep-alive, and tower-lb's
+standalone balancer (19092, `target/release/examples/lb`). For each thread count it runs wrk
+against every target in turn for several rounds and prints the median requests/s and p99
+latency of each, and the ratios tower-lb/HAProxy, tower-lb/nginx and tower-lb/direct measured
+pair by pair in the same round. Then one round at --high-conns connections counts errors.
+
+    python3 benches/compare/compare.py                 # installs what is missing, builds, runs
+    python3 benches/compare/compare.py --threads 1 --rounds 5 --secs 5
+
+Everything listens on 127.0.0.1 only. The machine is shared and noisy: compare ratios from one
+run, not absolute numbers across runs.
+"""
+import argparse
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BACKENDS = [19081, 19082, 19083]
+PORTS = {"direct": BACKENDS[0], "nginx": 19090, "haproxy": 19091, "tower-lb": 19092}
+
+
+def ensure_tools():
+    missing = [t for t in ("nginx", "haproxy", "wrk") if shutil.which(t) is None]
+    if not missing:
+        return
+    print(f"installing {' '.join(missing)} from the OS packages", flush=True)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True, env=env)
+
+
+def nginx_backends(d):
+    servers = "\n".join(
+        f'  server {{ listen 127.0.0.1:{p} backlog=4096; '
+        f'location / {{ return 200 "Hello from backend {i}\\n"; }} }}'
+        for i, p in enumerate(BACKENDS, 1)
+    )
+    return f"""worker_processes 1; daemon off; pid {d}/be.pid; error_log {d}/be.err warn;
+events {{ worker_connections 16384; }}
+http {{ access_log off; keepalive_requests 1000000;
+{servers}
+}}"""
+
+
+def nginx_lb(d, threads):
+    ups = " ".join(f"server 127.0.0.1:{p};" for p in BACKENDS)
+    return f"""worker_processes {threads}; daemon off; pid {d}/lb.pid; error_log {d}/lb.err warn;
+worker_rlimit_nofile 65536;
+events {{ worker_connections 16384; }}
+http {{ access_log off; keepalive_requests 1000000;
+  upstream be {{ {ups} keepalive 128; }}
+  server {{ listen 127.0.0.1:{PORTS['nginx']} backlog=4096;
+    location / {{ proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}
+}}"""
+
+
+def haproxy_lb(threads):
+    srv = "\n".join(f"  server b{i} 127.0.0.1:{p}" for i, p in enumerate(BACKENDS, 1))
+    return f"""global
+  nbthread {threads}
+  maxconn 20000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  option http-keep-alive
+frontend fe
+  bind 127.0.0.1:{PORTS['haproxy']}
+  default_backend be
+backend be
+  balance roundrobin
+  http-reuse always
+{srv}
+"""
+
+
+def tower_lb_cmd(binary, threads):
+    backends = " ".join(f"--backend http://127.0.0.1:{p}" for p in BACKENDS)
+    return f"{binary} --bind 127.0.0.1 --port {PORTS['tower-lb']} --workers {threads} {backends}"
+
+
+def wait_http(port, timeout=60):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1) as r:
+                if r.status == 200:
+                    return True
+        except Exception:
+            time.sleep(0.2)
+    return False
+
+
+def wrk(port, conns, secs):
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{conns}", f"-d{secs}s", "--latency", f"http://127.0.0.1:{port}/"],
+        capture_output=True, text=True, timeout=secs + 60,
+    ).stdout
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if not m:
+        raise RuntimeError(f"wrk printed no rate:\n{out}")
+    rps = float(m.group(1))
+    m = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
+    p99 = float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)] if m else float("nan")
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, sock.groups())) if sock else 0)
+    return rps, p99, errors
+
+
+class Procs:
+    def __init__(self, d):
+        self.d, self.procs = d, []
+
+    def start(self, cmd):
+        log = open(os.path.join(self.d, "out.log"), "a")
+        p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append(p)
+        return p
+
+    def stop(self, only=None):
+        for p in list(self.procs if only is None else only):
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+            self.procs.remove(p)
+
+
+def run_threads(procs, d, binary, threads, a):
+    open(f"{d}/lb.conf", "w").write(nginx_lb(d, threads))
+    open(f"{d}/lb.cfg", "w").write(haproxy_lb(threads))
+    lbs = [
+        procs.start(["nginx", "-c", f"{d}/lb.conf", "-p", d]),
+        procs.start(["haproxy", "-f", f"{d}/lb.cfg"]),
+        procs.start(["bash", "-c", "exec " + tower_lb_cmd(binary, threads)]),
+    ]
+    try:
+        for name, port in PORTS.items():
+            if not wait_http(port):
+                raise RuntimeError(f"{name} on port {port} never answered 200; see {d}/out.log")
+        names = list(PORTS)
+        res = {n: [] for n in names}
+        for r in range(a.rounds):
+            # Rotate the order each round so no target always runs first or last.
+            order = names[r % len(names):] + names[:r % len(names)]
+            for n in order:
+                res[n].append(wrk(PORTS[n], a.conns, a.secs))
+        print(f"\n## {threads} thread(s): wrk -t1 -c{a.conns} -d{a.secs}s, {a.rounds} rounds, median")
+        print(f"| target | rps | p99 ms | errors |\n|---|---:|---:|---:|")
+        med = {}
+        for n in names:
+            rps = statistics.median(x[0] for x in res[n])
+            p99 = statistics.median(x[1] for x in res[n])
+            med[n] = (rps, p99)
+            print(f"| {n} | {rps:.0f} | {p99:.2f} | {sum(x[2] for x in res[n])} |")
+        for other in ("haproxy", "nginx", "direct"):
+            per = [res["tower-lb"][i][0] / res[other][i][0] for i in range(a.rounds)]
+            print(f"ratio tower-lb/{other} rps: median {statistics.median(per):.2f} "
+                  f"(rounds {', '.join(f'{x:.2f}' for x in per)})")
+        print(f"ratio tower-lb/haproxy p99: {med['tower-lb'][1] / med['haproxy'][1]:.2f}")
+        if a.high_conns:
+            print(f"\n{a.high_conns} connections, {a.secs}s each:")
+            for n in ("haproxy", "nginx", "tower-lb"):
+                rps, p99, errors = wrk(PORTS[n], a.high_conns, a.secs)
+                print(f"  {n}: rps {rps:.0f}, p99 {p99:.2f} ms, errors {errors}")
+        sys.stdout.flush()
+    finally:
+        procs.stop(lbs)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+                    help="worker threads for every balancer, one run each (default: 1 2)")
+    ap.add_argument("--conns", type=int, default=64, help="wrk connections (default 64)")
+    ap.add_argument("--high-conns", type=int, default=1000,
+                    help="connections for the error check round; 0 skips it (default 1000)")
+    ap.add_argument("--secs", type=int, default=5, help="seconds per wrk run (default 5)")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds per thread count (default 3)")
+    ap.add_argument("--no-build", action="store_true", help="use the existing release binary")
+    a = ap.parse_args()
+
+    ensure_tools()
+    binary = os.path.join(ROOT, "target", "release", "examples", "lb")
+    if not a.no_build:
+        subprocess.run(["cargo", "build", "--release", "--example", "lb"], cwd=ROOT, check=True)
+    subprocess.run(["bash", "-c", "ulimit -n 65536"], check=False)
+    try:
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(65536, hard), hard))
+    except (ValueError, OSError):
+        pass
+
+    d = tempfile.mkdtemp(prefix="tower-lb-compare-")
+    procs = Procs(d)
+    try:
+        open(f"{d}/be.conf", "w").write(nginx_backends(d))
+        procs.start(["nginx", "-c", f"{d}/be.conf", "-p", d])
+        for p in BACKENDS:
+            if not wait_http(p):
+                print(f"backend {p} never answered; see {d}/out.log")
+                return 2
+        cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+        print(f"# tower-lb vs HAProxy vs nginx — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+        print(f"machine: {os.cpu_count()} cores, {cpu}")
+        for t in a.threads:
+            run_threads(procs, d, binary, t, a)
+        return 0
+    finally:
+        procs.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
