@@ -203,7 +203,6 @@ def main():
     binary = os.path.join(ROOT, "target", "release", "examples", "lb")
     if not a.no_build:
         subprocess.run(["cargo", "build", "--release", "--example", "lb"], cwd=ROOT, check=True)
-    subprocess.run(["bash", "-c", "ulimit -n 65536"], check=False)
     try:
         import resource
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
