@@ -22,7 +22,7 @@ where
     D: Discover,
     P: Pick<D::Key>,
 {
-    shared: Arc<Shared<D::Key, D::Service, P>>,
+    pub(super) shared: Arc<Shared<D::Key, D::Service, P>>,
 }
 
 /// A [`Balance`] whose algorithm is chosen at run time from an [`Algo`].
