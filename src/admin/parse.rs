@@ -1,0 +1,481 @@
+//! Parsing and validation of a registration, without I/O.
+
+use std::fmt;
+use std::str::FromStr;
+
+use http::{StatusCode, Uri};
+use serde_json::{Map, Value};
+
+/// The weight of a backend registered without one.
+pub const DEFAULT_WEIGHT: u32 = 1;
+
+/// The largest weight a backend can be registered with.
+pub const MAX_WEIGHT: u32 = 1000;
+
+/// The largest `/register` body accepted, in bytes (64 KiB).
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// A backend to register: a normalised address and a weight in `1..=`[`MAX_WEIGHT`].
+///
+/// Built by [`parse_registration`] from a `/register` body, or parsed from `URL[=WEIGHT]`
+/// (the command-line form) with [`FromStr`]. Displays as `URL` (without the weight), the
+/// normalised address as the API reports it.
+///
+/// ```
+/// use tower_lb::admin::BackendSpec;
+///
+/// let spec: BackendSpec = "HTTP://Example.COM:80/=5".parse().unwrap();
+/// assert_eq!(spec.to_string(), "http://example.com");
+/// assert_eq!(spec.weight(), 5);
+/// assert!("127.0.0.1:1080".parse::<BackendSpec>().is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendSpec {
+    address: Uri,
+    weight: u32,
+}
+
+impl BackendSpec {
+    /// A backend at `address` (validated and normalised by [`parse_address`]) with `weight`.
+    pub fn new(address: &str, weight: u32) -> Result<Self, RegisterError> {
+        Ok(Self {
+            address: parse_address(address)?,
+            weight: check_weight(i128::from(weight))?,
+        })
+    }
+
+    /// The normalised address.
+    pub fn address(&self) -> &Uri {
+        &self.address
+    }
+
+    /// The weight.
+    pub fn weight(&self) -> u32 {
+        self.weight
+    }
+
+    /// Returns the address and the weight.
+    pub fn into_parts(self) -> (Uri, u32) {
+        (self.address, self.weight)
+    }
+}
+
+impl fmt::Display for BackendSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(&address_string(&self.address))
+    }
+}
+
+impl FromStr for BackendSpec {
+    type Err = RegisterError;
+
+    /// Parses `URL` or `URL=WEIGHT`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        // A backend address has no query, so the last `=` can only start a weight.
+        let Some((address, weight)) = s.rsplit_once('=') else {
+            return Self::new(s, DEFAULT_WEIGHT);
+        };
+        let weight = weight
+            .parse::<i128>()
+            .map_err(|_| RegisterError::WrongType {
+                field: "weight",
+                expected: "an integer",
+            })
+            .and_then(check_weight)?;
+        Self::new(address, weight)
+    }
+}
+
+/// Why a registration was refused. See [`status`](RegisterError::status) for the HTTP status
+/// each kind maps to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RegisterError {
+    /// The body is empty.
+    Empty,
+    /// The body is not valid JSON.
+    Malformed(String),
+    /// The body is JSON but not an object.
+    NotAnObject,
+    /// The object has a field other than `address` and `weight`.
+    UnknownField(String),
+    /// The object has no `address`.
+    MissingAddress,
+    /// A field has the wrong JSON type.
+    WrongType {
+        /// The field.
+        field: &'static str,
+        /// What it should have been.
+        expected: &'static str,
+    },
+    /// The address is not an absolute `http://` or `https://` URL with a host.
+    BadAddress {
+        /// The address as given.
+        address: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The weight is not in `1..=`[`MAX_WEIGHT`].
+    WeightOutOfRange(i128),
+}
+
+impl RegisterError {
+    /// The HTTP status for this error: `403 Forbidden` for an unknown field, `400 Bad Request`
+    /// for everything else.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::UnknownField(_) => StatusCode::FORBIDDEN,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+impl fmt::Display for RegisterError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Empty => {
+                f.pad(r#"empty body: expected {"address": "http://host:port", "weight": 1}"#)
+            }
+            Self::Malformed(error) => write!(f, "malformed JSON: {error}"),
+            Self::NotAnObject => f.pad("the body must be a JSON object"),
+            Self::UnknownField(name) => {
+                write!(
+                    f,
+                    "unknown field {name:?}: only \"address\" and \"weight\" are allowed"
+                )
+            }
+            Self::MissingAddress => f.pad("missing field \"address\""),
+            Self::WrongType { field, expected } => write!(f, "{field:?} must be {expected}"),
+            Self::BadAddress { address, reason } => {
+                write!(f, "invalid address {address:?}: {reason}")
+            }
+            Self::WeightOutOfRange(weight) => {
+                write!(
+                    f,
+                    "\"weight\" must be between 1 and {MAX_WEIGHT}, got {weight}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for RegisterError {}
+
+/// Parses and validates a `/register` body: `{"address": "http://host:port", "weight": 5}`.
+///
+/// `weight` is optional ([`DEFAULT_WEIGHT`]) and must be an integer in `1..=`[`MAX_WEIGHT`];
+/// `address` must pass [`parse_address`]. Any other field is an
+/// [`UnknownField`](RegisterError::UnknownField). Pure and total: it never panics, whatever
+/// the bytes.
+///
+/// ```
+/// use tower_lb::admin::{parse_registration, RegisterError};
+///
+/// let spec = parse_registration(br#"{"address": "http://127.0.0.1:1080/", "weight": 5}"#).unwrap();
+/// assert_eq!(spec.to_string(), "http://127.0.0.1:1080");
+/// assert_eq!(spec.weight(), 5);
+///
+/// let err = parse_registration(br#"{"address": "http://127.0.0.1:1080", "port": 1}"#);
+/// assert_eq!(err, Err(RegisterError::UnknownField("port".into())));
+/// ```
+pub fn parse_registration(body: &[u8]) -> Result<BackendSpec, RegisterError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(RegisterError::Empty);
+    }
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| RegisterError::Malformed(e.to_string()))?;
+    let Value::Object(mut fields) = value else {
+        return Err(RegisterError::NotAnObject);
+    };
+    if let Some(name) = fields
+        .keys()
+        .find(|k| !matches!(k.as_str(), "address" | "weight"))
+    {
+        return Err(RegisterError::UnknownField(name.clone()));
+    }
+    let address = match fields.remove("address") {
+        None => return Err(RegisterError::MissingAddress),
+        Some(Value::String(address)) => parse_address(&address)?,
+        Some(_) => {
+            return Err(RegisterError::WrongType {
+                field: "address",
+                expected: "a string",
+            });
+        }
+    };
+    let weight = weight_field(&fields)?;
+    Ok(BackendSpec { address, weight })
+}
+
+fn weight_field(fields: &Map<String, Value>) -> Result<u32, RegisterError> {
+    let wrong_type = RegisterError::WrongType {
+        field: "weight",
+        expected: "an integer",
+    };
+    match fields.get("weight") {
+        None => Ok(DEFAULT_WEIGHT),
+        Some(Value::Number(n)) => {
+            let n = n
+                .as_i64()
+                .map(i128::from)
+                .or_else(|| n.as_u64().map(i128::from))
+                .ok_or(wrong_type)?;
+            check_weight(n)
+        }
+        Some(_) => Err(wrong_type),
+    }
+}
+
+fn check_weight(weight: i128) -> Result<u32, RegisterError> {
+    match u32::try_from(weight) {
+        Ok(w) if (1..=MAX_WEIGHT).contains(&w) => Ok(w),
+        _ => Err(RegisterError::WeightOutOfRange(weight)),
+    }
+}
+
+/// Validates and normalises a backend address.
+///
+/// The address must be an absolute `http://` or `https://` URL with a host, an optional port
+/// (`1..=65535`) and an optional path prefix; user info, a query or a fragment are refused.
+/// The normal form has a lower-case scheme and host, no default port (`:80` for http, `:443`
+/// for https) and no trailing `/`, so `http://x:1`, `http://x:1/` and `HTTP://X:1` name one
+/// backend.
+///
+/// ```
+/// use tower_lb::admin::parse_address;
+///
+/// assert_eq!(parse_address("http://127.0.0.1:1080/").unwrap(), parse_address("http://127.0.0.1:1080").unwrap());
+/// assert!(parse_address("ftp://x").is_err());
+/// assert!(parse_address("http://").is_err());
+/// ```
+pub fn parse_address(address: &str) -> Result<Uri, RegisterError> {
+    let bad = |reason| RegisterError::BadAddress {
+        address: address.to_owned(),
+        reason,
+    };
+    const ABSOLUTE: &str = "expected an absolute http:// or https:// URL with a host";
+    if address.contains('#') {
+        return Err(bad("a fragment is not allowed"));
+    }
+    let uri: Uri = address.parse().map_err(|_| bad(ABSOLUTE))?;
+    let scheme = match uri.scheme_str() {
+        None => return Err(bad(ABSOLUTE)),
+        Some(s) if s.eq_ignore_ascii_case("http") => "http",
+        Some(s) if s.eq_ignore_ascii_case("https") => "https",
+        Some(_) => return Err(bad("the scheme must be http or https")),
+    };
+    let authority = uri.authority().ok_or_else(|| bad(ABSOLUTE))?;
+    if authority.as_str().contains('@') {
+        return Err(bad("user info is not allowed"));
+    }
+    let host = authority.host();
+    if host.is_empty() {
+        return Err(bad(ABSOLUTE));
+    }
+    // `Authority::port_u16` is `None` both for no port and for an unparsable one.
+    let has_port = authority.as_str().len() > host.len();
+    let port = match (has_port, authority.port_u16()) {
+        (false, _) => None,
+        (true, Some(0) | None) => return Err(bad("the port must be between 1 and 65535")),
+        (true, Some(p)) => Some(p),
+    };
+    if uri.query().is_some() {
+        return Err(bad("a query is not allowed"));
+    }
+    let default_port = if scheme == "http" { 80 } else { 443 };
+    let mut normal = format!("{scheme}://{}", host.to_ascii_lowercase());
+    if let Some(port) = port.filter(|&p| p != default_port) {
+        normal.push(':');
+        normal.push_str(&port.to_string());
+    }
+    normal.push_str(uri.path().trim_end_matches('/'));
+    normal.parse().map_err(|_| bad(ABSOLUTE))
+}
+
+/// The address as the API reports it: the URI without the `/` that an empty path displays as.
+pub(crate) fn address_string(uri: &Uri) -> String {
+    let mut s = uri.to_string();
+    if uri.path() == "/" && s.ends_with('/') {
+        s.pop();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: &str) -> Result<(String, u32), RegisterError> {
+        parse_registration(body.as_bytes()).map(|s| (s.to_string(), s.weight()))
+    }
+
+    #[test]
+    fn valid_body_with_and_without_weight() {
+        assert_eq!(
+            parse(r#"{"address": "http://127.0.0.1:1080", "weight": 5}"#),
+            Ok(("http://127.0.0.1:1080".into(), 5))
+        );
+        assert_eq!(
+            parse(r#"{"address": "https://backend.example/"}"#),
+            Ok(("https://backend.example".into(), 1))
+        );
+        assert_eq!(
+            parse(r#"{"weight": 1000, "address": "http://[::1]:8080/api/"}"#),
+            Ok(("http://[::1]:8080/api".into(), 1000))
+        );
+    }
+
+    #[test]
+    fn empty_and_malformed_bodies_are_bad_requests() {
+        for body in ["", "  \n", "{", "{\"address\": }", "nul", "\u{0}"] {
+            let err = parse(body).unwrap_err();
+            assert_eq!(err.status(), StatusCode::BAD_REQUEST, "{body:?}: {err}");
+        }
+        assert_eq!(parse(""), Err(RegisterError::Empty));
+        assert!(matches!(parse("{"), Err(RegisterError::Malformed(_))));
+        for body in ["[]", "\"http://x\"", "5", "null"] {
+            assert_eq!(parse(body), Err(RegisterError::NotAnObject), "{body}");
+        }
+    }
+
+    #[test]
+    fn wrong_types_are_bad_requests() {
+        for body in [
+            r#"{"address": 5}"#,
+            r#"{"address": null}"#,
+            r#"{"address": ["http://x"]}"#,
+            r#"{"address": "http://x", "weight": "5"}"#,
+            r#"{"address": "http://x", "weight": 1.5}"#,
+            r#"{"address": "http://x", "weight": null}"#,
+            r#"{"address": "http://x", "weight": true}"#,
+        ] {
+            let err = parse(body).unwrap_err();
+            assert!(
+                matches!(err, RegisterError::WrongType { .. }),
+                "{body}: {err:?}"
+            );
+            assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+        }
+        assert_eq!(parse("{}"), Err(RegisterError::MissingAddress));
+        assert_eq!(
+            parse(r#"{"weight": 2}"#),
+            Err(RegisterError::MissingAddress)
+        );
+    }
+
+    #[test]
+    fn weight_must_be_in_range() {
+        for (weight, ok) in [
+            ("0", false),
+            ("1", true),
+            ("1000", true),
+            ("1001", false),
+            ("-1", false),
+            ("18446744073709551615", false),
+        ] {
+            let res = parse(&format!(r#"{{"address": "http://x", "weight": {weight}}}"#));
+            assert_eq!(res.is_ok(), ok, "{weight}: {res:?}");
+            if !ok {
+                let err = res.unwrap_err();
+                assert!(matches!(err, RegisterError::WeightOutOfRange(_)));
+                assert!(err.to_string().contains("between 1 and 1000"), "{err}");
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_forbidden_and_named() {
+        let err = parse(r#"{"address": "http://x", "wieght": 2}"#).unwrap_err();
+        assert_eq!(err, RegisterError::UnknownField("wieght".into()));
+        assert_eq!(err.status(), StatusCode::FORBIDDEN);
+        assert!(err.to_string().contains("\"wieght\""), "{err}");
+        // Even when the rest of the body is wrong too.
+        let err = parse(r#"{"extra": 1}"#).unwrap_err();
+        assert_eq!(err.status(), StatusCode::FORBIDDEN);
+    }
+
+    #[test]
+    fn bad_addresses_are_refused_with_a_reason() {
+        for address in [
+            "ftp://x",
+            "127.0.0.1:1080",
+            "http://",
+            "http:///x",
+            "/path",
+            "",
+            "x",
+            "http://h:0",
+            "http://h:99999",
+            "http://h:",
+            "http://user:pw@h",
+            "http://h/?q=1",
+            "http://h/#top",
+            "http:// h",
+        ] {
+            let err = parse_address(address).unwrap_err();
+            assert!(
+                matches!(&err, RegisterError::BadAddress { address: a, .. } if a == address),
+                "{address}: {err:?}"
+            );
+            assert!(err.to_string().contains("invalid address"), "{err}");
+        }
+    }
+
+    #[test]
+    fn addresses_are_normalised() {
+        let same = ["http://x:1", "http://x:1/", "HTTP://X:1//", "Http://x:1"];
+        for a in same {
+            let uri = parse_address(a).unwrap();
+            assert_eq!(uri, parse_address("http://x:1").unwrap(), "{a}");
+            assert_eq!(address_string(&uri), "http://x:1");
+        }
+        assert_eq!(
+            address_string(&parse_address("http://x:80/").unwrap()),
+            "http://x"
+        );
+        assert_eq!(
+            address_string(&parse_address("https://x:443").unwrap()),
+            "https://x"
+        );
+        assert_eq!(
+            address_string(&parse_address("https://x:80/a/b/").unwrap()),
+            "https://x:80/a/b"
+        );
+    }
+
+    #[test]
+    fn command_line_form() {
+        let spec: BackendSpec = "http://127.0.0.1:9000=7".parse().unwrap();
+        assert_eq!(
+            (spec.to_string().as_str(), spec.weight()),
+            ("http://127.0.0.1:9000", 7)
+        );
+        let spec: BackendSpec = "http://127.0.0.1:9000/".parse().unwrap();
+        assert_eq!(spec.weight(), DEFAULT_WEIGHT);
+        assert!(matches!(
+            "http://x=0".parse::<BackendSpec>(),
+            Err(RegisterError::WeightOutOfRange(0))
+        ));
+        assert!(matches!(
+            "http://x=heavy".parse::<BackendSpec>(),
+            Err(RegisterError::WrongType { .. })
+        ));
+        assert!("localhost:9000=2".parse::<BackendSpec>().is_err());
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for len in 0..2000 {
+            let body: Vec<u8> = (0..len % 64)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    b"{}[]\":,0123456789.-eE aw\\ntrul"[(seed % 30) as usize]
+                })
+                .collect();
+            let _ = parse_registration(&body);
+        }
+    }
+}
