@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Algo, LeastTime, Pick, PowerOfTwoChoices, Random, RoundRobin};
+use super::{Algo, LeastTime, Pick, PowerOfTwoChoices, Random, RoundRobin, WeightedRoundRobin};
 use crate::balance::{Endpoint, Stats};
 use crate::client_ip::ClientIp;
 
@@ -17,6 +17,7 @@ pub struct AlgoPick {
 #[derive(Debug)]
 enum Inner {
     RoundRobin(RoundRobin),
+    WeightedRoundRobin(WeightedRoundRobin),
     PowerOfTwoChoices(PowerOfTwoChoices),
     LeastTime(LeastTime),
     Random(Random),
@@ -27,6 +28,8 @@ enum Inner {
 pub enum AlgoTable {
     /// No table.
     None,
+    /// [`WeightedRoundRobin`]'s table.
+    WeightedRoundRobin(super::weighted_round_robin::WeightedRoundRobinTable),
     /// [`Random`]'s table.
     Random(super::random::RandomTable),
 }
@@ -36,11 +39,10 @@ impl AlgoPick {
     pub fn new(algo: Algo, client_ip: ClientIp) -> Self {
         let _ = client_ip;
         let inner = match algo {
-            Algo::RoundRobin
-            | Algo::WeightedRoundRobin
-            | Algo::StickyRoundRobin
-            | Algo::LeastConn
-            | Algo::SourceIpHash => Inner::RoundRobin(RoundRobin::new()),
+            Algo::WeightedRoundRobin => Inner::WeightedRoundRobin(WeightedRoundRobin::new()),
+            Algo::RoundRobin | Algo::StickyRoundRobin | Algo::LeastConn | Algo::SourceIpHash => {
+                Inner::RoundRobin(RoundRobin::new())
+            }
             Algo::PowerOfTwoChoices => Inner::PowerOfTwoChoices(PowerOfTwoChoices::new()),
             Algo::LeastTime => Inner::LeastTime(LeastTime::new()),
             Algo::Random => Inner::Random(Random::new()),
@@ -55,7 +57,7 @@ impl AlgoPick {
             Inner::PowerOfTwoChoices(p) => *p = PowerOfTwoChoices::from_seed(seed),
             Inner::LeastTime(p) => *p = LeastTime::from_rng_seed(seed),
             Inner::Random(p) => *p = Random::from_seed(seed),
-            Inner::RoundRobin(_) => {}
+            Inner::RoundRobin(_) | Inner::WeightedRoundRobin(_) => {}
         }
         self
     }
@@ -71,6 +73,9 @@ impl<K: std::hash::Hash + Eq + Clone + Send + Sync + 'static> Pick<K> for AlgoPi
 
     fn build(&self, endpoints: &[Arc<Endpoint<K>>]) -> AlgoTable {
         match &self.inner {
+            Inner::WeightedRoundRobin(p) => {
+                AlgoTable::WeightedRoundRobin(Pick::<K>::build(p, endpoints))
+            }
             Inner::Random(p) => AlgoTable::Random(Pick::<K>::build(p, endpoints)),
             _ => AlgoTable::None,
         }
@@ -89,7 +94,12 @@ impl<K: std::hash::Hash + Eq + Clone + Send + Sync + 'static> Pick<K> for AlgoPi
             (Inner::PowerOfTwoChoices(p), _) => p.pick(&(), endpoints, req, ready),
             (Inner::LeastTime(p), _) => p.pick(&(), endpoints, req, ready),
             (Inner::Random(p), AlgoTable::Random(t)) => p.pick(t, endpoints, req, ready),
-            (Inner::Random(_), _) => unreachable!("table built by another picker"),
+            (Inner::WeightedRoundRobin(p), AlgoTable::WeightedRoundRobin(t)) => {
+                p.pick(t, endpoints, req, ready)
+            }
+            (Inner::Random(_) | Inner::WeightedRoundRobin(_), _) => {
+                unreachable!("table built by another picker")
+            }
         }
     }
 

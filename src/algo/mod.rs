@@ -28,12 +28,14 @@ pub mod p2c;
 pub mod random;
 pub(crate) mod rng;
 pub mod round_robin;
+pub mod weighted_round_robin;
 
 pub use self::dynamic::{AlgoPick, AlgoTable};
 pub use self::least_time::LeastTime;
 pub use self::p2c::PowerOfTwoChoices;
 pub use self::random::Random;
 pub use self::round_robin::RoundRobin;
+pub use self::weighted_round_robin::WeightedRoundRobin;
 
 /// A balancing algorithm: picks one ready backend out of the current set.
 ///
