@@ -1,1 +1,138 @@
-//! Work in progress.
+//! Active health checks, as a layer over the discovery stream.
+//!
+//! [`HealthCheckLayer`] wraps a [`Discover`](tower::discover::Discover) stream: every backend
+//! service it inserts becomes a [`HealthCheck`], whose `poll_ready` is `Pending` while the
+//! backend fails its checks. A balancer on top — [`LoadBalance`](crate::LoadBalance) asks each
+//! candidate's readiness and skips those not ready — never picks an unhealthy backend, and
+//! fails fast with [`NoAvailableBackend`](crate::NoAvailableBackend) when all are down. When
+//! the backend passes again it is picked again, and callers waiting on its `poll_ready` are
+//! woken.
+//!
+//! Each backend gets its own probe task, started when it is inserted and stopped when it is
+//! removed: it runs a [`Probe`] at once and then every `interval`, under a `timeout`. As in
+//! HAProxy's `check inter … fall … rise …`, `fall` failed checks in a row take a backend down
+//! and `rise` passed checks in a row bring it back; backends start up (like HAProxy's servers)
+//! unless [`initially_unhealthy`](HealthCheckLayer::initially_unhealthy). Checks of different
+//! backends run concurrently, and nothing on the request path waits for one: a request costs
+//! one atomic load per candidate. Changes of status are logged with `tracing` (`backend is
+//! down` at `WARN`, `backend is up` at `INFO`).
+//!
+//! | setting | default |
+//! |---|---|
+//! | [`interval`](HealthCheckLayer::interval) | 10 s |
+//! | [`timeout`](HealthCheckLayer::timeout) | 2 s |
+//! | [`fall`](HealthCheckLayer::fall) / [`rise`](HealthCheckLayer::rise) | 1 / 1 |
+//! | [`initial`](HealthCheckLayer::initial) | [`Health::Healthy`] |
+//!
+//! Probes: [`HttpProbe`] sends `GET <backend><path>` (`/health` by default) and passes on a
+//! `2xx`; [`probe_fn`] makes one from a closure. A [`HealthMonitor`], from
+//! [`HealthCheckLayer::monitor`], lists every backend's [`HealthSnapshot`] and lets an
+//! operator check one now or set its status by hand.
+//!
+//! A re-insert of a key that is present (a weight update from a
+//! [`Registry`](crate::Registry)) keeps its health and its probe task.
+//!
+//! # Examples
+//!
+//! Under a [`LoadBalanceLayer`](crate::LoadBalanceLayer), with backend `b` failing its checks:
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use std::time::Duration;
+//! use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
+//! use tower_lb::health::{probe_fn, Health, HealthCheckLayer};
+//! use tower_lb::{Algo, LoadBalanceLayer, Registry, Weighted};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let registry = Registry::new(|name: &&'static str| {
+//!     let name = *name;
+//!     service_fn(move |_: http::Request<()>| async move {
+//!         Ok::<_, Infallible>(http::Response::new(name))
+//!     })
+//! });
+//! registry.register("a", 1);
+//! registry.register("b", 1);
+//!
+//! // A real balancer would use `HttpProbe::new("/health")` with `Uri` keys.
+//! let probe = probe_fn(|backend: &Weighted<&'static str>| {
+//!     let up = *backend.key() != "b";
+//!     async move { if up { Ok(()) } else { Err("connection refused") } }
+//! });
+//! let health = HealthCheckLayer::new(probe).interval(Duration::from_secs(1));
+//! let monitor = health.monitor();
+//!
+//! let mut lb = ServiceBuilder::new()
+//!     .layer(LoadBalanceLayer::new(Algo::RoundRobin))
+//!     .layer(health)
+//!     .service(registry.discover());
+//!
+//! // The first checks run as soon as the backends are inserted.
+//! while monitor.get(&"b").map(|s| s.status) != Some(Health::Unhealthy) {
+//!     tokio::task::yield_now().await;
+//! }
+//! for _ in 0..4 {
+//!     let res = lb.ready().await.unwrap().call(http::Request::new(())).await.unwrap();
+//!     assert_eq!(*res.body().get_ref(), "a");
+//! }
+//! assert_eq!(
+//!     monitor.get(&"b").unwrap().last_error.as_deref(),
+//!     Some("connection refused"),
+//! );
+//! # }
+//! ```
+//!
+//! With HTTP backends keyed by [`Uri`](http::Uri), as a standalone balancer would:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use tower::ServiceBuilder;
+//! use tower_lb::health::{HealthCheckLayer, HttpProbe};
+//! use tower_lb::{Algo, LoadBalanceLayer, Registry};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! # let make_client = |_uri: &http::Uri| tower::service_fn(|_: http::Request<String>| async {
+//! #     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+//! # });
+//! let registry = Registry::new(make_client);
+//! registry.register("http://127.0.0.1:9001".parse().unwrap(), 1);
+//!
+//! let health = HealthCheckLayer::new(HttpProbe::new("/health"))
+//!     .interval(Duration::from_secs(5))
+//!     .timeout(Duration::from_secs(1))
+//!     .fall(3)
+//!     .rise(2);
+//! let monitor = health.monitor();
+//! let lb = ServiceBuilder::new()
+//!     .layer(LoadBalanceLayer::new(Algo::LeastConn))
+//!     .layer(health)
+//!     .service(registry.discover());
+//!
+//! for (backend, snapshot) in monitor.backends() {
+//!     println!("{} is {}", backend.key(), snapshot.status);
+//! }
+//! # drop(lb);
+//! # }
+//! ```
+
+mod discover;
+mod error;
+mod layer;
+mod monitor;
+mod probe;
+mod service;
+mod state;
+
+pub use self::discover::HealthCheckDiscover;
+pub use self::error::{InvalidProbeUri, ProbeTimedOut, UnhealthyStatus};
+pub use self::layer::HealthCheckLayer;
+pub use self::monitor::HealthMonitor;
+pub use self::probe::{
+    HttpProbe, HttpProbeFuture, Probe, ProbeFn, ProbeFnFuture, ProbeTarget, probe_fn,
+};
+pub use self::service::HealthCheck;
+pub use self::state::{BackendHealth, Health, HealthSnapshot};
+
+#[cfg(test)]
+mod tests;
