@@ -1,1 +1,80 @@
-//! Work in progress.
+//! Forwarding: a transparent HTTP reverse proxy to one backend, as a `tower::Service`.
+//!
+//! [`HttpBackend`] sends each request to one backend through a shared, pooled keep-alive
+//! [`ProxyClient`] and returns the backend's response. It is the per-backend service a
+//! [`Registry`](crate::Registry) builds for a balancer.
+//!
+//! What it changes, and nothing else (the behaviour of HAProxy's `mode http` and nginx's
+//! `proxy_pass`, following RFC 9110 §7.6):
+//!
+//! - **Target**: scheme and authority become the backend's; the path and query are kept byte
+//!   for byte, after the backend's path prefix if its base URI has one. Requests go out as
+//!   HTTP/1.1 whatever the client spoke (HTTP/1.0, 1.1 or 2).
+//! - **Hop-by-hop headers** are removed from the request and from the response: `Connection`
+//!   and every header it names, `Keep-Alive`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`,
+//!   `Proxy-Authorization`, `Proxy-Connection`. (So connection upgrades such as WebSocket are
+//!   not forwarded.)
+//! - **Forwarding headers**: the client's `Host` is kept (an HTTP/2 client's `:authority`
+//!   becomes `Host`); `X-Forwarded-For` gets the peer IP (from the [`PeerAddr`](crate::PeerAddr)
+//!   or axum `ConnectInfo` extension) appended to whatever the client sent; `X-Forwarded-Host`
+//!   is set to the `Host` and `X-Forwarded-Proto` to `http`, replacing client-sent values.
+//!
+//! Bodies stream both ways and are never buffered: the response body is the backend's
+//! [`Incoming`](hyper::body::Incoming), so each chunk reaches the client as the backend sends
+//! it. Status and the remaining headers are returned as the backend sent them.
+//!
+//! Failures are typed, and [`error_response`] turns any balancer or proxy error into the JSend
+//! response the client should get: [`BackendUnavailable`] (refused, reset or closed before a
+//! response: 502), [`BackendTimeout`] (connect or response-head timeout: 504), and the
+//! balancer's [`NoAvailableBackend`](crate::NoAvailableBackend) (503).
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use std::convert::Infallible;
+//! use http_body_util::Either;
+//! use hyper::body::Incoming;
+//! use hyper_util::rt::{TokioExecutor, TokioIo};
+//! use hyper_util::server::conn::auto;
+//! use tower::Service;
+//! use tower_lb::PeerAddr;
+//! use tower_lb::proxy::{HttpBackend, ProxyClient, error_response};
+//!
+//! # #[tokio::main]
+//! # async fn main() -> std::io::Result<()> {
+//! let client = ProxyClient::builder().build();
+//! let backend = HttpBackend::new("http://127.0.0.1:1080".parse().unwrap(), client);
+//!
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! loop {
+//!     let (stream, peer) = listener.accept().await?;
+//!     let backend = backend.clone();
+//!     let svc = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
+//!         req.extensions_mut().insert(PeerAddr(peer));
+//!         let res = backend.clone().call(req);
+//!         async move {
+//!             // Errors become JSend responses.
+//!             Ok::<_, Infallible>(match res.await {
+//!                 Ok(res) => res.map(Either::Left),
+//!                 Err(err) => error_response(&err).map(Either::Right),
+//!             })
+//!         }
+//!     });
+//!     tokio::spawn(async move {
+//!         let _ = auto::Builder::new(TokioExecutor::new())
+//!             .serve_connection(TokioIo::new(stream), svc)
+//!             .await;
+//!     });
+//! }
+//! # }
+//! ```
+
+mod client;
+mod error;
+pub mod future;
+mod headers;
+mod service;
+
+pub use self::client::{ProxyClient, ProxyClientBuilder};
+pub use self::error::{BackendTimeout, BackendUnavailable, NO_AVAILABLE_SERVER, error_response};
+pub use self::service::{HttpBackend, InvalidBackendUri};

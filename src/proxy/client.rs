@@ -1,0 +1,184 @@
+//! The pooled keep-alive HTTP/1.1 client that every [`HttpBackend`](super::HttpBackend) shares.
+
+use std::fmt;
+use std::time::Duration;
+
+use http_body::Body;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::BoxError;
+
+/// A pooled, keep-alive HTTP/1.1 client for forwarding requests to backends.
+///
+/// One `ProxyClient` is meant to be shared by all backends (clone it: clones share the
+/// connection pool). It wraps hyper-util's [`Client`] over an [`HttpConnector`] with
+/// `TCP_NODELAY`, a connect timeout, and the response timeout that
+/// [`HttpBackend`](super::HttpBackend) enforces. Build one with [`ProxyClient::builder`].
+///
+/// `B` is the request body type: [`Incoming`] when forwarding what a hyper server received.
+pub struct ProxyClient<B = Incoming> {
+    pub(crate) inner: Client<HttpConnector, B>,
+    pub(crate) response_timeout: Option<Duration>,
+}
+
+impl<B> ProxyClient<B>
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    /// A client with the default settings of [`ProxyClientBuilder`].
+    pub fn new() -> Self {
+        ProxyClientBuilder::new().build()
+    }
+}
+
+impl ProxyClient {
+    /// Starts configuring a client.
+    pub fn builder() -> ProxyClientBuilder {
+        ProxyClientBuilder::new()
+    }
+}
+
+impl<B> ProxyClient<B> {
+    /// The hyper-util client inside.
+    pub fn get_ref(&self) -> &Client<HttpConnector, B> {
+        &self.inner
+    }
+
+    /// How long a backend may take to send its response head; `None` waits forever.
+    pub fn response_timeout(&self) -> Option<Duration> {
+        self.response_timeout
+    }
+}
+
+impl<B> Default for ProxyClient<B>
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<B> Clone for ProxyClient<B> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            response_timeout: self.response_timeout,
+        }
+    }
+}
+
+impl<B> fmt::Debug for ProxyClient<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProxyClient")
+            .field("response_timeout", &self.response_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`ProxyClient`].
+///
+/// | setting                                  | default   |
+/// |------------------------------------------|-----------|
+/// | [`connect_timeout`](Self::connect_timeout)   | 1 s       |
+/// | [`response_timeout`](Self::response_timeout) | 30 s      |
+/// | [`pool_idle_timeout`](Self::pool_idle_timeout) | 20 s    |
+/// | [`pool_max_idle_per_host`](Self::pool_max_idle_per_host) | 1024 |
+///
+/// `TCP_NODELAY` is always on.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_lb::proxy::ProxyClient;
+///
+/// let client: ProxyClient = ProxyClient::builder()
+///     .connect_timeout(Duration::from_millis(500))
+///     .response_timeout(Duration::from_secs(10))
+///     .build();
+/// assert_eq!(client.response_timeout(), Some(Duration::from_secs(10)));
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ProxyClientBuilder {
+    connect_timeout: Option<Duration>,
+    response_timeout: Option<Duration>,
+    pool_idle_timeout: Option<Duration>,
+    pool_max_idle_per_host: usize,
+}
+
+impl Default for ProxyClientBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ProxyClientBuilder {
+    /// The default settings.
+    pub const fn new() -> Self {
+        Self {
+            connect_timeout: Some(Duration::from_secs(1)),
+            response_timeout: Some(Duration::from_secs(30)),
+            pool_idle_timeout: Some(Duration::from_secs(20)),
+            pool_max_idle_per_host: 1024,
+        }
+    }
+
+    /// How long a TCP connect to a backend may take before it fails with
+    /// [`BackendTimeout`](super::BackendTimeout); `None` leaves it to the OS.
+    pub fn connect_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.connect_timeout = timeout.into();
+        self
+    }
+
+    /// How long from sending a request until the backend's response head arrives before it
+    /// fails with [`BackendTimeout`](super::BackendTimeout); `None` waits forever. The body
+    /// that follows may take as long as it takes.
+    pub fn response_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.response_timeout = timeout.into();
+        self
+    }
+
+    /// How long an idle keep-alive connection stays in the pool; `None` keeps it until the
+    /// backend closes it. Keep it below the backends' own keep-alive timeout.
+    pub fn pool_idle_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.pool_idle_timeout = timeout.into();
+        self
+    }
+
+    /// At most this many idle connections are kept per backend.
+    pub fn pool_max_idle_per_host(mut self, max: usize) -> Self {
+        self.pool_max_idle_per_host = max;
+        self
+    }
+
+    /// Builds the client for request bodies of type `B`.
+    pub fn build<B>(self) -> ProxyClient<B>
+    where
+        B: Body + Send + Unpin + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(self.connect_timeout);
+        let inner = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .pool_idle_timeout(self.pool_idle_timeout)
+            .pool_max_idle_per_host(self.pool_max_idle_per_host)
+            .build(connector);
+        ProxyClient {
+            inner,
+            response_timeout: self.response_timeout,
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! Why forwarding failed, and the response the client gets instead.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::uri::Authority;
+use http::{Response, StatusCode};
+use http_body_util::Full;
+
+use crate::{BoxError, NoAvailableBackend, jsend};
+
+/// The backend could not be reached, or dropped the connection before sending a response.
+///
+/// Covers a refused or failed connect and a connection that was reset or closed before any
+/// byte of the response head arrived. [`source`](StdError::source) holds the underlying error.
+/// [`error_response`] maps it to `502 Bad Gateway`.
+#[derive(Debug)]
+pub struct BackendUnavailable {
+    backend: Authority,
+    source: BoxError,
+}
+
+impl BackendUnavailable {
+    /// Creates the error for `backend`, caused by `source`.
+    pub fn new(backend: Authority, source: impl Into<BoxError>) -> Self {
+        Self {
+            backend,
+            source: source.into(),
+        }
+    }
+
+    /// The backend's address.
+    pub fn backend(&self) -> &Authority {
+        &self.backend
+    }
+}
+
+impl fmt::Display for BackendUnavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "backend {} unavailable", self.backend)
+    }
+}
+
+impl StdError for BackendUnavailable {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(&*self.source)
+    }
+}
+
+/// The backend did not accept the connection, or did not send its response head, in time.
+///
+/// See [`ProxyClientBuilder::connect_timeout`](super::ProxyClientBuilder::connect_timeout) and
+/// [`ProxyClientBuilder::response_timeout`](super::ProxyClientBuilder::response_timeout).
+/// [`error_response`] maps it to `504 Gateway Timeout`.
+#[derive(Debug, Clone)]
+pub struct BackendTimeout {
+    backend: Authority,
+    connect: bool,
+    after: Option<Duration>,
+}
+
+impl BackendTimeout {
+    /// The TCP connect to `backend` timed out.
+    pub fn connect(backend: Authority) -> Self {
+        Self {
+            backend,
+            connect: true,
+            after: None,
+        }
+    }
+
+    /// `backend` sent no response head within `after`.
+    pub fn response(backend: Authority, after: Duration) -> Self {
+        Self {
+            backend,
+            connect: false,
+            after: Some(after),
+        }
+    }
+
+    /// The backend's address.
+    pub fn backend(&self) -> &Authority {
+        &self.backend
+    }
+
+    /// Whether the connect timed out (rather than the wait for the response head).
+    pub fn is_connect(&self) -> bool {
+        self.connect
+    }
+}
+
+impl fmt::Display for BackendTimeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.connect, self.after) {
+            (true, _) => write!(f, "connect to backend {} timed out", self.backend),
+            (false, Some(after)) => write!(
+                f,
+                "backend {} sent no response within {after:?}",
+                self.backend
+            ),
+            (false, None) => write!(f, "backend {} timed out", self.backend),
+        }
+    }
+}
+
+impl StdError for BackendTimeout {}
+
+/// The body of the `503` sent when no backend is available.
+pub const NO_AVAILABLE_SERVER: &str = "error no available server";
+
+/// The JSend error response for a request that could not be forwarded.
+///
+/// Looks through `err` and its sources:
+///
+/// | error                                   | status | body `data`                   |
+/// |-----------------------------------------|--------|-------------------------------|
+/// | [`NoAvailableBackend`]                  | 503    | `"error no available server"` |
+/// | [`BackendTimeout`]                      | 504    | `"error backend timeout"`     |
+/// | [`BackendUnavailable`]                  | 502    | `"error backend unavailable"` |
+/// | anything else                           | 502    | `"error bad gateway"`         |
+///
+/// Bodies are `{"status":"error","data":…}` with `Content-Type: application/json`.
+pub fn error_response(err: &BoxError) -> Response<Full<Bytes>> {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(&**err);
+    while let Some(e) = cur {
+        if e.is::<NoAvailableBackend>() {
+            return jsend::error(StatusCode::SERVICE_UNAVAILABLE, NO_AVAILABLE_SERVER);
+        }
+        if e.is::<BackendTimeout>() {
+            return jsend::error(StatusCode::GATEWAY_TIMEOUT, "error backend timeout");
+        }
+        if e.is::<BackendUnavailable>() {
+            return jsend::error(StatusCode::BAD_GATEWAY, "error backend unavailable");
+        }
+        cur = e.source();
+    }
+    jsend::error(StatusCode::BAD_GATEWAY, "error bad gateway")
+}
+
+/// Sorts a client error into our typed errors where one applies.
+pub(crate) fn classify(err: hyper_util::client::legacy::Error, backend: &Authority) -> BoxError {
+    let mut timed_out = false;
+    let mut io_error = false;
+    let mut closed = false;
+    let mut cur: Option<&(dyn StdError + 'static)> = err.source();
+    while let Some(e) = cur {
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            io_error = true;
+            timed_out |= io.kind() == io::ErrorKind::TimedOut;
+        } else if let Some(h) = e.downcast_ref::<hyper::Error>() {
+            closed |= h.is_closed() || h.is_canceled() || h.is_incomplete_message();
+        }
+        cur = e.source();
+    }
+    if timed_out && err.is_connect() {
+        BackendTimeout::connect(backend.clone()).into()
+    } else if err.is_connect() || closed || io_error {
+        BackendUnavailable::new(backend.clone(), err).into()
+    } else {
+        err.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::header;
+    use http_body_util::BodyExt;
+
+    async fn body_of(res: Response<Full<Bytes>>) -> Bytes {
+        res.into_body().collect().await.unwrap().to_bytes()
+    }
+
+    #[tokio::test]
+    async fn no_available_backend_is_503_with_the_original_body() {
+        let err: BoxError = NoAvailableBackend::new().into();
+        let res = error_response(&err);
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(res.headers()[header::CONTENT_TYPE], "application/json");
+        assert_eq!(
+            body_of(res).await,
+            &br#"{"status":"error","data":"error no available server"}"#[..]
+        );
+    }
+
+    #[tokio::test]
+    async fn backend_errors_map_to_502_and_504() {
+        let backend: Authority = "127.0.0.1:1080".parse().unwrap();
+        let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
+        let err: BoxError = BackendUnavailable::new(backend.clone(), refused).into();
+        let res = error_response(&err);
+        assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(
+            body_of(res).await,
+            &br#"{"status":"error","data":"error backend unavailable"}"#[..]
+        );
+        assert_eq!(err.to_string(), "backend 127.0.0.1:1080 unavailable");
+        assert!(err.source().unwrap().is::<io::Error>());
+
+        let err: BoxError = BackendTimeout::response(backend, Duration::from_secs(2)).into();
+        let res = error_response(&err);
+        assert_eq!(res.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(res.headers()[header::CONTENT_TYPE], "application/json");
+        assert_eq!(
+            body_of(res).await,
+            &br#"{"status":"error","data":"error backend timeout"}"#[..]
+        );
+    }
+
+    #[tokio::test]
+    async fn other_errors_are_502_and_wrapped_ones_are_found() {
+        let err: BoxError = "something odd".into();
+        let res = error_response(&err);
+        assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(
+            body_of(res).await,
+            &br#"{"status":"error","data":"error bad gateway"}"#[..]
+        );
+
+        #[derive(Debug)]
+        struct Wrapper(NoAvailableBackend);
+        impl fmt::Display for Wrapper {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.pad("wrapped")
+            }
+        }
+        impl StdError for Wrapper {
+            fn source(&self) -> Option<&(dyn StdError + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let err: BoxError = Wrapper(NoAvailableBackend::new()).into();
+        assert_eq!(
+            error_response(&err).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+}

@@ -1,0 +1,293 @@
+//! [`HttpBackend`]: forwards requests to one backend.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{BufMut, BytesMut};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderValue, Request, Response, Uri, Version, header};
+use http_body::Body;
+use hyper::body::Incoming;
+use tower::Service;
+
+use super::client::ProxyClient;
+use super::future::ResponseFuture;
+use super::headers::{X_FORWARDED_HOST, X_FORWARDED_PROTO, append_forwarded_for, strip_hop_by_hop};
+use crate::{BoxError, PeerAddr};
+
+/// Forwards each request to one backend; see the [module docs](super).
+///
+/// `Clone + Send + Sync`, cheap to clone (clones share the client's connection pool), and
+/// always ready: connection limits are the balancer's business.
+pub struct HttpBackend<B = Incoming> {
+    // One `Arc` so that the balancer's per-request clone is a single reference count.
+    shared: Arc<Shared<B>>,
+}
+
+struct Shared<B> {
+    client: ProxyClient<B>,
+    base: Uri,
+    scheme: Scheme,
+    authority: Authority,
+    /// The base URI's path without its trailing `/`; empty when the base has no path.
+    prefix: Box<str>,
+}
+
+/// The base URI given to [`HttpBackend::try_new`] is not `http://host[:port][/prefix]`.
+#[derive(Debug, Clone)]
+pub struct InvalidBackendUri {
+    uri: Uri,
+}
+
+impl fmt::Display for InvalidBackendUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid backend uri `{}`: expected http://host[:port][/prefix] without a query",
+            self.uri
+        )
+    }
+}
+
+impl std::error::Error for InvalidBackendUri {}
+
+impl<B> HttpBackend<B> {
+    /// Forwards to `base` (`http://127.0.0.1:1080`, or with a path prefix such as
+    /// `http://10.0.0.5:8080/api`) through `client`.
+    ///
+    /// # Panics
+    ///
+    /// If `base` is not an `http` URI with an authority; see [`try_new`](Self::try_new).
+    pub fn new(base: Uri, client: ProxyClient<B>) -> Self {
+        match Self::try_new(base, client) {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Like [`new`](Self::new), but returns an error for a base URI that is not
+    /// `http://host[:port][/prefix]` (no scheme means `http`).
+    pub fn try_new(base: Uri, client: ProxyClient<B>) -> Result<Self, InvalidBackendUri> {
+        let invalid = |uri: &Uri| InvalidBackendUri { uri: uri.clone() };
+        let scheme = match base.scheme() {
+            None => Scheme::HTTP,
+            Some(s) if *s == Scheme::HTTP => Scheme::HTTP,
+            Some(_) => return Err(invalid(&base)),
+        };
+        let authority = base.authority().cloned().ok_or_else(|| invalid(&base))?;
+        if base.query().is_some() {
+            return Err(invalid(&base));
+        }
+        let prefix = base.path().trim_end_matches('/').into();
+        Ok(Self {
+            shared: Arc::new(Shared {
+                client,
+                base,
+                scheme,
+                authority,
+                prefix,
+            }),
+        })
+    }
+
+    /// The base URI requests are forwarded to.
+    pub fn base(&self) -> &Uri {
+        &self.shared.base
+    }
+
+    /// The backend's `host:port`.
+    pub fn authority(&self) -> &Authority {
+        &self.shared.authority
+    }
+
+    /// The client requests go through.
+    pub fn client(&self) -> &ProxyClient<B> {
+        &self.shared.client
+    }
+}
+
+impl<B> Shared<B> {
+    /// Rewrites a client request into the backend request, in place.
+    fn rewrite(&self, parts: &mut http::request::Parts) -> Result<(), BoxError> {
+        let mut uri = std::mem::take(&mut parts.uri).into_parts();
+        let original_authority = uri.authority.take();
+        let path = uri.path_and_query.take();
+        uri.scheme = Some(self.scheme.clone());
+        uri.authority = Some(self.authority.clone());
+        uri.path_and_query = Some(if self.prefix.is_empty() {
+            path.unwrap_or_else(|| PathAndQuery::from_static("/"))
+        } else {
+            let path = path.as_ref().map_or("/", PathAndQuery::as_str);
+            let mut buf = BytesMut::with_capacity(self.prefix.len() + path.len());
+            buf.put_slice(self.prefix.as_bytes());
+            if !path.starts_with('/') {
+                buf.put_u8(b'/');
+            }
+            buf.put_slice(path.as_bytes());
+            PathAndQuery::from_maybe_shared(buf.freeze())?
+        });
+        parts.uri = Uri::from_parts(uri)?;
+        parts.version = Version::HTTP_11;
+
+        let headers = &mut parts.headers;
+        strip_hop_by_hop(headers);
+        // HTTP/2 clients send `:authority` instead of `Host`; backends speak HTTP/1.1.
+        if !headers.contains_key(header::HOST) {
+            if let Some(authority) = original_authority {
+                if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+                    headers.insert(header::HOST, host);
+                }
+            }
+        }
+        match headers.get(header::HOST).cloned() {
+            Some(host) => headers.insert(&X_FORWARDED_HOST, host),
+            None => headers.remove(&X_FORWARDED_HOST),
+        };
+        headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        if let Some(peer) = peer_addr(&parts.extensions) {
+            append_forwarded_for(&mut parts.headers, peer.ip());
+        }
+        Ok(())
+    }
+}
+
+fn peer_addr(ext: &http::Extensions) -> Option<SocketAddr> {
+    ext.get::<PeerAddr>().map(|p| p.0).or_else(|| {
+        ext.get::<axum::extract::ConnectInfo<SocketAddr>>()
+            .map(|c| c.0)
+    })
+}
+
+impl<B> Service<Request<B>> for HttpBackend<B>
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<Incoming>;
+    type Error = BoxError;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let shared = &*self.shared;
+        let (mut parts, body) = req.into_parts();
+        if let Err(err) = shared.rewrite(&mut parts) {
+            return ResponseFuture::failed(err);
+        }
+        let inner = shared
+            .client
+            .inner
+            .request(Request::from_parts(parts, body));
+        ResponseFuture::new(
+            inner,
+            shared.client.response_timeout,
+            shared.authority.clone(),
+        )
+    }
+}
+
+impl<B> Clone for HttpBackend<B> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<B> fmt::Debug for HttpBackend<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpBackend")
+            .field("base", &self.shared.base)
+            .field("client", &self.shared.client)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backend(base: &str) -> HttpBackend {
+        HttpBackend::new(base.parse().unwrap(), ProxyClient::new())
+    }
+
+    fn rewrite(backend: &HttpBackend, req: Request<()>) -> http::request::Parts {
+        let (mut parts, ()) = req.into_parts();
+        backend.shared.rewrite(&mut parts).unwrap();
+        parts
+    }
+
+    #[test]
+    fn is_clone_send_sync_and_its_future_is_send() {
+        fn assert<T: Clone + Send + Sync + 'static>() {}
+        fn assert_send<T: Send + 'static>() {}
+        assert::<HttpBackend>();
+        assert::<ProxyClient>();
+        assert_send::<ResponseFuture>();
+    }
+
+    #[test]
+    fn target_is_rewritten_and_path_kept_byte_for_byte() {
+        let b = backend("http://127.0.0.1:1080");
+        let req = Request::post("/a/%2F/b?a=1&a=2&b=%2F&&c")
+            .version(Version::HTTP_10)
+            .header("host", "lb.example:8080")
+            .body(())
+            .unwrap();
+        let parts = rewrite(&b, req);
+        assert_eq!(parts.uri, "http://127.0.0.1:1080/a/%2F/b?a=1&a=2&b=%2F&&c");
+        assert_eq!(parts.version, Version::HTTP_11);
+        assert_eq!(parts.method, http::Method::POST);
+        assert_eq!(parts.headers["host"], "lb.example:8080");
+        assert_eq!(parts.headers["x-forwarded-host"], "lb.example:8080");
+        assert_eq!(parts.headers["x-forwarded-proto"], "http");
+        assert!(!parts.headers.contains_key("x-forwarded-for"));
+    }
+
+    #[test]
+    fn base_path_is_a_prefix() {
+        for base in ["http://127.0.0.1:1080/api", "http://127.0.0.1:1080/api/"] {
+            let b = backend(base);
+            let parts = rewrite(&b, Request::get("/x?y=1").body(()).unwrap());
+            assert_eq!(parts.uri, "http://127.0.0.1:1080/api/x?y=1");
+        }
+        let b = backend("127.0.0.1:1080");
+        assert_eq!(b.base(), "127.0.0.1:1080");
+        let parts = rewrite(&b, Request::get("/").body(()).unwrap());
+        assert_eq!(parts.uri, "http://127.0.0.1:1080/");
+    }
+
+    #[test]
+    fn http2_authority_becomes_host_and_peer_is_appended() {
+        let b = backend("http://127.0.0.1:1080");
+        let mut req = Request::get("http://lb.example/p")
+            .version(Version::HTTP_2)
+            .header("x-forwarded-for", "10.0.0.1")
+            .header("x-forwarded-proto", "https")
+            .body(())
+            .unwrap();
+        req.extensions_mut()
+            .insert(PeerAddr("192.0.2.7:5555".parse().unwrap()));
+        let parts = rewrite(&b, req);
+        assert_eq!(parts.uri, "http://127.0.0.1:1080/p");
+        assert_eq!(parts.version, Version::HTTP_11);
+        assert_eq!(parts.headers["host"], "lb.example");
+        assert_eq!(parts.headers["x-forwarded-for"], "10.0.0.1, 192.0.2.7");
+        assert_eq!(parts.headers["x-forwarded-proto"], "http");
+    }
+
+    #[test]
+    fn non_http_bases_are_rejected() {
+        let client = ProxyClient::<Incoming>::new();
+        for base in ["https://127.0.0.1:1080", "/just/a/path", "http://h:1/?q=1"] {
+            let err = HttpBackend::try_new(base.parse().unwrap(), client.clone()).unwrap_err();
+            assert!(err.to_string().contains(base), "{err}");
+        }
+    }
+}
