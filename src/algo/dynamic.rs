@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Algo, LeastTime, Pick, PowerOfTwoChoices, Random, RoundRobin, WeightedRoundRobin};
+use super::{
+    Algo, LeastConn, LeastTime, Pick, PowerOfTwoChoices, Random, RoundRobin, WeightedRoundRobin,
+};
 use crate::balance::{Endpoint, Stats};
 use crate::client_ip::ClientIp;
 
@@ -18,6 +20,7 @@ pub struct AlgoPick {
 enum Inner {
     RoundRobin(RoundRobin),
     WeightedRoundRobin(WeightedRoundRobin),
+    LeastConn(LeastConn),
     PowerOfTwoChoices(PowerOfTwoChoices),
     LeastTime(LeastTime),
     Random(Random),
@@ -30,6 +33,8 @@ pub enum AlgoTable {
     None,
     /// [`WeightedRoundRobin`]'s table.
     WeightedRoundRobin(super::weighted_round_robin::WeightedRoundRobinTable),
+    /// [`LeastConn`]'s table.
+    LeastConn(super::least_conn::LeastConnTable),
     /// [`Random`]'s table.
     Random(super::random::RandomTable),
 }
@@ -40,9 +45,10 @@ impl AlgoPick {
         let _ = client_ip;
         let inner = match algo {
             Algo::WeightedRoundRobin => Inner::WeightedRoundRobin(WeightedRoundRobin::new()),
-            Algo::RoundRobin | Algo::StickyRoundRobin | Algo::LeastConn | Algo::SourceIpHash => {
+            Algo::RoundRobin | Algo::StickyRoundRobin | Algo::SourceIpHash => {
                 Inner::RoundRobin(RoundRobin::new())
             }
+            Algo::LeastConn => Inner::LeastConn(LeastConn::new()),
             Algo::PowerOfTwoChoices => Inner::PowerOfTwoChoices(PowerOfTwoChoices::new()),
             Algo::LeastTime => Inner::LeastTime(LeastTime::new()),
             Algo::Random => Inner::Random(Random::new()),
@@ -57,7 +63,7 @@ impl AlgoPick {
             Inner::PowerOfTwoChoices(p) => *p = PowerOfTwoChoices::from_seed(seed),
             Inner::LeastTime(p) => *p = LeastTime::from_rng_seed(seed),
             Inner::Random(p) => *p = Random::from_seed(seed),
-            Inner::RoundRobin(_) | Inner::WeightedRoundRobin(_) => {}
+            Inner::RoundRobin(_) | Inner::WeightedRoundRobin(_) | Inner::LeastConn(_) => {}
         }
         self
     }
@@ -76,6 +82,7 @@ impl<K: std::hash::Hash + Eq + Clone + Send + Sync + 'static> Pick<K> for AlgoPi
             Inner::WeightedRoundRobin(p) => {
                 AlgoTable::WeightedRoundRobin(Pick::<K>::build(p, endpoints))
             }
+            Inner::LeastConn(p) => AlgoTable::LeastConn(Pick::<K>::build(p, endpoints)),
             Inner::Random(p) => AlgoTable::Random(Pick::<K>::build(p, endpoints)),
             _ => AlgoTable::None,
         }
@@ -97,17 +104,23 @@ impl<K: std::hash::Hash + Eq + Clone + Send + Sync + 'static> Pick<K> for AlgoPi
             (Inner::WeightedRoundRobin(p), AlgoTable::WeightedRoundRobin(t)) => {
                 p.pick(t, endpoints, req, ready)
             }
-            (Inner::Random(_) | Inner::WeightedRoundRobin(_), _) => {
+            (Inner::LeastConn(p), AlgoTable::LeastConn(t)) => p.pick(t, endpoints, req, ready),
+            (Inner::Random(_) | Inner::WeightedRoundRobin(_) | Inner::LeastConn(_), _) => {
                 unreachable!("table built by another picker")
             }
         }
     }
 
     fn observes_load(&self) -> bool {
-        false
+        matches!(self.inner, Inner::LeastConn(_))
     }
 
-    fn load_changed(&self, _table: &AlgoTable, _endpoints: &[Arc<Endpoint<K>>], _slot: usize) {}
+    #[inline]
+    fn load_changed(&self, table: &AlgoTable, endpoints: &[Arc<Endpoint<K>>], slot: usize) {
+        if let (Inner::LeastConn(p), AlgoTable::LeastConn(t)) = (&self.inner, table) {
+            p.load_changed(t, endpoints, slot);
+        }
+    }
 
     fn tracks_latency(&self) -> bool {
         matches!(self.inner, Inner::LeastTime(_))

@@ -23,6 +23,7 @@ use std::time::Duration;
 use crate::balance::{Endpoint, Stats};
 
 mod dynamic;
+pub mod least_conn;
 pub mod least_time;
 pub mod p2c;
 pub mod random;
@@ -31,6 +32,7 @@ pub mod round_robin;
 pub mod weighted_round_robin;
 
 pub use self::dynamic::{AlgoPick, AlgoTable};
+pub use self::least_conn::LeastConn;
 pub use self::least_time::LeastTime;
 pub use self::p2c::PowerOfTwoChoices;
 pub use self::random::Random;
