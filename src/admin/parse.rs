@@ -108,7 +108,7 @@ pub enum RegisterError {
         /// What it should have been.
         expected: &'static str,
     },
-    /// The address is not an absolute `http://` or `https://` URL with a host.
+    /// The address is not an absolute `http://` URL with a host (see [`parse_address`]).
     BadAddress {
         /// The address as given.
         address: String,
@@ -235,11 +235,14 @@ fn check_weight(weight: i128) -> Result<u32, RegisterError> {
 
 /// Validates and normalises a backend address.
 ///
-/// The address must be an absolute `http://` or `https://` URL with a host, an optional port
-/// (`1..=65535`) and an optional path prefix; user info, a query or a fragment are refused.
-/// The normal form has a lower-case scheme and host, no default port (`:80` for http, `:443`
-/// for https) and no trailing `/`, so `http://x:1`, `http://x:1/` and `HTTP://X:1` name one
-/// backend.
+/// The address must be an absolute `http://` URL with a host, an optional port
+/// (`1..=65535`) and an optional path prefix (requests are forwarded under it); user info, a
+/// query or a fragment are refused. `https://` is recognised but refused: the balancer speaks
+/// plain HTTP to its backends (TLS to backends is not built in).
+///
+/// The normal form has a lower-case scheme and host, no default port (`:80`) and no trailing
+/// `/`, so `http://x:1`, `http://x:1/`, `HTTP://X:1//` name one backend, and so do `http://x`
+/// and `http://x:80`.
 ///
 /// ```
 /// use tower_lb::admin::parse_address;
@@ -253,7 +256,7 @@ pub fn parse_address(address: &str) -> Result<Uri, RegisterError> {
         address: address.to_owned(),
         reason,
     };
-    const ABSOLUTE: &str = "expected an absolute http:// or https:// URL with a host";
+    const ABSOLUTE: &str = "expected an absolute http:// URL with a host";
     if address.contains('#') {
         return Err(bad("a fragment is not allowed"));
     }
@@ -261,8 +264,12 @@ pub fn parse_address(address: &str) -> Result<Uri, RegisterError> {
     let scheme = match uri.scheme_str() {
         None => return Err(bad(ABSOLUTE)),
         Some(s) if s.eq_ignore_ascii_case("http") => "http",
-        Some(s) if s.eq_ignore_ascii_case("https") => "https",
-        Some(_) => return Err(bad("the scheme must be http or https")),
+        Some(s) if s.eq_ignore_ascii_case("https") => {
+            return Err(bad(
+                "https backends are not supported: the balancer speaks plain HTTP to backends",
+            ));
+        }
+        Some(_) => return Err(bad("the scheme must be http")),
     };
     let authority = uri.authority().ok_or_else(|| bad(ABSOLUTE))?;
     if authority.as_str().contains('@') {
@@ -282,7 +289,7 @@ pub fn parse_address(address: &str) -> Result<Uri, RegisterError> {
     if uri.query().is_some() {
         return Err(bad("a query is not allowed"));
     }
-    let default_port = if scheme == "http" { 80 } else { 443 };
+    let default_port = 80;
     let mut normal = format!("{scheme}://{}", host.to_ascii_lowercase());
     if let Some(port) = port.filter(|&p| p != default_port) {
         normal.push(':');
@@ -316,8 +323,8 @@ mod tests {
             Ok(("http://127.0.0.1:1080".into(), 5))
         );
         assert_eq!(
-            parse(r#"{"address": "https://backend.example/"}"#),
-            Ok(("https://backend.example".into(), 1))
+            parse(r#"{"address": "http://backend.example/"}"#),
+            Ok(("http://backend.example".into(), 1))
         );
         assert_eq!(
             parse(r#"{"weight": 1000, "address": "http://[::1]:8080/api/"}"#),
@@ -411,6 +418,7 @@ mod tests {
             "http://h/?q=1",
             "http://h/#top",
             "http:// h",
+            "https://x",
         ] {
             let err = parse_address(address).unwrap_err();
             assert!(
@@ -434,12 +442,8 @@ mod tests {
             "http://x"
         );
         assert_eq!(
-            address_string(&parse_address("https://x:443").unwrap()),
-            "https://x"
-        );
-        assert_eq!(
-            address_string(&parse_address("https://x:80/a/b/").unwrap()),
-            "https://x:80/a/b"
+            address_string(&parse_address("http://x:443/a/b/").unwrap()),
+            "http://x:443/a/b"
         );
     }
 
