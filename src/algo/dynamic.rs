@@ -1,15 +1,29 @@
 //! [`AlgoPick`]: the picker chosen at run time from an [`Algo`].
 
+use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::least_conn::LeastConnTable;
+use super::random::RandomTable;
+use super::source_ip_hash::SourceIpHashTable;
+use super::weighted_round_robin::WeightedRoundRobinTable;
 use super::{
-    Algo, LeastConn, LeastTime, Pick, PowerOfTwoChoices, Random, RoundRobin, WeightedRoundRobin,
+    Algo, LeastConn, LeastTime, Pick, PowerOfTwoChoices, Random, RoundRobin, SourceIpHash,
+    WeightedRoundRobin,
 };
 use crate::balance::{Endpoint, Stats};
 use crate::client_ip::ClientIp;
 
 /// The picker for an [`Algo`], dispatched with a `match`.
+///
+/// ```
+/// use tower_lb::algo::AlgoPick;
+/// use tower_lb::{Algo, ClientIp};
+///
+/// let picker = AlgoPick::new(Algo::SourceIpHash, ClientIp::peer());
+/// assert_eq!(picker.algo(), Algo::SourceIpHash);
+/// ```
 #[derive(Debug)]
 pub struct AlgoPick {
     algo: Algo,
@@ -20,8 +34,10 @@ pub struct AlgoPick {
 enum Inner {
     RoundRobin(RoundRobin),
     WeightedRoundRobin(WeightedRoundRobin),
+    StickyRoundRobin(RoundRobin),
     LeastConn(LeastConn),
     PowerOfTwoChoices(PowerOfTwoChoices),
+    SourceIpHash(SourceIpHash),
     LeastTime(LeastTime),
     Random(Random),
 }
@@ -29,41 +45,50 @@ enum Inner {
 /// The table of the picker inside an [`AlgoPick`].
 #[derive(Debug)]
 pub enum AlgoTable {
-    /// No table.
+    /// The picker keeps no table: round robin, sticky round robin, power of two choices and
+    /// least time.
     None,
     /// [`WeightedRoundRobin`]'s table.
-    WeightedRoundRobin(super::weighted_round_robin::WeightedRoundRobinTable),
+    WeightedRoundRobin(WeightedRoundRobinTable),
     /// [`LeastConn`]'s table.
-    LeastConn(super::least_conn::LeastConnTable),
+    LeastConn(LeastConnTable),
+    /// [`SourceIpHash`]'s table.
+    SourceIpHash(SourceIpHashTable),
     /// [`Random`]'s table.
-    Random(super::random::RandomTable),
+    Random(RandomTable),
 }
 
 impl AlgoPick {
-    /// The picker for `algo`; `client_ip` says how clients are identified where that matters.
+    /// The picker for `algo`.
+    ///
+    /// `client_ip` says how clients are identified: the IP hashed by [`Algo::SourceIpHash`] and
+    /// the default client key of [`Algo::StickyRoundRobin`].
     pub fn new(algo: Algo, client_ip: ClientIp) -> Self {
-        let _ = client_ip;
         let inner = match algo {
+            Algo::RoundRobin => Inner::RoundRobin(RoundRobin::new()),
             Algo::WeightedRoundRobin => Inner::WeightedRoundRobin(WeightedRoundRobin::new()),
-            Algo::RoundRobin | Algo::StickyRoundRobin | Algo::SourceIpHash => {
-                Inner::RoundRobin(RoundRobin::new())
-            }
+            Algo::StickyRoundRobin => Inner::StickyRoundRobin(RoundRobin::new()),
             Algo::LeastConn => Inner::LeastConn(LeastConn::new()),
             Algo::PowerOfTwoChoices => Inner::PowerOfTwoChoices(PowerOfTwoChoices::new()),
+            Algo::SourceIpHash => Inner::SourceIpHash(SourceIpHash::new().client_ip(client_ip)),
             Algo::LeastTime => Inner::LeastTime(LeastTime::new()),
             Algo::Random => Inner::Random(Random::new()),
         };
         Self { algo, inner }
     }
 
-    /// Reseeds the random choices, for reproducible runs.
+    /// Reseeds the random choices (of `PTC`, `LT` and `Random`), for reproducible runs.
     #[must_use]
     pub fn seeded(mut self, seed: u64) -> Self {
         match &mut self.inner {
             Inner::PowerOfTwoChoices(p) => *p = PowerOfTwoChoices::from_seed(seed),
             Inner::LeastTime(p) => *p = LeastTime::from_rng_seed(seed),
             Inner::Random(p) => *p = Random::from_seed(seed),
-            Inner::RoundRobin(_) | Inner::WeightedRoundRobin(_) | Inner::LeastConn(_) => {}
+            Inner::RoundRobin(_)
+            | Inner::WeightedRoundRobin(_)
+            | Inner::StickyRoundRobin(_)
+            | Inner::LeastConn(_)
+            | Inner::SourceIpHash(_) => {}
         }
         self
     }
@@ -74,17 +99,25 @@ impl AlgoPick {
     }
 }
 
-impl<K: std::hash::Hash + Eq + Clone + Send + Sync + 'static> Pick<K> for AlgoPick {
+#[cold]
+#[inline(never)]
+fn foreign_table() -> ! {
+    unreachable!("table built by another picker")
+}
+
+impl<K: Hash + Eq + Clone + Send + Sync + 'static> Pick<K> for AlgoPick {
     type Table = AlgoTable;
 
     fn build(&self, endpoints: &[Arc<Endpoint<K>>]) -> AlgoTable {
         match &self.inner {
-            Inner::WeightedRoundRobin(p) => {
-                AlgoTable::WeightedRoundRobin(Pick::<K>::build(p, endpoints))
-            }
-            Inner::LeastConn(p) => AlgoTable::LeastConn(Pick::<K>::build(p, endpoints)),
+            Inner::RoundRobin(_)
+            | Inner::StickyRoundRobin(_)
+            | Inner::PowerOfTwoChoices(_)
+            | Inner::LeastTime(_) => AlgoTable::None,
+            Inner::WeightedRoundRobin(p) => AlgoTable::WeightedRoundRobin(p.build(endpoints)),
+            Inner::LeastConn(p) => AlgoTable::LeastConn(p.build(endpoints)),
+            Inner::SourceIpHash(p) => AlgoTable::SourceIpHash(p.build(endpoints)),
             Inner::Random(p) => AlgoTable::Random(Pick::<K>::build(p, endpoints)),
-            _ => AlgoTable::None,
         }
     }
 
@@ -98,16 +131,24 @@ impl<K: std::hash::Hash + Eq + Clone + Send + Sync + 'static> Pick<K> for AlgoPi
     ) -> Option<usize> {
         match (&self.inner, table) {
             (Inner::RoundRobin(p), _) => p.pick(&(), endpoints, req, ready),
+            (Inner::StickyRoundRobin(p), _) => p.pick(&(), endpoints, req, ready),
             (Inner::PowerOfTwoChoices(p), _) => p.pick(&(), endpoints, req, ready),
             (Inner::LeastTime(p), _) => p.pick(&(), endpoints, req, ready),
-            (Inner::Random(p), AlgoTable::Random(t)) => p.pick(t, endpoints, req, ready),
             (Inner::WeightedRoundRobin(p), AlgoTable::WeightedRoundRobin(t)) => {
                 p.pick(t, endpoints, req, ready)
             }
             (Inner::LeastConn(p), AlgoTable::LeastConn(t)) => p.pick(t, endpoints, req, ready),
-            (Inner::Random(_) | Inner::WeightedRoundRobin(_) | Inner::LeastConn(_), _) => {
-                unreachable!("table built by another picker")
+            (Inner::SourceIpHash(p), AlgoTable::SourceIpHash(t)) => {
+                p.pick(t, endpoints, req, ready)
             }
+            (Inner::Random(p), AlgoTable::Random(t)) => p.pick(t, endpoints, req, ready),
+            (
+                Inner::WeightedRoundRobin(_)
+                | Inner::LeastConn(_)
+                | Inner::SourceIpHash(_)
+                | Inner::Random(_),
+                _,
+            ) => foreign_table(),
         }
     }
 

@@ -29,6 +29,7 @@ pub mod p2c;
 pub mod random;
 pub(crate) mod rng;
 pub mod round_robin;
+pub mod source_ip_hash;
 pub mod weighted_round_robin;
 
 pub use self::dynamic::{AlgoPick, AlgoTable};
@@ -37,6 +38,7 @@ pub use self::least_time::LeastTime;
 pub use self::p2c::PowerOfTwoChoices;
 pub use self::random::Random;
 pub use self::round_robin::RoundRobin;
+pub use self::source_ip_hash::SourceIpHash;
 pub use self::weighted_round_robin::WeightedRoundRobin;
 
 /// A balancing algorithm: picks one ready backend out of the current set.

@@ -1,0 +1,536 @@
+//! Source IP hash: the same client goes to the same backend, and a change to the set moves as
+//! few clients as possible.
+//!
+//! Clients are placed on a hash ring by consistent hashing (Karger et al., "Consistent Hashing
+//! and Random Trees", STOC 1997) with weighted virtual nodes as in libketama and nginx's
+//! `hash $remote_addr consistent`: each backend owns [`VNODES_PER_WEIGHT`] × weight points on
+//! the ring, and a client belongs to the first point at or after the hash of its IP address.
+//! Removing a backend moves only its own clients; adding one takes about its share of clients
+//! from the others and moves nobody else. Choose it when backends keep per-client caches or
+//! state that is costly to rebuild but not critical to keep (for sessions that must stay put,
+//! see [`StickyRoundRobin`](super::StickyRoundRobin)).
+//!
+//! The client's IP comes from [`ClientIp`]: the TCP peer, or `X-Forwarded-For` only from
+//! trusted proxies, so a client cannot choose its backend by writing the header. A request that
+//! carries no peer address (no [`PeerAddr`](crate::PeerAddr) extension, e.g. when the balancer is
+//! used in-process) is sent round robin rather than all to one backend.
+//!
+//! If a client's backend is not ready, the client goes to the next point on the ring owned by a
+//! ready backend: the one it would have had if its own had left the set. Other clients stay.
+//!
+//! # Placement
+//!
+//! Points derive from the hash of the backend's discovery key and the point's number, never
+//! from its position in the set, so every balancer and every restart places clients the same
+//! way. The hash is FNV-1a over the key's [`Hash`] bytes, finished with MurmurHash3's 64-bit
+//! mixer: fixed by this crate, unlike `std`'s `RandomState` (seeded per process) or
+//! `DefaultHasher` (whose algorithm may change between Rust releases). The key's `Hash` bytes
+//! are those of the platform (integers in native byte order), so balancers that must agree
+//! should run on the same architecture.
+//!
+//! A lookup is O(1): an index of the top bits of a hash points at the first ring position in
+//! its range, from which about one point is scanned. The ring holds at most [`MAX_POINTS`]
+//! points; above that, every backend's point count is scaled down in proportion (at least one
+//! each), which moves some clients when the total weight crosses the cap.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::{Pick, RoundRobin};
+use crate::balance::Endpoint;
+use crate::client_ip::ClientIp;
+
+/// Ring points per unit of weight.
+pub const VNODES_PER_WEIGHT: u32 = 40;
+
+/// The most points a ring holds.
+pub const MAX_POINTS: usize = 1 << 22;
+
+/// Source IP hash picker. See the [module docs](self).
+#[derive(Debug, Default)]
+pub struct SourceIpHash {
+    client_ip: ClientIp,
+    no_peer: RoundRobin,
+}
+
+impl SourceIpHash {
+    /// Hashes the TCP peer's address.
+    pub const fn new() -> Self {
+        Self {
+            client_ip: ClientIp::peer(),
+            no_peer: RoundRobin::new(),
+        }
+    }
+
+    /// Finds the client's IP with `client_ip`, e.g. [`ClientIp::trusting`] behind a proxy.
+    #[must_use]
+    pub fn client_ip(mut self, client_ip: ClientIp) -> Self {
+        self.client_ip = client_ip;
+        self
+    }
+}
+
+/// The hash ring over one set of backends.
+pub struct SourceIpHashTable {
+    /// Point hashes, ascending.
+    hashes: Box<[u64]>,
+    /// The backend owning each point.
+    owners: Box<[u32]>,
+    /// `index[b]`: the first point whose hash is at least `b << shift`.
+    index: Box<[u32]>,
+    shift: u32,
+}
+
+impl fmt::Debug for SourceIpHashTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SourceIpHashTable")
+            .field("points", &self.hashes.len())
+            .field("index", &self.index.len())
+            .finish()
+    }
+}
+
+/// MurmurHash3's 64-bit finalizer: a bijection that mixes every input bit into every output bit.
+#[inline]
+pub(crate) const fn fmix64(mut k: u64) -> u64 {
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    k ^ (k >> 33)
+}
+
+const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// FNV-1a, finished with [`fmix64`]: a fixed hash of a key's `Hash` bytes.
+#[derive(Debug)]
+struct StableHasher(u64);
+
+impl StableHasher {
+    const fn new() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for StableHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        fmix64(self.0)
+    }
+}
+
+/// The stable hash of a backend key.
+pub(crate) fn key_hash<K: Hash>(key: &K) -> u64 {
+    let mut hasher = StableHasher::new();
+    key.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// The ring position of a client IP; an IPv4-mapped IPv6 address hashes as its IPv4 address.
+#[inline]
+pub(crate) fn ip_hash(ip: IpAddr) -> u64 {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => fmix64(u64::from(u32::from(v4)) ^ GOLDEN),
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6);
+            fmix64(bits as u64 ^ fmix64((bits >> 64) as u64))
+        }
+    }
+}
+
+impl SourceIpHashTable {
+    fn new<K: Hash>(endpoints: &[Arc<Endpoint<K>>]) -> Self {
+        Self::with_max_points(endpoints, MAX_POINTS)
+    }
+
+    fn with_max_points<K: Hash>(endpoints: &[Arc<Endpoint<K>>], max_points: usize) -> Self {
+        let wanted: Vec<u64> = endpoints
+            .iter()
+            .map(|e| u64::from(VNODES_PER_WEIGHT) * u64::from(e.weight()))
+            .collect();
+        let total: u64 = wanted.iter().sum();
+        let counts: Vec<u64> = if total <= max_points as u64 {
+            wanted
+        } else {
+            wanted
+                .iter()
+                .map(|&w| ((u128::from(w) * max_points as u128 / u128::from(total)) as u64).max(1))
+                .collect()
+        };
+        let mut points: Vec<(u64, u64, u32)> =
+            Vec::with_capacity(counts.iter().sum::<u64>() as usize);
+        for (owner, (e, &count)) in endpoints.iter().zip(&counts).enumerate() {
+            let kh = key_hash(e.key());
+            for j in 0..count {
+                let h = fmix64(kh.wrapping_add((j + 1).wrapping_mul(GOLDEN)));
+                points.push((h, kh, owner as u32));
+            }
+        }
+        // Equal hashes (vanishingly rare) are ordered by key, never by position in the set.
+        points.sort_unstable_by_key(|&(h, kh, _)| (h, kh));
+
+        let bits = points.len().next_power_of_two().max(2).trailing_zeros();
+        let shift = 64 - bits;
+        let mut index = Vec::with_capacity(1 << bits);
+        let mut p = 0;
+        for b in 0..1u64 << bits {
+            let start = b << shift;
+            while p < points.len() && points[p].0 < start {
+                p += 1;
+            }
+            index.push(p as u32);
+        }
+        Self {
+            hashes: points.iter().map(|p| p.0).collect(),
+            owners: points.iter().map(|p| p.2).collect(),
+            index: index.into_boxed_slice(),
+            shift,
+        }
+    }
+
+    /// The position of the first point at or after `h`, wrapping around; the ring is not empty.
+    #[inline]
+    fn position(&self, h: u64) -> usize {
+        let mut p = self.index[(h >> self.shift) as usize] as usize;
+        while p < self.hashes.len() && self.hashes[p] < h {
+            p += 1;
+        }
+        if p == self.hashes.len() { 0 } else { p }
+    }
+
+    /// Walks on from point `p`, whose owner refused, to the next point of a ready backend,
+    /// asking each backend once.
+    #[cold]
+    fn walk(&self, p: usize, n: usize, ready: &mut impl FnMut(usize) -> bool) -> Option<usize> {
+        let len = self.owners.len();
+        let first = self.owners[p] as usize;
+        let mut refused = vec![0u64; n.div_ceil(64)];
+        refused[first / 64] |= 1 << (first % 64);
+        let mut refused_count = 1;
+        for step in 1..len {
+            if refused_count == n {
+                return None;
+            }
+            let owner = self.owners[(p + step) % len] as usize;
+            if refused[owner / 64] & (1 << (owner % 64)) != 0 {
+                continue;
+            }
+            if ready(owner) {
+                return Some(owner);
+            }
+            refused[owner / 64] |= 1 << (owner % 64);
+            refused_count += 1;
+        }
+        None
+    }
+}
+
+impl<K: Hash + Send + Sync + 'static> Pick<K> for SourceIpHash {
+    type Table = SourceIpHashTable;
+
+    fn build(&self, endpoints: &[Arc<Endpoint<K>>]) -> SourceIpHashTable {
+        SourceIpHashTable::new(endpoints)
+    }
+
+    #[inline]
+    fn pick<B>(
+        &self,
+        table: &SourceIpHashTable,
+        endpoints: &[Arc<Endpoint<K>>],
+        req: &http::Request<B>,
+        ready: &mut impl FnMut(usize) -> bool,
+    ) -> Option<usize> {
+        let n = endpoints.len();
+        let Some(ip) = self.client_ip.of(req) else {
+            return self.no_peer.rotate(n, ready);
+        };
+        if table.hashes.is_empty() {
+            return None;
+        }
+        let p = table.position(ip_hash(ip));
+        let owner = table.owners[p] as usize;
+        if ready(owner) {
+            return Some(owner);
+        }
+        table.walk(p, n, ready)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::net::{Ipv4Addr, SocketAddr};
+
+    use super::*;
+    use crate::algo::rng::Rng;
+    use crate::algo::test_support::pick_n;
+    use crate::client_ip::PeerAddr;
+
+    /// Endpoints with the given keys and weights, slots set as a balancer would.
+    fn keyed(backends: &[(usize, u32)]) -> Vec<Arc<Endpoint<usize>>> {
+        backends
+            .iter()
+            .enumerate()
+            .map(|(slot, &(key, weight))| {
+                let e = Arc::new(Endpoint::new(key, weight));
+                e.stats().set_slot(slot);
+                e
+            })
+            .collect()
+    }
+
+    fn request_from(ip: IpAddr) -> http::Request<()> {
+        let mut req = http::Request::new(());
+        req.extensions_mut()
+            .insert(PeerAddr(SocketAddr::new(ip, 40_000)));
+        req
+    }
+
+    fn clients(n: u32) -> Vec<IpAddr> {
+        (0..n)
+            .map(|i| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i * 7)))
+            .collect()
+    }
+
+    /// The key of the backend each client lands on.
+    fn placement(
+        sih: &SourceIpHash,
+        eps: &[Arc<Endpoint<usize>>],
+        ips: &[IpAddr],
+        mut ready: impl FnMut(usize) -> bool,
+    ) -> Vec<usize> {
+        let table = sih.build(eps);
+        ips.iter()
+            .map(|&ip| {
+                let i = sih
+                    .pick(&table, eps, &request_from(ip), &mut ready)
+                    .unwrap();
+                *eps[i].key()
+            })
+            .collect()
+    }
+
+    fn ten() -> Vec<(usize, u32)> {
+        (0..10).map(|i| (1000 + i * 13, 1)).collect()
+    }
+
+    #[test]
+    fn same_client_same_backend_across_rebuilds_and_pickers() {
+        let eps = keyed(&ten());
+        let ips = clients(10_000);
+        let first = placement(&SourceIpHash::new(), &eps, &ips, |_| true);
+        let sih = SourceIpHash::new();
+        let table = sih.build(&eps);
+        for (ip, &expected) in ips.iter().zip(&first) {
+            for _ in 0..3 {
+                let i = sih
+                    .pick(&table, &eps, &request_from(*ip), &mut |_| true)
+                    .unwrap();
+                assert_eq!(*eps[i].key(), expected);
+            }
+        }
+        // Positions in the set do not matter, only keys.
+        let mut reversed = ten();
+        reversed.reverse();
+        let eps = keyed(&reversed);
+        assert_eq!(placement(&SourceIpHash::new(), &eps, &ips, |_| true), first);
+        // And clients are spread over every backend.
+        let mut counts = HashMap::new();
+        for key in first {
+            *counts.entry(key).or_insert(0) += 1;
+        }
+        assert_eq!(counts.len(), 10);
+        assert!(
+            counts.values().all(|&c| (500..1_600).contains(&c)),
+            "{counts:?}"
+        );
+    }
+
+    #[test]
+    fn removing_a_backend_moves_only_its_clients() {
+        let ips = clients(10_000);
+        let all = ten();
+        let before = placement(&SourceIpHash::new(), &keyed(&all), &ips, |_| true);
+        for gone in [0, 4, 9] {
+            let removed_key = all[gone].0;
+            let rest: Vec<_> = all.iter().copied().filter(|b| b.0 != removed_key).collect();
+            let after = placement(&SourceIpHash::new(), &keyed(&rest), &ips, |_| true);
+            let mut moved = 0;
+            for (b, a) in before.iter().zip(&after) {
+                if *b == removed_key {
+                    assert_ne!(*a, removed_key);
+                    moved += 1;
+                } else {
+                    assert_eq!(a, b, "a client of another backend moved");
+                }
+            }
+            assert!(moved > 0);
+        }
+    }
+
+    #[test]
+    fn adding_a_backend_takes_about_its_share_from_the_others() {
+        let ips = clients(10_000);
+        let mut all = ten();
+        let before = placement(&SourceIpHash::new(), &keyed(&all), &ips, |_| true);
+        let new_key = 77_777;
+        all.insert(3, (new_key, 1));
+        let after = placement(&SourceIpHash::new(), &keyed(&all), &ips, |_| true);
+        let mut moved = 0;
+        for (b, a) in before.iter().zip(&after) {
+            if a != b {
+                assert_eq!(*a, new_key, "a client moved between old backends");
+                moved += 1;
+            }
+        }
+        let share = moved as f64 / ips.len() as f64;
+        assert!(
+            (0.5 / 11.0..1.5 / 11.0).contains(&share),
+            "moved {share:.3} of clients"
+        );
+    }
+
+    #[test]
+    fn weights_skew_the_share() {
+        let ips = clients(20_000);
+        let after = placement(
+            &SourceIpHash::new(),
+            &keyed(&[(1, 3), (2, 1)]),
+            &ips,
+            |_| true,
+        );
+        let heavy = after.iter().filter(|&&k| k == 1).count() as f64 / ips.len() as f64;
+        assert!((0.68..0.82).contains(&heavy), "{heavy:.3}");
+    }
+
+    #[test]
+    fn unready_owner_sends_its_clients_where_removal_would() {
+        let ips = clients(10_000);
+        let all = ten();
+        let eps = keyed(&all);
+        let before = placement(&SourceIpHash::new(), &eps, &ips, |_| true);
+        let down = 6;
+        let during = placement(&SourceIpHash::new(), &eps, &ips, |i| i != down);
+        let rest: Vec<_> = all.iter().copied().filter(|b| b.0 != all[down].0).collect();
+        let removed = placement(&SourceIpHash::new(), &keyed(&rest), &ips, |_| true);
+        assert_eq!(during, removed);
+        for (b, d) in before.iter().zip(&during) {
+            if *b != all[down].0 {
+                assert_eq!(b, d);
+            }
+        }
+    }
+
+    #[test]
+    fn nothing_ready_gives_none_asking_each_backend_once() {
+        let eps = keyed(&ten());
+        let sih = SourceIpHash::new();
+        let table = sih.build(&eps);
+        let mut asked = Vec::new();
+        let req = request_from("192.0.2.1".parse().unwrap());
+        let picked = sih.pick(&table, &eps, &req, &mut |i| {
+            asked.push(i);
+            false
+        });
+        assert_eq!(picked, None);
+        asked.sort_unstable();
+        assert_eq!(asked, (0..10).collect::<Vec<_>>());
+        let empty = keyed(&[]);
+        let table = sih.build(&empty);
+        assert_eq!(sih.pick(&table, &empty, &req, &mut |_| true), None);
+    }
+
+    #[test]
+    fn requests_without_a_peer_are_round_robined() {
+        let eps = keyed(&ten()[..3]);
+        assert_eq!(
+            pick_n(&SourceIpHash::new(), &eps, 6, |_| true),
+            [0, 1, 2, 0, 1, 2]
+        );
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let eps = keyed(&ten());
+        let ips = clients(200);
+        let direct = placement(&SourceIpHash::new(), &eps, &ips, |_| true);
+        let proxy: IpAddr = "192.168.7.7".parse().unwrap();
+
+        let via_proxy = |sih: &SourceIpHash, xff: IpAddr| {
+            let table = sih.build(&eps);
+            let mut req = request_from(proxy);
+            req.headers_mut()
+                .insert("x-forwarded-for", xff.to_string().parse().unwrap());
+            *eps[sih.pick(&table, &eps, &req, &mut |_| true).unwrap()].key()
+        };
+
+        // Trusted: the forwarded client decides.
+        let trusting =
+            SourceIpHash::new().client_ip(ClientIp::trusting(["192.168.0.0/16".parse().unwrap()]));
+        for (ip, expected) in ips.iter().zip(&direct) {
+            assert_eq!(via_proxy(&trusting, *ip), *expected);
+        }
+        // By default the header is ignored: whatever it says, the peer decides.
+        let by_peer = placement(&SourceIpHash::new(), &eps, &[proxy], |_| true)[0];
+        for ip in &ips {
+            assert_eq!(via_proxy(&SourceIpHash::new(), *ip), by_peer);
+        }
+    }
+
+    #[test]
+    fn ipv4_mapped_ipv6_hashes_as_ipv4_and_ipv6_spreads() {
+        let v4: IpAddr = "203.0.113.9".parse().unwrap();
+        let mapped: IpAddr = "::ffff:203.0.113.9".parse().unwrap();
+        assert_eq!(ip_hash(v4), ip_hash(mapped));
+        let eps = keyed(&ten());
+        let v6: Vec<IpAddr> = (0..2000u128)
+            .map(|i| IpAddr::V6((0x2001_0db8_u128 << 96 | i << 64 | 1).into()))
+            .collect();
+        let placed = placement(&SourceIpHash::new(), &eps, &v6, |_| true);
+        let mut seen = placed.clone();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), 10);
+    }
+
+    #[test]
+    fn index_lookup_equals_binary_search() {
+        let eps = keyed(&[(1, 1), (2, 5), (3, 2), (4, 1)]);
+        let table = SourceIpHashTable::new(&eps);
+        assert_eq!(table.hashes.len(), 9 * VNODES_PER_WEIGHT as usize);
+        assert!(table.hashes.is_sorted());
+        let rng = Rng::from_seed(5);
+        let edges = table
+            .hashes
+            .iter()
+            .flat_map(|&h| [h, h.wrapping_add(1), h.wrapping_sub(1)]);
+        for h in (0..10_000)
+            .map(|_| rng.next_u64())
+            .chain(edges)
+            .chain([0, u64::MAX])
+        {
+            let expected = table.hashes.partition_point(|&x| x < h) % table.hashes.len();
+            assert_eq!(table.position(h), expected, "{h:#x}");
+        }
+    }
+
+    #[test]
+    fn huge_weights_are_capped_in_proportion() {
+        let eps = keyed(&[(1, 1_000_000), (2, 500_000), (3, 1)]);
+        let table = SourceIpHashTable::with_max_points(&eps, 30_000);
+        assert!(table.hashes.len() <= 30_000 + 3);
+        let count = |o| table.owners.iter().filter(|&&x| x == o).count();
+        assert!((count(0) as f64 / count(1) as f64 - 2.0).abs() < 1e-3);
+        assert!(count(2) >= 1);
+    }
+}
