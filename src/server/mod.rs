@@ -1,1 +1,296 @@
-//! Work in progress.
+//! The standalone balancer: the library's pieces stacked into an HTTP server.
+//!
+//! A [`Server`] listens on one address and, for every request:
+//!
+//! - `/register` goes to the [`Admin`](crate::admin::Admin) API, which checks a backend once
+//!   and adds it to the server's [`Registry`];
+//! - anything else goes to a [`LoadBalance`](crate::LoadBalance) with the configured
+//!   [`Algo`](crate::Algo) over the registry's backends, each an
+//!   [`HttpBackend`](crate::proxy::HttpBackend) under a
+//!   [`HealthCheckLayer`](crate::health::HealthCheckLayer) with an
+//!   [`HttpProbe`](crate::health::HttpProbe): a backend that fails its check is `Pending` and
+//!   skipped until it passes again. Errors become JSend responses
+//!   ([`proxy::error_response`](crate::proxy::error_response)): `503
+//!   {"status":"error","data":"error no available server"}` when no backend is ready, `502`
+//!   or `504` when the backend fails.
+//!
+//! ```text
+//!  client ──▶ Server ──/register──▶ Admin ──probe, register──▶ Registry
+//!               │                                                 │ discover
+//!               └──────▶ LoadBalance ◀── HealthCheckDiscover ◀────┘
+//!                            │ PeerAddr in extensions
+//!                            ▼
+//!                        HttpBackend ──▶ backend
+//! ```
+//!
+//! Connections are served by hyper-util's `auto` builder (HTTP/1.1 with keep-alive, and
+//! HTTP/2 over cleartext with prior knowledge) with `TCP_NODELAY`. The request path allocates
+//! nothing of its own beyond the [`PeerAddr`](crate::PeerAddr) extension: the response body
+//! is an [`Either`](http_body_util::Either) of the backend's streamed body and the server's
+//! own JSend bodies, and the response future is a plain enum.
+//!
+//! [`Server::run`] stops gracefully: it stops accepting when its shutdown future completes,
+//! lets requests in flight finish (up to [`Config::shutdown_timeout`]) and closes idle
+//! keep-alive connections.
+//!
+//! `examples/lb.rs` is the command-line program around it.
+//!
+//! # Examples
+//!
+//! ```
+//! use http_body_util::{BodyExt, Empty};
+//! use hyper_util::client::legacy::Client;
+//! use hyper_util::rt::TokioExecutor;
+//! use tower_lb::Algo;
+//! use tower_lb::server::{Config, Server};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! let config = Config::new().bind(([127, 0, 0, 1], 0)).algo(Algo::WeightedRoundRobin);
+//! let server = Server::bind(config).await?;
+//! let url = format!("http://{}/", server.local_addr());
+//! // Backends can be registered here, before `run`:
+//! // server.registry().register("http://127.0.0.1:1080".parse().unwrap(), 5);
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let running = tokio::spawn(server.run(async { let _ = stopped.await; }));
+//!
+//! // No backend yet.
+//! let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
+//! let res = client.get(url.parse().unwrap()).await.unwrap();
+//! assert_eq!(res.status(), 503);
+//! let body = res.into_body().collect().await.unwrap().to_bytes();
+//! assert_eq!(body, r#"{"status":"error","data":"error no available server"}"#);
+//!
+//! stop.send(()).unwrap();
+//! running.await.unwrap()?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod config;
+mod service;
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Uri;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpSocket};
+use tower::{Layer, ServiceBuilder};
+
+use self::service::Handler;
+use crate::admin::Admin;
+use crate::health::{Health, HealthCheckLayer, HealthMonitor, HttpProbe};
+use crate::proxy::{HttpBackend, ProxyClient};
+use crate::{Algo, LoadBalanceLayer, Registry, Weighted};
+
+pub use self::config::Config;
+pub use self::service::{Balancer, ResponseBody};
+
+/// Pending connections the kernel queues before `accept`.
+const BACKLOG: u32 = 4096;
+
+/// The standalone balancer, bound and ready to run. See the [module docs](self).
+pub struct Server {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    registry: Registry<Uri, HttpBackend>,
+    monitor: HealthMonitor<Weighted<Uri>>,
+    balancer: Balancer,
+    admin: Admin<HttpBackend, HttpProbe>,
+    algo: Algo,
+    health_interval: Duration,
+    shutdown_timeout: Duration,
+}
+
+impl Server {
+    /// Listens on `config.addr`, builds the balancer and registers the configured backends.
+    ///
+    /// Must be called within a tokio runtime (the balancer and health checks run tasks);
+    /// nothing is served until [`run`](Self::run).
+    pub async fn bind(config: Config) -> io::Result<Self> {
+        let listener = listen(config.addr)?;
+        let local_addr = listener.local_addr()?;
+
+        let client: ProxyClient = config.proxy_client.build();
+        let registry =
+            Registry::new(move |uri: &Uri| HttpBackend::new(uri.clone(), client.clone()));
+        for backend in &config.backends {
+            registry.register(backend.address().clone(), backend.weight());
+        }
+
+        let probe = HttpProbe::new(config.health_path.clone());
+        let health = HealthCheckLayer::new(probe.clone())
+            .interval(config.health_interval)
+            .timeout(config.health_timeout);
+        let monitor = health.monitor();
+        let mut balance = LoadBalanceLayer::new(config.algo).client_ip(config.client_ip.clone());
+        if let Some(seed) = config.seed {
+            balance = balance.seed(seed);
+        }
+        let balancer: Balancer = ServiceBuilder::new()
+            .layer(balance)
+            .service(health.layer(registry.discover()));
+
+        let admin = Admin::new(registry.clone(), probe)
+            .timeout(config.health_timeout)
+            .wait_until(serving(balancer.clone(), monitor.clone()));
+
+        Ok(Self {
+            listener,
+            local_addr,
+            registry,
+            monitor,
+            balancer,
+            admin,
+            algo: config.algo,
+            health_interval: config.health_interval,
+            shutdown_timeout: config.shutdown_timeout,
+        })
+    }
+
+    /// The address the server listens on (with the port chosen when `0` was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The set of backends: register and deregister them programmatically, as `/register`
+    /// does (but without the check at registration). Keys are normalised addresses; see
+    /// [`admin::parse_address`](crate::admin::parse_address).
+    pub fn registry(&self) -> &Registry<Uri, HttpBackend> {
+        &self.registry
+    }
+
+    /// The health of every registered backend.
+    pub fn health(&self) -> &HealthMonitor<Weighted<Uri>> {
+        &self.monitor
+    }
+
+    /// The balancer, with its live set of backends and their counters.
+    pub fn balancer(&self) -> &Balancer {
+        &self.balancer
+    }
+
+    /// Serves until `shutdown` completes, then shuts down gracefully: stops accepting,
+    /// lets requests in flight finish (for at most [`Config::shutdown_timeout`]) and closes
+    /// the connections.
+    ///
+    /// Errors on single connections, and failures to accept, are logged and never stop it.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+        tracing::info!(
+            addr = %self.local_addr,
+            algo = %self.algo,
+            health_interval = ?self.health_interval,
+            backends = self.registry.len(),
+            "tower-lb listening",
+        );
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder.http1().timer(TokioTimer::new());
+        builder.http2().timer(TokioTimer::new());
+        let builder = Arc::new(builder);
+        let graceful = GracefulShutdown::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        accept_error(error).await;
+                        continue;
+                    }
+                },
+            };
+            if let Err(error) = stream.set_nodelay(true) {
+                tracing::debug!(%peer, %error, "TCP_NODELAY not set");
+            }
+            let handler = Handler {
+                balancer: self.balancer.clone(),
+                admin: self.admin.clone(),
+                peer,
+            };
+            let builder = Arc::clone(&builder);
+            let watcher = graceful.watcher();
+            tokio::spawn(async move {
+                let conn = builder.serve_connection(TokioIo::new(stream), handler);
+                if let Err(error) = watcher.watch(conn).await {
+                    tracing::debug!(%peer, %error, "connection ended with an error");
+                }
+            });
+        }
+        drop(self.listener);
+        tracing::info!(connections = graceful.count(), "shutting down");
+        if tokio::time::timeout(self.shutdown_timeout, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(timeout = ?self.shutdown_timeout, "requests still in flight at shutdown were cut");
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.local_addr)
+            .field("algo", &self.algo)
+            .field("registry", &self.registry)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A listener with `SO_REUSEADDR` and a deep backlog.
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
+/// Errors of `accept`: those of one connection are skipped; anything else (out of file
+/// descriptors or memory) is logged and waited out, rather than retried in a busy loop.
+async fn accept_error(error: io::Error) {
+    use io::ErrorKind::*;
+    if matches!(
+        error.kind(),
+        ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted | WouldBlock
+    ) {
+        return;
+    }
+    tracing::warn!(%error, "accept failed; retrying in 50 ms");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+/// Whether the balancer serves the backend with this weight; makes it healthy, since it just
+/// passed the check at registration.
+fn serving(
+    balancer: Balancer,
+    monitor: HealthMonitor<Weighted<Uri>>,
+) -> impl Fn(&Uri, u32) -> bool + Send + Sync + 'static {
+    move |uri, weight| {
+        let in_set = balancer
+            .endpoints()
+            .iter()
+            .any(|e| e.key().key() == uri && e.weight() == weight);
+        if !in_set {
+            return false;
+        }
+        if monitor
+            .get(uri)
+            .is_some_and(|h| h.status != Health::Healthy)
+        {
+            monitor.set_health(uri, Health::Healthy);
+        }
+        true
+    }
+}

@@ -1,0 +1,159 @@
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use crate::Algo;
+use crate::admin::BackendSpec;
+use crate::client_ip::ClientIp;
+use crate::proxy::ProxyClientBuilder;
+
+/// Everything a [`Server`](super::Server) needs to know. See the [module docs](super).
+///
+/// | setting | default |
+/// |---|---|
+/// | [`bind`](Self::bind) | `0.0.0.0:8080` |
+/// | [`algo`](Self::algo) | [`Algo::RoundRobin`] |
+/// | [`client_ip`](Self::client_ip) | the TCP peer ([`ClientIp::peer`]) |
+/// | [`health_interval`](Self::health_interval) | 10 s |
+/// | [`health_path`](Self::health_path) | `/health` |
+/// | [`health_timeout`](Self::health_timeout) | 2 s |
+/// | [`backend`](Self::backend) | none |
+/// | [`proxy_client`](Self::proxy_client) | [`ProxyClientBuilder::new`]: 1 s connect, 30 s response timeout |
+/// | [`shutdown_timeout`](Self::shutdown_timeout) | 30 s |
+/// | [`seed`](Self::seed) | random |
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_lb::Algo;
+/// use tower_lb::server::Config;
+///
+/// let config = Config::new()
+///     .bind(([127, 0, 0, 1], 0))
+///     .algo(Algo::WeightedRoundRobin)
+///     .health_interval(Duration::from_secs(1))
+///     .backend("http://127.0.0.1:1080=5".parse().unwrap());
+/// assert_eq!(config.backends.len(), 1);
+/// ```
+///
+/// Build it with the setters; read it through the fields, which the setters name.
+#[derive(Debug, Clone)]
+#[must_use]
+#[non_exhaustive]
+pub struct Config {
+    /// The address to listen on.
+    pub addr: SocketAddr,
+    /// The balancing algorithm.
+    pub algo: Algo,
+    /// How to find a client's IP.
+    pub client_ip: ClientIp,
+    /// Time between two health checks of a backend.
+    pub health_interval: Duration,
+    /// The path health checks ask for.
+    pub health_path: String,
+    /// How long a health check may take.
+    pub health_timeout: Duration,
+    /// Backends registered at start-up.
+    pub backends: Vec<BackendSpec>,
+    /// How requests are forwarded to backends.
+    pub proxy_client: ProxyClientBuilder,
+    /// How long a graceful shutdown waits for requests in flight.
+    pub shutdown_timeout: Duration,
+    /// The seed of the random choices, if fixed.
+    pub seed: Option<u64>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Config {
+    /// The default port.
+    pub const DEFAULT_PORT: u16 = 8080;
+
+    /// The defaults in the table above.
+    pub fn new() -> Self {
+        Self {
+            addr: SocketAddr::from((Ipv4Addr::UNSPECIFIED, Self::DEFAULT_PORT)),
+            algo: Algo::RoundRobin,
+            client_ip: ClientIp::peer(),
+            health_interval: Duration::from_secs(10),
+            health_path: "/health".to_owned(),
+            health_timeout: Duration::from_secs(2),
+            backends: Vec::new(),
+            proxy_client: ProxyClientBuilder::new(),
+            shutdown_timeout: Duration::from_secs(30),
+            seed: None,
+        }
+    }
+
+    /// The address to listen on; port `0` picks a free one (see
+    /// [`Server::local_addr`](super::Server::local_addr)).
+    pub fn bind(mut self, addr: impl Into<SocketAddr>) -> Self {
+        self.addr = addr.into();
+        self
+    }
+
+    /// The balancing algorithm.
+    pub fn algo(mut self, algo: Algo) -> Self {
+        self.algo = algo;
+        self
+    }
+
+    /// How to find a client's IP, for [`Algo::SourceIpHash`] and [`Algo::StickyRoundRobin`].
+    pub fn client_ip(mut self, client_ip: ClientIp) -> Self {
+        self.client_ip = client_ip;
+        self
+    }
+
+    /// Time between two health checks of a backend.
+    pub fn health_interval(mut self, interval: Duration) -> Self {
+        self.health_interval = interval;
+        self
+    }
+
+    /// The path every health check (and the check at registration) asks for with `GET`;
+    /// a `2xx` answer is a pass.
+    pub fn health_path(mut self, path: impl Into<String>) -> Self {
+        self.health_path = path.into();
+        self
+    }
+
+    /// How long a health check may take before it counts as failed.
+    pub fn health_timeout(mut self, timeout: Duration) -> Self {
+        self.health_timeout = timeout;
+        self
+    }
+
+    /// A backend registered at start-up, without a check at registration: it takes traffic
+    /// until its first health check, which runs at once, fails. Repeat for more.
+    pub fn backend(mut self, backend: BackendSpec) -> Self {
+        self.backends.push(backend);
+        self
+    }
+
+    /// Backends registered at start-up; see [`backend`](Self::backend).
+    pub fn backends_from(mut self, backends: impl IntoIterator<Item = BackendSpec>) -> Self {
+        self.backends.extend(backends);
+        self
+    }
+
+    /// The client that forwards requests: connect and response timeouts, connection pool.
+    pub fn proxy_client(mut self, builder: ProxyClientBuilder) -> Self {
+        self.proxy_client = builder;
+        self
+    }
+
+    /// How long [`Server::run`](super::Server::run) waits, once asked to stop, for requests in
+    /// flight to finish before it closes their connections.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Seeds the random choices of `PTC`, `LT` and `Random`, for reproducible runs.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+}

@@ -1,0 +1,93 @@
+//! The per-connection service: `/register` to the admin, everything else to the balancer.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http::{Request, Response, Uri};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use pin_project_lite::pin_project;
+use tower::Service;
+
+use crate::admin::{self, Admin};
+use crate::balance::TrackedBody;
+use crate::health::{HealthCheckDiscover, HttpProbe};
+use crate::proxy::{self, HttpBackend};
+use crate::{LoadBalance, NoAvailableBackend, PeerAddr, RegistryDiscover};
+
+/// The path of the registration API.
+pub(crate) const REGISTER_PATH: &str = "/register";
+
+/// The balancer a [`Server`](super::Server) runs: its algorithm over the health-checked
+/// backends of its registry.
+pub type Balancer = LoadBalance<HealthCheckDiscover<RegistryDiscover<Uri, HttpBackend>, HttpProbe>>;
+
+/// The body of every response the server sends: a backend's, or one of its own (JSend).
+pub type ResponseBody = Either<TrackedBody<Incoming>, Full<Bytes>>;
+
+/// Answers the requests of one connection.
+#[derive(Clone)]
+pub(crate) struct Handler {
+    pub(crate) balancer: Balancer,
+    pub(crate) admin: Admin<HttpBackend, HttpProbe>,
+    pub(crate) peer: SocketAddr,
+}
+
+impl hyper::service::Service<Request<Incoming>> for Handler {
+    type Response = Response<ResponseBody>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+        if req.uri().path() == REGISTER_PATH {
+            return ResponseFuture::Admin {
+                inner: self.admin.clone().call(req),
+            };
+        }
+        req.extensions_mut().insert(PeerAddr(self.peer));
+        // `Balance` is always ready: no `poll_ready` needed. Cloning it is a reference count.
+        ResponseFuture::Proxy {
+            inner: self.balancer.clone().call(req),
+        }
+    }
+}
+
+type ProxyFuture = <Balancer as Service<Request<Incoming>>>::Future;
+
+pin_project! {
+    /// The response future of the server's service.
+    #[project = ResponseFutureProj]
+    pub(crate) enum ResponseFuture {
+        Proxy { #[pin] inner: ProxyFuture },
+        Admin { #[pin] inner: admin::ResponseFuture },
+    }
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<Response<ResponseBody>, Infallible>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let res = match self.project() {
+            ResponseFutureProj::Proxy { inner } => match ready!(inner.poll(cx)) {
+                Ok(res) => res.map(Either::Left),
+                Err(error) => {
+                    if error.is::<NoAvailableBackend>() {
+                        tracing::debug!(%error, "request not forwarded");
+                    } else {
+                        tracing::warn!(%error, "request not forwarded");
+                    }
+                    proxy::error_response(&error).map(Either::Right)
+                }
+            },
+            ResponseFutureProj::Admin { inner } => match ready!(inner.poll(cx)) {
+                Ok(res) => res.map(Either::Right),
+            },
+        };
+        Poll::Ready(Ok(res))
+    }
+}
