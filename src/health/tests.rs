@@ -1,1 +1,697 @@
+use std::convert::Infallible;
+use std::hash::Hash;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::time::Duration;
 
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio::time::sleep;
+use tokio_test::{assert_pending, assert_ready_ok};
+use tower::discover::{Change, Discover, ServiceList};
+use tower::{Layer, Service, ServiceExt, service_fn};
+use tower_test::mock;
+
+use super::*;
+use crate::{Algo, BoxError, LoadBalance, NoAvailableBackend, Weighted};
+
+type Req = http::Request<()>;
+type Res = http::Response<&'static str>;
+
+/// Per-backend probe answers the test flips, and how often each backend was probed.
+struct Switches {
+    up: Vec<AtomicBool>,
+    calls: Vec<AtomicUsize>,
+    /// How long each probe takes.
+    delay: Vec<Duration>,
+}
+
+impl Switches {
+    fn new(n: usize) -> Arc<Self> {
+        Self::with_delays(vec![Duration::ZERO; n])
+    }
+
+    fn with_delays(delay: Vec<Duration>) -> Arc<Self> {
+        Arc::new(Self {
+            up: delay.iter().map(|_| AtomicBool::new(true)).collect(),
+            calls: delay.iter().map(|_| AtomicUsize::new(0)).collect(),
+            delay,
+        })
+    }
+
+    fn set(&self, backend: usize, up: bool) {
+        self.up[backend].store(up, SeqCst);
+    }
+
+    fn calls(&self, backend: usize) -> usize {
+        self.calls[backend].load(SeqCst)
+    }
+}
+
+/// Probes backend `i` (any key that borrows a `usize`) by reading switch `i`.
+fn probe<K: std::borrow::Borrow<usize>>(
+    switches: &Arc<Switches>,
+) -> ProbeFn<impl Fn(&K) -> ProbeAnswer + Clone + Send + Sync + 'static> {
+    let switches = Arc::clone(switches);
+    probe_fn(move |key: &K| {
+        let i = *key.borrow();
+        switches.calls[i].fetch_add(1, SeqCst);
+        let switches = Arc::clone(&switches);
+        Box::pin(async move {
+            if !switches.delay[i].is_zero() {
+                sleep(switches.delay[i]).await;
+            }
+            if switches.up[i].load(SeqCst) {
+                Ok(())
+            } else {
+                Err(BoxError::from(format!("backend {i} is down")))
+            }
+        }) as ProbeAnswer
+    })
+}
+
+type ProbeAnswer = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>;
+
+type Feed<K, S> = mpsc::UnboundedSender<Change<K, S>>;
+
+/// A discovery stream the test feeds by hand.
+fn channel<K: Eq, S>() -> (Feed<K, S>, impl Discover<Key = K, Service = S> + Unpin) {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let stream = futures_util::stream::poll_fn(move |cx| {
+        rx.poll_recv(cx).map(|c| c.map(Ok::<_, Infallible>))
+    });
+    (tx, stream)
+}
+
+/// Lets the probe tasks run what is ready, without moving the clock.
+async fn settle() {
+    for _ in 0..8 {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// The next change of a health-checked stream, which must be an insert; its service.
+async fn next_insert<D, P>(discover: &mut HealthCheckDiscover<D, P>) -> HealthCheck<D::Service>
+where
+    D: tower::discover::Discover + Unpin,
+    D::Key: Hash + Eq + Clone + std::fmt::Debug + Send + Sync + 'static,
+    P: Probe<D::Key>,
+{
+    match discover.next().await {
+        Some(Ok(Change::Insert(_, service))) => service,
+        _ => panic!("expected an insert"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn goes_pending_after_fall_failures_and_not_before() {
+    let switches = Switches::new(1);
+    let (tx, stream) = channel();
+    let mut discover = HealthCheckLayer::new(probe(&switches))
+        .interval(Duration::from_secs(1))
+        .fall(3)
+        .layer(stream);
+    let (backend, _handle) = mock::pair::<Req, Res>();
+    switches.set(0, false);
+    tx.send(Change::Insert(0, backend)).unwrap();
+    let mut svc = mock::Spawn::new(next_insert(&mut discover).await);
+
+    settle().await; // the first probe runs at once
+    assert_eq!(switches.calls(0), 1);
+    assert_ready_ok!(svc.poll_ready(), "1 failure of 3");
+    sleep(Duration::from_secs(1)).await;
+    settle().await;
+    assert_eq!(switches.calls(0), 2);
+    assert_ready_ok!(svc.poll_ready(), "2 failures of 3");
+    sleep(Duration::from_secs(1)).await;
+    settle().await;
+    assert_eq!(switches.calls(0), 3);
+    assert_pending!(svc.poll_ready(), "3 failures of 3");
+    assert_eq!(svc.get_ref().health().health(), Health::Unhealthy);
+}
+
+#[tokio::test(start_paused = true)]
+async fn ready_again_after_rise_successes() {
+    let switches = Switches::new(1);
+    let (tx, stream) = channel();
+    let mut discover = HealthCheckLayer::new(probe(&switches))
+        .interval(Duration::from_secs(1))
+        .rise(2)
+        .layer(stream);
+    let (backend, _handle) = mock::pair::<Req, Res>();
+    switches.set(0, false);
+    tx.send(Change::Insert(0, backend)).unwrap();
+    let mut svc = mock::Spawn::new(next_insert(&mut discover).await);
+    settle().await;
+    assert_pending!(svc.poll_ready(), "fall 1: down after one failure");
+
+    switches.set(0, true);
+    sleep(Duration::from_secs(1)).await;
+    settle().await;
+    assert_pending!(svc.poll_ready(), "1 pass of 2");
+    sleep(Duration::from_secs(1)).await;
+    settle().await;
+    assert_ready_ok!(svc.poll_ready(), "2 passes of 2");
+}
+
+#[tokio::test(start_paused = true)]
+async fn initially_unhealthy_backend_waits_for_its_first_pass() {
+    let switches = Switches::with_delays(vec![Duration::from_millis(100)]);
+    let (tx, stream) = channel();
+    let mut discover = HealthCheckLayer::new(probe(&switches))
+        .initially_unhealthy()
+        .layer(stream);
+    let (backend, _handle) = mock::pair::<Req, Res>();
+    tx.send(Change::Insert(0, backend)).unwrap();
+    let mut svc = mock::Spawn::new(next_insert(&mut discover).await);
+    assert_pending!(svc.poll_ready());
+    sleep(Duration::from_millis(100)).await;
+    settle().await;
+    assert_ready_ok!(svc.poll_ready());
+}
+
+#[tokio::test(start_paused = true)]
+async fn probe_timeout_counts_as_failure() {
+    let switches = Switches::with_delays(vec![Duration::from_secs(60)]);
+    let (tx, stream) = channel();
+    let layer = HealthCheckLayer::new(probe(&switches)).timeout(Duration::from_secs(2));
+    let monitor = layer.monitor();
+    let mut discover = layer.layer(stream);
+    let (backend, _handle) = mock::pair::<Req, Res>();
+    tx.send(Change::Insert(0, backend)).unwrap();
+    let mut svc = mock::Spawn::new(next_insert(&mut discover).await);
+
+    sleep(Duration::from_millis(1999)).await;
+    settle().await;
+    assert_ready_ok!(svc.poll_ready(), "the probe has not timed out yet");
+    sleep(Duration::from_millis(1)).await;
+    settle().await;
+    assert_pending!(svc.poll_ready(), "a timed-out probe is a failure");
+    let snapshot = monitor.get(&0).unwrap();
+    assert_eq!(
+        snapshot.last_error.as_deref(),
+        Some("health check timed out")
+    );
+    assert_eq!(snapshot.consecutive_failures, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn probes_every_interval() {
+    let switches = Switches::new(1);
+    let (tx, stream) = channel();
+    let mut discover = HealthCheckLayer::new(probe(&switches))
+        .interval(Duration::from_secs(5))
+        .layer(stream);
+    let (backend, _handle) = mock::pair::<Req, Res>();
+    tx.send(Change::Insert(0, backend)).unwrap();
+    let _svc = next_insert(&mut discover).await;
+
+    settle().await;
+    assert_eq!(switches.calls(0), 1, "first probe at once");
+    sleep(Duration::from_millis(4999)).await;
+    settle().await;
+    assert_eq!(switches.calls(0), 1, "not before the interval");
+    sleep(Duration::from_millis(1)).await;
+    settle().await;
+    assert_eq!(switches.calls(0), 2);
+    sleep(Duration::from_secs(20)).await;
+    settle().await;
+    assert_eq!(switches.calls(0), 6);
+}
+
+#[tokio::test(start_paused = true)]
+async fn remove_stops_probing() {
+    let switches = Switches::new(2);
+    let (tx, stream) = channel();
+    let layer = HealthCheckLayer::new(probe(&switches)).interval(Duration::from_secs(1));
+    let monitor = layer.monitor();
+    let mut discover = layer.layer(stream);
+    for i in 0..2 {
+        tx.send(Change::Insert(i, mock::pair::<Req, Res>().0))
+            .unwrap();
+        next_insert(&mut discover).await;
+    }
+    settle().await;
+    assert_eq!(monitor.len(), 2);
+
+    tx.send(Change::Remove(0)).unwrap();
+    assert!(matches!(discover.next().await, Some(Ok(Change::Remove(0)))));
+    let calls = switches.calls(0);
+    sleep(Duration::from_secs(10)).await;
+    settle().await;
+    assert_eq!(switches.calls(0), calls, "no probe after removal");
+    assert_eq!(switches.calls(1), 11, "the other backend is still probed");
+    assert_eq!(monitor.len(), 1);
+    assert!(monitor.get(&0).is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_stream_stops_probing() {
+    let switches = Switches::new(1);
+    let (tx, stream) = channel();
+    let layer = HealthCheckLayer::new(probe(&switches)).interval(Duration::from_secs(1));
+    let monitor = layer.monitor();
+    let mut discover = layer.layer(stream);
+    tx.send(Change::Insert(0, mock::pair::<Req, Res>().0))
+        .unwrap();
+    next_insert(&mut discover).await;
+    settle().await;
+    drop(discover);
+    sleep(Duration::from_secs(10)).await;
+    settle().await;
+    assert_eq!(switches.calls(0), 1);
+    assert!(monitor.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn weight_update_keeps_state_and_a_single_probe_task() {
+    let switches = Switches::new(1);
+    let (tx, stream) = channel();
+    let layer = HealthCheckLayer::new(probe(&switches)).interval(Duration::from_secs(1));
+    let monitor = layer.monitor();
+    let mut discover = layer.layer(stream);
+    switches.set(0, false);
+    tx.send(Change::Insert(
+        Weighted::new(0, 1),
+        mock::pair::<Req, Res>().0,
+    ))
+    .unwrap();
+    let first = next_insert(&mut discover).await;
+    settle().await;
+    assert_eq!(first.health().health(), Health::Unhealthy);
+
+    tx.send(Change::Insert(
+        Weighted::new(0, 5),
+        mock::pair::<Req, Res>().0,
+    ))
+    .unwrap();
+    let mut second = mock::Spawn::new(next_insert(&mut discover).await);
+    assert!(Arc::ptr_eq(first.health(), second.get_ref().health()));
+    assert_pending!(second.poll_ready(), "still down after the weight update");
+
+    let calls = switches.calls(0);
+    sleep(Duration::from_secs(3)).await;
+    settle().await;
+    assert_eq!(switches.calls(0), calls + 3, "one probe task, not two");
+    let backends = monitor.backends();
+    assert_eq!(backends.len(), 1);
+    assert_eq!(
+        crate::Weight::weight(&backends[0].0),
+        5,
+        "the monitor has the new key"
+    );
+
+    tx.send(Change::Remove(Weighted::new(0, 5))).unwrap();
+    discover.next().await;
+    let calls = switches.calls(0);
+    sleep(Duration::from_secs(3)).await;
+    assert_eq!(switches.calls(0), calls, "one remove stops it");
+}
+
+#[tokio::test(start_paused = true)]
+async fn slow_probe_does_not_delay_others() {
+    let switches = Switches::with_delays(vec![Duration::from_secs(3600), Duration::ZERO]);
+    let (tx, stream) = channel();
+    let layer = HealthCheckLayer::new(probe(&switches))
+        .interval(Duration::from_secs(1))
+        .timeout(Duration::from_secs(7200));
+    let monitor = layer.monitor();
+    let mut discover = layer.layer(stream);
+    switches.set(1, false);
+    for i in 0..2 {
+        tx.send(Change::Insert(i, mock::pair::<Req, Res>().0))
+            .unwrap();
+        next_insert(&mut discover).await;
+    }
+    settle().await;
+    assert_eq!(monitor.get(&1).unwrap().status, Health::Unhealthy);
+    assert_eq!(
+        monitor.get(&0).unwrap().checks,
+        0,
+        "backend 0 is still being checked"
+    );
+
+    sleep(Duration::from_secs(5)).await;
+    settle().await;
+    assert_eq!(switches.calls(1), 6);
+    assert_eq!(switches.calls(0), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn waiter_is_woken_when_backend_becomes_healthy() {
+    let switches = Switches::new(1);
+    let (tx, stream) = channel();
+    let mut discover = HealthCheckLayer::new(probe(&switches))
+        .interval(Duration::from_secs(1))
+        .layer(stream);
+    switches.set(0, false);
+    let (backend, _handle) = mock::pair::<Req, Res>();
+    tx.send(Change::Insert(0, backend)).unwrap();
+    let service = next_insert(&mut discover).await;
+    settle().await;
+    let mut waiter = mock::Spawn::new(service.clone());
+    let mut other = mock::Spawn::new(service);
+    assert_pending!(waiter.poll_ready());
+    assert_pending!(other.poll_ready());
+    assert!(!waiter.is_woken());
+
+    sleep(Duration::from_secs(1)).await;
+    settle().await;
+    assert!(!waiter.is_woken(), "a failed check does not wake");
+
+    switches.set(0, true);
+    sleep(Duration::from_secs(1)).await;
+    settle().await;
+    assert!(
+        waiter.is_woken(),
+        "every waiter is woken, not only the last"
+    );
+    assert!(other.is_woken());
+    assert_ready_ok!(waiter.poll_ready());
+    assert_ready_ok!(other.poll_ready());
+}
+
+#[tokio::test(start_paused = true)]
+async fn ready_awaits_recovery() {
+    let switches = Switches::new(1);
+    let (tx, stream) = channel();
+    let mut discover = HealthCheckLayer::new(probe(&switches))
+        .interval(Duration::from_secs(1))
+        .layer(stream);
+    switches.set(0, false);
+    let backend = service_fn(|_: Req| async { Ok::<_, Infallible>(Res::new("ok")) });
+    tx.send(Change::Insert(0, backend)).unwrap();
+    let service = next_insert(&mut discover).await;
+    settle().await;
+    let waiting = tokio::spawn(async move {
+        let res = service.oneshot(Req::new(())).await.unwrap();
+        (tokio::time::Instant::now(), *res.body())
+    });
+    let start = tokio::time::Instant::now();
+    sleep(Duration::from_millis(3500)).await;
+    switches.set(0, true);
+    let (at, body) = waiting.await.unwrap();
+    assert_eq!(body, "ok");
+    assert_eq!(
+        at - start,
+        Duration::from_secs(4),
+        "answered at the first passed check"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn balancer_never_picks_unhealthy_backend_and_fails_fast_when_all_are() {
+    let switches = Switches::new(3);
+    let backend = |name: &'static str| {
+        service_fn(move |_: Req| async move { Ok::<_, Infallible>(Res::new(name)) })
+    };
+    let backends = ServiceList::new(vec![backend("a"), backend("b"), backend("c")]);
+    let layer = HealthCheckLayer::new(probe(&switches)).interval(Duration::from_secs(1));
+    let monitor = layer.monitor();
+    switches.set(1, false);
+    let mut lb = LoadBalance::new(layer.layer(backends), Algo::RoundRobin);
+    settle().await;
+    assert_eq!(monitor.len(), 3);
+
+    let mut send = async || {
+        let res = lb.ready().await?.call(Req::new(())).await?;
+        Ok::<_, BoxError>(*res.body().get_ref())
+    };
+    for _ in 0..12 {
+        assert_ne!(send().await.unwrap(), "b");
+    }
+
+    switches.set(0, false);
+    switches.set(2, false);
+    sleep(Duration::from_secs(1)).await;
+    settle().await;
+    let error = send().await.unwrap_err();
+    assert!(
+        error.downcast_ref::<NoAvailableBackend>().is_some(),
+        "{error}"
+    );
+
+    switches.set(1, true);
+    sleep(Duration::from_secs(1)).await;
+    settle().await;
+    for _ in 0..3 {
+        assert_eq!(send().await.unwrap(), "b");
+    }
+    assert_eq!(switches.calls(1), 3, "ServiceList ended, the checks go on");
+}
+
+#[tokio::test(start_paused = true)]
+async fn monitor_probes_now_and_overrides_status() {
+    let switches = Switches::new(2);
+    let (tx, stream) = channel();
+    let layer = HealthCheckLayer::new(probe(&switches)).interval(Duration::from_secs(10));
+    let monitor = layer.monitor();
+    let mut discover = layer.layer(stream);
+    let (mut services, mut handles) = (Vec::new(), Vec::new());
+    for i in 0..2 {
+        let (backend, handle) = mock::pair::<Req, Res>();
+        handles.push(handle);
+        tx.send(Change::Insert(i, backend)).unwrap();
+        services.push(mock::Spawn::new(next_insert(&mut discover).await));
+    }
+    settle().await;
+    let mut listed: Vec<_> = monitor
+        .backends()
+        .into_iter()
+        .map(|(k, s)| (k, s.status, s.checks))
+        .collect();
+    listed.sort_by_key(|entry| entry.0);
+    assert_eq!(listed, [(0, Health::Healthy, 1), (1, Health::Healthy, 1)]);
+
+    switches.set(0, false);
+    sleep(Duration::from_secs(1)).await;
+    assert!(monitor.probe_now(&0));
+    assert!(!monitor.probe_now(&7));
+    settle().await;
+    assert_eq!(switches.calls(0), 2, "probed at once");
+    assert_eq!(switches.calls(1), 1);
+    assert_pending!(services[0].poll_ready());
+    assert_eq!(
+        monitor.get(&0).unwrap().last_error.as_deref(),
+        Some("backend 0 is down")
+    );
+    sleep(Duration::from_secs(9)).await;
+    settle().await;
+    assert_eq!(
+        switches.calls(0),
+        2,
+        "next regular check one interval after"
+    );
+    sleep(Duration::from_secs(1)).await;
+    settle().await;
+    assert_eq!(switches.calls(0), 3);
+
+    assert_eq!(
+        monitor.set_health(&1, Health::Unhealthy),
+        Some(Health::Healthy)
+    );
+    assert_pending!(services[1].poll_ready(), "forced down");
+    assert_eq!(
+        monitor.set_health(&0, Health::Healthy),
+        Some(Health::Unhealthy)
+    );
+    assert!(services[0].is_woken());
+    assert_ready_ok!(services[0].poll_ready(), "forced up");
+    assert_eq!(monitor.set_health(&7, Health::Healthy), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn streams_of_one_layer_share_a_backend_and_its_task() {
+    let switches = Switches::new(1);
+    let layer = HealthCheckLayer::new(probe(&switches)).interval(Duration::from_secs(1));
+    let monitor = layer.monitor();
+    let (tx_a, stream_a) = channel();
+    let (tx_b, stream_b) = channel();
+    let mut a = layer.layer(stream_a);
+    let mut b = layer.layer(stream_b);
+    tx_a.send(Change::Insert(0, mock::pair::<Req, Res>().0))
+        .unwrap();
+    tx_b.send(Change::Insert(0, mock::pair::<Req, Res>().0))
+        .unwrap();
+    let from_a = next_insert(&mut a).await;
+    let from_b = next_insert(&mut b).await;
+    assert!(Arc::ptr_eq(from_a.health(), from_b.health()));
+    settle().await;
+    assert_eq!(switches.calls(0), 1);
+
+    drop(a);
+    sleep(Duration::from_secs(2)).await;
+    settle().await;
+    assert_eq!(switches.calls(0), 3, "still checked for stream b");
+    tx_b.send(Change::Remove(0)).unwrap();
+    b.next().await;
+    sleep(Duration::from_secs(2)).await;
+    settle().await;
+    assert_eq!(switches.calls(0), 3);
+    assert!(monitor.is_empty());
+}
+
+mod http_probe {
+    use std::net::SocketAddr;
+
+    use bytes::Bytes;
+    use http::{StatusCode, Uri};
+    use http_body_util::Full;
+    use hyper::server::conn::http1;
+    use hyper_util::rt::TokioIo;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A server answering 200 on `/health` and `/api/health`, 500 elsewhere.
+    async fn server() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(|req: http::Request<_>| async move {
+                    let status = match req.uri().path() {
+                        "/health" | "/api/health" => StatusCode::OK,
+                        _ => StatusCode::INTERNAL_SERVER_ERROR,
+                    };
+                    let mut res = http::Response::new(Full::new(Bytes::from_static(b"body")));
+                    *res.status_mut() = status;
+                    Ok::<_, Infallible>(res)
+                });
+                tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+            }
+        });
+        addr
+    }
+
+    fn uri(s: &str) -> Uri {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn joins_the_path_to_the_base_uri() {
+        let probe = HttpProbe::new("/health");
+        for (base, want) in [
+            ("http://10.0.0.1:8080", "http://10.0.0.1:8080/health"),
+            ("http://10.0.0.1:8080/", "http://10.0.0.1:8080/health"),
+            (
+                "http://10.0.0.1:8080/api",
+                "http://10.0.0.1:8080/api/health",
+            ),
+            (
+                "http://10.0.0.1:8080/api/",
+                "http://10.0.0.1:8080/api/health",
+            ),
+            ("10.0.0.1:8080", "http://10.0.0.1:8080/health"),
+            ("https://example.com/x/?q=1", "https://example.com/x/health"),
+        ] {
+            assert_eq!(probe.uri_for(&uri(base)).unwrap(), uri(want), "{base}");
+        }
+        let probe = HttpProbe::new("ready?full=1");
+        assert_eq!(probe.path(), "/ready?full=1");
+        assert_eq!(
+            probe.uri_for(&uri("http://h:1/a/")).unwrap(),
+            uri("http://h:1/a/ready?full=1")
+        );
+        assert_eq!(HttpProbe::default().path(), "/health");
+        assert!(probe.uri_for(&uri("/only/a/path")).is_err());
+    }
+
+    #[tokio::test]
+    async fn passes_on_2xx_and_fails_otherwise() {
+        let addr = server().await;
+        let base = uri(&format!("http://{addr}"));
+        let check = |probe: HttpProbe, base: Uri| async move {
+            tokio::time::timeout(Duration::from_secs(5), probe.probe(&base))
+                .await
+                .expect("probe finished")
+        };
+
+        check(HttpProbe::new("/health"), base.clone())
+            .await
+            .unwrap();
+        check(HttpProbe::default(), uri(&format!("http://{addr}/")))
+            .await
+            .unwrap();
+        check(
+            HttpProbe::new("health"),
+            uri(&format!("http://{addr}/api/")),
+        )
+        .await
+        .unwrap();
+
+        let error = check(HttpProbe::new("/sick"), base).await.unwrap_err();
+        let status = error
+            .downcast_ref::<UnhealthyStatus>()
+            .expect("typed error");
+        assert_eq!(status.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            error.to_string(),
+            "health check answered 500 Internal Server Error"
+        );
+
+        // Keys of other kinds: a weighted URI and a socket address.
+        let probe = HttpProbe::new("/health");
+        let weighted = Weighted::new(uri(&format!("http://{addr}")), 3);
+        probe.probe(&weighted).await.unwrap();
+        probe.probe(&addr).await.unwrap();
+
+        let closed = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap()
+        };
+        let error = check(probe, uri(&format!("http://{closed}")))
+            .await
+            .unwrap_err();
+        assert!(error.downcast_ref::<UnhealthyStatus>().is_none(), "{error}");
+    }
+
+    #[tokio::test]
+    async fn checks_http_backends_under_the_layer() {
+        let up = server().await;
+        let closed = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap()
+        };
+        let layer = HealthCheckLayer::new(HttpProbe::new("/health"))
+            .interval(Duration::from_millis(50))
+            .timeout(Duration::from_secs(1));
+        let monitor = layer.monitor();
+        let backend = |name: &'static str| {
+            service_fn(move |_: Req| async move { Ok::<_, Infallible>(Res::new(name)) })
+        };
+        let backends = ServiceList::new(vec![backend("up"), backend("closed")]);
+        // ServiceList keys are indices; map them to the backends' URIs.
+        let uris = [
+            uri(&format!("http://{up}")),
+            uri(&format!("http://{closed}")),
+        ];
+        let discover = backends.map(move |change| {
+            change.map(|change| match change {
+                Change::Insert(i, s) => Change::Insert(uris[i].clone(), s),
+                Change::Remove(i) => Change::Remove(uris[i].clone()),
+            })
+        });
+        let mut lb = LoadBalance::new(layer.layer(discover), Algo::RoundRobin);
+        let closed_uri = uri(&format!("http://{closed}"));
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while monitor.get(&closed_uri).map(|s| s.status) != Some(Health::Unhealthy) {
+                sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the closed backend is marked down");
+        for _ in 0..4 {
+            let res = lb.ready().await.unwrap().call(Req::new(())).await.unwrap();
+            assert_eq!(*res.body().get_ref(), "up");
+        }
+        assert_eq!(
+            monitor.get(&uri(&format!("http://{up}"))).unwrap().status,
+            Health::Healthy
+        );
+    }
+}
