@@ -57,5 +57,6 @@ pub use self::algo::Algo;
 pub use self::balance::{Balance, Endpoint, LoadBalance, LoadBalanceLayer, Stats, TrackedBody};
 pub use self::client_ip::{ClientIp, PeerAddr};
 pub use self::error::{BoxError, NoAvailableBackend};
+pub use self::health::{HealthCheckLayer, HttpProbe};
 pub use self::registry::{Registration, Registry, RegistryDiscover};
 pub use self::weight::{Weight, Weighted};
