@@ -1,0 +1,510 @@
+//! The standalone balancer: `tower-lb` as a program.
+//!
+//! ```text
+//! cargo run --release --example lb -- --demo
+//! curl localhost:8080/
+//! curl --json '{"address": "http://127.0.0.1:1080", "weight": 5}' localhost:8080/register
+//! ```
+//!
+//! Every flag is described by `--help`. The original Go balancer's single-dash spelling
+//! (`-algo WRR`, `-port 8081`) is accepted too. Logs follow `RUST_LOG` (default `info`).
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use tower_lb::server::{Config, Server};
+use tracing_subscriber::EnvFilter;
+
+mod cli {
+    use std::ffi::OsString;
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+    use std::num::NonZeroUsize;
+    use std::time::Duration;
+
+    use clap::{CommandFactory, Parser};
+    use ipnet::IpNet;
+    use tower_lb::admin::BackendSpec;
+    use tower_lb::server::Config;
+    use tower_lb::{Algo, ClientIp};
+
+    /// An HTTP load balancer built from tower middleware.
+    ///
+    /// Requests to any path but /register are forwarded to a backend chosen by the algorithm;
+    /// backends that fail their health check are taken out until they pass again.
+    /// POST /register with {"address": "http://host:port", "weight": 5} adds a backend
+    /// (or updates its weight) at run time.
+    #[derive(Debug, Parser)]
+    #[command(name = "lb", version, about, long_about)]
+    pub(crate) struct Args {
+        /// Port to listen on.
+        #[arg(long, default_value_t = Config::DEFAULT_PORT)]
+        pub(crate) port: u16,
+
+        /// Address to listen on.
+        #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+        pub(crate) bind: IpAddr,
+
+        /// Balancing algorithm, case-insensitive: RR (round robin), WRR (weighted round robin),
+        /// SRR (sticky round robin), LC (least connections), PTC or P2C (power of two
+        /// choices), SIH (source IP hash), LT (least time), Random; long names such as
+        /// least-conn work too.
+        #[arg(long, default_value_t = Algo::RoundRobin, value_parser = parse_algo)]
+        pub(crate) algo: Algo,
+
+        /// Seconds between two health checks of a backend (fractions allowed).
+        #[arg(short = 't', long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
+        pub(crate) health_interval: Duration,
+
+        /// Path every health check asks for with GET; a 2xx answer is a pass.
+        #[arg(long, value_name = "PATH", default_value = "/health")]
+        pub(crate) health_path: String,
+
+        /// Seconds a health check may take before it counts as failed (fractions allowed).
+        #[arg(long, value_name = "SECONDS", default_value = "2", value_parser = parse_seconds)]
+        pub(crate) health_timeout: Duration,
+
+        /// A backend to register at start-up, as http://host:port with an optional =WEIGHT
+        /// (1 to 1000, default 1); repeat for more. Validated like POST /register.
+        #[arg(long = "backend", value_name = "URL[=WEIGHT]", value_parser = parse_backend)]
+        pub(crate) backends: Vec<BackendSpec>,
+
+        /// Start three demo backends on 127.0.0.1 (weights 3, 2 and 1) and register them.
+        #[arg(long)]
+        pub(crate) demo: bool,
+
+        /// Tokio worker threads [default: the number of CPU cores]; 1 runs everything on one
+        /// thread.
+        #[arg(long, value_name = "N")]
+        pub(crate) workers: Option<NonZeroUsize>,
+
+        /// Believe X-Forwarded-For from peers in this network (CIDR, e.g. 10.0.0.0/8), for the
+        /// client IP of SIH and SRR; repeat for more. By default the header is ignored.
+        #[arg(long = "trust-proxy", value_name = "CIDR")]
+        pub(crate) trusted_proxies: Vec<IpNet>,
+    }
+
+    impl Args {
+        /// Parses the command line, after [`normalize`], exiting with status 2 on bad input.
+        pub(crate) fn from_env() -> Self {
+            Self::parse_from(normalize(std::env::args_os()))
+        }
+
+        /// Parses `argv` (program name first), after [`normalize`].
+        #[cfg(test)]
+        pub(crate) fn try_from_args<I, T>(argv: I) -> Result<Self, clap::Error>
+        where
+            I: IntoIterator<Item = T>,
+            T: Into<OsString>,
+        {
+            Self::try_parse_from(normalize(argv))
+        }
+
+        /// The worker threads to run.
+        pub(crate) fn worker_threads(&self) -> usize {
+            self.workers.map_or_else(
+                || std::thread::available_parallelism().map_or(1, NonZeroUsize::get),
+                NonZeroUsize::get,
+            )
+        }
+
+        /// The server configuration, without the demo backends.
+        pub(crate) fn config(&self) -> Config {
+            let client_ip = if self.trusted_proxies.is_empty() {
+                ClientIp::peer()
+            } else {
+                ClientIp::trusting(self.trusted_proxies.iter().copied())
+            };
+            Config::new()
+                .bind(SocketAddr::new(self.bind, self.port))
+                .algo(self.algo)
+                .client_ip(client_ip)
+                .health_interval(self.health_interval)
+                .health_path(self.health_path.clone())
+                .health_timeout(self.health_timeout)
+                .backends_from(self.backends.iter().cloned())
+        }
+    }
+
+    /// Rewrites the Go spelling of long flags (`-algo WRR`, `-port=8081`) to clap's
+    /// (`--algo WRR`, `--port=8081`). Short flags (`-t 5`), values and everything after `--`
+    /// are left alone.
+    pub(crate) fn normalize<I, T>(argv: I) -> Vec<OsString>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString>,
+    {
+        let command = Args::command();
+        let flags: Vec<(&str, bool)> = command
+            .get_arguments()
+            .filter_map(|arg| Some((arg.get_long()?, arg.get_action().takes_values())))
+            .chain([("help", false), ("version", false)])
+            .collect();
+        let takes_value = |name: &str| flags.iter().any(|&(n, v)| n == name && v);
+        let shorts_with_value: Vec<char> = command
+            .get_arguments()
+            .filter(|arg| arg.get_action().takes_values())
+            .filter_map(|arg| arg.get_short())
+            .collect();
+
+        let mut out = Vec::new();
+        let mut argv = argv.into_iter().map(Into::into);
+        out.extend(argv.next()); // the program name
+        let mut value_next = false;
+        while let Some(arg) = argv.next() {
+            let Some(s) = arg.to_str() else {
+                value_next = false;
+                out.push(arg);
+                continue;
+            };
+            if std::mem::take(&mut value_next) {
+                out.push(arg);
+                continue;
+            }
+            if s == "--" {
+                out.push(arg);
+                out.extend(argv);
+                break;
+            }
+            let (dashes, flag) = match (s.strip_prefix("--"), s.strip_prefix('-')) {
+                (Some(long), _) => (2, long),
+                (None, Some(flag)) => (1, flag),
+                (None, None) => {
+                    out.push(arg);
+                    continue;
+                }
+            };
+            let (name, inline_value) = match flag.split_once('=') {
+                Some((name, _)) => (name, true),
+                None => (flag, false),
+            };
+            if flags.iter().any(|&(n, _)| n == name) {
+                value_next = !inline_value && takes_value(name);
+                out.push(if dashes == 1 {
+                    format!("-{s}").into()
+                } else {
+                    arg
+                });
+            } else {
+                let mut chars = flag.chars();
+                value_next = dashes == 1
+                    && chars.next().is_some_and(|c| shorts_with_value.contains(&c))
+                    && chars.next().is_none();
+                out.push(arg);
+            }
+        }
+        out
+    }
+
+    fn parse_algo(s: &str) -> Result<Algo, String> {
+        s.parse()
+            .map_err(|e: tower_lb::algo::UnknownAlgo| e.to_string())
+    }
+
+    fn parse_seconds(s: &str) -> Result<Duration, String> {
+        let secs: f64 = s
+            .parse()
+            .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+        if !(secs > 0.0 && secs <= 86_400.0) {
+            return Err(format!(
+                "{s} is out of range: expected more than 0 and at most 86400 seconds"
+            ));
+        }
+        Ok(Duration::from_secs_f64(secs))
+    }
+
+    fn parse_backend(s: &str) -> Result<BackendSpec, String> {
+        s.parse()
+            .map_err(|e: tower_lb::admin::RegisterError| e.to_string())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use clap::error::ErrorKind;
+
+        fn args(argv: &[&str]) -> Result<Args, clap::Error> {
+            Args::try_from_args(std::iter::once("lb").chain(argv.iter().copied()))
+        }
+
+        #[test]
+        fn defaults() {
+            let a = args(&[]).unwrap();
+            assert_eq!(a.port, 8080);
+            assert_eq!(a.bind, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+            assert_eq!(a.algo, Algo::RoundRobin);
+            assert_eq!(a.health_interval, Duration::from_secs(10));
+            assert_eq!(a.health_path, "/health");
+            assert_eq!(a.health_timeout, Duration::from_secs(2));
+            assert!(a.backends.is_empty() && !a.demo && a.workers.is_none());
+            let config = a.config();
+            assert_eq!(config.addr, "0.0.0.0:8080".parse().unwrap());
+            assert_eq!(config.algo, Algo::RoundRobin);
+            assert!(a.worker_threads() >= 1);
+        }
+
+        #[test]
+        fn every_flag_reaches_the_config() {
+            let a = args(&[
+                "--port",
+                "9000",
+                "--bind",
+                "127.0.0.1",
+                "--algo",
+                "least-conn",
+                "-t",
+                "1.5",
+                "--health-path",
+                "/ping",
+                "--health-timeout",
+                "0.5",
+                "--backend",
+                "http://127.0.0.1:1080=5",
+                "--backend",
+                "http://127.0.0.1:1081/",
+                "--workers",
+                "1",
+                "--demo",
+                "--trust-proxy",
+                "10.0.0.0/8",
+            ])
+            .unwrap();
+            assert!(a.demo);
+            assert_eq!(a.worker_threads(), 1);
+            let c = a.config();
+            assert_eq!(c.addr, "127.0.0.1:9000".parse().unwrap());
+            assert_eq!(c.algo, Algo::LeastConn);
+            assert_eq!(c.health_interval, Duration::from_millis(1500));
+            assert_eq!(c.health_path, "/ping");
+            assert_eq!(c.health_timeout, Duration::from_millis(500));
+            let backends: Vec<_> = c
+                .backends
+                .iter()
+                .map(|b| (b.to_string(), b.weight()))
+                .collect();
+            assert_eq!(
+                backends,
+                [
+                    ("http://127.0.0.1:1080".to_string(), 5),
+                    ("http://127.0.0.1:1081".to_string(), 1)
+                ]
+            );
+            assert_eq!(
+                c.client_ip.trusted(),
+                ["10.0.0.0/8".parse::<IpNet>().unwrap()]
+            );
+        }
+
+        #[test]
+        fn go_single_dash_spelling_works() {
+            let a = args(&[
+                "-algo",
+                "WRR",
+                "-port=8081",
+                "-health-interval",
+                "3",
+                "-demo",
+            ])
+            .unwrap();
+            assert_eq!(a.algo, Algo::WeightedRoundRobin);
+            assert_eq!(a.port, 8081);
+            assert_eq!(a.health_interval, Duration::from_secs(3));
+            assert!(a.demo);
+            // Short flags, values and what follows `--` are not rewritten.
+            assert_eq!(
+                normalize([
+                    "lb",
+                    "-t",
+                    "5",
+                    "--health-path",
+                    "-algo",
+                    "-bind",
+                    "::1",
+                    "--",
+                    "-port"
+                ]),
+                [
+                    "lb",
+                    "-t",
+                    "5",
+                    "--health-path",
+                    "-algo",
+                    "--bind",
+                    "::1",
+                    "--",
+                    "-port"
+                ]
+                .map(OsString::from)
+            );
+            let a = args(&["-health-path=/ping", "-port", "1"]).unwrap();
+            assert_eq!((a.health_path.as_str(), a.port), ("/ping", 1));
+        }
+
+        #[test]
+        fn algo_is_case_insensitive_and_errors_list_valid_names() {
+            for (name, algo) in [
+                ("wrr", Algo::WeightedRoundRobin),
+                ("P2c", Algo::PowerOfTwoChoices),
+                ("SIH", Algo::SourceIpHash),
+            ] {
+                assert_eq!(args(&["--algo", name]).unwrap().algo, algo);
+            }
+            let err = args(&["--algo", "fastest"]).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::ValueValidation);
+            assert_eq!(err.exit_code(), 2);
+            let msg = err.to_string();
+            for algo in Algo::ALL {
+                assert!(msg.contains(algo.short_name()), "{msg}");
+            }
+        }
+
+        #[test]
+        fn bad_values_are_usage_errors() {
+            for argv in [
+                &["--port", "70000"][..],
+                &["--port", "http"],
+                &["--bind", "localhost"],
+                &["-t", "0"],
+                &["-t", "-1"],
+                &["-t", "soon"],
+                &["--health-timeout", "NaN"],
+                &["--workers", "0"],
+                &["--backend", "127.0.0.1:1080"],
+                &["--backend", "ftp://x"],
+                &["--backend", "http://x=0"],
+                &["--backend", "http://x=1001"],
+                &["--backend", "http://x=heavy"],
+                &["--trust-proxy", "10.0.0.0"],
+                &["--no-such-flag"],
+            ] {
+                let err = args(argv).unwrap_err();
+                assert_eq!(err.exit_code(), 2, "{argv:?}");
+            }
+            let msg = args(&["--backend", "ftp://x"]).unwrap_err().to_string();
+            assert!(msg.contains("invalid address \"ftp://x\""), "{msg}");
+        }
+
+        #[test]
+        fn help_names_every_flag_and_its_default() {
+            let help = Args::command().render_long_help().to_string();
+            for text in [
+                "--port",
+                "[default: 8080]",
+                "--bind",
+                "[default: 0.0.0.0]",
+                "--algo",
+                "[default: RR]",
+                "--health-interval",
+                "[default: 10]",
+                "--health-path",
+                "[default: /health]",
+                "--health-timeout",
+                "[default: 2]",
+                "--backend",
+                "--demo",
+                "--workers",
+                "number of CPU cores",
+                "--trust-proxy",
+            ] {
+                assert!(help.contains(text), "{text} missing from\n{help}");
+            }
+            Args::command().debug_assert();
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args = cli::Args::from_env();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+
+    let runtime = match args.worker_threads() {
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+    };
+    let result = runtime
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+        .and_then(|runtime| runtime.block_on(run(args)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("lb: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: cli::Args) -> Result<(), String> {
+    let config: Config = args.config();
+    let addr = config.addr;
+    let server = Server::bind(config)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    if args.demo {
+        demo::start(&server)
+            .await
+            .map_err(|e| format!("cannot start the demo backends: {e}"))?;
+    }
+    server
+        .run(shutdown_signal())
+        .await
+        .map_err(|e| format!("server failed: {e}"))
+}
+
+/// Resolves on Ctrl-C, or SIGTERM on Unix.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down: no new connections, finishing requests in flight");
+}
+
+mod demo {
+    use std::io;
+
+    use tokio::net::TcpListener;
+    use tower_lb::server::Server;
+
+    /// Starts three backends on 127.0.0.1 and registers them with weights 3, 2 and 1.
+    pub(crate) async fn start(server: &Server) -> io::Result<()> {
+        for weight in [3, 2, 1] {
+            let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+            let addr = listener.local_addr()?;
+            tokio::spawn(backend_server::serve(
+                listener,
+                std::future::pending::<()>(),
+            ));
+            let uri = tower_lb::admin::parse_address(&format!("http://{addr}"))
+                .expect("a socket address makes a valid backend address");
+            server.registry().register(uri, weight);
+            tracing::info!(backend = %addr, weight, "demo backend registered");
+        }
+        Ok(())
+    }
+}
