@@ -10,7 +10,7 @@ use super::source_ip_hash::SourceIpHashTable;
 use super::weighted_round_robin::WeightedRoundRobinTable;
 use super::{
     Algo, LeastConn, LeastTime, Pick, PowerOfTwoChoices, Random, RoundRobin, SourceIpHash,
-    WeightedRoundRobin,
+    StickyKey, StickyRoundRobin, WeightedRoundRobin,
 };
 use crate::balance::{Endpoint, Stats};
 use crate::client_ip::ClientIp;
@@ -34,7 +34,7 @@ pub struct AlgoPick {
 enum Inner {
     RoundRobin(RoundRobin),
     WeightedRoundRobin(WeightedRoundRobin),
-    StickyRoundRobin(RoundRobin),
+    StickyRoundRobin(StickyRoundRobin),
     LeastConn(LeastConn),
     PowerOfTwoChoices(PowerOfTwoChoices),
     SourceIpHash(SourceIpHash),
@@ -67,7 +67,9 @@ impl AlgoPick {
         let inner = match algo {
             Algo::RoundRobin => Inner::RoundRobin(RoundRobin::new()),
             Algo::WeightedRoundRobin => Inner::WeightedRoundRobin(WeightedRoundRobin::new()),
-            Algo::StickyRoundRobin => Inner::StickyRoundRobin(RoundRobin::new()),
+            Algo::StickyRoundRobin => {
+                Inner::StickyRoundRobin(StickyRoundRobin::new().key(StickyKey::ClientIp(client_ip)))
+            }
             Algo::LeastConn => Inner::LeastConn(LeastConn::new()),
             Algo::PowerOfTwoChoices => Inner::PowerOfTwoChoices(PowerOfTwoChoices::new()),
             Algo::SourceIpHash => Inner::SourceIpHash(SourceIpHash::new().client_ip(client_ip)),

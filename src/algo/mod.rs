@@ -30,6 +30,7 @@ pub mod random;
 pub(crate) mod rng;
 pub mod round_robin;
 pub mod source_ip_hash;
+pub mod sticky;
 pub mod weighted_round_robin;
 
 pub use self::dynamic::{AlgoPick, AlgoTable};
@@ -39,6 +40,7 @@ pub use self::p2c::PowerOfTwoChoices;
 pub use self::random::Random;
 pub use self::round_robin::RoundRobin;
 pub use self::source_ip_hash::SourceIpHash;
+pub use self::sticky::{StickyKey, StickyRoundRobin};
 pub use self::weighted_round_robin::WeightedRoundRobin;
 
 /// A balancing algorithm: picks one ready backend out of the current set.

@@ -1,0 +1,611 @@
+//! Sticky round robin: a client's first request is placed round robin, and the client then
+//! stays on that backend while it is ready.
+//!
+//! The balancer remembers which backend each client was placed on. When that backend is not
+//! ready (unhealthy, draining, saturated) or has left the set, the client is placed again, round
+//! robin, and stays on its new backend from then on. Clients are told apart by a
+//! [`StickyKey`]: their IP address (the default), a request header such as a session token, or a
+//! cookie; requests without a key are sent round robin. Choose it when backends hold
+//! per-client state that must stay put (in-memory sessions, uploads in parts); unlike
+//! [`SourceIpHash`](super::SourceIpHash), placement follows the rotation rather than a hash, so
+//! clients spread evenly, and a backend that joins takes only new clients. HAProxy's
+//! `stick-table` with `stick on src` over `balance roundrobin`, and nginx's `sticky learn`.
+//!
+//! # Memory and the request path
+//!
+//! The table of placements is bounded: it holds at most [`capacity`](StickyRoundRobin::capacity)
+//! clients ([`DEFAULT_CAPACITY`] by default), and forgets a client idle for longer than the
+//! [`idle timeout`](StickyRoundRobin::idle_timeout) ([`DEFAULT_IDLE_TIMEOUT`]). It is split into
+//! up to 64 shards by a hash of the client key, each behind its own mutex with its own share
+//! of the capacity; a request locks one shard for a hash-map lookup, so clients of different
+//! shards never wait for each other. A full shard first drops its idle clients, then the least
+//! recently seen eighth, so a flood of new clients costs O(1) per request amortized and evicts
+//! the oldest clients rather than growing. The key hash is seeded at random per picker, so
+//! clients cannot aim at one shard.
+//!
+//! A placement refers to the backend itself, not to its position in the set, so clients stay
+//! put when other backends come and go.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use http::header::{COOKIE, HeaderName};
+
+use super::least_time::now_ns;
+use super::source_ip_hash::{fmix64, ip_hash};
+use super::{Pick, RoundRobin};
+use crate::balance::{Endpoint, Stats};
+use crate::client_ip::ClientIp;
+
+/// The default number of clients remembered.
+pub const DEFAULT_CAPACITY: usize = 65_536;
+
+/// The default time after which an idle client is forgotten.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+
+const MAX_SHARDS: usize = 64;
+
+/// What tells clients apart for [`StickyRoundRobin`].
+#[derive(Debug, Clone)]
+pub enum StickyKey {
+    /// The client's IP address, found as [`ClientIp`] says (by default the TCP peer).
+    ClientIp(ClientIp),
+    /// The value of this request header, e.g. a session or tenant id set by a proxy in front.
+    Header(HeaderName),
+    /// The value of the cookie with this name, e.g. a session cookie set by the backends.
+    Cookie(String),
+}
+
+impl Default for StickyKey {
+    fn default() -> Self {
+        Self::ClientIp(ClientIp::peer())
+    }
+}
+
+impl From<ClientIp> for StickyKey {
+    fn from(client_ip: ClientIp) -> Self {
+        Self::ClientIp(client_ip)
+    }
+}
+
+impl From<HeaderName> for StickyKey {
+    fn from(name: HeaderName) -> Self {
+        Self::Header(name)
+    }
+}
+
+/// Sticky round robin picker. See the [module docs](self).
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_lb::algo::{StickyKey, StickyRoundRobin};
+///
+/// let picker = StickyRoundRobin::new()
+///     .key(StickyKey::Cookie("session".into()))
+///     .capacity(10_000)
+///     .idle_timeout(Duration::from_secs(300));
+/// # let _ = picker;
+/// ```
+#[must_use]
+pub struct StickyRoundRobin {
+    key: StickyKey,
+    rotation: RoundRobin,
+    shards: Box<[Mutex<Shard>]>,
+    shard_capacity: usize,
+    idle_timeout: Duration,
+    idle_ns: u64,
+    seed: u64,
+}
+
+/// Where one client was placed.
+#[derive(Debug)]
+struct Placement {
+    backend: Weak<Stats>,
+    /// Where the backend was last seen in the set; checked before use.
+    slot: usize,
+    last_seen: u64,
+}
+
+/// One shard of the placement table, keyed by the seeded hash of the client key.
+#[derive(Debug, Default)]
+struct Shard {
+    clients: HashMap<u64, Placement, BuildHasherDefault<PassThrough>>,
+    last_sweep: u64,
+}
+
+/// The table's keys are already hashes.
+#[derive(Debug, Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    #[inline]
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl StickyRoundRobin {
+    /// Clients are told apart by TCP peer address, [`DEFAULT_CAPACITY`] of them are remembered,
+    /// each for [`DEFAULT_IDLE_TIMEOUT`] after its last request.
+    pub fn new() -> Self {
+        Self {
+            key: StickyKey::default(),
+            rotation: RoundRobin::new(),
+            shards: Box::new([]),
+            shard_capacity: 0,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            idle_ns: 0,
+            seed: rand::random(),
+        }
+        .capacity(DEFAULT_CAPACITY)
+        .idle_timeout(DEFAULT_IDLE_TIMEOUT)
+    }
+
+    /// What tells clients apart.
+    pub fn key(mut self, key: impl Into<StickyKey>) -> Self {
+        self.key = key.into();
+        self
+    }
+
+    /// The most clients remembered (at least 1). Forgets those remembered so far.
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        let capacity = capacity.max(1);
+        let shards = (capacity / 16).clamp(1, MAX_SHARDS);
+        self.shards = (0..shards).map(|_| Mutex::default()).collect();
+        self.shard_capacity = capacity / shards;
+        self
+    }
+
+    /// How long a client that sends no request is remembered.
+    pub fn idle_timeout(mut self, idle_timeout: Duration) -> Self {
+        self.idle_timeout = idle_timeout;
+        self.idle_ns = u64::try_from(idle_timeout.as_nanos()).unwrap_or(u64::MAX);
+        self
+    }
+
+    /// The most clients remembered: the capacity, rounded down to a multiple of the shards.
+    pub fn max_clients(&self) -> usize {
+        self.shards.len() * self.shard_capacity
+    }
+
+    /// Clients remembered now: placed, and not idle for longer than the idle timeout.
+    pub fn clients(&self) -> usize {
+        let now = now_ns();
+        self.shards
+            .iter()
+            .map(|shard| {
+                let shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+                shard
+                    .clients
+                    .values()
+                    .filter(|p| now.saturating_sub(p.last_seen) <= self.idle_ns)
+                    .count()
+            })
+            .sum()
+    }
+
+    /// The seeded hash of the request's client key, if it has one.
+    fn client_hash<B>(&self, req: &http::Request<B>) -> Option<u64> {
+        match &self.key {
+            StickyKey::ClientIp(client_ip) => {
+                client_ip.of(req).map(|ip| fmix64(ip_hash(ip) ^ self.seed))
+            }
+            StickyKey::Header(name) => req
+                .headers()
+                .get(name)
+                .map(|v| v.as_bytes())
+                .filter(|v| !v.is_empty())
+                .map(|v| self.hash_bytes(v)),
+            StickyKey::Cookie(name) => req
+                .headers()
+                .get_all(COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(';'))
+                .filter_map(|pair| pair.split_once('='))
+                .find(|(n, _)| n.trim() == name)
+                .map(|(_, v)| v.trim())
+                .filter(|v| !v.is_empty())
+                .map(|v| self.hash_bytes(v.as_bytes())),
+        }
+    }
+
+    /// FNV-1a from the seed, finished with a full mix.
+    fn hash_bytes(&self, bytes: &[u8]) -> u64 {
+        let mut h = 0xcbf2_9ce4_8422_2325 ^ self.seed;
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        fmix64(h ^ bytes.len() as u64)
+    }
+
+    #[inline]
+    fn shard(&self, h: u64) -> &Mutex<Shard> {
+        // The high bits choose the shard; the map inside uses the low ones.
+        &self.shards[(((h >> 32) * self.shards.len() as u64) >> 32) as usize]
+    }
+}
+
+impl Default for StickyRoundRobin {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for StickyRoundRobin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StickyRoundRobin")
+            .field("key", &self.key)
+            .field("max_clients", &self.max_clients())
+            .field("idle_timeout", &self.idle_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Placement {
+    /// The backend's index in `endpoints`, if it is still in the set.
+    #[inline]
+    fn resolve<K>(&mut self, endpoints: &[Arc<Endpoint<K>>]) -> Option<usize> {
+        let same = |slot: usize| {
+            endpoints
+                .get(slot)
+                .is_some_and(|e| std::ptr::eq(Arc::as_ptr(e.stats_arc()), self.backend.as_ptr()))
+        };
+        if same(self.slot) {
+            return Some(self.slot);
+        }
+        // The set changed since: ask the backend where it is now.
+        let slot = self.backend.upgrade()?.slot();
+        same(slot).then(|| {
+            self.slot = slot;
+            slot
+        })
+    }
+}
+
+impl Shard {
+    /// Makes room for one more client: drops idle clients, then the oldest eighth if still full.
+    fn make_room(&mut self, now: u64, idle_ns: u64, capacity: usize) {
+        let full = self.clients.len() >= capacity;
+        if full || now.saturating_sub(self.last_sweep) >= idle_ns {
+            self.clients
+                .retain(|_, p| now.saturating_sub(p.last_seen) <= idle_ns);
+            self.last_sweep = now;
+        }
+        if self.clients.len() >= capacity {
+            let mut seen: Vec<u64> = self.clients.values().map(|p| p.last_seen).collect();
+            let k = seen.len() / 8;
+            let (_, &mut cutoff, _) = seen.select_nth_unstable(k);
+            self.clients.retain(|_, p| p.last_seen > cutoff);
+        }
+    }
+}
+
+impl<K: Send + Sync + 'static> Pick<K> for StickyRoundRobin {
+    type Table = ();
+
+    fn build(&self, _: &[Arc<Endpoint<K>>]) -> Self::Table {}
+
+    fn pick<B>(
+        &self,
+        _: &(),
+        endpoints: &[Arc<Endpoint<K>>],
+        req: &http::Request<B>,
+        ready: &mut impl FnMut(usize) -> bool,
+    ) -> Option<usize> {
+        let n = endpoints.len();
+        let Some(h) = self.client_hash(req) else {
+            return self.rotation.rotate(n, ready);
+        };
+        let now = now_ns();
+        let mut shard = self.shard(h).lock().unwrap_or_else(PoisonError::into_inner);
+        let mut refused = None;
+        if let Some(placement) = shard.clients.get_mut(&h) {
+            if now.saturating_sub(placement.last_seen) <= self.idle_ns {
+                if let Some(slot) = placement.resolve(endpoints) {
+                    if ready(slot) {
+                        placement.last_seen = now;
+                        return Some(slot);
+                    }
+                    refused = Some(slot);
+                }
+            }
+        }
+        // First request, or the backend is gone or not ready: place the client again.
+        let slot = self
+            .rotation
+            .rotate(n, &mut |i| Some(i) != refused && ready(i))?;
+        let placement = Placement {
+            backend: Arc::downgrade(endpoints[slot].stats_arc()),
+            slot,
+            last_seen: now,
+        };
+        if let Some(old) = shard.clients.get_mut(&h) {
+            *old = placement;
+        } else {
+            shard.make_room(now, self.idle_ns, self.shard_capacity);
+            shard.clients.insert(h, placement);
+        }
+        Some(slot)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+    use tower::discover::ServiceList;
+    use tower::{Service, ServiceExt, service_fn};
+
+    use super::*;
+    use crate::algo::test_support::endpoints;
+    use crate::client_ip::PeerAddr;
+    use crate::{Algo, LoadBalance};
+
+    fn ip(i: u32) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i))
+    }
+
+    fn from(ip: IpAddr) -> http::Request<()> {
+        let mut req = http::Request::new(());
+        req.extensions_mut()
+            .insert(PeerAddr(SocketAddr::new(ip, 50_000)));
+        req
+    }
+
+    fn with_header(name: &str, value: &str) -> http::Request<()> {
+        let mut req = from(ip(1));
+        req.headers_mut().append(
+            HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            value.parse().unwrap(),
+        );
+        req
+    }
+
+    fn pick(
+        srr: &StickyRoundRobin,
+        eps: &[Arc<Endpoint<usize>>],
+        req: &http::Request<()>,
+    ) -> Option<usize> {
+        srr.pick(&(), eps, req, &mut |_| true)
+    }
+
+    #[test]
+    fn clients_are_placed_round_robin_and_stay() {
+        let eps = endpoints(&[1, 1, 1]);
+        let srr = StickyRoundRobin::new();
+        let first: Vec<usize> = (0..300)
+            .map(|c| pick(&srr, &eps, &from(ip(c))).unwrap())
+            .collect();
+        let expected: Vec<usize> = (0..300).map(|c| c % 3).collect();
+        assert_eq!(first, expected);
+        for round in 0..5 {
+            // Interleave clients in a different order each round.
+            for c in (0..300).map(|c| (c * 7 + round * 31) % 300) {
+                assert_eq!(pick(&srr, &eps, &from(ip(c))), Some(first[c as usize]));
+            }
+        }
+        assert_eq!(srr.clients(), 300);
+    }
+
+    #[test]
+    fn unready_backend_places_the_client_again_for_good() {
+        let eps = endpoints(&[1, 1, 1]);
+        let srr = StickyRoundRobin::new();
+        let (a, b) = (from(ip(1)), from(ip(2)));
+        assert_eq!(pick(&srr, &eps, &a), Some(0));
+        assert_eq!(pick(&srr, &eps, &b), Some(1));
+        let mut asked = Vec::new();
+        let moved = srr.pick(&(), &eps, &a, &mut |i| {
+            asked.push(i);
+            i != 0
+        });
+        assert_eq!(moved, Some(2));
+        assert_eq!(asked, [0, 2], "the refusing backend is asked once");
+        // Backend 0 is back, but the client now lives on 2.
+        assert_eq!(pick(&srr, &eps, &a), Some(2));
+        assert_eq!(pick(&srr, &eps, &b), Some(1));
+        // Nothing ready: no backend, and the placement is kept.
+        assert_eq!(srr.pick(&(), &eps, &a, &mut |_| false), None);
+        assert_eq!(pick(&srr, &eps, &a), Some(2));
+    }
+
+    #[test]
+    fn removed_backend_places_its_clients_again_and_others_follow_their_backend() {
+        let eps = endpoints(&[1, 1, 1]);
+        let srr = StickyRoundRobin::new();
+        let clients: Vec<_> = (0..6).map(|c| from(ip(c))).collect();
+        let placed: Vec<usize> = clients
+            .iter()
+            .map(|r| pick(&srr, &eps, r).unwrap())
+            .collect();
+        assert_eq!(placed, [0, 1, 2, 0, 1, 2]);
+
+        // Backend 1 leaves; backend 2 moves to slot 1, as the balancer would set it.
+        eps[1].stats().mark_removed();
+        let after = vec![Arc::clone(&eps[0]), Arc::clone(&eps[2])];
+        after[1].stats().set_slot(1);
+        for (req, &was) in clients.iter().zip(&placed) {
+            let now = *after[pick(&srr, &after, req).unwrap()].key();
+            if was == 1 {
+                assert_ne!(now, 1);
+            } else {
+                assert_eq!(now, was, "a client of a remaining backend moved");
+            }
+        }
+        // The re-placed clients stay on their new backends.
+        let again: Vec<usize> = clients
+            .iter()
+            .map(|r| *after[pick(&srr, &after, r).unwrap()].key())
+            .collect();
+        let again2: Vec<usize> = clients
+            .iter()
+            .map(|r| *after[pick(&srr, &after, r).unwrap()].key())
+            .collect();
+        assert_eq!(again, again2);
+    }
+
+    #[test]
+    fn header_key_sticks_by_value_whatever_the_peer() {
+        let eps = endpoints(&[1, 1, 1]);
+        let srr = StickyRoundRobin::new().key(HeaderName::from_static("x-session"));
+        let s1 = pick(&srr, &eps, &with_header("x-session", "alpha")).unwrap();
+        let s2 = pick(&srr, &eps, &with_header("x-session", "beta")).unwrap();
+        assert_ne!(s1, s2);
+        for c in 0..20 {
+            let mut req = with_header("x-session", "alpha");
+            req.extensions_mut()
+                .insert(PeerAddr(SocketAddr::new(ip(c), 1)));
+            assert_eq!(pick(&srr, &eps, &req), Some(s1));
+        }
+        assert_eq!(
+            pick(&srr, &eps, &with_header("x-session", "beta")),
+            Some(s2)
+        );
+        // No header, or an empty one: round robin, and nothing remembered.
+        let before = srr.clients();
+        let plain: Vec<usize> = (0..3)
+            .map(|_| pick(&srr, &eps, &from(ip(9))).unwrap())
+            .collect();
+        let mut sorted = plain.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, [0, 1, 2]);
+        pick(&srr, &eps, &with_header("x-session", "")).unwrap();
+        assert_eq!(srr.clients(), before);
+    }
+
+    #[test]
+    fn cookie_key_reads_the_named_cookie() {
+        let eps = endpoints(&[1, 1, 1, 1]);
+        let srr = StickyRoundRobin::new().key(StickyKey::Cookie("session".into()));
+        let a = pick(
+            &srr,
+            &eps,
+            &with_header("cookie", "theme=dark; session=abc; x=1"),
+        )
+        .unwrap();
+        let b = pick(&srr, &eps, &with_header("cookie", "session=def")).unwrap();
+        assert_ne!(a, b);
+        for cookie in [
+            "session=abc",
+            "x=2;session=abc",
+            " session = abc ;theme=light",
+        ] {
+            assert_eq!(
+                pick(&srr, &eps, &with_header("cookie", cookie)),
+                Some(a),
+                "{cookie}"
+            );
+        }
+        // Split over two Cookie headers, as HTTP/2 allows.
+        let mut req = with_header("cookie", "theme=dark");
+        req.headers_mut()
+            .append(COOKIE, "session=abc".parse().unwrap());
+        assert_eq!(pick(&srr, &eps, &req), Some(a));
+        // Another cookie of a similar name is not the session.
+        let before = srr.clients();
+        pick(
+            &srr,
+            &eps,
+            &with_header("cookie", "session2=abc; xsession=abc"),
+        )
+        .unwrap();
+        assert_eq!(srr.clients(), before);
+    }
+
+    #[test]
+    fn a_flood_of_clients_never_exceeds_the_capacity() {
+        let eps = endpoints(&[1, 1, 1]);
+        let srr = StickyRoundRobin::new().capacity(1_000);
+        assert!(srr.max_clients() <= 1_000 && srr.max_clients() >= 960);
+        for c in 0..50_000 {
+            pick(&srr, &eps, &from(ip(c))).unwrap();
+            if c % 997 == 0 {
+                assert!(srr.clients() <= 1_000, "{}", srr.clients());
+            }
+        }
+        let remembered = srr.clients();
+        assert!((500..=1_000).contains(&remembered), "{remembered}");
+        // The latest client is still remembered.
+        let last = from(ip(49_999));
+        let on = pick(&srr, &eps, &last);
+        for _ in 0..3 {
+            assert_eq!(pick(&srr, &eps, &last), on);
+        }
+        // A tiny capacity still works.
+        let tiny = StickyRoundRobin::new().capacity(0);
+        assert_eq!(tiny.max_clients(), 1);
+        for c in 0..10 {
+            pick(&tiny, &eps, &from(ip(c))).unwrap();
+            assert_eq!(tiny.clients(), 1);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_clients_are_forgotten() {
+        let eps = endpoints(&[1, 1]);
+        let srr = StickyRoundRobin::new();
+        let (a, b) = (from(ip(1)), from(ip(2)));
+        assert_eq!(pick(&srr, &eps, &a), Some(0));
+        assert_eq!(pick(&srr, &eps, &b), Some(1));
+        // Each request restarts the idle clock.
+        for _ in 0..3 {
+            tokio::time::advance(Duration::from_secs(9 * 60)).await;
+            assert_eq!(pick(&srr, &eps, &b), Some(1));
+        }
+        assert_eq!(srr.clients(), 1, "a, idle for 27 minutes, is forgotten");
+        tokio::time::advance(Duration::from_secs(11 * 60)).await;
+        assert_eq!(srr.clients(), 0);
+        // Both are placed afresh: b first, so it now gets the next in rotation, 0.
+        assert_eq!(pick(&srr, &eps, &b), Some(0));
+        assert_eq!(pick(&srr, &eps, &a), Some(1));
+
+        let short = StickyRoundRobin::new().idle_timeout(Duration::from_secs(1));
+        assert_eq!(pick(&short, &eps, &a), Some(0));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(pick(&short, &eps, &b), Some(1));
+        assert_eq!(pick(&short, &eps, &a), Some(0));
+        assert_eq!(short.clients(), 2);
+    }
+
+    #[tokio::test]
+    async fn balancer_keeps_each_peer_on_its_backend() {
+        let backend = |n: usize| {
+            service_fn(move |_: http::Request<()>| async move {
+                Ok::<_, Infallible>(http::Response::new(n))
+            })
+        };
+        let mut lb = LoadBalance::new(
+            ServiceList::new((0..4).map(backend).collect::<Vec<_>>()),
+            Algo::StickyRoundRobin,
+        );
+        let mut seen = std::collections::HashMap::new();
+        for round in 0..5 {
+            for c in 0..8 {
+                let res = lb.ready().await.unwrap().call(from(ip(c))).await.unwrap();
+                let n = *res.body().get_ref();
+                assert_eq!(*seen.entry(c).or_insert(n), n, "client {c}, round {round}");
+            }
+        }
+        let mut per_backend = [0; 4];
+        for n in seen.values() {
+            per_backend[*n] += 1;
+        }
+        assert_eq!(per_backend, [2; 4]);
+    }
+}
