@@ -489,3 +489,32 @@ async fn base_path_is_prepended() {
     let res = get(format!("http://{proxy}/202")).await;
     assert_eq!(res.status, StatusCode::ACCEPTED);
 }
+
+#[tokio::test]
+async fn expect_100_continue_uploads_go_through() {
+    let s = Setup::new().await;
+    let mut stream = TcpStream::connect(s.proxy).await.unwrap();
+    stream
+        .write_all(
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\
+              Expect: 100-continue\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    // The client waits for the go-ahead before sending its body.
+    let mut head = [0u8; 25];
+    timeout(DEADLINE, stream.read_exact(&mut head))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&head, b"HTTP/1.1 100 Continue\r\n\r\n");
+    stream.write_all(b"hello").await.unwrap();
+    let mut raw = Vec::new();
+    timeout(DEADLINE, stream.read_to_end(&mut raw))
+        .await
+        .unwrap()
+        .unwrap();
+    let raw = String::from_utf8(raw).unwrap();
+    assert!(raw.starts_with("HTTP/1.1 200 OK\r\n"), "{raw}");
+    assert!(raw.ends_with("\r\n\r\nhello"), "{raw}");
+}

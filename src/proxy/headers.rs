@@ -17,12 +17,23 @@ pub(crate) static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forw
 /// `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`, `Proxy-Authorization` and
 /// `Proxy-Connection`. Works in place; allocates only when `Connection` appears more than once.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if let Entry::Occupied(entry) = headers.entry(header::CONNECTION) {
-        if entry.iter().nth(1).is_none() {
-            let (_, value) = entry.remove_entry();
+    // `get_all` rather than `entry`: `entry` may grow the map even when the key is there.
+    let mut connection = headers.get_all(header::CONNECTION).iter();
+    match (connection.next(), connection.next()) {
+        (None, _) => {}
+        (Some(value), None) => {
+            // A cheap clone: hyper's header values share the read buffer.
+            let value = value.clone();
+            headers.remove(header::CONNECTION);
             remove_named(headers, &value);
-        } else {
-            let values: Vec<HeaderValue> = entry.remove_entry_mult().1.collect();
+        }
+        (Some(_), Some(_)) => {
+            let values: Vec<HeaderValue> = headers
+                .get_all(header::CONNECTION)
+                .iter()
+                .cloned()
+                .collect();
+            headers.remove(header::CONNECTION);
             for value in &values {
                 remove_named(headers, value);
             }
