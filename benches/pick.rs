@@ -1,0 +1,374 @@
+//! What one request costs in each balancer: pick + call + the response + dropping it.
+//!
+//! Every iteration builds a request the way the server's request path does (an
+//! `http::Request<()>` carrying a [`PeerAddr`] from a pool of 1024 client addresses, so the
+//! source-IP algorithms see many clients), asks the balancer `poll_ready`, `call`s it, polls the
+//! response future to completion and drops the response — so a backend's in-flight count goes up
+//! and down as in real use. The backend is [`Backend`], a named `Clone` service answering with
+//! `std::future::ready`, so nearly all the time left is the balancer's.
+//!
+//! Groups:
+//!
+//! - `baseline`: the same request sent straight to one [`Backend`] (`request_only`; also in every
+//!   group below, as the machine drifts), and without the peer address (`request_plain`). Subtract it
+//!   from the other numbers to get the balancer's own cost.
+//! - One group per [`Algo`] (`RR`, `WRR`, …), parameterised by the number of backends (3, 100,
+//!   10 000): `tower-lb` is our balancer over a `ServiceList`, `tower-p2c` is
+//!   `tower::balance::p2c::Balance` over `PendingRequestsDiscover` of the same `ServiceList`, the
+//!   reference, repeated in every group so each report compares like with like. `LT` also has
+//!   `tower-p2c-peak-ewma`, tower's p2c over `PeakEwmaDiscover`, its like-for-like reference.
+//! - `threads`: one shared balancer (a clone per thread) called from 1 and 2 OS threads at once
+//!   (RR, LC, PTC at 100 backends). The time reported is wall time divided by the requests of
+//!   all threads, so perfect scaling halves it at 2 threads. tower's p2c is not `Clone`; the
+//!   reference is the usual way to share it, `tower::buffer::Buffer`, called from 1 or 2 tasks
+//!   of a multi-thread tokio runtime with as many workers. `request_only` on 1 and 2 threads
+//!   shows how much parallelism the machine gives at the time.
+//!
+//! All services are driven the same way, by polling by hand with a no-op waker (no runtime on
+//! the path): both balancers and the backend are ready at once, so a runtime would only add its
+//! own overhead to both sides. tower's p2c is seeded with a fixed-key hasher and ours with
+//! `LoadBalanceLayer::seed`, so runs are repeatable.
+//!
+//! ```text
+//! cargo bench --bench pick                 # full run
+//! cargo bench --bench pick -- --quick      # a few minutes
+//! cargo bench --bench pick -- 'PTC/'       # one group
+//! python3 benches/pick_table.py             # the tables of benches/RESULTS.md
+//! ```
+
+use std::convert::Infallible;
+use std::fmt::Debug;
+use std::future::{Future, Ready, ready};
+use std::hash::{BuildHasherDefault, DefaultHasher};
+use std::hint::black_box;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::pin::pin;
+use std::sync::{Arc, Barrier};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion, criterion_main};
+use http::{Request, Response};
+use tower::balance::p2c;
+use tower::buffer::Buffer;
+use tower::discover::ServiceList;
+use tower::load::{CompleteOnResponse, PeakEwmaDiscover, PendingRequestsDiscover};
+use tower::util::rng::HasherRng;
+use tower::{Layer, Service, ServiceExt};
+use tower_lb::{Algo, LoadBalance, LoadBalanceLayer, PeerAddr};
+
+/// Backend counts every algorithm is measured at.
+const SIZES: [usize; 3] = [3, 100, 10_000];
+/// Distinct client addresses the requests come from (a power of two).
+const CLIENTS: usize = 1024;
+/// Backend count of the `threads` group.
+const SHARED_SIZE: usize = 100;
+
+/// The trivial backend: answers at once with an empty response.
+#[derive(Debug, Clone, Copy)]
+struct Backend;
+
+impl Service<Request<()>> for Backend {
+    type Response = Response<()>;
+    type Error = Infallible;
+    type Future = Ready<Result<Response<()>, Infallible>>;
+
+    #[inline]
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    #[inline]
+    fn call(&mut self, _: Request<()>) -> Self::Future {
+        ready(Ok(Response::new(())))
+    }
+}
+
+/// Builds requests from a fixed pool of client addresses, as a server's accept loop would
+/// attach them.
+#[derive(Clone)]
+struct Requests {
+    peers: Box<[SocketAddr]>,
+    next: usize,
+}
+
+impl Requests {
+    /// 1024 clients in 10.0.0.0/8, scattered by a multiplicative hash of `seed` and the index.
+    fn new(seed: u32) -> Self {
+        let peers = (0..CLIENTS as u32)
+            .map(|i| {
+                let h = (i ^ seed.rotate_left(16)).wrapping_mul(0x9E37_79B1);
+                let ip = Ipv4Addr::from(0x0A00_0000 | (h >> 8));
+                SocketAddr::from((ip, 1024 + (h & 0xFFFF) as u16 % 60_000))
+            })
+            .collect();
+        Self { peers, next: 0 }
+    }
+
+    #[inline]
+    fn next(&mut self) -> Request<()> {
+        let peer = self.peers[self.next & (CLIENTS - 1)];
+        self.next = self.next.wrapping_add(1);
+        let mut req = Request::new(());
+        req.extensions_mut().insert(PeerAddr(peer));
+        req
+    }
+}
+
+/// One request through `svc`: `poll_ready` until ready, `call`, poll the response future until
+/// it completes. No runtime, a no-op waker; both balancers are ready at once here.
+#[inline]
+fn call_once<S, R>(svc: &mut S, req: R) -> S::Response
+where
+    S: Service<R>,
+    S::Error: Debug,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        match svc.poll_ready(&mut cx) {
+            Poll::Ready(ready) => break ready.expect("service failed"),
+            Poll::Pending => std::hint::spin_loop(),
+        }
+    }
+    let mut fut = pin!(svc.call(req));
+    loop {
+        match fut.as_mut().poll(&mut cx) {
+            Poll::Ready(res) => break res.expect("request failed"),
+            Poll::Pending => std::hint::spin_loop(),
+        }
+    }
+}
+
+type Backends = ServiceList<Vec<Backend>>;
+type Ours = LoadBalance<Backends>;
+type TowerP2c = p2c::Balance<PendingRequestsDiscover<Backends, CompleteOnResponse>, Request<()>>;
+type TowerP2cEwma = p2c::Balance<PeakEwmaDiscover<Backends, CompleteOnResponse>, Request<()>>;
+
+fn backends(n: usize) -> Backends {
+    ServiceList::new::<Request<()>>(vec![Backend; n])
+}
+
+/// Our balancer for `algo` over `n` backends, seeded; warmed up by one request.
+fn ours(algo: Algo, n: usize) -> Ours {
+    let mut lb = LoadBalanceLayer::new(algo).seed(1).layer(backends(n));
+    assert_eq!(lb.len(), n);
+    drop(call_once(&mut lb, Requests::new(0).next()));
+    lb
+}
+
+/// tower's p2c over `n` backends, seeded; its first request moves them all to its ready set.
+fn tower_p2c(n: usize) -> TowerP2c {
+    let discover =
+        PendingRequestsDiscover::new::<Request<()>>(backends(n), CompleteOnResponse::default());
+    let rng = HasherRng::with_hasher(BuildHasherDefault::<DefaultHasher>::default());
+    let mut lb = p2c::Balance::from_rng(discover, rng);
+    drop(call_once(&mut lb, Requests::new(0).next()));
+    assert_eq!(lb.len(), n);
+    lb
+}
+
+/// tower's p2c over `n` backends with its Peak-EWMA load, configured as our `LT` (30 ms default
+/// response time, 10 s decay): the like-for-like reference for least-time.
+fn tower_p2c_ewma(n: usize) -> TowerP2cEwma {
+    let discover = PeakEwmaDiscover::new::<Request<()>>(
+        backends(n),
+        Duration::from_millis(30),
+        Duration::from_secs(10),
+        CompleteOnResponse::default(),
+    );
+    let rng = HasherRng::with_hasher(BuildHasherDefault::<DefaultHasher>::default());
+    let mut lb = p2c::Balance::from_rng(discover, rng);
+    drop(call_once(&mut lb, Requests::new(0).next()));
+    assert_eq!(lb.len(), n);
+    lb
+}
+
+/// Measures one request at a time through `svc`, new request each time.
+fn bench_calls<S>(group: &mut BenchmarkGroup<'_, WallTime>, id: BenchmarkId, mut svc: S)
+where
+    S: Service<Request<()>>,
+    S::Error: Debug,
+{
+    let mut requests = Requests::new(1);
+    group.bench_function(id, |b| {
+        b.iter(|| drop(black_box(call_once(&mut svc, black_box(requests.next())))));
+    });
+}
+
+/// The request alone, sent straight to the backend: with the peer address every other bench
+/// attaches (`request_only`), and without it (`request_plain`), which shows what the extension
+/// (a map allocated per request) costs.
+fn baseline(c: &mut Criterion) {
+    let mut group = c.benchmark_group("baseline");
+    bench_calls(
+        &mut group,
+        BenchmarkId::from_parameter("request_only"),
+        Backend,
+    );
+    let mut backend = Backend;
+    group.bench_function(BenchmarkId::from_parameter("request_plain"), |b| {
+        b.iter(|| {
+            drop(black_box(call_once(
+                &mut backend,
+                black_box(Request::new(())),
+            )))
+        });
+    });
+    group.finish();
+}
+
+fn per_algorithm(c: &mut Criterion) {
+    // Building a balancer needs a runtime only if discovery is still open; a `ServiceList`
+    // has ended by then, but stay in one to be safe.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let _enter = rt.enter();
+    for algo in Algo::ALL {
+        let mut group = c.benchmark_group(algo.short_name());
+        // Measured again in every group: on a busy machine the baseline drifts between groups.
+        bench_calls(
+            &mut group,
+            BenchmarkId::from_parameter("request_only"),
+            Backend,
+        );
+        for n in SIZES {
+            bench_calls(&mut group, BenchmarkId::new("tower-lb", n), ours(algo, n));
+            bench_calls(&mut group, BenchmarkId::new("tower-p2c", n), tower_p2c(n));
+            if algo == Algo::LeastTime {
+                let id = BenchmarkId::new("tower-p2c-peak-ewma", n);
+                bench_calls(&mut group, id, tower_p2c_ewma(n));
+            }
+        }
+        group.finish();
+    }
+}
+
+/// Wall time from the first thread starting to the last finishing, `iters` requests split over
+/// `threads` threads each calling its own clone of `svc`.
+fn on_threads<S>(svc: &S, threads: usize, iters: u64) -> Duration
+where
+    S: Service<Request<()>> + Clone + Send,
+    S::Error: Debug,
+{
+    let barrier = Barrier::new(threads);
+    let spans: Vec<(Instant, Instant)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|k| {
+                let mut svc = svc.clone();
+                let barrier = &barrier;
+                let n = share(iters, threads, k);
+                scope.spawn(move || {
+                    let mut requests = Requests::new(k as u32 + 1);
+                    barrier.wait();
+                    let start = Instant::now();
+                    for _ in 0..n {
+                        drop(black_box(call_once(&mut svc, black_box(requests.next()))));
+                    }
+                    (start, Instant::now())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("bench thread panicked"))
+            .collect()
+    });
+    wall(&spans)
+}
+
+type SharedP2c = Buffer<Request<()>, <TowerP2c as Service<Request<()>>>::Future>;
+
+/// The same with `tasks` tokio tasks sharing tower's p2c through a `Buffer`.
+async fn on_tasks(svc: &SharedP2c, tasks: usize, iters: u64) -> Duration {
+    let barrier = Arc::new(tokio::sync::Barrier::new(tasks));
+    let handles: Vec<_> = (0..tasks)
+        .map(|k| {
+            let mut svc = svc.clone();
+            let barrier = Arc::clone(&barrier);
+            let n = share(iters, tasks, k);
+            tokio::spawn(async move {
+                let mut requests = Requests::new(k as u32 + 1);
+                barrier.wait().await;
+                let start = Instant::now();
+                for _ in 0..n {
+                    let svc = svc.ready().await.expect("buffer failed");
+                    let res = svc.call(black_box(requests.next())).await;
+                    drop(black_box(res.expect("request failed")));
+                }
+                (start, Instant::now())
+            })
+        })
+        .collect();
+    let mut spans = Vec::with_capacity(tasks);
+    for h in handles {
+        spans.push(h.await.expect("bench task panicked"));
+    }
+    wall(&spans)
+}
+
+/// Worker `k`'s part of `iters`; the first ones take the remainder.
+fn share(iters: u64, workers: usize, k: usize) -> u64 {
+    let workers = workers as u64;
+    iters / workers + u64::from((k as u64) < iters % workers)
+}
+
+fn wall(spans: &[(Instant, Instant)]) -> Duration {
+    let start = spans.iter().map(|s| s.0).min().expect("no spans");
+    let end = spans.iter().map(|s| s.1).max().expect("no spans");
+    end - start
+}
+
+fn threads(c: &mut Criterion) {
+    let mut group = c.benchmark_group("threads");
+    // What the machine gives two threads: the request alone scales perfectly when both run.
+    for t in [1, 2] {
+        group.bench_function(BenchmarkId::new("request_only", t), |b| {
+            b.iter_custom(|iters| on_threads(&Backend, t, iters));
+        });
+    }
+    {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let _enter = rt.enter();
+        for algo in [Algo::RoundRobin, Algo::LeastConn, Algo::PowerOfTwoChoices] {
+            let lb = ours(algo, SHARED_SIZE);
+            for t in [1, 2] {
+                group.bench_function(BenchmarkId::new(algo.short_name(), t), |b| {
+                    b.iter_custom(|iters| on_threads(&lb, t, iters));
+                });
+            }
+        }
+    }
+    for t in [1, 2] {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(t)
+            .build()
+            .expect("runtime");
+        // The buffer's worker task runs on this runtime, next to the callers.
+        let shared = rt.block_on(async { Buffer::new(tower_p2c(SHARED_SIZE), 1024) });
+        group.bench_function(BenchmarkId::new("tower-p2c-buffer", t), |b| {
+            b.iter_custom(|iters| rt.block_on(on_tasks(&shared, t, iters)));
+        });
+    }
+    group.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(40)
+}
+
+/// Every group, with the command line's options (`--quick`, filters) on top of [`config`].
+fn benches() {
+    let mut c = config().configure_from_args();
+    baseline(&mut c);
+    per_algorithm(&mut c);
+    threads(&mut c);
+}
+
+criterion_main!(benches);
