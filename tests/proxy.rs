@@ -518,3 +518,92 @@ async fn expect_100_continue_uploads_go_through() {
     assert!(raw.starts_with("HTTP/1.1 200 OK\r\n"), "{raw}");
     assert!(raw.ends_with("\r\n\r\nhello"), "{raw}");
 }
+
+/// Sends a chunked POST by hand, one chunk every `gap`, then reads the whole response.
+/// `stall` stops after the first chunk instead. Returns (response, time from start to end of
+/// upload, total time).
+async fn chunked_upload(
+    proxy: SocketAddr,
+    path: &str,
+    chunks: usize,
+    gap: Duration,
+) -> (String, Duration, Duration) {
+    let start = Instant::now();
+    let mut stream = TcpStream::connect(proxy).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    for i in 0..chunks {
+        if i > 0 {
+            tokio::time::sleep(gap).await;
+        }
+        // The proxy may give up on a stalled upload and close: stop writing then.
+        if stream.write_all(b"1\r\nx\r\n").await.is_err() {
+            break;
+        }
+    }
+    let _ = stream.write_all(b"0\r\n\r\n").await;
+    let uploaded = start.elapsed();
+    let mut raw = Vec::new();
+    timeout(DEADLINE, stream.read_to_end(&mut raw))
+        .await
+        .unwrap()
+        .unwrap();
+    (String::from_utf8(raw).unwrap(), uploaded, start.elapsed())
+}
+
+#[tokio::test]
+async fn response_timeout_starts_when_a_moving_upload_ends() {
+    let s = Setup::with_client(ProxyClient::builder().response_timeout(Duration::from_millis(300)))
+        .await;
+    // 8 chunks 100 ms apart: the upload alone takes longer than the timeout, but keeps moving;
+    // then the backend answers 150 ms after the body ends.
+    let (res, uploaded, total) =
+        chunked_upload(s.proxy, "/upload?ms=150", 8, Duration::from_millis(100)).await;
+    assert!(uploaded >= Duration::from_millis(700), "{uploaded:?}");
+    assert!(res.starts_with("HTTP/1.1 200 OK\r\n"), "{res}");
+    assert!(res.ends_with("received 8 bytes\n"), "{res}");
+    assert!(total >= Duration::from_millis(850), "{total:?}");
+
+    // A backend slower than the timeout after the upload still times out.
+    let (res, uploaded, total) =
+        chunked_upload(s.proxy, "/upload?ms=3000", 4, Duration::from_millis(100)).await;
+    assert!(res.starts_with("HTTP/1.1 504 Gateway Timeout\r\n"), "{res}");
+    assert!(
+        total >= uploaded + Duration::from_millis(250),
+        "{uploaded:?} {total:?}"
+    );
+    assert!(total < Duration::from_millis(2500), "{total:?}");
+}
+
+#[tokio::test]
+async fn stalled_upload_times_out() {
+    let s = Setup::with_client(ProxyClient::builder().response_timeout(Duration::from_millis(300)))
+        .await;
+    // One chunk, then nothing.
+    let start = Instant::now();
+    let mut stream = TcpStream::connect(s.proxy).await.unwrap();
+    stream
+        .write_all(
+            b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n",
+        )
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let mut raw = Vec::new();
+    let expected = r#"{"status":"error","data":"error backend timeout"}"#;
+    while !String::from_utf8_lossy(&raw).ends_with(expected) {
+        let n = timeout(DEADLINE, stream.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&raw));
+        raw.extend_from_slice(&buf[..n]);
+    }
+    let took = start.elapsed();
+    let res = String::from_utf8(raw).unwrap();
+    assert!(res.starts_with("HTTP/1.1 504 Gateway Timeout\r\n"), "{res}");
+    assert!(took >= Duration::from_millis(300), "{took:?}");
+    assert!(took < Duration::from_millis(2000), "{took:?}");
+}

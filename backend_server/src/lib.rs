@@ -18,9 +18,11 @@
 //! | `/sleep?ms=N`                      | `200 slept {N} ms\n` after `N` ms                                |
 //! | `/headers`                         | `200`, the request headers as a JSON object, name → value, repeated headers joined with `", "` |
 //! | `/bytes?n=N`                       | `200`, a body of `N` bytes `x`, with `Content-Length`          |
+//! | `/upload?ms=N`                     | reads the whole request body, waits `N` ms (default 0), then `200 received {n} bytes\n` |
 //! | anything else                      | `404 not found\n`                                               |
 //!
-//! A missing or malformed `ms` or `n`, or a malformed `chunks` or `delay_ms`, is a `400`.
+//! A missing or malformed `ms` (of `/sleep`) or `n`, or a malformed `chunks`, `delay_ms` or `ms`
+//! (of `/upload`), is a `400`.
 //!
 //! # Examples
 //!
@@ -64,6 +66,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt as _;
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -339,6 +342,26 @@ async fn respond(req: Request<Incoming>, ctx: Arc<Ctx>) -> Result<Response<Body>
                 text(StatusCode::OK, format!("slept {ms} ms\n").into())
             }
             _ => bad_request("expected ?ms=N\n"),
+        },
+        "/upload" => match param(req.uri().query(), "ms").unwrap_or(Ok(0)) {
+            Ok(ms) => {
+                let mut body = req.into_body();
+                let mut received = 0u64;
+                while let Some(frame) = body.frame().await {
+                    match frame {
+                        Ok(frame) => {
+                            received += frame.data_ref().map_or(0, |d| d.len() as u64);
+                        }
+                        Err(_) => return Ok(bad_request("request body failed\n")),
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                text(
+                    StatusCode::OK,
+                    format!("received {received} bytes\n").into(),
+                )
+            }
+            Err(()) => bad_request("expected ?ms=N\n"),
         },
         "/headers" => headers_json(&req),
         "/bytes" => match param(req.uri().query(), "n") {

@@ -21,6 +21,7 @@ Routes (any method):
   /sleep?ms=N                   answers after N ms
   /headers                      the request headers as JSON
   /bytes?n=N                    N bytes
+  /upload?ms=N                  reads the request body, then answers after N ms
 ";
 
 /// How long requests in flight may take to finish after a signal.

@@ -224,3 +224,17 @@ async fn kill_drops_connections_in_flight() {
     assert!(res.is_err(), "the request should fail, got {res:?}");
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+#[tokio::test]
+async fn upload_reads_the_whole_body_before_answering() {
+    let server = start().await;
+    let req = Request::post(server.url() + "/upload?ms=50")
+        .body(Full::new(Bytes::from(vec![7u8; 300_000])))
+        .unwrap();
+    let start = Instant::now();
+    let res = send(req).await;
+    assert!(start.elapsed() >= Duration::from_millis(50));
+    assert_eq!(res.status, 200);
+    assert_eq!(res.body, "received 300000 bytes\n");
+    assert_eq!(get(server.url() + "/upload?ms=x").await.status, 400);
+}

@@ -9,6 +9,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use super::body::UploadBody;
 use crate::BoxError;
 
 /// A pooled, keep-alive HTTP/1.1 client for forwarding requests to backends.
@@ -20,7 +21,7 @@ use crate::BoxError;
 ///
 /// `B` is the request body type: [`Incoming`] when forwarding what a hyper server received.
 pub struct ProxyClient<B = Incoming> {
-    pub(crate) inner: Client<HttpConnector, B>,
+    pub(crate) inner: Client<HttpConnector, UploadBody<B>>,
     pub(crate) response_timeout: Option<Duration>,
 }
 
@@ -44,11 +45,6 @@ impl ProxyClient {
 }
 
 impl<B> ProxyClient<B> {
-    /// The hyper-util client inside.
-    pub fn get_ref(&self) -> &Client<HttpConnector, B> {
-        &self.inner
-    }
-
     /// How long a backend may take to send its response head; `None` waits forever.
     pub fn response_timeout(&self) -> Option<Duration> {
         self.response_timeout
@@ -139,9 +135,11 @@ impl ProxyClientBuilder {
         self
     }
 
-    /// How long from sending a request until the backend's response head arrives before it
-    /// fails with [`BackendTimeout`](super::BackendTimeout); `None` waits forever. The body
-    /// that follows may take as long as it takes.
+    /// How long the backend may take to send its response head once the request body is sent
+    /// before the request fails with [`BackendTimeout`](super::BackendTimeout); `None` waits
+    /// forever. While the request body is still being sent, the same limit applies to the
+    /// time between two of its chunks, so a slow upload that keeps moving never times out.
+    /// The response body that follows may take as long as it takes.
     pub fn response_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.response_timeout = timeout.into();
         self

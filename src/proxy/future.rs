@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -10,9 +11,10 @@ use http::uri::Authority;
 use hyper::body::Incoming;
 use hyper_util::client::legacy;
 use pin_project_lite::pin_project;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 use tracing::debug;
 
+use super::body::Upload;
 use super::error::{BackendTimeout, classify};
 use super::headers::strip_hop_by_hop;
 use crate::BoxError;
@@ -34,9 +36,15 @@ pin_project! {
         Waiting {
             #[pin]
             inner: legacy::ResponseFuture,
+            // The deadline: for the next upload chunk while the body is being sent, then for
+            // the response head. `None` without a timeout.
             #[pin]
             sleep: Option<Sleep>,
             timeout: Duration,
+            // Until the request body is sent.
+            upload: Option<Arc<Upload>>,
+            // Upload progress when the deadline was last set.
+            seen: u64,
             backend: Authority,
         },
         Failed {
@@ -49,6 +57,7 @@ impl ResponseFuture {
     pub(crate) fn new(
         inner: legacy::ResponseFuture,
         timeout: Option<Duration>,
+        upload: Option<Arc<Upload>>,
         backend: Authority,
     ) -> Self {
         Self {
@@ -56,6 +65,8 @@ impl ResponseFuture {
                 inner,
                 sleep: timeout.map(tokio::time::sleep),
                 timeout: timeout.unwrap_or_default(),
+                upload,
+                seen: 0,
                 backend,
             },
         }
@@ -77,6 +88,8 @@ impl Future for ResponseFuture {
                 inner,
                 sleep,
                 timeout,
+                upload,
+                seen,
                 backend,
             } => {
                 if let Poll::Ready(res) = inner.poll(cx) {
@@ -92,14 +105,32 @@ impl Future for ResponseFuture {
                         }
                     });
                 }
-                if let Some(sleep) = sleep.as_pin_mut() {
-                    ready!(sleep.poll(cx));
-                    debug!(backend = %backend, timeout = ?timeout, "backend response timed out");
-                    return Poll::Ready(Err(
-                        BackendTimeout::response(backend.clone(), *timeout).into()
-                    ));
+                let Some(mut sleep) = sleep.as_pin_mut() else {
+                    return Poll::Pending;
+                };
+                if let Some(up) = upload.as_ref() {
+                    up.register(cx.waker());
+                    if up.is_done() {
+                        // The body is sent: the wait for the response head starts now.
+                        *upload = None;
+                        sleep.as_mut().reset(Instant::now() + *timeout);
+                    }
                 }
-                Poll::Pending
+                loop {
+                    ready!(sleep.as_mut().poll(cx));
+                    match upload.as_ref().map(|up| up.progress()) {
+                        // The upload is still moving: give it another period.
+                        Some(progress) if progress != *seen => {
+                            *seen = progress;
+                            sleep.as_mut().reset(Instant::now() + *timeout);
+                        }
+                        _ => break,
+                    }
+                }
+                debug!(backend = %backend, timeout = ?timeout, "backend response timed out");
+                Poll::Ready(Err(
+                    BackendTimeout::response(backend.clone(), *timeout).into()
+                ))
             }
             StateProj::Failed { error } => {
                 Poll::Ready(Err(error.take().expect("polled after completion")))

@@ -69,6 +69,7 @@
 //! # }
 //! ```
 
+mod body;
 mod client;
 mod error;
 pub mod future;

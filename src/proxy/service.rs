@@ -12,6 +12,7 @@ use http_body::Body;
 use hyper::body::Incoming;
 use tower::Service;
 
+use super::body::UploadBody;
 use super::client::ProxyClient;
 use super::future::ResponseFuture;
 use super::headers::{X_FORWARDED_HOST, X_FORWARDED_PROTO, append_forwarded_for, strip_hop_by_hop};
@@ -180,15 +181,15 @@ where
         if let Err(err) = shared.rewrite(&mut parts) {
             return ResponseFuture::failed(err);
         }
+        let timeout = shared.client.response_timeout;
+        // Track the upload only when it matters: a body to send and a timeout to start after it.
+        let upload = (timeout.is_some() && !body.is_end_stream()).then(Arc::default);
+        let body = UploadBody::new(body, upload.clone());
         let inner = shared
             .client
             .inner
             .request(Request::from_parts(parts, body));
-        ResponseFuture::new(
-            inner,
-            shared.client.response_timeout,
-            shared.authority.clone(),
-        )
+        ResponseFuture::new(inner, timeout, upload, shared.authority.clone())
     }
 }
 

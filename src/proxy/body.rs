@@ -1,0 +1,127 @@
+//! The request body as sent to the backend: the client's body, reporting upload progress so
+//! that the response timeout starts when the upload ends.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll, Waker, ready};
+
+use futures_util::task::AtomicWaker;
+use http_body::{Body, Frame, SizeHint};
+
+/// Upload progress, shared by a request body and its response future.
+#[derive(Debug, Default)]
+pub(crate) struct Upload {
+    frames: AtomicU64,
+    done: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl Upload {
+    /// Frames sent so far.
+    pub(crate) fn progress(&self) -> u64 {
+        self.frames.load(Ordering::Acquire)
+    }
+
+    /// Whether the body has ended (or was dropped).
+    pub(crate) fn is_done(&self) -> bool {
+        self.done.load(Ordering::Acquire)
+    }
+
+    /// Wakes `waker` when the upload ends.
+    pub(crate) fn register(&self, waker: &Waker) {
+        self.waker.register(waker);
+    }
+
+    fn finish(&self) {
+        if !self.done.swap(true, Ordering::AcqRel) {
+            self.waker.wake();
+        }
+    }
+}
+
+/// A request body that reports to an [`Upload`], if it has one.
+#[derive(Debug)]
+pub(crate) struct UploadBody<B> {
+    inner: B,
+    upload: Option<Arc<Upload>>,
+}
+
+impl<B> UploadBody<B> {
+    pub(crate) fn new(inner: B, upload: Option<Arc<Upload>>) -> Self {
+        Self { inner, upload }
+    }
+}
+
+impl<B: Body + Unpin> Body for UploadBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        if let Some(upload) = &this.upload {
+            match &frame {
+                Some(Ok(_)) => {
+                    upload.frames.fetch_add(1, Ordering::AcqRel);
+                    if this.inner.is_end_stream() {
+                        upload.finish();
+                    }
+                }
+                None | Some(Err(_)) => upload.finish(),
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B> Drop for UploadBody<B> {
+    fn drop(&mut self) {
+        // The client stopped sending it: the backend answered early, or the connection failed.
+        if let Some(upload) = &self.upload {
+            upload.finish();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, StreamBody};
+
+    #[tokio::test]
+    async fn progress_counts_frames_and_the_end_is_reported() {
+        let upload = Arc::new(Upload::default());
+        let frames = futures_util::stream::iter(
+            ["a", "b"].map(|s| Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(s)))),
+        );
+        let mut body = UploadBody::new(StreamBody::new(frames), Some(upload.clone()));
+        body.frame().await.unwrap().unwrap();
+        assert_eq!((upload.progress(), upload.is_done()), (1, false));
+        body.frame().await.unwrap().unwrap();
+        assert!(body.frame().await.is_none());
+        assert_eq!((upload.progress(), upload.is_done()), (2, true));
+    }
+
+    #[test]
+    fn dropping_the_body_ends_the_upload() {
+        let upload = Arc::new(Upload::default());
+        drop(UploadBody::new(
+            http_body_util::Empty::<Bytes>::new(),
+            Some(upload.clone()),
+        ));
+        assert!(upload.is_done());
+    }
+}
