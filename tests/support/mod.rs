@@ -1,0 +1,229 @@
+//! Shared helpers for end-to-end tests of the standalone balancer: an in-process
+//! [`Server`] on 127.0.0.1:0, `backend_server` backends, a hyper client, and polling with a
+//! deadline instead of sleeps.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tower_lb::health::HealthMonitor;
+use tower_lb::proxy::HttpBackend;
+use tower_lb::server::{Balancer, Config, Server};
+use tower_lb::{Registry, Weighted};
+
+/// Everything a test waits for is bounded by this.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// A running balancer.
+pub struct Lb {
+    pub addr: SocketAddr,
+    pub registry: Registry<Uri, HttpBackend>,
+    pub health: HealthMonitor<Weighted<Uri>>,
+    pub balancer: Balancer,
+    pub client: HttpClient,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+/// Starts a [`Server`] with `config` on 127.0.0.1 and a free port.
+pub async fn start(config: Config) -> Lb {
+    let server = Server::bind(config.bind(([127, 0, 0, 1], 0)))
+        .await
+        .expect("bind the balancer");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let addr = server.local_addr();
+    let registry = server.registry().clone();
+    let health = server.health().clone();
+    let balancer = server.balancer().clone();
+    let task = tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+    Lb {
+        addr,
+        registry,
+        health,
+        balancer,
+        client: client(),
+        stop: Some(stop),
+        task: Some(task),
+    }
+}
+
+impl Lb {
+    /// `http://127.0.0.1:PORT{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> Reply {
+        send(
+            &self.client,
+            Method::GET,
+            &self.url(path),
+            None,
+            Bytes::new(),
+        )
+        .await
+    }
+
+    /// `POST /register` with a JSON body.
+    pub async fn register(&self, body: &str) -> Reply {
+        send(
+            &self.client,
+            Method::POST,
+            &self.url("/register"),
+            Some("application/json"),
+            Bytes::copy_from_slice(body.as_bytes()),
+        )
+        .await
+    }
+
+    /// The backend that answered `GET /` (its greeting), or the error status.
+    pub async fn pick(&self) -> Result<String, Reply> {
+        let reply = self.get("/").await;
+        if reply.status != StatusCode::OK {
+            return Err(reply);
+        }
+        Ok(reply
+            .body
+            .trim()
+            .strip_prefix("Hello from Rust server at ")
+            .unwrap_or_else(|| panic!("not a greeting: {:?}", reply.body))
+            .to_owned())
+    }
+
+    /// `n` backends picked in a row.
+    pub async fn picks(&self, n: usize) -> Vec<String> {
+        let mut picks = Vec::with_capacity(n);
+        for _ in 0..n {
+            picks.push(self.pick().await.expect("a backend answers"));
+        }
+        picks
+    }
+
+    /// Stops gracefully and waits for the server to return.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(DEADLINE, task)
+                .await
+                .expect("the server stops in time")
+                .expect("the server task does not panic")
+                .expect("the server returns Ok");
+        }
+    }
+}
+
+impl Drop for Lb {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// A keep-alive HTTP/1.1 client.
+pub fn client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// A response, read whole.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+
+    /// The `Content-Type`.
+    pub fn content_type(&self) -> &str {
+        self.headers
+            .get(http::header::CONTENT_TYPE)
+            .map_or("", |v| v.to_str().unwrap())
+    }
+}
+
+/// Sends one request and reads the whole response, within [`DEADLINE`].
+pub async fn send(
+    client: &HttpClient,
+    method: Method,
+    url: &str,
+    content_type: Option<&str>,
+    body: Bytes,
+) -> Reply {
+    let mut req = Request::builder().method(method).uri(url);
+    if let Some(ct) = content_type {
+        req = req.header(http::header::CONTENT_TYPE, ct);
+    }
+    let req = req.body(Full::new(body)).unwrap();
+    let exchange = async {
+        let res = client.request(req).await.expect("a response");
+        let (parts, body) = res.into_parts();
+        let body = body.collect().await.expect("the whole body").to_bytes();
+        Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body: String::from_utf8(body.to_vec()).expect("a UTF-8 body"),
+        }
+    };
+    tokio::time::timeout(DEADLINE, exchange)
+        .await
+        .unwrap_or_else(|_| panic!("no response to {url} within {DEADLINE:?}"))
+}
+
+/// Polls `check` every 10 ms until it returns `Some`, panicking with `what` after
+/// [`DEADLINE`].
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out waiting until {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A backend on 127.0.0.1 and a free port; its greeting names `addr`.
+pub async fn backend() -> backend_server::Handle {
+    backend_on("127.0.0.1:0".parse().unwrap()).await
+}
+
+/// A backend on `addr`.
+pub async fn backend_on(addr: SocketAddr) -> backend_server::Handle {
+    backend_server::spawn(addr).await.expect("start a backend")
+}
+
+/// A port on 127.0.0.1 where nothing listens.
+pub async fn closed_port() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap().port()
+}
