@@ -144,7 +144,12 @@ where
                 Arc::clone(&entry.health)
             }
             MapEntry::Vacant(slot) => {
-                let health = Arc::new(BackendHealth::new(config.initial));
+                let health = Arc::new(BackendHealth::join(
+                    config.initial,
+                    config.policy,
+                    Arc::clone(&self.backends.pool),
+                    &format!("{key:?}"),
+                ));
                 let trigger = Arc::new(Notify::new());
                 let task = tokio::spawn(watch(
                     key.clone(),
@@ -183,6 +188,7 @@ fn release<K: Hash + Eq + fmt::Debug>(backends: &Backends<K>, key: &K) {
         entry.owners -= 1;
         if entry.owners == 0 {
             entry.task.abort();
+            entry.health.leave();
             map.remove(key);
             tracing::debug!(backend = ?key, "health checks stopped");
         }
@@ -196,7 +202,9 @@ impl<K: Hash + Eq> Drop for Members<K> {
             if let MapEntry::Occupied(mut slot) = map.entry(key) {
                 slot.get_mut().owners -= 1;
                 if slot.get().owners == 0 {
-                    slot.remove().task.abort();
+                    let entry = slot.remove();
+                    entry.task.abort();
+                    entry.health.leave();
                 }
             }
         }
@@ -227,6 +235,7 @@ async fn watch<K, P>(
             Err(_) => Err(BoxError::from(ProbeTimedOut::new())),
         };
         let changed = health.record(&result, config.rise, config.fall);
+        health.end_ramp_if_due();
         match (&result, changed) {
             (Err(error), Some(Health::Unhealthy)) => {
                 tracing::warn!(backend = ?key, %error, "backend is down");

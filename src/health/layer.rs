@@ -9,8 +9,9 @@ use tower::discover::Discover;
 
 use super::discover::HealthCheckDiscover;
 use super::monitor::{Backends, HealthMonitor};
+use super::outlier::OutlierDetection;
 use super::probe::Probe;
-use super::state::Health;
+use super::state::{Health, Policy};
 
 /// The shortest probe interval; shorter ones are raised to it.
 const MIN_INTERVAL: Duration = Duration::from_millis(1);
@@ -23,6 +24,7 @@ pub(crate) struct Config {
     pub(crate) rise: u32,
     pub(crate) fall: u32,
     pub(crate) initial: Health,
+    pub(crate) policy: Policy,
 }
 
 impl Config {
@@ -32,6 +34,10 @@ impl Config {
         rise: 1,
         fall: 1,
         initial: Health::Healthy,
+        policy: Policy {
+            outlier: None,
+            slow_start: None,
+        },
     };
 }
 
@@ -45,7 +51,7 @@ impl Config {
 /// layer needs it to hand out a typed [`HealthMonitor`]. Clones share one monitor.
 ///
 /// Defaults: every 10 s, 2 s timeout, 1 failure to go down, 1 pass to come back, backends
-/// start healthy.
+/// start healthy; no outlier detection, no slow start.
 #[must_use]
 pub struct HealthCheckLayer<P, K> {
     probe: P,
@@ -103,6 +109,22 @@ impl<P, K> HealthCheckLayer<P, K> {
         self.initial(Health::Unhealthy)
     }
 
+    /// Turns on passive health checks: backends whose responses fail too often in a row are
+    /// ejected for a while (off by default). See the
+    /// [module docs](super#passive-health-checks-outlier-ejection) and [`OutlierDetection`].
+    pub fn outlier_detection(mut self, outlier: OutlierDetection) -> Self {
+        self.config.policy.outlier = Some(outlier);
+        self
+    }
+
+    /// Ramps up the share of requests a backend takes over `window` after it is inserted or
+    /// becomes available again (off by default; `Duration::ZERO` turns it off). See the
+    /// [module docs](super#slow-start).
+    pub fn slow_start(mut self, window: Duration) -> Self {
+        self.config.policy.slow_start = (!window.is_zero()).then_some(window);
+        self
+    }
+
     /// A handle listing the health of every backend the streams of this layer check.
     pub fn monitor(&self) -> HealthMonitor<K> {
         HealthMonitor::new(Arc::clone(&self.backends))
@@ -152,6 +174,8 @@ impl<P: fmt::Debug, K> fmt::Debug for HealthCheckLayer<P, K> {
             .field("rise", &self.config.rise)
             .field("fall", &self.config.fall)
             .field("initial", &self.config.initial)
+            .field("outlier_detection", &self.config.policy.outlier)
+            .field("slow_start", &self.config.policy.slow_start)
             .finish()
     }
 }

@@ -118,8 +118,11 @@
 
 mod discover;
 mod error;
+pub mod future;
 mod layer;
 mod monitor;
+mod outlier;
+mod pool;
 mod probe;
 mod service;
 mod state;
@@ -128,11 +131,12 @@ pub use self::discover::HealthCheckDiscover;
 pub use self::error::{InvalidProbeUri, ProbeTimedOut, UnhealthyStatus};
 pub use self::layer::HealthCheckLayer;
 pub use self::monitor::HealthMonitor;
+pub use self::outlier::{OutlierDetection, ResponseStatus};
 pub use self::probe::{
     HttpProbe, HttpProbeFuture, Probe, ProbeFn, ProbeFnFuture, ProbeTarget, probe_fn,
 };
 pub use self::service::HealthCheck;
-pub use self::state::{BackendHealth, Health, HealthSnapshot};
+pub use self::state::{BackendHealth, BackendState, Health, HealthSnapshot};
 
 #[cfg(test)]
 mod tests;

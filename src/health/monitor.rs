@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
+use super::pool::Pool;
 use super::state::{BackendHealth, Health, HealthSnapshot};
 
 /// One checked backend.
@@ -26,12 +27,15 @@ pub(crate) struct Entry<K> {
 /// Every backend the streams of one [`HealthCheckLayer`](super::HealthCheckLayer) check.
 pub(crate) struct Backends<K> {
     map: Mutex<HashMap<K, Entry<K>>>,
+    /// Their counts, for ejection limits and slow start.
+    pub(crate) pool: Arc<Pool>,
 }
 
 impl<K> Backends<K> {
     pub(crate) fn new() -> Self {
         Self {
             map: Mutex::new(HashMap::new()),
+            pool: Arc::new(Pool::new()),
         }
     }
 
@@ -122,6 +126,17 @@ impl<K: Hash + Eq + Clone> HealthMonitor<K> {
             tracing::info!(backend = ?entry.key, status = %health, "backend status set by hand");
         }
         Some(previous)
+    }
+
+    /// Ends a backend's ejection now; `None` if it is not checked, `Some(false)` if it was not
+    /// ejected (see [`BackendHealth::end_ejection`]).
+    pub fn end_ejection<Q>(&self, key: &Q) -> Option<bool>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let health = self.health(key)?;
+        Some(health.end_ejection())
     }
 
     /// The number of checked backends.

@@ -7,19 +7,25 @@ use std::task::{Context, Poll, Waker};
 use tokio::sync::futures::OwnedNotified;
 use tower::Service;
 
+use super::future::ResponseFuture;
+use super::outlier::ResponseStatus;
+use super::pool::RAMPING;
 use super::state::BackendHealth;
 
 /// A backend service that is ready only while its backend is healthy. See the
 /// [module docs](super).
 ///
-/// `poll_ready` is `Pending` while the [`BackendHealth`] says the backend is down, and wakes
-/// the caller when it comes back; otherwise it asks the inner service. Responses pass through
-/// untouched.
+/// `poll_ready` is `Pending` while the [`BackendHealth`] says the backend is down or ejected,
+/// and wakes the caller when it comes back; during a slow start it is `Pending` for the share
+/// of requests the backend does not take yet; otherwise it asks the inner service. Responses
+/// pass through untouched; with outlier detection on, their outcome is counted.
 pub struct HealthCheck<S> {
     inner: S,
     health: Arc<BackendHealth>,
     /// Set while this clone waits for the backend to come back.
     waiting: Option<Pin<Box<OwnedNotified>>>,
+    /// A backend in its slow-start ramp admitted the next request: stay ready until `call`.
+    admitted: bool,
 }
 
 impl<S> HealthCheck<S> {
@@ -29,6 +35,7 @@ impl<S> HealthCheck<S> {
             inner,
             health,
             waiting: None,
+            admitted: false,
         }
     }
 
@@ -52,6 +59,21 @@ impl<S> HealthCheck<S> {
         self.inner
     }
 
+    /// `Ready` once the backend is available and, in a slow start, admits the request.
+    fn poll_admitted(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        std::task::ready!(self.poll_available(cx));
+        if self.admitted || self.health.status() & RAMPING == 0 || self.health.admit() {
+            self.admitted = true;
+            return Poll::Ready(());
+        }
+        // Not this time. A balancer that only asks (like `Balance`) picks another backend; a
+        // caller that waits for this one asks again soon.
+        if !cx.waker().will_wake(Waker::noop()) {
+            cx.waker().wake_by_ref();
+        }
+        Poll::Pending
+    }
+
     /// `Ready` once the backend is available; registers `cx`'s waker otherwise.
     fn poll_available(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
@@ -64,11 +86,14 @@ impl<S> HealthCheck<S> {
             if cx.waker().will_wake(Waker::noop()) {
                 return Poll::Pending;
             }
-            let waiting = self.waiting.get_or_insert_with(|| {
-                Box::pin(Arc::clone(self.health.available()).notified_owned())
-            });
-            // The future catches every wake-up sent after its creation, so the check above
-            // cannot miss one; if it completed, look again.
+            let Some(waiting) = self.waiting.as_mut() else {
+                // The future catches every wake-up sent after its creation: look again once
+                // it exists, so that a change just before cannot be missed.
+                self.waiting = Some(Box::pin(
+                    Arc::clone(self.health.available()).notified_owned(),
+                ));
+                continue;
+            };
             if waiting.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
@@ -80,23 +105,30 @@ impl<S> HealthCheck<S> {
 impl<S, R> Service<R> for HealthCheck<S>
 where
     S: Service<R>,
+    S::Response: ResponseStatus,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = S::Future;
+    type Future = ResponseFuture<S::Future>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        if self.waiting.is_none() && self.health.is_available() {
+        // The common case: available, not ramping, nobody waiting; one atomic load.
+        if self.health.status() == 0 && self.waiting.is_none() {
             return self.inner.poll_ready(cx);
         }
-        std::task::ready!(self.poll_available(cx));
+        std::task::ready!(self.poll_admitted(cx));
         self.inner.poll_ready(cx)
     }
 
     #[inline]
     fn call(&mut self, req: R) -> Self::Future {
-        self.inner.call(req)
+        self.admitted = false;
+        let observe = self
+            .health
+            .detects_outliers()
+            .then(|| Arc::clone(&self.health));
+        ResponseFuture::new(self.inner.call(req), observe)
     }
 }
 
@@ -110,7 +142,7 @@ impl<S: fmt::Debug> fmt::Debug for HealthCheck<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HealthCheck")
             .field("inner", &self.inner)
-            .field("health", &self.health.health())
+            .field("state", &self.health.state())
             .finish()
     }
 }
