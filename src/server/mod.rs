@@ -83,7 +83,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpSocket};
 use tower::{Layer, ServiceBuilder};
 
-use self::service::Handler;
+use self::service::{Handler, Routes};
 use crate::admin::Admin;
 use crate::health::{Health, HealthCheckLayer, HealthMonitor, HttpProbe};
 use crate::proxy::{HttpBackend, ProxyClient};
@@ -101,8 +101,7 @@ pub struct Server {
     local_addr: SocketAddr,
     registry: Registry<Uri, HttpBackend>,
     monitor: HealthMonitor<Weighted<Uri>>,
-    balancer: Balancer,
-    admin: Admin<HttpBackend, HttpProbe>,
+    routes: Arc<Routes>,
     algo: Algo,
     health_interval: Duration,
     shutdown_timeout: Duration,
@@ -146,8 +145,7 @@ impl Server {
             local_addr,
             registry,
             monitor,
-            balancer,
-            admin,
+            routes: Arc::new(Routes { balancer, admin }),
             algo: config.algo,
             health_interval: config.health_interval,
             shutdown_timeout: config.shutdown_timeout,
@@ -173,7 +171,7 @@ impl Server {
 
     /// The balancer, with its live set of backends and their counters.
     pub fn balancer(&self) -> &Balancer {
-        &self.balancer
+        &self.routes.balancer
     }
 
     /// Serves until `shutdown` completes, then shuts down gracefully: stops accepting,
@@ -211,8 +209,7 @@ impl Server {
                 tracing::debug!(%peer, %error, "TCP_NODELAY not set");
             }
             let handler = Handler {
-                balancer: self.balancer.clone(),
-                admin: self.admin.clone(),
+                routes: Arc::clone(&self.routes),
                 peer,
             };
             let builder = Arc::clone(&builder);

@@ -4,6 +4,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
@@ -29,11 +30,15 @@ pub type Balancer = LoadBalance<HealthCheckDiscover<RegistryDiscover<Uri, HttpBa
 /// The body of every response the server sends: a backend's, or one of its own (JSend).
 pub type ResponseBody = Either<TrackedBody<Incoming>, Full<Bytes>>;
 
-/// Answers the requests of one connection.
-#[derive(Clone)]
-pub(crate) struct Handler {
+/// What every connection shares.
+pub(crate) struct Routes {
     pub(crate) balancer: Balancer,
     pub(crate) admin: Admin<HttpBackend, HttpProbe>,
+}
+
+/// Answers the requests of one connection.
+pub(crate) struct Handler {
+    pub(crate) routes: Arc<Routes>,
     pub(crate) peer: SocketAddr,
 }
 
@@ -45,13 +50,13 @@ impl hyper::service::Service<Request<Incoming>> for Handler {
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
         if req.uri().path() == REGISTER_PATH {
             return ResponseFuture::Admin {
-                inner: self.admin.clone().call(req),
+                inner: self.routes.admin.clone().call(req),
             };
         }
         req.extensions_mut().insert(PeerAddr(self.peer));
         // `Balance` is always ready: no `poll_ready` needed. Cloning it is a reference count.
         ResponseFuture::Proxy {
-            inner: self.balancer.clone().call(req),
+            inner: self.routes.balancer.clone().call(req),
         }
     }
 }
