@@ -57,11 +57,13 @@ pub mod future;
 mod layer;
 mod service;
 mod set;
+mod tried;
 
 pub use self::body::TrackedBody;
 pub use self::endpoint::{Endpoint, Stats};
 pub use self::layer::LoadBalanceLayer;
 pub use self::service::{Balance, LoadBalance};
+pub use self::tried::Tried;
 
 #[cfg(test)]
 mod tests;

@@ -11,6 +11,7 @@ use super::body::{InFlight, TrackedBody};
 use super::endpoint::Endpoint;
 use super::future::ResponseFuture;
 use super::set::{self, Observer, Shared};
+use super::tried::Tried;
 use crate::algo::{AlgoPick, Pick};
 use crate::client_ip::ClientIp;
 use crate::weight::Weight;
@@ -127,9 +128,16 @@ where
         // Readiness is asked, not awaited: a backend that is not ready now is skipped.
         let mut cx = Context::from_waker(Waker::noop());
         let mut chosen = None;
+        let tried = req.extensions().get::<Tried>().cloned();
         let picked = shared
             .picker
             .pick(&set.table, &set.endpoints, &req, &mut |i| {
+                if tried
+                    .as_ref()
+                    .is_some_and(|tried| tried.contains(set.endpoints[i].stats_arc()))
+                {
+                    return false;
+                }
                 let mut service = set.services[i].clone();
                 match service.poll_ready(&mut cx) {
                     Poll::Ready(Ok(())) => {
@@ -153,6 +161,9 @@ where
             (notify_load || tracks_latency).then(|| Arc::clone(shared) as Arc<dyn Observer>);
         let stats = Arc::clone(set.endpoints[slot].stats_arc());
         drop(set);
+        if let Some(tried) = tried {
+            tried.push(Arc::clone(&stats));
+        }
         let in_flight = InFlight::start(stats, observer, notify_load);
         let sent = tracks_latency.then(Instant::now);
         ResponseFuture::called(service.call(req), in_flight, sent)

@@ -273,3 +273,26 @@ async fn background_task_stops_when_balancer_dropped() {
     registry.register("b", 1);
     assert_eq!(registry.len(), 2);
 }
+
+#[tokio::test]
+async fn tried_backends_are_skipped_on_retry() {
+    let mut lb = LoadBalance::new(
+        ServiceList::new(vec![named("a"), named("b"), named("c")]),
+        Algo::RoundRobin,
+    );
+    let tried = Tried::new();
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let mut req = http::Request::new(());
+        req.extensions_mut().insert(tried.clone());
+        let res = lb.ready().await.unwrap().call(req).await.unwrap();
+        seen.push(*res.body().get_ref());
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, ["a", "b", "c"], "each attempt went to a new backend");
+    assert_eq!(tried.len(), 3);
+    let mut req = http::Request::new(());
+    req.extensions_mut().insert(tried.clone());
+    let err = lb.ready().await.unwrap().call(req).await.unwrap_err();
+    assert!(err.is::<NoAvailableBackend>());
+}

@@ -76,7 +76,9 @@ struct Inner<K, S> {
 }
 
 struct State<K, S> {
-    backends: HashMap<K, u32>,
+    /// Weight and registration sequence number of each backend.
+    backends: HashMap<K, (u32, u64)>,
+    next_seq: u64,
     subscribers: Vec<mpsc::UnboundedSender<Change<Weighted<K>, S>>>,
 }
 
@@ -94,6 +96,7 @@ where
                 make: Box::new(make),
                 state: Mutex::new(State {
                     backends: HashMap::new(),
+                    next_seq: 0,
                     subscribers: Vec::new(),
                 }),
             }),
@@ -112,10 +115,17 @@ where
     pub fn register(&self, key: K, weight: u32) -> Registration {
         let weight = weight.max(1);
         let mut state = self.state();
-        let outcome = match state.backends.insert(key.clone(), weight) {
-            None => Registration::Added,
-            Some(previous) if previous == weight => return Registration::Unchanged,
-            Some(previous) => Registration::Updated { previous },
+        let outcome = match state.backends.get_mut(&key) {
+            None => {
+                let seq = state.next_seq;
+                state.next_seq += 1;
+                state.backends.insert(key.clone(), (weight, seq));
+                Registration::Added
+            }
+            Some((previous, _)) if *previous == weight => return Registration::Unchanged,
+            Some((previous, _)) => Registration::Updated {
+                previous: std::mem::replace(previous, weight),
+            },
         };
         let make = &self.inner.make;
         state.subscribers.retain(|tx| {
@@ -142,7 +152,7 @@ where
     /// Balancers stop sending it new requests at once; requests already sent to it finish.
     pub fn deregister(&self, key: &K) -> bool {
         let mut state = self.state();
-        let Some(weight) = state.backends.remove(key) else {
+        let Some((weight, _)) = state.backends.remove(key) else {
             return false;
         };
         state.subscribers.retain(|tx| {
@@ -159,16 +169,15 @@ where
 
     /// The weight of a registered backend.
     pub fn weight(&self, key: &K) -> Option<u32> {
-        self.state().backends.get(key).copied()
+        self.state().backends.get(key).map(|&(weight, _)| weight)
     }
 
-    /// The registered backends with their weights, in no particular order.
+    /// The registered backends with their weights, in registration order.
     pub fn backends(&self) -> Vec<(K, u32)> {
-        let state = self.state();
-        state
-            .backends
-            .iter()
-            .map(|(k, w)| (k.clone(), *w))
+        self.state()
+            .in_order()
+            .into_iter()
+            .map(|(k, w)| (k.clone(), w))
             .collect()
     }
 
@@ -186,7 +195,7 @@ where
     pub fn discover(&self) -> RegistryDiscover<K, S> {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut state = self.state();
-        for (key, &weight) in &state.backends {
+        for (key, weight) in state.in_order() {
             // The receiver is alive: it is in our hands.
             let _ = tx.send(Change::Insert(
                 Weighted::new(key.clone(), weight),
@@ -195,6 +204,14 @@ where
         }
         state.subscribers.push(tx);
         RegistryDiscover { rx }
+    }
+}
+
+impl<K, S> State<K, S> {
+    fn in_order(&self) -> Vec<(&K, u32)> {
+        let mut all: Vec<_> = self.backends.iter().collect();
+        all.sort_unstable_by_key(|(_, (_, seq))| *seq);
+        all.into_iter().map(|(k, &(w, _))| (k, w)).collect()
     }
 }
 
@@ -287,6 +304,26 @@ mod tests {
             ("a", 7, false)
         );
         assert_eq!(registry.backends(), vec![("b", 1)]);
+    }
+
+    #[tokio::test]
+    async fn replay_follows_registration_order() {
+        let registry = Registry::new(|k: &u32| *k);
+        for k in [5, 3, 9, 1, 7, 2, 8] {
+            registry.register(k, 1);
+        }
+        registry.register(3, 4);
+        let order: Vec<u32> = registry
+            .discover()
+            .take(7)
+            .map(|c| match c.unwrap() {
+                Change::Insert(k, _) => *k.key(),
+                Change::Remove(_) => unreachable!(),
+            })
+            .collect()
+            .await;
+        assert_eq!(order, [5, 3, 9, 1, 7, 2, 8]);
+        assert_eq!(registry.backends()[1], (3, 4));
     }
 
     #[tokio::test]
