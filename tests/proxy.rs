@@ -607,3 +607,29 @@ async fn stalled_upload_times_out() {
     assert!(took >= Duration::from_millis(300), "{took:?}");
     assert!(took < Duration::from_millis(2000), "{took:?}");
 }
+
+#[tokio::test]
+async fn backend_closing_before_responding_is_502_unavailable() {
+    // Accepts, reads the request, and hangs up without a word.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf).await;
+            drop(stream);
+        }
+    });
+    let mut http = HttpBackend::new(
+        format!("http://{addr}").parse().unwrap(),
+        ProxyClient::new(),
+    );
+    let err = http
+        .call(Request::get("/").body(Full::<Bytes>::default()).unwrap())
+        .await
+        .unwrap_err();
+    assert!(err.is::<BackendUnavailable>(), "{err:?}");
+    let res = error_response(&err);
+    assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
+}

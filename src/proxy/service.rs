@@ -134,6 +134,8 @@ impl<B> Shared<B> {
 
         let headers = &mut parts.headers;
         strip_hop_by_hop(headers);
+        // Room for the X-Forwarded-* headers (and Host), so the map grows at most once.
+        headers.reserve(4);
         // HTTP/2 clients send `:authority` instead of `Host`; backends speak HTTP/1.1.
         if !headers.contains_key(header::HOST) {
             if let Some(authority) = original_authority {
