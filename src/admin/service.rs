@@ -163,15 +163,15 @@ fn is_json(content_type: &HeaderValue) -> bool {
     let Ok(value) = content_type.to_str() else {
         return false;
     };
-    let essence = value.split(';').next().unwrap_or("").trim();
-    let Some((kind, subtype)) = essence.split_once('/') else {
-        return false;
-    };
-    kind.eq_ignore_ascii_case("application")
-        && (subtype.eq_ignore_ascii_case("json")
-            || subtype.len() > 5
-                && subtype.is_char_boundary(subtype.len() - 5)
-                && subtype[subtype.len() - 5..].eq_ignore_ascii_case("+json"))
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence
+        .strip_prefix("application/")
+        .is_some_and(|subtype| subtype == "json" || subtype.ends_with("+json"))
 }
 
 fn too_large() -> Response<Full<Bytes>> {
