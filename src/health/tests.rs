@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
-use tokio::time::sleep;
+use tokio::time::{sleep, sleep_until};
 use tokio_test::{assert_pending, assert_ready_ok};
 use tower::discover::{Change, Discover, ServiceList};
 use tower::{Layer, Service, ServiceExt, service_fn};
@@ -15,6 +15,8 @@ use tower_test::mock;
 
 use super::*;
 use crate::{Algo, BoxError, LoadBalance, NoAvailableBackend, Weighted};
+
+mod outlier;
 
 type Req = http::Request<()>;
 type Res = http::Response<&'static str>;
