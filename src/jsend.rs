@@ -53,7 +53,13 @@ pub fn fail(code: StatusCode, message: impl Into<String>) -> Response<Full<Bytes
     struct Title {
         title: String,
     }
-    response(code, Status::Fail, &Title { title: message.into() })
+    response(
+        code,
+        Status::Fail,
+        &Title {
+            title: message.into(),
+        },
+    )
 }
 
 /// `{"status":"error","data":message}` with `code`.
