@@ -23,6 +23,8 @@
 //! | [`timeout`](HealthCheckLayer::timeout) | 2 s |
 //! | [`fall`](HealthCheckLayer::fall) / [`rise`](HealthCheckLayer::rise) | 1 / 1 |
 //! | [`initial`](HealthCheckLayer::initial) | [`Health::Healthy`] |
+//! | [`outlier_detection`](HealthCheckLayer::outlier_detection) | off |
+//! | [`slow_start`](HealthCheckLayer::slow_start) | off |
 //!
 //! Probes: [`HttpProbe`] sends `GET <backend><path>` (`/health` by default) and passes on a
 //! `2xx`; [`probe_fn`] makes one from a closure. A [`HealthMonitor`], from
@@ -31,6 +33,56 @@
 //!
 //! A re-insert of a key that is present (a weight update from a
 //! [`Registry`](crate::Registry)) keeps its health and its probe task.
+//!
+//! # Passive health checks (outlier ejection)
+//!
+//! With [`outlier_detection`](HealthCheckLayer::outlier_detection), the layer also watches the
+//! answers of real requests, as Envoy's outlier detection (`consecutive_gateway_failure`) and
+//! HAProxy's `observe layer7` do. An error from the backend's service (connection refused,
+//! timeout…) or a `502`, `503` or `504` response is a failure; any other response (a `500`
+//! or a `404` is the application's answer, not a sign that the backend is gone) resets the
+//! count. After [`consecutive_failures`](OutlierDetection::consecutive_failures) failures in
+//! a row the backend is *ejected*: `Pending` like an unhealthy backend, never picked, for
+//! `base_ejection × n`, where `n` counts its ejections so far, at most
+//! [`max_ejection`](OutlierDetection::max_ejection). A backend that goes a whole
+//! `max_ejection` without being ejected starts over from the base time. When the time is up
+//! a timer makes the backend available again (unless its checks have failed meanwhile) and
+//! wakes whoever waits for it. Active checks go on while a backend is ejected, and a failed
+//! one takes it down as usual.
+//!
+//! Ejection is limited layer-wide: at most
+//! [`max_ejection_percent`](OutlierDetection::max_ejection_percent) of the backends are
+//! ejected at once (rounded down, but one may always be, as in Envoy), and never the last
+//! available one; an ejection that would break these limits is skipped (logged at `INFO`) and
+//! the count of failures starts over. Ejections are logged at `WARN` (`backend ejected`, with
+//! `failures` and `ejected_for`), their ends at `INFO` (`ejection ended`).
+//!
+//! It is off by default, as in both Envoy (no `outlier_detection`, no ejection) and HAProxy
+//! (no `observe`): a balancer in front of an application that answers `503` on purpose (for
+//! load shedding) would otherwise eject healthy backends. The defaults of
+//! [`OutlierDetection::new`] are Envoy's (5 failures, 30 s, 300 s) but for a 50 % limit.
+//! Failures are read from the response future, so the services' responses must implement
+//! [`ResponseStatus`] (every [`http::Response`] does); when outlier detection is off the
+//! request path does not touch them. [`HealthSnapshot::state`] says `ejected`, and the
+//! snapshot has the ejection's end and count.
+//!
+//! # Slow start
+//!
+//! With [`slow_start`](HealthCheckLayer::slow_start), a backend that is inserted or becomes
+//! available again (its checks pass again, its ejection ends) takes a growing share of the
+//! requests over the window, like HAProxy's `slowstart`: its `poll_ready` admits a request with
+//! probability `elapsed / window` (at least 10 %) and is `Pending` otherwise, so a balancer
+//! that skips backends that are not ready (as [`LoadBalance`](crate::LoadBalance) does) sends
+//! the request to another. Its share of requests rises from about a tenth of its fair share
+//! to all of it.
+//!
+//! The ramp works by admission rather than by weight, so that it applies to every algorithm
+//! without rebuilding their tables: round robin, weighted round robin, least connections,
+//! power of two choices and least time. With a hashing algorithm (source IP hash, sticky round
+//! robin) a ramping backend sends some of its clients elsewhere; slow start is not meant for
+//! those. The ramp holds back only while another backend of the layer is available and past
+//! its own ramp: backends that start together (or the only one left) take requests at once,
+//! and the ramp never makes a request fail. It is off by default.
 //!
 //! # Examples
 //!

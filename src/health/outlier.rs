@@ -8,7 +8,8 @@ use http::StatusCode;
 const MIN_EJECTION: Duration = Duration::from_millis(1);
 
 /// Passive health checks (outlier ejection), as in Envoy's `outlier_detection` with
-/// `consecutive_gateway_failure`. See the [module docs](super#passive-health-checks).
+/// `consecutive_gateway_failure`. See the
+/// [module docs](super#passive-health-checks-outlier-ejection).
 ///
 /// A backend whose responses fail [`consecutive_failures`](Self::consecutive_failures) times
 /// in a row (errors from its service, `502`, `503` or `504`) is ejected: `Pending`, like an

@@ -17,6 +17,7 @@ use super::*;
 use crate::{Algo, BoxError, LoadBalance, NoAvailableBackend, Weighted};
 
 mod outlier;
+mod slow_start;
 
 type Req = http::Request<()>;
 type Res = http::Response<&'static str>;
@@ -78,7 +79,10 @@ type ProbeAnswer = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>;
 type Feed<K, S> = mpsc::UnboundedSender<Change<K, S>>;
 
 /// A discovery stream the test feeds by hand.
-fn channel<K: Eq, S>() -> (Feed<K, S>, impl Discover<Key = K, Service = S> + Unpin) {
+fn channel<K: Eq, S>() -> (
+    Feed<K, S>,
+    impl Discover<Key = K, Service = S, Error = Infallible> + Unpin,
+) {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let stream = futures_util::stream::poll_fn(move |cx| {
         rx.poll_recv(cx).map(|c| c.map(Ok::<_, Infallible>))
