@@ -123,6 +123,32 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        self.try_call(req)
+            .unwrap_or_else(|_| ResponseFuture::no_backend())
+    }
+}
+
+impl<D, P> Balance<D, P>
+where
+    D: Discover,
+    D::Key: Send + Sync + 'static,
+    P: Pick<D::Key>,
+{
+    /// Like [`call`](Service::call), but gives the request back when no backend is ready
+    /// instead of failing with [`NoAvailableBackend`](crate::NoAvailableBackend), for a caller
+    /// that waits for one (a queue).
+    pub fn try_call<B, RB>(
+        &mut self,
+        req: http::Request<B>,
+    ) -> Result<ResponseFuture<<D::Service as Service<http::Request<B>>>::Future>, http::Request<B>>
+    where
+        D::Service: Service<http::Request<B>, Response = http::Response<RB>>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        <D::Service as Service<http::Request<B>>>::Error: Into<BoxError>,
+    {
         let shared = &self.shared;
         let set = shared.set.load();
         // Readiness is asked, not awaited: a backend that is not ready now is skipped.
@@ -153,7 +179,7 @@ where
                 }
             });
         let (Some(slot), Some(mut service)) = (picked, chosen) else {
-            return ResponseFuture::no_backend();
+            return Err(req);
         };
         let notify_load = shared.picker.observes_load();
         let tracks_latency = shared.picker.tracks_latency();
@@ -166,7 +192,7 @@ where
         }
         let in_flight = InFlight::start(stats, observer, notify_load);
         let sent = tracks_latency.then(Instant::now);
-        ResponseFuture::called(service.call(req), in_flight, sent)
+        Ok(ResponseFuture::called(service.call(req), in_flight, sent))
     }
 }
 
