@@ -17,7 +17,7 @@ use tower::Service;
 use crate::admin::{self, Admin};
 use crate::balance::TrackedBody;
 use crate::health::{HealthCheckDiscover, HttpProbe};
-use crate::proxy::{self, HttpBackend};
+use crate::proxy::{self, BackendBody, HttpBackend};
 use crate::{LoadBalance, NoAvailableBackend, PeerAddr, RegistryDiscover};
 
 /// The path of the registration API.
@@ -28,7 +28,7 @@ pub(crate) const REGISTER_PATH: &str = "/register";
 pub type Balancer = LoadBalance<HealthCheckDiscover<RegistryDiscover<Uri, HttpBackend>, HttpProbe>>;
 
 /// The body of every response the server sends: a backend's, or one of its own (JSend).
-pub type ResponseBody = Either<TrackedBody<Incoming>, Full<Bytes>>;
+pub type ResponseBody = Either<TrackedBody<BackendBody>, Full<Bytes>>;
 
 /// What every connection shares.
 pub(crate) struct Routes {
