@@ -1,13 +1,19 @@
-//! The request body as sent to the backend: the client's body, reporting upload progress so
-//! that the response timeout starts when the upload ends.
+//! Bodies: the request body as sent to the backend (the client's body, reporting upload
+//! progress so that the response timeout starts when the upload ends), and the response body
+//! as returned to the client (the backend's, holding the backend's concurrency slot until it
+//! ends).
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker, ready};
 
+use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+
+use super::limit::Slot;
 
 /// Upload progress, shared by a request body and its response future.
 #[derive(Debug, Default)]
@@ -92,6 +98,63 @@ impl<B> Drop for UploadBody<B> {
         if let Some(upload) = &self.upload {
             upload.finish();
         }
+    }
+}
+
+/// The body of a response from [`HttpBackend`](super::HttpBackend): the backend's body,
+/// streamed as it arrives.
+///
+/// When the backend has a [concurrency cap](super::ProxyClientBuilder::max_conns_per_backend),
+/// the body holds the request's place under it until the body ends (or fails, or is dropped).
+#[derive(Debug)]
+pub struct BackendBody {
+    inner: Incoming,
+    slot: Option<Slot>,
+}
+
+impl BackendBody {
+    pub(crate) fn new(inner: Incoming, slot: Option<Slot>) -> Self {
+        Self { inner, slot }
+    }
+
+    /// The backend's body.
+    pub fn get_ref(&self) -> &Incoming {
+        &self.inner
+    }
+
+    /// The backend's body; the slot, if any, is freed.
+    pub fn into_inner(self) -> Incoming {
+        self.inner
+    }
+}
+
+impl Body for BackendBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    #[inline]
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        match &frame {
+            Some(Ok(_)) if !this.inner.is_end_stream() => {}
+            // The end, or a failure: the backend is done with this request.
+            _ => this.slot = None,
+        }
+        Poll::Ready(frame)
+    }
+
+    #[inline]
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    #[inline]
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -1,6 +1,7 @@
 //! The pooled keep-alive HTTP/1.1 client that every [`HttpBackend`](super::HttpBackend) shares.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http_body::Body;
@@ -10,19 +11,27 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::body::UploadBody;
+use super::limit::Freed;
+use super::upgrade::Tunnels;
 use crate::BoxError;
 
 /// A pooled, keep-alive HTTP/1.1 client for forwarding requests to backends.
 ///
 /// One `ProxyClient` is meant to be shared by all backends (clone it: clones share the
 /// connection pool). It wraps hyper-util's [`Client`] over an [`HttpConnector`] with
-/// `TCP_NODELAY`, a connect timeout, and the response timeout that
-/// [`HttpBackend`](super::HttpBackend) enforces. Build one with [`ProxyClient::builder`].
+/// `TCP_NODELAY`, a connect timeout, and the response timeout and per-backend concurrency cap
+/// that [`HttpBackend`](super::HttpBackend) enforces. Build one with [`ProxyClient::builder`].
+///
+/// It also keeps count of the [upgraded tunnels](super#upgrades) its backends carry.
 ///
 /// `B` is the request body type: [`Incoming`] when forwarding what a hyper server received.
 pub struct ProxyClient<B = Incoming> {
     pub(crate) inner: Client<HttpConnector, UploadBody<B>>,
     pub(crate) response_timeout: Option<Duration>,
+    connect_timeout: Option<Duration>,
+    pub(crate) max_conns_per_backend: Option<usize>,
+    pub(crate) freed: Arc<Freed>,
+    pub(crate) tunnels: Arc<Tunnels>,
 }
 
 impl<B> ProxyClient<B>
@@ -49,6 +58,32 @@ impl<B> ProxyClient<B> {
     pub fn response_timeout(&self) -> Option<Duration> {
         self.response_timeout
     }
+
+    /// How long a TCP connect to a backend may take; `None` leaves it to the OS.
+    pub fn connect_timeout(&self) -> Option<Duration> {
+        self.connect_timeout
+    }
+
+    /// The most requests (and upgraded tunnels) in flight to one backend; `None` for no cap.
+    pub fn max_conns_per_backend(&self) -> Option<usize> {
+        self.max_conns_per_backend
+    }
+
+    /// Upgraded connections (WebSocket and the like) open now through this client.
+    pub fn open_tunnels(&self) -> usize {
+        self.tunnels.open()
+    }
+
+    /// Waits until no upgraded connection is open.
+    pub async fn tunnels_closed(&self) {
+        self.tunnels.closed().await;
+    }
+
+    /// Closes every upgraded connection open now, and any upgraded later; for the end of a
+    /// graceful shutdown.
+    pub fn close_tunnels(&self) {
+        self.tunnels.close_all();
+    }
 }
 
 impl<B> Default for ProxyClient<B>
@@ -67,6 +102,10 @@ impl<B> Clone for ProxyClient<B> {
         Self {
             inner: self.inner.clone(),
             response_timeout: self.response_timeout,
+            connect_timeout: self.connect_timeout,
+            max_conns_per_backend: self.max_conns_per_backend,
+            freed: Arc::clone(&self.freed),
+            tunnels: Arc::clone(&self.tunnels),
         }
     }
 }
@@ -74,7 +113,10 @@ impl<B> Clone for ProxyClient<B> {
 impl<B> fmt::Debug for ProxyClient<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProxyClient")
+            .field("connect_timeout", &self.connect_timeout)
             .field("response_timeout", &self.response_timeout)
+            .field("max_conns_per_backend", &self.max_conns_per_backend)
+            .field("tunnels", &self.tunnels)
             .finish_non_exhaustive()
     }
 }
@@ -87,6 +129,7 @@ impl<B> fmt::Debug for ProxyClient<B> {
 /// | [`response_timeout`](Self::response_timeout) | 30 s      |
 /// | [`pool_idle_timeout`](Self::pool_idle_timeout) | 20 s    |
 /// | [`pool_max_idle_per_host`](Self::pool_max_idle_per_host) | 1024 |
+/// | [`max_conns_per_backend`](Self::max_conns_per_backend) | no cap |
 ///
 /// `TCP_NODELAY` is always on.
 ///
@@ -109,6 +152,7 @@ pub struct ProxyClientBuilder {
     response_timeout: Option<Duration>,
     pool_idle_timeout: Option<Duration>,
     pool_max_idle_per_host: usize,
+    max_conns_per_backend: Option<usize>,
 }
 
 impl Default for ProxyClientBuilder {
@@ -125,6 +169,7 @@ impl ProxyClientBuilder {
             response_timeout: Some(Duration::from_secs(30)),
             pool_idle_timeout: Some(Duration::from_secs(20)),
             pool_max_idle_per_host: 1024,
+            max_conns_per_backend: None,
         }
     }
 
@@ -158,6 +203,18 @@ impl ProxyClientBuilder {
         self
     }
 
+    /// At most this many requests in flight to one backend (each counts until its response
+    /// body ends; an upgraded tunnel counts until it closes), like HAProxy's `maxconn` on a
+    /// server; `None` (the default) or `0` for no cap.
+    ///
+    /// A backend at its cap is not ready ([`HttpBackend`](super::HttpBackend)'s `poll_ready` is
+    /// `Pending`), so the balancer sends the request to another backend, or fails it with
+    /// [`NoAvailableBackend`](crate::NoAvailableBackend) when all are at their cap.
+    pub fn max_conns_per_backend(mut self, max: impl Into<Option<usize>>) -> Self {
+        self.max_conns_per_backend = max.into().filter(|&max| max > 0);
+        self
+    }
+
     /// Builds the client for request bodies of type `B`.
     pub fn build<B>(self) -> ProxyClient<B>
     where
@@ -177,6 +234,10 @@ impl ProxyClientBuilder {
         ProxyClient {
             inner,
             response_timeout: self.response_timeout,
+            connect_timeout: self.connect_timeout,
+            max_conns_per_backend: self.max_conns_per_backend,
+            freed: Arc::default(),
+            tunnels: Tunnels::new(),
         }
     }
 }

@@ -6,18 +6,28 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use http::Response;
 use http::uri::Authority;
+use http::{Response, StatusCode};
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy;
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tracing::debug;
 
-use super::body::Upload;
+use super::body::{BackendBody, Upload};
 use super::error::{BackendTimeout, classify};
-use super::headers::strip_hop_by_hop;
+use super::headers::{restore_upgrade, strip_hop_by_hop};
+use super::limit::Slot;
+use super::upgrade::Tunnels;
 use crate::BoxError;
+
+/// The client's side of a connection upgrade, waiting for the backend's `101`.
+#[derive(Debug)]
+pub(crate) struct Upgrade {
+    pub(crate) client: OnUpgrade,
+    pub(crate) tunnels: Arc<Tunnels>,
+}
 
 pin_project! {
     /// Response future of [`HttpBackend`](super::HttpBackend): the backend's response head,
@@ -46,6 +56,10 @@ pin_project! {
             // Upload progress when the deadline was last set.
             seen: u64,
             backend: Authority,
+            // The place under the backend's cap, for the response body.
+            slot: Option<Slot>,
+            // Boxed: only upgrade requests have one.
+            upgrade: Option<Box<Upgrade>>,
         },
         Failed {
             error: Option<BoxError>,
@@ -59,6 +73,8 @@ impl ResponseFuture {
         timeout: Option<Duration>,
         upload: Option<Arc<Upload>>,
         backend: Authority,
+        slot: Option<Slot>,
+        upgrade: Option<Box<Upgrade>>,
     ) -> Self {
         Self {
             state: State::Waiting {
@@ -68,6 +84,8 @@ impl ResponseFuture {
                 upload,
                 seen: 0,
                 backend,
+                slot,
+                upgrade,
             },
         }
     }
@@ -79,8 +97,29 @@ impl ResponseFuture {
     }
 }
 
+/// The backend's `101` for an upgrade request: the tunnel starts on its own task and holds the
+/// slot; the client gets the `101` with the backend's `Upgrade`.
+fn switch_protocols(
+    mut res: Response<Incoming>,
+    upgrade: Option<Box<Upgrade>>,
+    backend: &Authority,
+    slot: Option<Slot>,
+) -> Result<Response<BackendBody>, BoxError> {
+    let protocol = strip_hop_by_hop(res.headers_mut());
+    let (Some(upgrade), Some(protocol)) = (upgrade, protocol) else {
+        debug!(backend = %backend, "101 without an upgrade asked and agreed");
+        return Err("the backend switched protocols without an agreed upgrade".into());
+    };
+    restore_upgrade(res.headers_mut(), protocol);
+    let on_upgrade = hyper::upgrade::on(&mut res);
+    let Upgrade { client, tunnels } = *upgrade;
+    tunnels.spawn(client, on_upgrade, backend.clone(), slot);
+    debug!(backend = %backend, "connection upgraded");
+    Ok(res.map(|body| BackendBody::new(body, None)))
+}
+
 impl Future for ResponseFuture {
-    type Output = Result<Response<Incoming>, BoxError>;
+    type Output = Result<Response<BackendBody>, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
@@ -91,12 +130,17 @@ impl Future for ResponseFuture {
                 upload,
                 seen,
                 backend,
+                slot,
+                upgrade,
             } => {
                 if let Poll::Ready(res) = inner.poll(cx) {
                     return Poll::Ready(match res {
+                        Ok(res) if res.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                            switch_protocols(res, upgrade.take(), backend, slot.take())
+                        }
                         Ok(mut res) => {
                             strip_hop_by_hop(res.headers_mut());
-                            Ok(res)
+                            Ok(res.map(|body| BackendBody::new(body, slot.take())))
                         }
                         Err(err) => {
                             let err = classify(err, backend);

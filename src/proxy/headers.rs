@@ -16,16 +16,20 @@ pub(crate) static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forw
 /// Removes the hop-by-hop headers: `Connection` and every header it names, then `Keep-Alive`,
 /// `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`, `Proxy-Authorization` and
 /// `Proxy-Connection`. Works in place; allocates only when `Connection` appears more than once.
-pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+///
+/// Returns the `Upgrade` value when `Connection` lists `upgrade` (RFC 9110 §7.8): the caller
+/// puts both back when it forwards the upgrade.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
     // `get_all` rather than `entry`: `entry` may grow the map even when the key is there.
     let mut connection = headers.get_all(header::CONNECTION).iter();
+    let mut upgrade = None;
     match (connection.next(), connection.next()) {
         (None, _) => {}
         (Some(value), None) => {
             // A cheap clone: hyper's header values share the read buffer.
             let value = value.clone();
             headers.remove(header::CONNECTION);
-            remove_named(headers, &value);
+            upgrade = remove_named(headers, &value);
         }
         (Some(_), Some(_)) => {
             let values: Vec<HeaderValue> = headers
@@ -35,7 +39,7 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
                 .collect();
             headers.remove(header::CONNECTION);
             for value in &values {
-                remove_named(headers, value);
+                upgrade = remove_named(headers, value).or(upgrade);
             }
         }
     }
@@ -50,20 +54,31 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     ] {
         headers.remove(name);
     }
+    upgrade
 }
 
-/// Removes the headers listed in one `Connection` value.
-fn remove_named(headers: &mut HeaderMap, connection: &HeaderValue) {
-    let Ok(value) = connection.to_str() else {
-        return;
-    };
+/// Removes the headers listed in one `Connection` value; returns the `Upgrade` header's value
+/// if `upgrade` is listed.
+fn remove_named(headers: &mut HeaderMap, connection: &HeaderValue) -> Option<HeaderValue> {
+    let value = connection.to_str().ok()?;
+    let mut upgrade = None;
     for token in value.split(',') {
         let token = token.trim();
-        // `close` and `keep-alive` are options, not usually header names; removing is harmless.
-        if !token.is_empty() {
+        if token.eq_ignore_ascii_case("upgrade") {
+            upgrade = headers.remove(header::UPGRADE).or(upgrade);
+        } else if !token.is_empty() {
+            // `close` and `keep-alive` are options, not usually header names; removing is
+            // harmless.
             headers.remove(token);
         }
     }
+    upgrade
+}
+
+/// Puts back the headers of a connection upgrade: `Connection: upgrade` and `Upgrade`.
+pub(crate) fn restore_upgrade(headers: &mut HeaderMap, upgrade: HeaderValue) {
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, upgrade);
 }
 
 /// Appends `peer` to `X-Forwarded-For` (comma-space separated, all existing values kept, in
@@ -156,6 +171,27 @@ mod tests {
         let mut names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
         names.sort_unstable();
         assert_eq!(names, ["host", "x-baz"]);
+    }
+
+    #[test]
+    fn upgrade_is_reported_only_when_connection_lists_it() {
+        let mut h = map(&[
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "websocket"),
+            ("x-foo", "1"),
+        ]);
+        assert_eq!(strip_hop_by_hop(&mut h).unwrap(), "websocket");
+        assert_eq!(h.len(), 1);
+        restore_upgrade(&mut h, HeaderValue::from_static("websocket"));
+        assert_eq!(h["connection"], "upgrade");
+        assert_eq!(h["upgrade"], "websocket");
+
+        // A stray `Upgrade` without `Connection: upgrade` is just removed.
+        let mut h = map(&[("upgrade", "websocket"), ("connection", "close")]);
+        assert!(strip_hop_by_hop(&mut h).is_none());
+        assert!(h.is_empty());
+        let mut h = map(&[("connection", "upgrade")]);
+        assert!(strip_hop_by_hop(&mut h).is_none());
     }
 
     #[test]

@@ -12,16 +12,36 @@
 //!   HTTP/1.1 whatever the client spoke (HTTP/1.0, 1.1 or 2).
 //! - **Hop-by-hop headers** are removed from the request and from the response: `Connection`
 //!   and every header it names, `Keep-Alive`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`,
-//!   `Proxy-Authorization`, `Proxy-Connection`. (So connection upgrades such as WebSocket are
-//!   not forwarded.)
+//!   `Proxy-Authorization`, `Proxy-Connection`; except that an upgrade request keeps
+//!   `Connection: upgrade` and `Upgrade` (see [Upgrades](#upgrades)).
 //! - **Forwarding headers**: the client's `Host` is kept (an HTTP/2 client's `:authority`
 //!   becomes `Host`); `X-Forwarded-For` gets the peer IP (from the [`PeerAddr`](crate::PeerAddr)
 //!   or axum `ConnectInfo` extension) appended to whatever the client sent; `X-Forwarded-Host`
 //!   is set to the `Host` and `X-Forwarded-Proto` to `http`, replacing client-sent values.
 //!
-//! Bodies stream both ways and are never buffered: the response body is the backend's
-//! [`Incoming`](hyper::body::Incoming), so each chunk reaches the client as the backend sends
-//! it. Status and the remaining headers are returned as the backend sent them.
+//! Bodies stream both ways and are never buffered: the response body ([`BackendBody`]) is the
+//! backend's [`Incoming`](hyper::body::Incoming), so each chunk reaches the client as the
+//! backend sends it. Status and the remaining headers are returned as the backend sent them.
+//!
+//! # Limits
+//!
+//! [`ProxyClientBuilder`] sets how long a backend may take to accept the connection
+//! (`connect_timeout`) and to send its response head (`response_timeout`); either failing is
+//! a `504`. [`max_conns_per_backend`](ProxyClientBuilder::max_conns_per_backend) caps the
+//! requests in flight to each backend (HAProxy's per-server `maxconn`): a backend at its cap
+//! is not ready, so a balancer sends the request elsewhere. Each request holds its place
+//! until its response body ends.
+//!
+//! # Upgrades
+//!
+//! An HTTP/1.1 request with `Connection: upgrade` and `Upgrade` (a WebSocket handshake, say)
+//! is forwarded with those two headers. If the backend answers `101 Switching Protocols`, the
+//! client gets the `101` and a task joins the two connections, copying bytes both ways until
+//! either side closes (HAProxy's and nginx's tunnel mode); any other answer is returned as
+//! usual. The serving connection must support upgrades (hyper's
+//! `serve_connection_with_upgrades`; axum does). A tunnel holds its backend's place under the
+//! cap while open; [`ProxyClient::open_tunnels`] counts them and
+//! [`ProxyClient::close_tunnels`] ends them at shutdown.
 //!
 //! Failures are typed, and [`error_response`] turns any balancer or proxy error into the JSend
 //! response the client should get: [`BackendUnavailable`] (refused, reset or closed before a
@@ -74,8 +94,11 @@ mod client;
 mod error;
 pub mod future;
 mod headers;
+mod limit;
 mod service;
+mod upgrade;
 
+pub use self::body::BackendBody;
 pub use self::client::{ProxyClient, ProxyClientBuilder};
 pub use self::error::{BackendTimeout, BackendUnavailable, NO_AVAILABLE_SERVER, error_response};
 pub use self::service::{HttpBackend, InvalidBackendUri};

@@ -10,25 +10,35 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, Uri, Version, header};
 use http_body::Body;
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
 use tower::Service;
 
-use super::body::UploadBody;
+use super::body::{BackendBody, UploadBody};
 use super::client::ProxyClient;
-use super::future::ResponseFuture;
-use super::headers::{X_FORWARDED_HOST, X_FORWARDED_PROTO, append_forwarded_for, strip_hop_by_hop};
+use super::future::{ResponseFuture, Upgrade};
+use super::headers::{
+    X_FORWARDED_HOST, X_FORWARDED_PROTO, append_forwarded_for, restore_upgrade, strip_hop_by_hop,
+};
+use super::limit::{Limit, Slot};
 use crate::{BoxError, PeerAddr};
 
 /// Forwards each request to one backend; see the [module docs](super).
 ///
-/// `Clone + Send + Sync`, cheap to clone (clones share the client's connection pool), and
-/// always ready: connection limits are the balancer's business.
+/// `Clone + Send + Sync` and cheap to clone (clones share the client's connection pool).
+/// Always ready, unless the client sets a
+/// [per-backend cap](super::ProxyClientBuilder::max_conns_per_backend): then `poll_ready`
+/// takes a place under the cap for the next `call` (kept by this clone until then), and is
+/// `Pending` while the backend is at its cap.
 pub struct HttpBackend<B = Incoming> {
     // One `Arc` so that the balancer's per-request clone is a single reference count.
     shared: Arc<Shared<B>>,
+    // The place under the cap `poll_ready` took, for the next `call`.
+    slot: Option<Slot>,
 }
 
 struct Shared<B> {
     client: ProxyClient<B>,
+    limit: Option<Arc<Limit>>,
     base: Uri,
     scheme: Scheme,
     authority: Authority,
@@ -82,9 +92,14 @@ impl<B> HttpBackend<B> {
             return Err(invalid(&base));
         }
         let prefix = base.path().trim_end_matches('/').into();
+        let limit = client
+            .max_conns_per_backend
+            .map(|max| Limit::new(max, Arc::clone(&client.freed)));
         Ok(Self {
+            slot: None,
             shared: Arc::new(Shared {
                 client,
+                limit,
                 base,
                 scheme,
                 authority,
@@ -107,11 +122,23 @@ impl<B> HttpBackend<B> {
     pub fn client(&self) -> &ProxyClient<B> {
         &self.shared.client
     }
+
+    /// Requests (and upgraded tunnels) in flight to this backend under its cap, if it has
+    /// one.
+    pub fn in_use(&self) -> Option<usize> {
+        self.shared.limit.as_deref().map(Limit::in_use)
+    }
+
+    /// The backend's cap, if it has one.
+    pub fn max_conns(&self) -> Option<usize> {
+        self.shared.limit.as_deref().map(Limit::max)
+    }
 }
 
 impl<B> Shared<B> {
-    /// Rewrites a client request into the backend request, in place.
-    fn rewrite(&self, parts: &mut http::request::Parts) -> Result<(), BoxError> {
+    /// Rewrites a client request into the backend request, in place. Returns the client's
+    /// side of a connection upgrade, if it asks for one and its server supports it.
+    fn rewrite(&self, parts: &mut http::request::Parts) -> Result<Option<OnUpgrade>, BoxError> {
         let mut uri = std::mem::take(&mut parts.uri).into_parts();
         let original_authority = uri.authority.take();
         let path = uri.path_and_query.take();
@@ -133,7 +160,12 @@ impl<B> Shared<B> {
         parts.version = Version::HTTP_11;
 
         let headers = &mut parts.headers;
-        strip_hop_by_hop(headers);
+        let upgrade = strip_hop_by_hop(headers).and_then(|upgrade| {
+            // Only HTTP/1.1 upgrades, and only when the server hands the connection over.
+            let on_upgrade = parts.extensions.remove::<OnUpgrade>()?;
+            restore_upgrade(headers, upgrade);
+            Some(on_upgrade)
+        });
         // Room for the X-Forwarded-* headers (and Host), so the map grows at most once.
         headers.reserve(4);
         // HTTP/2 clients send `:authority` instead of `Host`; backends speak HTTP/1.1.
@@ -152,7 +184,7 @@ impl<B> Shared<B> {
         if let Some(peer) = peer_addr(&parts.extensions) {
             append_forwarded_for(&mut parts.headers, peer.ip());
         }
-        Ok(())
+        Ok(upgrade)
     }
 }
 
@@ -169,20 +201,34 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    type Response = Response<Incoming>;
+    type Response = Response<BackendBody>;
     type Error = BoxError;
     type Future = ResponseFuture;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if let Some(limit) = &self.shared.limit {
+            if self.slot.is_none() {
+                match limit.poll_acquire(cx.waker()) {
+                    Some(slot) => self.slot = Some(slot),
+                    None => return Poll::Pending,
+                }
+            }
+        }
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let shared = &*self.shared;
+        let slot = match &shared.limit {
+            Some(limit) => Some(self.slot.take().unwrap_or_else(|| limit.acquire_over())),
+            None => None,
+        };
         let (mut parts, body) = req.into_parts();
-        if let Err(err) = shared.rewrite(&mut parts) {
-            return ResponseFuture::failed(err);
-        }
+        let on_upgrade = match shared.rewrite(&mut parts) {
+            Ok(on_upgrade) => on_upgrade,
+            Err(err) => return ResponseFuture::failed(err),
+        };
         let timeout = shared.client.response_timeout;
         // Track the upload only when it matters: a body to send and a timeout to start after it.
         let upload = (timeout.is_some() && !body.is_end_stream()).then(Arc::default);
@@ -191,14 +237,29 @@ where
             .client
             .inner
             .request(Request::from_parts(parts, body));
-        ResponseFuture::new(inner, timeout, upload, shared.authority.clone())
+        let upgrade = on_upgrade.map(|client| {
+            Box::new(Upgrade {
+                client,
+                tunnels: Arc::clone(&shared.client.tunnels),
+            })
+        });
+        ResponseFuture::new(
+            inner,
+            timeout,
+            upload,
+            shared.authority.clone(),
+            slot,
+            upgrade,
+        )
     }
 }
 
 impl<B> Clone for HttpBackend<B> {
+    /// A clone without the original's place under the cap.
     fn clone(&self) -> Self {
         Self {
             shared: Arc::clone(&self.shared),
+            slot: None,
         }
     }
 }
@@ -208,6 +269,7 @@ impl<B> fmt::Debug for HttpBackend<B> {
         f.debug_struct("HttpBackend")
             .field("base", &self.shared.base)
             .field("client", &self.shared.client)
+            .field("limit", &self.shared.limit)
             .finish()
     }
 }
@@ -222,7 +284,7 @@ mod tests {
 
     fn rewrite(backend: &HttpBackend, req: Request<()>) -> http::request::Parts {
         let (mut parts, ()) = req.into_parts();
-        backend.shared.rewrite(&mut parts).unwrap();
+        assert!(backend.shared.rewrite(&mut parts).unwrap().is_none());
         parts
     }
 
@@ -283,6 +345,33 @@ mod tests {
         assert_eq!(parts.headers["host"], "lb.example");
         assert_eq!(parts.headers["x-forwarded-for"], "10.0.0.1, 192.0.2.7");
         assert_eq!(parts.headers["x-forwarded-proto"], "http");
+    }
+
+    #[test]
+    fn a_capped_backend_is_pending_at_its_cap_and_clones_hold_their_slot() {
+        let client = ProxyClient::builder().max_conns_per_backend(1).build();
+        let b: HttpBackend = HttpBackend::new("http://127.0.0.1:1080".parse().unwrap(), client);
+        assert_eq!((b.max_conns(), b.in_use()), (Some(1), Some(0)));
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut first = b.clone();
+        assert!(first.poll_ready(&mut cx).is_ready());
+        assert!(
+            first.poll_ready(&mut cx).is_ready(),
+            "a clone keeps its slot"
+        );
+        assert_eq!(b.in_use(), Some(1));
+        let mut second = b.clone();
+        assert!(second.poll_ready(&mut cx).is_pending());
+        drop(first);
+        assert_eq!(b.in_use(), Some(0));
+        assert!(second.poll_ready(&mut cx).is_ready());
+
+        let uncapped = backend("http://127.0.0.1:1080");
+        assert_eq!((uncapped.max_conns(), uncapped.in_use()), (None, None));
+        let zero = ProxyClient::<Incoming>::builder()
+            .max_conns_per_backend(0)
+            .build::<Incoming>();
+        assert_eq!(zero.max_conns_per_backend(), None);
     }
 
     #[test]
