@@ -1,23 +1,34 @@
-//! The `/register` API: add backends to a running balancer over HTTP.
+//! The admin API: register, drain and list the backends of a running balancer over HTTP.
 //!
 //! [`Admin`] is a [`tower::Service`] that takes a [`Registry`](crate::Registry) handle and a
-//! health [`Probe`](crate::health::Probe). For each request it reads a JSON body, checks the
-//! backend once, and registers it; the [`Server`](crate::server::Server) mounts it at
-//! `POST /register`. It speaks [JSend](crate::jsend) with `Content-Type: application/json`
-//! for every answer, errors included:
+//! health [`Probe`](crate::health::Probe); the [`Server`](crate::server::Server) mounts it at
+//! [`/register`](REGISTER_PATH) and [`/backends`](BACKENDS_PATH). It speaks
+//! [JSend](crate::jsend) with `Content-Type: application/json` for every answer, errors
+//! included.
+//!
+//! # Routes
+//!
+//! | request | answer |
+//! |---|---|
+//! | `POST /register` `{"address": "http://127.0.0.1:1080", "weight": 5}` | checks the backend once, registers it (or updates its weight): `200 {"status":"success","data":{"server":"http://127.0.0.1:1080","weight":5}}` |
+//! | `DELETE /register` `{"address": "http://127.0.0.1:1080"}` | drains the backend: `200 {"status":"success","data":{"server":"http://127.0.0.1:1080","state":"draining","in_flight":3}}` |
+//! | `GET /backends` | `200 {"status":"success","data":[{"address":…,"weight":…,"state":…,…}]}`, see [`BackendInfo`] |
+//!
+//! Errors of `POST` and `DELETE /register`:
 //!
 //! | request | status | body |
 //! |---|---|---|
-//! | `{"address": "http://127.0.0.1:1080", "weight": 5}`, backend passes the check | 200 | `{"status":"success","data":{"server":"http://127.0.0.1:1080","weight":5}}` |
-//! | empty or malformed JSON, wrong types, bad address, weight not in `1..=1000` | 400 | `{"status":"fail","data":{"title":"…"}}` |
+//! | empty or malformed JSON, wrong types, bad address, weight not in `1..=1000` (`POST` only) | 400 | `{"status":"fail","data":{"title":"…"}}` |
 //! | a field other than `address` and `weight` | 403 | `fail`, naming the field |
-//! | the backend fails the check (refused, non-2xx, timeout) | 404 | `fail`, `"<address> not alive, registration failed."` |
-//! | method other than `POST` | 405 | `fail`, with `Allow: POST` |
+//! | `POST`: the address is not in the [allowed networks](Admin::allow_backends) | 403 | `fail`, naming the address and the networks |
+//! | `POST`: the backend fails the check (refused, non-2xx, timeout) | 404 | `fail`, `"<address> not alive, registration failed."` |
+//! | `DELETE`: the backend is not registered | 404 | `fail`, `"<address> is not registered."` |
+//! | another method | 405 | `fail`, with `Allow: POST, DELETE` (`Allow: GET` for `/backends`) |
 //! | body over 64 KiB ([`MAX_BODY`]) | 413 | `fail` |
 //! | `Content-Type` present and not JSON | 415 | `fail` |
 //!
-//! `weight` is optional ([`DEFAULT_WEIGHT`]). A missing `Content-Type` is read as JSON;
-//! `application/json` and any `application/*+json`, with parameters, are JSON.
+//! `weight` is optional ([`DEFAULT_WEIGHT`]); `DELETE` ignores it. A missing `Content-Type` is
+//! read as JSON; `application/json` and any `application/*+json`, with parameters, are JSON.
 //!
 //! **Addresses are normalised** ([`parse_address`]): lower-case scheme and host, no `:80`, no
 //! trailing `/`. So `http://x:1` and `http://x:1/` are one backend, and registering an address
@@ -29,8 +40,35 @@
 //! passes. With [`Admin::wait_until`] the answer waits until the balancer serves the backend,
 //! so the request after a `200` can already go to it.
 //!
-//! The body is parsed and validated by [`parse_registration`], a pure function over bytes
-//! (handy for fuzzing); [`BackendSpec`] also parses the command-line form `URL[=WEIGHT]`.
+//! # Draining
+//!
+//! `DELETE /register` deregisters the backend at once: the balancer takes it out of its set
+//! (with a [`balancer`](Admin::balancer), the answer waits until it has), so no new request
+//! goes to it, sticky clients included (they are placed again), and its health checks stop.
+//! Requests already sent to it finish normally; the balancer keeps it as
+//! [retired](crate::Balance::retired) until their response bodies end. The answer's `state`
+//! is `"draining"` while requests are in flight (`in_flight` counts them) and `"removed"` if
+//! none was; without a balancer to ask, `"draining"` with `"in_flight": null`. `GET
+//! /backends` lists a draining backend with state `draining` until its last request ends,
+//! then no more. Registering it again makes it a new backend of the set.
+//!
+//! # Who may use it
+//!
+//! By default only loopback peers (`127.0.0.0/8`, `::1`; [`LOOPBACK`]); any other peer gets
+//! `403 {"status":"fail","data":{"title":"the admin API is open to local clients only: …"}}`.
+//! With a [`token`](Admin::token), every request must carry `Authorization: Bearer <token>`,
+//! whatever its peer, or get a `401` with `WWW-Authenticate: Bearer`. The token is compared
+//! in constant time. A refused request changes nothing. The peer comes from the
+//! [`PeerAddr`](crate::PeerAddr) extension (or axum's `ConnectInfo`).
+//!
+//! [`allow_backends`](Admin::allow_backends) restricts what `POST /register` may add (and so
+//! where its check may connect): the address's host must be a literal IP address in one of
+//! the networks. Host names are then refused: what they resolve to could change after the
+//! check (DNS rebinding). Backends configured at start-up are not checked.
+//!
+//! The body is parsed and validated by [`parse_registration`] and [`parse_deregistration`],
+//! pure functions over bytes (handy for fuzzing); [`BackendSpec`] also parses the
+//! command-line form `URL[=WEIGHT]`.
 //!
 //! # Examples
 //!
@@ -39,7 +77,7 @@
 //! use bytes::Bytes;
 //! use http_body_util::{BodyExt, Full};
 //! use tower::ServiceExt;
-//! use tower_lb::Registry;
+//! use tower_lb::{PeerAddr, Registry};
 //! use tower_lb::admin::Admin;
 //! use tower_lb::health::probe_fn;
 //!
@@ -51,10 +89,12 @@
 //! let probe = probe_fn(|_: &http::Uri| async { Ok::<_, Infallible>(()) });
 //! let admin = Admin::new(registry.clone(), probe);
 //!
-//! let req = http::Request::post("/register")
+//! let mut req = http::Request::post("/register")
 //!     .header("content-type", "application/json")
 //!     .body(Full::new(Bytes::from_static(br#"{"address": "http://127.0.0.1:1080/", "weight": 5}"#)))
 //!     .unwrap();
+//! // The server inserts the connection's peer; the API serves loopback peers by default.
+//! req.extensions_mut().insert(PeerAddr(([127, 0, 0, 1], 50000).into()));
 //! let res = admin.oneshot(req).await.unwrap();
 //! assert_eq!(res.status(), 200);
 //! let body = res.into_body().collect().await.unwrap().to_bytes();
@@ -63,14 +103,18 @@
 //! # }
 //! ```
 
+mod access;
+mod backends;
 mod parse;
 mod service;
 
+pub use self::access::{AdminToken, InvalidToken, LOOPBACK};
+pub use self::backends::{BackendInfo, BackendPhase, BalancerView};
 pub use self::parse::{
     BackendSpec, DEFAULT_WEIGHT, MAX_BODY, MAX_WEIGHT, RegisterError, parse_address,
-    parse_registration,
+    parse_deregistration, parse_registration,
 };
-pub use self::service::{Admin, ResponseFuture};
+pub use self::service::{Admin, BACKENDS_PATH, REGISTER_PATH, ResponseFuture, is_admin_path};
 
 #[cfg(test)]
 mod tests;

@@ -179,12 +179,38 @@ impl std::error::Error for RegisterError {}
 /// assert_eq!(err, Err(RegisterError::UnknownField("port".into())));
 /// ```
 pub fn parse_registration(body: &[u8]) -> Result<BackendSpec, RegisterError> {
+    let fields = object(body)?;
+    let address = address_field(&fields)?;
+    let weight = weight_field(&fields)?;
+    Ok(BackendSpec { address, weight })
+}
+
+/// Parses and validates a `DELETE /register` body: `{"address": "http://host:port"}`, the
+/// normalised address of the backend to drain.
+///
+/// The same body as for [`parse_registration`] is accepted: a `weight` field is ignored,
+/// whatever its value, but any other field is an
+/// [`UnknownField`](RegisterError::UnknownField). Pure and total, like `parse_registration`.
+///
+/// ```
+/// use tower_lb::admin::parse_deregistration;
+///
+/// let uri = parse_deregistration(br#"{"address": "http://127.0.0.1:1080/", "weight": 0}"#).unwrap();
+/// assert_eq!(uri, "http://127.0.0.1:1080".parse::<http::Uri>().unwrap());
+/// assert!(parse_deregistration(br#"{"weight": 1}"#).is_err());
+/// ```
+pub fn parse_deregistration(body: &[u8]) -> Result<Uri, RegisterError> {
+    address_field(&object(body)?)
+}
+
+/// The body as a JSON object with no field but `address` and `weight`.
+fn object(body: &[u8]) -> Result<Map<String, Value>, RegisterError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(RegisterError::Empty);
     }
     let value: Value =
         serde_json::from_slice(body).map_err(|e| RegisterError::Malformed(e.to_string()))?;
-    let Value::Object(mut fields) = value else {
+    let Value::Object(fields) = value else {
         return Err(RegisterError::NotAnObject);
     };
     if let Some(name) = fields
@@ -193,18 +219,18 @@ pub fn parse_registration(body: &[u8]) -> Result<BackendSpec, RegisterError> {
     {
         return Err(RegisterError::UnknownField(name.clone()));
     }
-    let address = match fields.remove("address") {
-        None => return Err(RegisterError::MissingAddress),
-        Some(Value::String(address)) => parse_address(&address)?,
-        Some(_) => {
-            return Err(RegisterError::WrongType {
-                field: "address",
-                expected: "a string",
-            });
-        }
-    };
-    let weight = weight_field(&fields)?;
-    Ok(BackendSpec { address, weight })
+    Ok(fields)
+}
+
+fn address_field(fields: &Map<String, Value>) -> Result<Uri, RegisterError> {
+    match fields.get("address") {
+        None => Err(RegisterError::MissingAddress),
+        Some(Value::String(address)) => parse_address(address),
+        Some(_) => Err(RegisterError::WrongType {
+            field: "address",
+            expected: "a string",
+        }),
+    }
 }
 
 fn weight_field(fields: &Map<String, Value>) -> Result<u32, RegisterError> {
@@ -468,6 +494,42 @@ mod tests {
     }
 
     #[test]
+    fn deregistration_needs_an_address_and_ignores_the_weight() {
+        let uri = parse_address("http://127.0.0.1:1080").unwrap();
+        for body in [
+            r#"{"address": "http://127.0.0.1:1080"}"#,
+            r#"{"address": "HTTP://127.0.0.1:1080/", "weight": 5}"#,
+            r#"{"address": "http://127.0.0.1:1080", "weight": "heavy"}"#,
+            r#"{"address": "http://127.0.0.1:1080", "weight": -1}"#,
+        ] {
+            assert_eq!(
+                parse_deregistration(body.as_bytes()),
+                Ok(uri.clone()),
+                "{body}"
+            );
+        }
+        for (body, expected) in [
+            ("", RegisterError::Empty),
+            ("[]", RegisterError::NotAnObject),
+            (r#"{"weight": 1}"#, RegisterError::MissingAddress),
+            (
+                r#"{"address": "http://x", "force": true}"#,
+                RegisterError::UnknownField("force".into()),
+            ),
+        ] {
+            assert_eq!(
+                parse_deregistration(body.as_bytes()),
+                Err(expected),
+                "{body}"
+            );
+        }
+        assert!(matches!(
+            parse_deregistration(br#"{"address": "ftp://x"}"#),
+            Err(RegisterError::BadAddress { .. })
+        ));
+    }
+
+    #[test]
     fn arbitrary_bytes_never_panic() {
         let mut seed = 0x2545_f491_4f6c_dd1du64;
         for len in 0..2000 {
@@ -480,6 +542,7 @@ mod tests {
                 })
                 .collect();
             let _ = parse_registration(&body);
+            let _ = parse_deregistration(&body);
         }
     }
 }

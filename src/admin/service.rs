@@ -10,42 +10,72 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use http_body::Body;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use ipnet::IpNet;
 use serde::Serialize;
 use tower::Service;
 
-use super::parse::{MAX_BODY, address_string, parse_registration};
-use crate::health::Probe;
+use super::access::{Access, AdminToken, check_backend};
+use super::backends::{self, BalancerView};
+use super::parse::{MAX_BODY, address_string, parse_deregistration, parse_registration};
+use crate::client_ip::ClientIp;
+use crate::health::{HealthMonitor, Probe};
 use crate::registry::Registry;
+use crate::weight::Weighted;
 use crate::{BoxError, jsend};
+
+/// The path that registers (`POST`) and drains (`DELETE`) backends.
+pub const REGISTER_PATH: &str = "/register";
+
+/// The path that lists backends (`GET`).
+pub const BACKENDS_PATH: &str = "/backends";
+
+/// Whether [`Admin`] serves `path`: [`REGISTER_PATH`] or [`BACKENDS_PATH`]. Two string
+/// comparisons, cheap enough for a request path to route with.
+#[inline]
+pub fn is_admin_path(path: &str) -> bool {
+    path == REGISTER_PATH || path == BACKENDS_PATH
+}
 
 type Confirm = dyn Fn(&Uri, u32) -> bool + Send + Sync;
 type BoxFuture = Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send>>;
 
-/// The `/register` endpoint as a [`Service`]. See the [module docs](super).
+/// The admin API as a [`Service`]. See the [module docs](super).
 ///
-/// It answers every request it is given as a `/register` request: route the path to it.
-/// Clones share the registry and the probe.
+/// It answers every request it is given as an admin request (`404` for a path it does not
+/// serve): route the paths of [`is_admin_path`] to it. Clones share the registry and the probe.
 #[must_use]
 pub struct Admin<S, P> {
     registry: Registry<Uri, S>,
     probe: P,
     timeout: Duration,
     confirm: Option<Arc<Confirm>>,
+    access: Access,
+    allowed: Arc<[IpNet]>,
+    view: Option<Arc<dyn BalancerView>>,
+    monitor: Option<HealthMonitor<Weighted<Uri>>>,
 }
 
 impl<S, P> Admin<S, P> {
     /// Registers backends in `registry` once `probe` passes for them, within 2 seconds.
+    ///
+    /// It serves loopback peers only, registers any address, and lists backends with the
+    /// registry's weights alone until given a [`balancer`](Self::balancer) and a
+    /// [`monitor`](Self::monitor).
     pub fn new(registry: Registry<Uri, S>, probe: P) -> Self {
         Self {
             registry,
             probe,
             timeout: Duration::from_secs(2),
             confirm: None,
+            access: Access::loopback(),
+            allowed: Arc::new([]),
+            view: None,
+            monitor: None,
         }
     }
 
     /// How long the check at registration may take (default 2 s); use the health checks'
-    /// timeout.
+    /// timeout. It also bounds how long `DELETE /register` waits for the balancer.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -63,6 +93,44 @@ impl<S, P> Admin<S, P> {
         F: Fn(&Uri, u32) -> bool + Send + Sync + 'static,
     {
         self.confirm = Some(Arc::new(serving));
+        self
+    }
+
+    /// Requires `Authorization: Bearer <token>` on every request, from any peer, trusted or
+    /// not; a missing or wrong token is a `401`.
+    pub fn token(mut self, token: impl Into<Option<AdminToken>>) -> Self {
+        self.access.token = token.into();
+        self
+    }
+
+    /// The peers that may use the API when no [`token`](Self::token) is set (default
+    /// [`LOOPBACK`](super::LOOPBACK)); others get a `403`. The peer is read from the request's
+    /// [`PeerAddr`](crate::PeerAddr) (or axum's `ConnectInfo`); a request without one is
+    /// refused.
+    pub fn trusted_peers(mut self, networks: impl IntoIterator<Item = IpNet>) -> Self {
+        self.access.trusted = networks.into_iter().collect();
+        self
+    }
+
+    /// Registers only backends whose host is an IP address in one of these networks (default:
+    /// any backend); others get a `403` naming the reason, before any check is sent to them.
+    /// Host names are refused when networks are set, since what they resolve to may change
+    /// after the check.
+    pub fn allow_backends(mut self, networks: impl IntoIterator<Item = IpNet>) -> Self {
+        self.allowed = networks.into_iter().collect();
+        self
+    }
+
+    /// The balancer whose counters `GET /backends` reports, and whose set `DELETE /register`
+    /// waits to see the backend leave.
+    pub fn balancer(mut self, balancer: impl BalancerView) -> Self {
+        self.view = Some(Arc::new(balancer));
+        self
+    }
+
+    /// The health checks whose results `GET /backends` reports.
+    pub fn monitor(mut self, monitor: HealthMonitor<Weighted<Uri>>) -> Self {
+        self.monitor = Some(monitor);
         self
     }
 
@@ -84,6 +152,10 @@ impl<S, P: Clone> Clone for Admin<S, P> {
             probe: self.probe.clone(),
             timeout: self.timeout,
             confirm: self.confirm.clone(),
+            access: self.access.clone(),
+            allowed: Arc::clone(&self.allowed),
+            view: self.view.clone(),
+            monitor: self.monitor.clone(),
         }
     }
 }
@@ -95,6 +167,11 @@ impl<S, P: fmt::Debug> fmt::Debug for Admin<S, P> {
             .field("probe", &self.probe)
             .field("timeout", &self.timeout)
             .field("wait_until", &self.confirm.is_some())
+            .field("token", &self.access.token)
+            .field("trusted_peers", &self.access.trusted)
+            .field("allow_backends", &self.allowed)
+            .field("balancer", &self.view.is_some())
+            .field("monitor", &self.monitor.is_some())
             .finish()
     }
 }
@@ -117,28 +194,63 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        // Refusals that need no body are answered without reading it.
-        if let Some(res) = precheck(&req) {
+        if let Err(refusal) = self.access.check(&req) {
+            tracing::info!(
+                peer = ?ClientIp::peer_of(&req),
+                method = %req.method(),
+                path = req.uri().path(),
+                status = refusal.status.as_u16(),
+                "admin request refused",
+            );
+            let mut res = jsend::fail(refusal.status, refusal.message);
+            if refusal.status == StatusCode::UNAUTHORIZED {
+                res.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
             return ResponseFuture::ready(res);
         }
-        let admin = self.clone();
-        ResponseFuture {
-            inner: Box::pin(async move { Ok(admin.register(req.into_body()).await) }),
+        let method = req.method().clone();
+        match (req.uri().path(), method) {
+            (REGISTER_PATH, Method::POST) => {
+                if let Some(res) = precheck(&req) {
+                    return ResponseFuture::ready(res);
+                }
+                let admin = self.clone();
+                ResponseFuture::boxed(async move { admin.register(req.into_body()).await })
+            }
+            (REGISTER_PATH, Method::DELETE) => {
+                if let Some(res) = precheck(&req) {
+                    return ResponseFuture::ready(res);
+                }
+                let admin = self.clone();
+                ResponseFuture::boxed(async move { admin.drain(req.into_body()).await })
+            }
+            (REGISTER_PATH, method) => ResponseFuture::ready(not_allowed(&method, "POST, DELETE")),
+            (BACKENDS_PATH, Method::GET) => ResponseFuture::ready(self.list()),
+            (BACKENDS_PATH, method) => ResponseFuture::ready(not_allowed(&method, "GET")),
+            (path, method) => ResponseFuture::ready(jsend::fail(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no admin route {method} {path}: the admin API serves \
+                     {REGISTER_PATH} and {BACKENDS_PATH}"
+                ),
+            )),
         }
     }
 }
 
-/// Method, content type and declared length.
+fn not_allowed(method: &Method, allow: &'static str) -> Response<Full<Bytes>> {
+    let mut res = jsend::fail(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("method {method} is not allowed: use {allow}"),
+    );
+    res.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    res
+}
+
+/// Content type and declared length of a request with a JSON body.
 fn precheck<B>(req: &Request<B>) -> Option<Response<Full<Bytes>>> {
-    if req.method() != Method::POST {
-        let mut res = jsend::fail(
-            StatusCode::METHOD_NOT_ALLOWED,
-            format!("method {} is not allowed: use POST", req.method()),
-        );
-        res.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("POST"));
-        return Some(res);
-    }
     if let Some(content_type) = req.headers().get(header::CONTENT_TYPE) {
         if !is_json(content_type) {
             return Some(jsend::fail(
@@ -187,6 +299,46 @@ struct Registered {
     weight: u32,
 }
 
+#[derive(Serialize)]
+struct Drained {
+    server: String,
+    /// `draining` while requests are in flight, `removed` once none is.
+    state: &'static str,
+    /// `null` without a balancer to ask.
+    in_flight: Option<usize>,
+}
+
+/// Reads a whole body of at most [`MAX_BODY`] bytes, or the answer that refuses it.
+async fn read_body<B>(body: B) -> Result<Bytes, Response<Full<Bytes>>>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    match Limited::new(body, MAX_BODY).collect().await {
+        Ok(body) => Ok(body.to_bytes()),
+        Err(error) if error.is::<LengthLimitError>() => Err(too_large()),
+        Err(error) => {
+            tracing::debug!(%error, "could not read an admin request body");
+            Err(jsend::fail(
+                StatusCode::BAD_REQUEST,
+                "could not read the body",
+            ))
+        }
+    }
+}
+
+/// Polls `done` every millisecond until it is `true` (then `true`) or `timeout` passes.
+async fn poll_until(timeout: Duration, done: impl Fn() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !done() {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    true
+}
+
 impl<S, P> Admin<S, P>
 where
     P: Probe<Uri>,
@@ -196,13 +348,9 @@ where
         B: Body,
         B::Error: Into<BoxError>,
     {
-        let body = match Limited::new(body, MAX_BODY).collect().await {
-            Ok(body) => body.to_bytes(),
-            Err(error) if error.is::<LengthLimitError>() => return too_large(),
-            Err(error) => {
-                tracing::debug!(%error, "could not read a /register body");
-                return jsend::fail(StatusCode::BAD_REQUEST, "could not read the body");
-            }
+        let body = match read_body(body).await {
+            Ok(body) => body,
+            Err(res) => return res,
         };
         let spec = match parse_registration(&body) {
             Ok(spec) => spec,
@@ -213,6 +361,10 @@ where
         };
         let (uri, weight) = spec.into_parts();
         let address = address_string(&uri);
+        if let Err(reason) = check_backend(&uri, &self.allowed) {
+            tracing::info!(backend = %address, %reason, "registration refused: backend not allowed");
+            return jsend::fail(StatusCode::FORBIDDEN, reason);
+        }
         let checked = tokio::time::timeout(self.timeout, self.probe.probe(&uri)).await;
         if let Some(error) = match checked {
             Ok(Ok(())) => None,
@@ -228,7 +380,9 @@ where
         let outcome = self.registry.register(uri.clone(), weight);
         tracing::info!(backend = %address, weight, ?outcome, "backend registered");
         if let Some(confirm) = &self.confirm {
-            self.wait_for(&**confirm, &uri, weight, &address).await;
+            if !poll_until(self.timeout, || confirm(&uri, weight)).await {
+                tracing::warn!(backend = %address, "registered, but not serving yet");
+            }
         }
         jsend::response(
             StatusCode::OK,
@@ -240,21 +394,80 @@ where
         )
     }
 
-    async fn wait_for(&self, confirm: &Confirm, uri: &Uri, weight: u32, address: &str) {
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        while !confirm(uri, weight) {
-            if tokio::time::Instant::now() >= deadline {
-                tracing::warn!(backend = %address, "registered, but not serving yet");
-                return;
+    /// `DELETE /register`: deregisters at once, so the balancer sends the backend nothing
+    /// new, and reports the requests it still finishes.
+    async fn drain<B>(self, body: B) -> Response<Full<Bytes>>
+    where
+        B: Body,
+        B::Error: Into<BoxError>,
+    {
+        let body = match read_body(body).await {
+            Ok(body) => body,
+            Err(res) => return res,
+        };
+        let uri = match parse_deregistration(&body) {
+            Ok(uri) => uri,
+            Err(error) => {
+                tracing::debug!(%error, "deregistration refused");
+                return jsend::fail(error.status(), error.to_string());
             }
-            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        let address = address_string(&uri);
+        if !self.registry.deregister(&uri) {
+            return jsend::fail(
+                StatusCode::NOT_FOUND,
+                format!("{address} is not registered."),
+            );
         }
+        let in_flight = match &self.view {
+            None => None,
+            Some(view) => {
+                let in_set = |e: &Arc<crate::Endpoint<Weighted<Uri>>>| e.key().key() == &uri;
+                if !poll_until(self.timeout, || !view.endpoints().iter().any(in_set)).await {
+                    tracing::warn!(backend = %address, "deregistered, but still in the balancer's set");
+                }
+                Some(
+                    view.retired()
+                        .iter()
+                        .filter(|e| in_set(e))
+                        .map(|e| e.in_flight())
+                        .sum(),
+                )
+            }
+        };
+        let state = if in_flight == Some(0) {
+            "removed"
+        } else {
+            "draining"
+        };
+        tracing::info!(backend = %address, state, ?in_flight, "backend deregistered");
+        jsend::response(
+            StatusCode::OK,
+            jsend::Status::Success,
+            &Drained {
+                server: address,
+                state,
+                in_flight,
+            },
+        )
+    }
+
+    /// `GET /backends`.
+    fn list(&self) -> Response<Full<Bytes>> {
+        let (endpoints, retired) = match &self.view {
+            Some(view) => (view.endpoints(), view.retired()),
+            None => (Vec::new(), Vec::new()),
+        };
+        let list = backends::list(self.registry.backends(), &endpoints, &retired, |uri| {
+            self.monitor.as_ref()?.get(uri)
+        });
+        jsend::response(StatusCode::OK, jsend::Status::Success, &list)
     }
 }
 
 /// The response future of [`Admin`].
 ///
-/// Registration is rare and waits for a health check, so its future is boxed.
+/// Admin requests are rare and registration waits for a health check, so its future is boxed.
 pub struct ResponseFuture {
     inner: BoxFuture,
 }
@@ -263,6 +476,12 @@ impl ResponseFuture {
     fn ready(res: Response<Full<Bytes>>) -> Self {
         Self {
             inner: Box::pin(std::future::ready(Ok(res))),
+        }
+    }
+
+    fn boxed(res: impl Future<Output = Response<Full<Bytes>>> + Send + 'static) -> Self {
+        Self {
+            inner: Box::pin(async move { Ok(res.await) }),
         }
     }
 }

@@ -5,14 +5,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode, Uri, header};
+use http::{Method, Request, Response, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full, StreamBody};
 use serde_json::{Value, json};
 use tower::{Service, ServiceExt};
 
 use super::*;
-use crate::Registry;
+use crate::balance::Endpoint;
 use crate::health::{Probe, probe_fn};
+use crate::{PeerAddr, Registry, Weighted};
 
 type TestRegistry = Registry<Uri, Uri>;
 
@@ -42,10 +43,35 @@ fn post(body: impl Into<Bytes>) -> Request<Full<Bytes>> {
         .unwrap()
 }
 
-async fn send<S, B>(svc: &mut S, req: Request<B>) -> (StatusCode, Value, Response<()>)
+/// A request with a JSON body, from `peer`.
+fn request(method: Method, path: &str, body: &str, peer: &str) -> Request<Full<Bytes>> {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::copy_from_slice(body.as_bytes())))
+        .unwrap();
+    req.extensions_mut().insert(PeerAddr(peer.parse().unwrap()));
+    req
+}
+
+fn delete(body: &str) -> Request<Full<Bytes>> {
+    request(Method::DELETE, "/register", body, "127.0.0.1:40000")
+}
+
+fn get(path: &str) -> Request<Full<Bytes>> {
+    request(Method::GET, path, "", "127.0.0.1:40000")
+}
+
+/// Sends `req` (from a loopback peer unless it names one) and reads the JSON answer.
+async fn send<S, B>(svc: &mut S, mut req: Request<B>) -> (StatusCode, Value, Response<()>)
 where
     S: Service<Request<B>, Response = Response<Full<Bytes>>, Error = Infallible>,
 {
+    if req.extensions().get::<PeerAddr>().is_none() {
+        req.extensions_mut()
+            .insert(PeerAddr(([127, 0, 0, 1], 40000).into()));
+    }
     let res = svc.ready().await.unwrap().call(req).await.unwrap();
     assert_eq!(res.headers()[header::CONTENT_TYPE], "application/json");
     let (parts, body) = res.into_parts();
@@ -168,17 +194,39 @@ async fn invalid_bodies_are_400_and_unknown_fields_403() {
 #[tokio::test]
 async fn wrong_method_is_405_with_allow() {
     let (mut admin, _) = admin();
-    for method in ["GET", "PUT", "DELETE", "HEAD"] {
-        let req = Request::builder()
-            .method(method)
-            .uri("/register")
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-        let (status, json, res) = send(&mut admin, req).await;
-        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
-        assert_eq!(res.headers()[header::ALLOW], "POST");
-        assert!(title(&json).contains(method), "{json}");
+    for (path, methods, allow) in [
+        (
+            "/register",
+            &["GET", "PUT", "PATCH", "HEAD"][..],
+            "POST, DELETE",
+        ),
+        ("/backends", &["POST", "PUT", "DELETE"], "GET"),
+    ] {
+        for method in methods {
+            let req = Request::builder()
+                .method(*method)
+                .uri(path)
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            let (status, json, res) = send(&mut admin, req).await;
+            assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+            assert_eq!(res.headers()[header::ALLOW], allow);
+            assert!(title(&json).contains(method), "{json}");
+        }
     }
+}
+
+#[tokio::test]
+async fn other_paths_are_404() {
+    let (mut admin, _) = admin();
+    let (status, json, _) = send(&mut admin, get("/stats")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        title(&json),
+        "no admin route GET /stats: the admin API serves /register and /backends"
+    );
+    assert!(is_admin_path("/register") && is_admin_path("/backends"));
+    assert!(!is_admin_path("/register/") && !is_admin_path("/") && !is_admin_path("/Backends"));
 }
 
 #[tokio::test]
@@ -275,4 +323,362 @@ fn futures_are_send() {
     is_send(&fut);
     fn assert_future<F: Future + Send>(_: F) {}
     assert_future(fut);
+}
+
+/// A balancer as the admin API sees it: the registered backends among `endpoints`, and the
+/// others that still have requests in flight.
+struct FakeBalancer {
+    registry: TestRegistry,
+    endpoints: Vec<Arc<Endpoint<Weighted<Uri>>>>,
+}
+
+impl BalancerView for FakeBalancer {
+    fn endpoints(&self) -> Vec<Arc<Endpoint<Weighted<Uri>>>> {
+        let registered = self.registry.backends();
+        let endpoints = self.endpoints.iter();
+        endpoints
+            .filter(|e| registered.iter().any(|(u, _)| u == e.key().key()))
+            .cloned()
+            .collect()
+    }
+
+    fn retired(&self) -> Vec<Arc<Endpoint<Weighted<Uri>>>> {
+        let live = self.endpoints();
+        let endpoints = self.endpoints.iter();
+        endpoints
+            .filter(|e| e.in_flight() > 0 && !live.iter().any(|l| Arc::ptr_eq(l, e)))
+            .cloned()
+            .collect()
+    }
+}
+
+fn endpoint(uri: &str, weight: u32, in_flight: usize, served: u64) -> Arc<Endpoint<Weighted<Uri>>> {
+    let e = Arc::new(Endpoint::new(
+        Weighted::new(uri.parse().unwrap(), weight),
+        weight,
+    ));
+    for _ in 0..in_flight {
+        e.stats().start();
+    }
+    for _ in 0..served {
+        e.stats().record_served();
+    }
+    e
+}
+
+/// An admin over two registered backends, `:1080` (weight 2, 3 requests in flight) and
+/// `:1081` (weight 1, idle), with a balancer that holds them.
+fn admin_with_balancer() -> (Admin<Uri, impl Probe<Uri>>, TestRegistry) {
+    let registry: TestRegistry = Registry::new(|uri: &Uri| uri.clone());
+    registry.register("http://127.0.0.1:1080".parse().unwrap(), 2);
+    registry.register("http://127.0.0.1:1081".parse().unwrap(), 1);
+    let balancer = FakeBalancer {
+        registry: registry.clone(),
+        endpoints: vec![
+            endpoint("http://127.0.0.1:1080", 2, 3, 40),
+            endpoint("http://127.0.0.1:1081", 1, 0, 41),
+        ],
+    };
+    let admin = Admin::new(registry.clone(), probe()).balancer(balancer);
+    (admin, registry)
+}
+
+#[tokio::test]
+async fn delete_drains_a_backend_with_requests_in_flight() {
+    let (mut admin, registry) = admin_with_balancer();
+    let (status, json, _) = send(
+        &mut admin,
+        delete(r#"{"address": "HTTP://127.0.0.1:1080/", "weight": 2}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        json,
+        json!({"status": "success", "data": {"server": "http://127.0.0.1:1080", "state": "draining", "in_flight": 3}})
+    );
+    assert_eq!(
+        registry.backends(),
+        vec![("http://127.0.0.1:1081".parse().unwrap(), 1)]
+    );
+
+    // Listed as draining, after the registered backends.
+    let (status, json, _) = send(&mut admin, get("/backends")).await;
+    assert_eq!(status, StatusCode::OK);
+    let states: Vec<_> = json["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["address"].as_str().unwrap(),
+                b["state"].as_str().unwrap(),
+                b["in_flight"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("http://127.0.0.1:1081", "healthy", 0),
+            ("http://127.0.0.1:1080", "draining", 3)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn delete_of_an_idle_backend_removes_it() {
+    let (mut admin, registry) = admin_with_balancer();
+    let (status, json, _) = send(
+        &mut admin,
+        delete(r#"{"address": "http://127.0.0.1:1081"}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        json,
+        json!({"status": "success", "data": {"server": "http://127.0.0.1:1081", "state": "removed", "in_flight": 0}})
+    );
+    assert_eq!(registry.len(), 1);
+    let (_, json, _) = send(&mut admin, get("/backends")).await;
+    assert_eq!(json["data"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn delete_without_a_balancer_reports_draining_with_unknown_requests() {
+    let (mut admin, registry) = admin();
+    registry.register("http://127.0.0.1:1080".parse().unwrap(), 1);
+    let (status, json, _) = send(
+        &mut admin,
+        delete(r#"{"address": "http://127.0.0.1:1080"}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        json,
+        json!({"status": "success", "data": {"server": "http://127.0.0.1:1080", "state": "draining", "in_flight": null}})
+    );
+    assert!(registry.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn delete_waits_for_the_balancer_to_drop_the_backend_but_not_forever() {
+    /// A balancer that never applies the removal.
+    struct Stuck(Vec<Arc<Endpoint<Weighted<Uri>>>>);
+    impl BalancerView for Stuck {
+        fn endpoints(&self) -> Vec<Arc<Endpoint<Weighted<Uri>>>> {
+            self.0.clone()
+        }
+        fn retired(&self) -> Vec<Arc<Endpoint<Weighted<Uri>>>> {
+            Vec::new()
+        }
+    }
+    let registry: TestRegistry = Registry::new(|uri: &Uri| uri.clone());
+    registry.register("http://127.0.0.1:1080".parse().unwrap(), 1);
+    let mut admin = Admin::new(registry.clone(), probe())
+        .timeout(Duration::from_millis(250))
+        .balancer(Stuck(vec![endpoint("http://127.0.0.1:1080", 1, 0, 0)]));
+    let started = tokio::time::Instant::now();
+    let (status, json, _) = send(
+        &mut admin,
+        delete(r#"{"address": "http://127.0.0.1:1080"}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json["data"]["state"], "removed");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_millis(300),
+        "{waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn delete_of_an_unknown_backend_is_404_and_bad_bodies_are_refused() {
+    let (mut admin, registry) = admin_with_balancer();
+    let (status, json, _) = send(&mut admin, delete(r#"{"address": "http://127.0.0.1:9"}"#)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(title(&json), "http://127.0.0.1:9 is not registered.");
+    for (body, code, needle) in [
+        ("", 400, "empty body"),
+        ("{", 400, "malformed JSON"),
+        (r#"{"weight": 1}"#, 400, "missing field \"address\""),
+        (r#"{"address": "ftp://x"}"#, 400, "invalid address"),
+        (
+            r#"{"address": "http://127.0.0.1:1080", "now": true}"#,
+            403,
+            "\"now\"",
+        ),
+    ] {
+        let (status, json, _) = send(&mut admin, delete(body)).await;
+        assert_eq!(status.as_u16(), code, "{body}: {json}");
+        assert!(title(&json).contains(needle), "{body}: {json}");
+    }
+    let mut req = delete(r#"{"address": "http://127.0.0.1:1080"}"#);
+    req.headers_mut()
+        .insert(header::CONTENT_TYPE, "text/plain".parse().unwrap());
+    let (status, _, _) = send(&mut admin, req).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(registry.len(), 2);
+}
+
+#[tokio::test]
+async fn backends_lists_every_field_with_the_balancers_counters() {
+    let (mut admin, _) = admin_with_balancer();
+    let (status, json, res) = send(&mut admin, get("/backends")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(res.headers()[header::CONTENT_TYPE], "application/json");
+    assert_eq!(
+        json,
+        json!({"status": "success", "data": [
+            {"address": "http://127.0.0.1:1080", "weight": 2, "state": "healthy", "in_flight": 3,
+             "served": 40, "failures": 0, "last_check": null, "last_error": null, "ejections": 0,
+             "ejected_until": null, "slow_start_remaining_ms": null},
+            {"address": "http://127.0.0.1:1081", "weight": 1, "state": "healthy", "in_flight": 0,
+             "served": 41, "failures": 0, "last_check": null, "last_error": null, "ejections": 0,
+             "ejected_until": null, "slow_start_remaining_ms": null},
+        ]})
+    );
+    // Without a balancer: the registry alone, zero counters.
+    let (mut bare, registry) = self::admin();
+    registry.register("http://127.0.0.1:1080".parse().unwrap(), 4);
+    let (_, json, _) = send(&mut bare, get("/backends")).await;
+    assert_eq!(json["data"][0]["weight"], 4);
+    assert_eq!(json["data"][0]["served"], 0);
+}
+
+/// Requests refused by the access check change nothing and never reach the probe.
+fn counting_admin() -> (Admin<Uri, impl Probe<Uri>>, TestRegistry, Arc<AtomicUsize>) {
+    let registry: TestRegistry = Registry::new(|uri: &Uri| uri.clone());
+    registry.register("http://127.0.0.1:1081".parse().unwrap(), 1);
+    let probes = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&probes);
+    let probe = probe_fn(move |_: &Uri| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async { Ok::<_, Infallible>(()) }
+    });
+    (Admin::new(registry.clone(), probe), registry, probes)
+}
+
+#[tokio::test]
+async fn non_loopback_peers_are_403_without_a_token() {
+    let (mut admin, registry, probes) = counting_admin();
+    let before = registry.backends();
+    for req in [
+        request(
+            Method::POST,
+            "/register",
+            r#"{"address": "http://127.0.0.1:1080"}"#,
+            "10.0.0.1:5000",
+        ),
+        request(
+            Method::DELETE,
+            "/register",
+            r#"{"address": "http://127.0.0.1:1081"}"#,
+            "10.0.0.1:5000",
+        ),
+        request(Method::GET, "/backends", "", "[2001:db8::1]:5000"),
+    ] {
+        let (status, json, _) = send(&mut admin, req).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(title(&json).contains("local clients only"), "{json}");
+    }
+    assert_eq!(registry.backends(), before);
+    assert_eq!(probes.load(Ordering::SeqCst), 0);
+
+    // Unless their network is trusted.
+    let mut admin = admin.trusted_peers(["10.0.0.0/8".parse().unwrap()]);
+    let req = request(Method::GET, "/backends", "", "10.0.0.1:5000");
+    assert_eq!(send(&mut admin, req).await.0, StatusCode::OK);
+    let req = request(Method::GET, "/backends", "", "127.0.0.1:5000");
+    assert_eq!(send(&mut admin, req).await.0, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn with_a_token_every_request_needs_it() {
+    let (admin, registry, probes) = counting_admin();
+    let mut admin = admin.token("s3cret".parse::<AdminToken>().unwrap());
+    let before = registry.backends();
+    let with = |req: Request<Full<Bytes>>, auth: Option<&str>| {
+        let mut req = req;
+        if let Some(auth) = auth {
+            req.headers_mut()
+                .insert(header::AUTHORIZATION, auth.parse().unwrap());
+        }
+        req
+    };
+    let register = || {
+        request(
+            Method::POST,
+            "/register",
+            r#"{"address": "http://127.0.0.1:1080"}"#,
+            "127.0.0.1:1",
+        )
+    };
+    let drain = || {
+        request(
+            Method::DELETE,
+            "/register",
+            r#"{"address": "http://127.0.0.1:1081"}"#,
+            "10.0.0.1:1",
+        )
+    };
+    for auth in [
+        None,
+        Some("Bearer s3cre"),
+        Some("Bearer s3cret2"),
+        Some("Basic s3cret"),
+    ] {
+        for req in [register(), drain(), get("/backends")] {
+            let (status, json, res) = send(&mut admin, with(req, auth)).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{auth:?}");
+            assert_eq!(res.headers()[header::WWW_AUTHENTICATE], "Bearer");
+            let expected = if auth.is_none() {
+                "missing admin token"
+            } else {
+                "wrong admin token"
+            };
+            assert!(title(&json).starts_with(expected), "{json}");
+        }
+    }
+    assert_eq!(registry.backends(), before);
+    assert_eq!(probes.load(Ordering::SeqCst), 0);
+
+    // The right token works from any peer.
+    let ok = Some("Bearer s3cret");
+    assert_eq!(
+        send(&mut admin, with(register(), ok)).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(send(&mut admin, with(drain(), ok)).await.0, StatusCode::OK);
+    assert_eq!(
+        registry.backends(),
+        vec![("http://127.0.0.1:1080".parse().unwrap(), 1)]
+    );
+}
+
+#[tokio::test]
+async fn only_allowed_backends_are_registered_and_checked() {
+    let (admin, registry, probes) = counting_admin();
+    let mut admin = admin.allow_backends(["127.0.0.1/32".parse().unwrap()]);
+    for (address, needle) in [
+        (
+            "http://127.0.0.2:1080",
+            "backend address 127.0.0.2 is not in the allowed networks (127.0.0.1/32)",
+        ),
+        (
+            "http://localhost:1080",
+            "backend host \"localhost\" is a name",
+        ),
+    ] {
+        let body = format!(r#"{{"address": "{address}"}}"#);
+        let (status, json, _) = send(&mut admin, post(body)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(title(&json).starts_with(needle), "{json}");
+    }
+    assert_eq!(probes.load(Ordering::SeqCst), 0);
+    assert_eq!(registry.len(), 1);
+    let (status, _, _) = send(&mut admin, post(r#"{"address": "http://127.0.0.1:1080"}"#)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(probes.load(Ordering::SeqCst), 1);
+    assert_eq!(registry.len(), 2);
 }
