@@ -1,9 +1,12 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use ipnet::IpNet;
+
 use crate::Algo;
-use crate::admin::BackendSpec;
+use crate::admin::{AdminToken, BackendSpec};
 use crate::client_ip::ClientIp;
+use crate::health::OutlierDetection;
 use crate::proxy::ProxyClientBuilder;
 
 /// Everything a [`Server`](super::Server) needs to know. See the [module docs](super).
@@ -20,6 +23,11 @@ use crate::proxy::ProxyClientBuilder;
 /// | [`proxy_client`](Self::proxy_client) | [`ProxyClientBuilder::new`]: 1 s connect, 30 s response timeout |
 /// | [`shutdown_timeout`](Self::shutdown_timeout) | 30 s |
 /// | [`seed`](Self::seed) | random |
+/// | [`outlier_detection`](Self::outlier_detection) | off |
+/// | [`slow_start`](Self::slow_start) | off |
+/// | [`admin_token`](Self::admin_token) | none: the admin API serves loopback peers only |
+/// | [`admin_bind`](Self::admin_bind) | none: the admin API is on the main listener |
+/// | [`allow_backend`](Self::allow_backend) | any backend may be registered |
 ///
 /// ```
 /// use std::time::Duration;
@@ -59,6 +67,16 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// The seed of the random choices, if fixed.
     pub seed: Option<u64>,
+    /// Passive health checks (outlier ejection), `None` when off.
+    pub outlier_detection: Option<OutlierDetection>,
+    /// The slow-start window; zero when off.
+    pub slow_start: Duration,
+    /// The token every admin request must carry, if any.
+    pub admin_token: Option<AdminToken>,
+    /// The address of a separate admin listener, if any.
+    pub admin_addr: Option<SocketAddr>,
+    /// The networks a backend registered through the admin API must be in; empty for any.
+    pub allowed_backends: Vec<IpNet>,
 }
 
 impl Default for Config {
@@ -84,6 +102,11 @@ impl Config {
             proxy_client: ProxyClientBuilder::new(),
             shutdown_timeout: Duration::from_secs(30),
             seed: None,
+            outlier_detection: None,
+            slow_start: Duration::ZERO,
+            admin_token: None,
+            admin_addr: None,
+            allowed_backends: Vec::new(),
         }
     }
 
@@ -154,6 +177,47 @@ impl Config {
     /// Seeds the random choices of `PTC`, `LT` and `Random`, for reproducible runs.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
+        self
+    }
+
+    /// Turns on passive health checks: a backend whose requests fail too often in a row
+    /// (errors, `502`, `503`, `504`) is ejected for a while, as the
+    /// [health module](crate::health#passive-health-checks-outlier-ejection) describes.
+    pub fn outlier_detection(mut self, outliers: impl Into<Option<OutlierDetection>>) -> Self {
+        self.outlier_detection = outliers.into();
+        self
+    }
+
+    /// Ramps up the share of requests a backend takes over `window` after it joins or comes
+    /// back (see [`HealthCheckLayer::slow_start`](crate::HealthCheckLayer::slow_start));
+    /// `Duration::ZERO` turns it off.
+    pub fn slow_start(mut self, window: Duration) -> Self {
+        self.slow_start = window;
+        self
+    }
+
+    /// Requires `Authorization: Bearer <token>` on every admin request, from any peer
+    /// (see [`Admin::token`](crate::admin::Admin::token)). Without one, only loopback peers
+    /// may use the admin API.
+    pub fn admin_token(mut self, token: impl Into<Option<AdminToken>>) -> Self {
+        self.admin_token = token.into();
+        self
+    }
+
+    /// Serves the admin API (`/register`, `/backends`) on its own listener at `addr`, and
+    /// only there: the main listener then forwards those paths to the backends like any
+    /// other. Port `0` picks a free one (see
+    /// [`Server::admin_addr`](super::Server::admin_addr)).
+    pub fn admin_bind(mut self, addr: impl Into<SocketAddr>) -> Self {
+        self.admin_addr = Some(addr.into());
+        self
+    }
+
+    /// Lets `POST /register` add only backends whose host is an IP address in `network`
+    /// (see [`Admin::allow_backends`](crate::admin::Admin::allow_backends)); repeat for more.
+    /// Backends configured here with [`backend`](Self::backend) are not checked.
+    pub fn allow_backend(mut self, network: IpNet) -> Self {
+        self.allowed_backends.push(network);
         self
     }
 }

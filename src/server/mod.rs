@@ -2,8 +2,11 @@
 //!
 //! A [`Server`] listens on one address and, for every request:
 //!
-//! - `/register` goes to the [`Admin`](crate::admin::Admin) API, which checks a backend once
-//!   and adds it to the server's [`Registry`];
+//! - `/register` and `/backends` go to the [`Admin`](crate::admin::Admin) API, which
+//!   registers (after one check), drains and lists the backends of the server's [`Registry`]
+//!   — from loopback peers only, unless [`Config::admin_token`] is set. With
+//!   [`Config::admin_bind`] the admin API has its own listener and the main one forwards those
+//!   paths to the backends like any other;
 //! - anything else goes to a [`LoadBalance`](crate::LoadBalance) with the configured
 //!   [`Algo`](crate::Algo) over the registry's backends, each an
 //!   [`HttpBackend`](crate::proxy::HttpBackend) under a
@@ -80,10 +83,10 @@ use http::Uri;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tower::{Layer, ServiceBuilder};
 
-use self::service::{Handler, Routes};
+use self::service::{Handler, Routes, Serve};
 use crate::admin::Admin;
 use crate::health::{Health, HealthCheckLayer, HealthMonitor, HttpProbe};
 use crate::proxy::{HttpBackend, ProxyClient};
@@ -99,6 +102,8 @@ const BACKLOG: u32 = 4096;
 pub struct Server {
     listener: TcpListener,
     local_addr: SocketAddr,
+    /// The separate admin listener and its address, with [`Config::admin_bind`].
+    admin: Option<(TcpListener, SocketAddr)>,
     registry: Registry<Uri, HttpBackend>,
     monitor: HealthMonitor<Weighted<Uri>>,
     routes: Arc<Routes>,
@@ -115,6 +120,14 @@ impl Server {
     pub async fn bind(config: Config) -> io::Result<Self> {
         let listener = listen(config.addr)?;
         let local_addr = listener.local_addr()?;
+        let admin_listener = match config.admin_addr {
+            Some(addr) => {
+                let listener = listen(addr)?;
+                let addr = listener.local_addr()?;
+                Some((listener, addr))
+            }
+            None => None,
+        };
 
         let client: ProxyClient = config.proxy_client.build();
         let registry =
@@ -124,9 +137,13 @@ impl Server {
         }
 
         let probe = HttpProbe::new(config.health_path.clone());
-        let health = HealthCheckLayer::new(probe.clone())
+        let mut health = HealthCheckLayer::new(probe.clone())
             .interval(config.health_interval)
-            .timeout(config.health_timeout);
+            .timeout(config.health_timeout)
+            .slow_start(config.slow_start);
+        if let Some(outliers) = config.outlier_detection {
+            health = health.outlier_detection(outliers);
+        }
         let monitor = health.monitor();
         let mut balance = LoadBalanceLayer::new(config.algo).client_ip(config.client_ip.clone());
         if let Some(seed) = config.seed {
@@ -138,11 +155,16 @@ impl Server {
 
         let admin = Admin::new(registry.clone(), probe)
             .timeout(config.health_timeout)
-            .wait_until(serving(balancer.clone(), monitor.clone()));
+            .wait_until(serving(balancer.clone(), monitor.clone()))
+            .token(config.admin_token.clone())
+            .allow_backends(config.allowed_backends.iter().copied())
+            .balancer(balancer.clone())
+            .monitor(monitor.clone());
 
         Ok(Self {
             listener,
             local_addr,
+            admin: admin_listener,
             registry,
             monitor,
             routes: Arc::new(Routes { balancer, admin }),
@@ -155,6 +177,12 @@ impl Server {
     /// The address the server listens on (with the port chosen when `0` was asked for).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address of the separate admin listener, with [`Config::admin_bind`] (with the port
+    /// chosen when `0` was asked for).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|&(_, addr)| addr)
     }
 
     /// The set of backends: register and deregister them programmatically, as `/register`
@@ -185,6 +213,7 @@ impl Server {
             algo = %self.algo,
             health_interval = ?self.health_interval,
             backends = self.registry.len(),
+            admin = %self.admin_addr().map_or_else(|| "same listener".to_owned(), |a| a.to_string()),
             "tower-lb listening",
         );
         let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -193,12 +222,26 @@ impl Server {
         let builder = Arc::new(builder);
         let graceful = GracefulShutdown::new();
         let mut shutdown = std::pin::pin!(shutdown);
+        let admin_listener = self.admin.as_ref().map(|(listener, _)| listener);
+        let main_serve = match admin_listener {
+            Some(_) => Serve::Proxy,
+            None => Serve::All,
+        };
         loop {
-            let (stream, peer) = tokio::select! {
+            // The admin listener first: its rare connections must not wait behind a busy
+            // main listener.
+            let (stream, peer, serve) = tokio::select! {
                 biased;
                 () = &mut shutdown => break,
+                accepted = accept_admin(admin_listener) => match accepted {
+                    Ok((stream, peer)) => (stream, peer, Serve::Admin),
+                    Err(error) => {
+                        accept_error(error).await;
+                        continue;
+                    }
+                },
                 accepted = self.listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
+                    Ok((stream, peer)) => (stream, peer, main_serve),
                     Err(error) => {
                         accept_error(error).await;
                         continue;
@@ -211,6 +254,7 @@ impl Server {
             let handler = Handler {
                 routes: Arc::clone(&self.routes),
                 peer,
+                serve,
             };
             let builder = Arc::clone(&builder);
             let watcher = graceful.watcher();
@@ -222,6 +266,7 @@ impl Server {
             });
         }
         drop(self.listener);
+        drop(self.admin);
         tracing::info!(connections = graceful.count(), "shutting down");
         if tokio::time::timeout(self.shutdown_timeout, graceful.shutdown())
             .await
@@ -252,6 +297,14 @@ fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(BACKLOG)
+}
+
+/// Accepts on the admin listener; never, without one.
+async fn accept_admin(listener: Option<&TcpListener>) -> io::Result<(TcpStream, SocketAddr)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Errors of `accept`: those of one connection are skipped; anything else (out of file

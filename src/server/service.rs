@@ -1,4 +1,4 @@
-//! The per-connection service: `/register` to the admin, everything else to the balancer.
+//! The per-connection service: admin paths to the admin, everything else to the balancer.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -20,9 +20,6 @@ use crate::health::{HealthCheckDiscover, HttpProbe};
 use crate::proxy::{self, BackendBody, HttpBackend};
 use crate::{LoadBalance, NoAvailableBackend, PeerAddr, RegistryDiscover};
 
-/// The path of the registration API.
-pub(crate) const REGISTER_PATH: &str = "/register";
-
 /// The balancer a [`Server`](super::Server) runs: its algorithm over the health-checked
 /// backends of its registry.
 pub type Balancer = LoadBalance<HealthCheckDiscover<RegistryDiscover<Uri, HttpBackend>, HttpProbe>>;
@@ -36,10 +33,22 @@ pub(crate) struct Routes {
     pub(crate) admin: Admin<HttpBackend, HttpProbe>,
 }
 
+/// Which routes a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Serve {
+    /// The admin paths ([`admin::is_admin_path`]) to the admin, the rest to the balancer.
+    All,
+    /// Everything to the balancer, admin paths included: the admin has its own listener.
+    Proxy,
+    /// Everything to the admin (the admin's own listener).
+    Admin,
+}
+
 /// Answers the requests of one connection.
 pub(crate) struct Handler {
     pub(crate) routes: Arc<Routes>,
     pub(crate) peer: SocketAddr,
+    pub(crate) serve: Serve,
 }
 
 impl hyper::service::Service<Request<Incoming>> for Handler {
@@ -48,12 +57,17 @@ impl hyper::service::Service<Request<Incoming>> for Handler {
     type Future = ResponseFuture;
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
-        if req.uri().path() == REGISTER_PATH {
+        req.extensions_mut().insert(PeerAddr(self.peer));
+        let to_admin = match self.serve {
+            Serve::All => admin::is_admin_path(req.uri().path()),
+            Serve::Proxy => false,
+            Serve::Admin => true,
+        };
+        if to_admin {
             return ResponseFuture::Admin {
                 inner: self.routes.admin.clone().call(req),
             };
         }
-        req.extensions_mut().insert(PeerAddr(self.peer));
         // `Balance` is always ready: no `poll_ready` needed. Cloning it is a reference count.
         ResponseFuture::Proxy {
             inner: self.routes.balancer.clone().call(req),

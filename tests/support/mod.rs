@@ -27,6 +27,8 @@ pub const DEADLINE: Duration = Duration::from_secs(10);
 /// A running balancer.
 pub struct Lb {
     pub addr: SocketAddr,
+    /// The separate admin listener, with `Config::admin_bind`.
+    pub admin_addr: Option<SocketAddr>,
     pub registry: Registry<Uri, HttpBackend>,
     pub health: HealthMonitor<Weighted<Uri>>,
     pub balancer: Balancer,
@@ -42,6 +44,7 @@ pub async fn start(config: Config) -> Lb {
         .expect("bind the balancer");
     let (stop, stopped) = oneshot::channel::<()>();
     let addr = server.local_addr();
+    let admin_addr = server.admin_addr();
     let registry = server.registry().clone();
     let health = server.health().clone();
     let balancer = server.balancer().clone();
@@ -50,6 +53,7 @@ pub async fn start(config: Config) -> Lb {
     }));
     Lb {
         addr,
+        admin_addr,
         registry,
         health,
         balancer,
