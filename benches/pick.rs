@@ -29,11 +29,17 @@
 //! own overhead to both sides. tower's p2c is seeded with a fixed-key hasher and ours with
 //! `LoadBalanceLayer::seed`, so runs are repeatable.
 //!
+//! Times are wall time by default. With `PICK_CLOCK=cpu` they are CPU time instead (of the
+//! benchmarking thread; in `threads`, the process's CPU time divided by the threads), which
+//! preemption by other processes does not inflate: use it on a shared, busy machine. Its groups
+//! are named `cpu-RR`, `cpu-threads`, … so criterion never compares the two kinds.
+//!
 //! ```text
 //! cargo bench --bench pick                 # full run
 //! cargo bench --bench pick -- --quick      # a few minutes
+//! PICK_CLOCK=cpu cargo bench --bench pick -- --quick   # CPU time, on a busy machine
 //! cargo bench --bench pick -- 'PTC/'       # one group
-//! python3 benches/pick_table.py             # the tables of benches/RESULTS.md
+//! python3 benches/pick_table.py [--cpu]    # the tables of benches/RESULTS.md
 //! ```
 
 use std::convert::Infallible;
@@ -47,9 +53,10 @@ use std::sync::{Arc, Barrier};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use criterion::measurement::WallTime;
-use criterion::{BenchmarkGroup, BenchmarkId, Criterion, criterion_main};
+use criterion::measurement::{Measurement, ValueFormatter};
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_main};
 use http::{Request, Response};
+use rustix::time::{ClockId, clock_gettime};
 use tower::balance::p2c;
 use tower::buffer::Buffer;
 use tower::discover::ServiceList;
@@ -150,7 +157,13 @@ fn backends(n: usize) -> Backends {
 }
 
 /// Our balancer for `algo` over `n` backends, seeded; warmed up by one request.
-fn ours(algo: Algo, n: usize) -> Ours {
+///
+/// Built inside `rt` (a balancer spawns its discovery task there if discovery is still open; a
+/// `ServiceList` has ended by then) but measured outside it, as the other services: the clock
+/// reads of `LT` and `SRR` then cost what they cost in production, where tokio's `test-util`
+/// (on in this build, for the tests) does not lock the runtime's clock on every read.
+fn ours(rt: &tokio::runtime::Runtime, algo: Algo, n: usize) -> Ours {
+    let _enter = rt.enter();
     let mut lb = LoadBalanceLayer::new(algo).seed(1).layer(backends(n));
     assert_eq!(lb.len(), n);
     drop(call_once(&mut lb, Requests::new(0).next()));
@@ -185,8 +198,9 @@ fn tower_p2c_ewma(n: usize) -> TowerP2cEwma {
 }
 
 /// Measures one request at a time through `svc`, new request each time.
-fn bench_calls<S>(group: &mut BenchmarkGroup<'_, WallTime>, id: BenchmarkId, mut svc: S)
+fn bench_calls<M, S>(group: &mut BenchmarkGroup<'_, M>, id: BenchmarkId, mut svc: S)
 where
+    M: Measurement,
     S: Service<Request<()>>,
     S::Error: Debug,
 {
@@ -199,13 +213,10 @@ where
 /// The request alone, sent straight to the backend: with the peer address every other bench
 /// attaches (`request_only`), and without it (`request_plain`), which shows what the extension
 /// (a map allocated per request) costs.
-fn baseline(c: &mut Criterion) {
-    let mut group = c.benchmark_group("baseline");
-    bench_calls(
-        &mut group,
-        BenchmarkId::from_parameter("request_only"),
-        Backend,
-    );
+fn baseline<M: Measurement>(c: &mut Criterion<M>, clock: Clock) {
+    let mut group = c.benchmark_group(clock.group("baseline"));
+    let id = BenchmarkId::from_parameter("request_only");
+    bench_calls(&mut group, id, Backend);
     let mut backend = Backend;
     group.bench_function(BenchmarkId::from_parameter("request_plain"), |b| {
         b.iter(|| {
@@ -218,23 +229,21 @@ fn baseline(c: &mut Criterion) {
     group.finish();
 }
 
-fn per_algorithm(c: &mut Criterion) {
-    // Building a balancer needs a runtime only if discovery is still open; a `ServiceList`
-    // has ended by then, but stay in one to be safe.
+fn per_algorithm<M: Measurement>(c: &mut Criterion<M>, clock: Clock) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
-    let _enter = rt.enter();
     for algo in Algo::ALL {
-        let mut group = c.benchmark_group(algo.short_name());
+        let mut group = c.benchmark_group(clock.group(algo.short_name()));
         // Measured again in every group: on a busy machine the baseline drifts between groups.
-        bench_calls(
-            &mut group,
-            BenchmarkId::from_parameter("request_only"),
-            Backend,
-        );
+        let id = BenchmarkId::from_parameter("request_only");
+        bench_calls(&mut group, id, Backend);
         for n in SIZES {
-            bench_calls(&mut group, BenchmarkId::new("tower-lb", n), ours(algo, n));
+            bench_calls(
+                &mut group,
+                BenchmarkId::new("tower-lb", n),
+                ours(&rt, algo, n),
+            );
             bench_calls(&mut group, BenchmarkId::new("tower-p2c", n), tower_p2c(n));
             if algo == Algo::LeastTime {
                 let id = BenchmarkId::new("tower-p2c-peak-ewma", n);
@@ -245,14 +254,15 @@ fn per_algorithm(c: &mut Criterion) {
     }
 }
 
-/// Wall time from the first thread starting to the last finishing, `iters` requests split over
-/// `threads` threads each calling its own clone of `svc`.
-fn on_threads<S>(svc: &S, threads: usize, iters: u64) -> Duration
+/// `iters` requests split over `threads` threads, each calling its own clone of `svc`; the
+/// time they took by `clock` (see [`Clock::parallel`]).
+fn on_threads<S>(clock: Clock, svc: &S, threads: usize, iters: u64) -> Duration
 where
     S: Service<Request<()>> + Clone + Send,
     S::Error: Debug,
 {
     let barrier = Barrier::new(threads);
+    let cpu = process_cpu();
     let spans: Vec<(Instant, Instant)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|k| {
@@ -275,14 +285,15 @@ where
             .map(|h| h.join().expect("bench thread panicked"))
             .collect()
     });
-    wall(&spans)
+    clock.parallel(&spans, process_cpu() - cpu)
 }
 
 type SharedP2c = Buffer<Request<()>, <TowerP2c as Service<Request<()>>>::Future>;
 
 /// The same with `tasks` tokio tasks sharing tower's p2c through a `Buffer`.
-async fn on_tasks(svc: &SharedP2c, tasks: usize, iters: u64) -> Duration {
+async fn on_tasks(clock: Clock, svc: &SharedP2c, tasks: usize, iters: u64) -> Duration {
     let barrier = Arc::new(tokio::sync::Barrier::new(tasks));
+    let cpu = process_cpu();
     let handles: Vec<_> = (0..tasks)
         .map(|k| {
             let mut svc = svc.clone();
@@ -305,7 +316,7 @@ async fn on_tasks(svc: &SharedP2c, tasks: usize, iters: u64) -> Duration {
     for h in handles {
         spans.push(h.await.expect("bench task panicked"));
     }
-    wall(&spans)
+    clock.parallel(&spans, process_cpu() - cpu)
 }
 
 /// Worker `k`'s part of `iters`; the first ones take the remainder.
@@ -314,30 +325,26 @@ fn share(iters: u64, workers: usize, k: usize) -> u64 {
     iters / workers + u64::from((k as u64) < iters % workers)
 }
 
-fn wall(spans: &[(Instant, Instant)]) -> Duration {
-    let start = spans.iter().map(|s| s.0).min().expect("no spans");
-    let end = spans.iter().map(|s| s.1).max().expect("no spans");
-    end - start
-}
-
-fn threads(c: &mut Criterion) {
-    let mut group = c.benchmark_group("threads");
+fn threads<M>(c: &mut Criterion<M>, clock: Clock)
+where
+    M: Measurement<Value = Duration>,
+{
+    let mut group = c.benchmark_group(clock.group("threads"));
     // What the machine gives two threads: the request alone scales perfectly when both run.
     for t in [1, 2] {
         group.bench_function(BenchmarkId::new("request_only", t), |b| {
-            b.iter_custom(|iters| on_threads(&Backend, t, iters));
+            b.iter_custom(|iters| on_threads(clock, &Backend, t, iters));
         });
     }
     {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("runtime");
-        let _enter = rt.enter();
         for algo in [Algo::RoundRobin, Algo::LeastConn, Algo::PowerOfTwoChoices] {
-            let lb = ours(algo, SHARED_SIZE);
+            let lb = ours(&rt, algo, SHARED_SIZE);
             for t in [1, 2] {
                 group.bench_function(BenchmarkId::new(algo.short_name(), t), |b| {
-                    b.iter_custom(|iters| on_threads(&lb, t, iters));
+                    b.iter_custom(|iters| on_threads(clock, &lb, t, iters));
                 });
             }
         }
@@ -350,10 +357,132 @@ fn threads(c: &mut Criterion) {
         // The buffer's worker task runs on this runtime, next to the callers.
         let shared = rt.block_on(async { Buffer::new(tower_p2c(SHARED_SIZE), 1024) });
         group.bench_function(BenchmarkId::new("tower-p2c-buffer", t), |b| {
-            b.iter_custom(|iters| rt.block_on(on_tasks(&shared, t, iters)));
+            b.iter_custom(|iters| rt.block_on(on_tasks(clock, &shared, t, iters)));
         });
     }
     group.finish();
+}
+
+/// Which clock the benches read: wall time, criterion's default, or with `PICK_CLOCK=cpu` the
+/// CPU time of the benchmarking thread, which time spent preempted by other processes does not
+/// inflate. Choose `cpu` on a shared, busy machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Clock {
+    Wall,
+    Cpu,
+}
+
+impl Clock {
+    fn from_env() -> Self {
+        match std::env::var("PICK_CLOCK").as_deref() {
+            Err(_) | Ok("" | "wall") => Clock::Wall,
+            Ok("cpu") => Clock::Cpu,
+            Ok(other) => panic!("PICK_CLOCK={other:?}: expected `wall` or `cpu`"),
+        }
+    }
+
+    /// Group names get a `cpu-` prefix under the CPU clock, so criterion never compares a CPU
+    /// time with a wall time.
+    fn group(self, name: &str) -> String {
+        match self {
+            Clock::Wall => name.to_owned(),
+            Clock::Cpu => format!("cpu-{name}"),
+        }
+    }
+
+    /// The time of a parallel run whose workers ran over `spans` and the process used `cpu`:
+    /// the wall time from the first start to the last finish, or the CPU time per worker (the
+    /// wall time the run would take with a core for each worker and nothing else running).
+    fn parallel(self, spans: &[(Instant, Instant)], cpu: Duration) -> Duration {
+        match self {
+            Clock::Wall => {
+                let start = spans.iter().map(|s| s.0).min().expect("no spans");
+                let end = spans.iter().map(|s| s.1).max().expect("no spans");
+                end - start
+            }
+            Clock::Cpu => cpu / u32::try_from(spans.len()).expect("workers"),
+        }
+    }
+}
+
+fn cpu_time(clock: ClockId) -> Duration {
+    let t = clock_gettime(clock);
+    Duration::new(
+        u64::try_from(t.tv_sec).expect("CPU time is positive"),
+        u32::try_from(t.tv_nsec).expect("nanoseconds"),
+    )
+}
+
+fn process_cpu() -> Duration {
+    cpu_time(ClockId::ProcessCPUTime)
+}
+
+/// CPU time of the calling thread, as a criterion measurement (`PICK_CLOCK=cpu`).
+#[derive(Debug)]
+struct ThreadCpuTime;
+
+impl Measurement for ThreadCpuTime {
+    type Intermediate = Duration;
+    type Value = Duration;
+
+    fn start(&self) -> Duration {
+        cpu_time(ClockId::ThreadCPUTime)
+    }
+
+    fn end(&self, start: Duration) -> Duration {
+        cpu_time(ClockId::ThreadCPUTime) - start
+    }
+
+    fn add(&self, a: &Duration, b: &Duration) -> Duration {
+        *a + *b
+    }
+
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+
+    fn to_f64(&self, value: &Duration) -> f64 {
+        value.as_nanos() as f64
+    }
+
+    fn formatter(&self) -> &dyn ValueFormatter {
+        &CpuFormatter
+    }
+}
+
+/// Formats nanoseconds of CPU time as criterion formats wall time, marked `(cpu)`.
+#[derive(Debug)]
+struct CpuFormatter;
+
+impl ValueFormatter for CpuFormatter {
+    fn scale_values(&self, typical: f64, values: &mut [f64]) -> &'static str {
+        let (factor, unit) = match typical {
+            t if t < 1e3 => (1.0, "ns (cpu)"),
+            t if t < 1e6 => (1e-3, "µs (cpu)"),
+            t if t < 1e9 => (1e-6, "ms (cpu)"),
+            _ => (1e-9, "s (cpu)"),
+        };
+        values.iter_mut().for_each(|v| *v *= factor);
+        unit
+    }
+
+    fn scale_throughputs(
+        &self,
+        _: f64,
+        throughput: &Throughput,
+        values: &mut [f64],
+    ) -> &'static str {
+        let (n, unit) = match *throughput {
+            Throughput::Elements(n) => (n, "elem/s (cpu)"),
+            Throughput::Bytes(n) | Throughput::BytesDecimal(n) => (n, "B/s (cpu)"),
+        };
+        values.iter_mut().for_each(|v| *v = n as f64 * 1e9 / *v);
+        unit
+    }
+
+    fn scale_for_machines(&self, _: &mut [f64]) -> &'static str {
+        "ns"
+    }
 }
 
 fn config() -> Criterion {
@@ -363,12 +492,23 @@ fn config() -> Criterion {
         .sample_size(40)
 }
 
+fn run<M: Measurement<Value = Duration>>(mut c: Criterion<M>, clock: Clock) {
+    baseline(&mut c, clock);
+    per_algorithm(&mut c, clock);
+    threads(&mut c, clock);
+}
+
 /// Every group, with the command line's options (`--quick`, filters) on top of [`config`].
 fn benches() {
-    let mut c = config().configure_from_args();
-    baseline(&mut c);
-    per_algorithm(&mut c);
-    threads(&mut c);
+    match Clock::from_env() {
+        Clock::Wall => run(config().configure_from_args(), Clock::Wall),
+        Clock::Cpu => run(
+            config()
+                .with_measurement(ThreadCpuTime)
+                .configure_from_args(),
+            Clock::Cpu,
+        ),
+    }
 }
 
 criterion_main!(benches);

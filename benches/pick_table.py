@@ -1,21 +1,24 @@
 #!/usr/bin/env python3
 """Prints the markdown tables of benches/RESULTS.md from the last `cargo bench --bench pick` run.
 
-Reads criterion's medians from target/criterion (or the directory given as the first argument).
+Reads criterion's medians from target/criterion (or the directory given as an argument); with
+`--cpu`, the groups of a `PICK_CLOCK=cpu` run (named `cpu-RR`, ...).
 """
 
 import json
 import sys
 from pathlib import Path
 
-ROOT = Path(sys.argv[1] if len(sys.argv) > 1 else "target/criterion")
+ARGS = [a for a in sys.argv[1:] if a != "--cpu"]
+PREFIX = "cpu-" if "--cpu" in sys.argv[1:] else ""
+ROOT = Path(ARGS[0] if ARGS else "target/criterion")
 ALGOS = ["RR", "WRR", "SRR", "LC", "PTC", "SIH", "LT", "Random"]
 SIZES = [3, 100, 10000]
 O1 = {"RR", "WRR", "PTC", "SIH", "Random"}
 
 
-def median(*parts):
-    path = ROOT.joinpath(*map(str, parts), "new", "estimates.json")
+def median(group, *parts):
+    path = ROOT.joinpath(PREFIX + group, *map(str, parts), "new", "estimates.json")
     try:
         return json.loads(path.read_text())["median"]["point_estimate"]
     except FileNotFoundError:
@@ -31,7 +34,9 @@ def ratio(a, b):
 
 
 def per_algorithm():
-    print("Median ns per request (pick + call + response + drop, request built in the loop).")
+    clock = "CPU" if PREFIX else "wall"
+    print(f"Median ns per request, {clock} time (pick + call + response + drop, request built "
+          "in the loop).")
     print()
     print("| algo | request only | ours 3 | ours 100 | ours 10 000 "
           "| tower p2c 3 | tower p2c 100 | tower p2c 10 000 |")
@@ -72,7 +77,9 @@ def per_algorithm():
 
 def threads():
     print()
-    print("One shared balancer, 100 backends: wall time / requests of all threads, median ns "
+    what = ("process CPU time / threads / requests of all threads (the wall time if each "
+            "thread had a core to itself)" if PREFIX else "wall time / requests of all threads")
+    print(f"One shared balancer, 100 backends: {what}, median ns "
           "(perfect scaling halves it at 2 threads).")
     print()
     print("| | 1 thread | 2 threads | 2 / 1 |")
