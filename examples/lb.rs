@@ -4,6 +4,8 @@
 //! cargo run --release --example lb -- --demo
 //! curl localhost:8080/
 //! curl --json '{"address": "http://127.0.0.1:1080", "weight": 5}' localhost:8080/register
+//! curl localhost:8080/backends
+//! curl -X DELETE --json '{"address": "http://127.0.0.1:1080"}' localhost:8080/register
 //! ```
 //!
 //! Every flag is described by `--help`. The original Go balancer's single-dash spelling
@@ -23,16 +25,20 @@ mod cli {
 
     use clap::{CommandFactory, Parser};
     use ipnet::IpNet;
-    use tower_lb::admin::BackendSpec;
+    use tower_lb::admin::{AdminToken, BackendSpec};
+    use tower_lb::health::OutlierDetection;
     use tower_lb::server::Config;
     use tower_lb::{Algo, ClientIp};
 
     /// An HTTP load balancer built from tower middleware.
     ///
-    /// Requests to any path but /register are forwarded to a backend chosen by the algorithm;
-    /// backends that fail their health check are taken out until they pass again.
-    /// POST /register with {"address": "http://host:port", "weight": 5} adds a backend
-    /// (or updates its weight) at run time.
+    /// Requests to any path but /register and /backends are forwarded to a backend chosen by
+    /// the algorithm; backends that fail their health check are taken out until they pass
+    /// again. POST /register with {"address": "http://host:port", "weight": 5} adds a backend
+    /// (or updates its weight) at run time, DELETE /register with {"address": ...} drains one
+    /// (no new requests, those in flight finish), GET /backends lists them with their state
+    /// and counters. The admin API answers loopback clients only, unless --admin-token is
+    /// set.
     #[derive(Debug, Parser)]
     #[command(name = "lb", version, about, long_about)]
     pub(crate) struct Args {
@@ -81,12 +87,79 @@ mod cli {
         /// client IP of SIH and SRR; repeat for more. By default the header is ignored.
         #[arg(long = "trust-proxy", value_name = "CIDR")]
         pub(crate) trusted_proxies: Vec<IpNet>,
+
+        /// Eject a backend after N failed requests in a row (connection errors, 502, 503,
+        /// 504), as Envoy's outlier detection does; its health checks go on meanwhile.
+        /// [default: off]
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        pub(crate) eject_after: Option<u32>,
+
+        /// Seconds the first ejection lasts; the n-th lasts n times as long (with
+        /// --eject-after).
+        #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = parse_seconds, requires = "eject_after")]
+        pub(crate) eject_time: Duration,
+
+        /// The longest ejection, in seconds (with --eject-after).
+        #[arg(long, value_name = "SECONDS", default_value = "300", value_parser = parse_seconds, requires = "eject_after")]
+        pub(crate) eject_max_time: Duration,
+
+        /// The most backends ejected at once, in percent (one may always be, never the last
+        /// available one; with --eject-after).
+        #[arg(long, value_name = "PERCENT", default_value_t = 50, value_parser = clap::value_parser!(u8).range(0..=100), requires = "eject_after")]
+        pub(crate) eject_max_percent: u8,
+
+        /// Ramp up the share of requests a backend takes over this many seconds after it
+        /// joins or comes back, like HAProxy's slowstart; 0 turns it off.
+        #[arg(long, value_name = "SECONDS", default_value = "0", value_parser = parse_seconds_or_zero)]
+        pub(crate) slow_start: Duration,
+
+        /// Require "Authorization: Bearer TOKEN" on admin requests (/register, /backends),
+        /// from any client; without it only loopback clients may use them. Also read from
+        /// the TOWER_LB_ADMIN_TOKEN environment variable, which, unlike a flag, other users
+        /// cannot see in the process list.
+        #[arg(long, value_name = "TOKEN")]
+        pub(crate) admin_token: Option<AdminToken>,
+
+        /// Serve the admin API on its own address (e.g. 127.0.0.1:9090) and only there: the
+        /// main listener then forwards /register and /backends to the backends like any path.
+        #[arg(long, value_name = "ADDR")]
+        pub(crate) admin_bind: Option<SocketAddr>,
+
+        /// Let POST /register add only backends whose host is an IP address in this network
+        /// (CIDR, e.g. 10.0.0.0/8); host names are then refused. Repeat for more. By default
+        /// any backend may be registered. --backend flags are not checked.
+        #[arg(long = "allow-backend", value_name = "CIDR")]
+        pub(crate) allowed_backends: Vec<IpNet>,
     }
 
+    /// The environment variable read for the admin token when --admin-token is not given.
+    pub(crate) const ADMIN_TOKEN_ENV: &str = "TOWER_LB_ADMIN_TOKEN";
+
     impl Args {
-        /// Parses the command line, after [`normalize`], exiting with status 2 on bad input.
+        /// Parses the command line, after [`normalize`], and the environment, exiting with
+        /// status 2 on bad input.
         pub(crate) fn from_env() -> Self {
-            Self::parse_from(normalize(std::env::args_os()))
+            let args = Self::parse_from(normalize(std::env::args_os()));
+            args.token_from_env(std::env::var_os(ADMIN_TOKEN_ENV))
+                .unwrap_or_else(|e| e.exit())
+        }
+
+        /// Takes the admin token from `env` (the value of [`ADMIN_TOKEN_ENV`]) unless the
+        /// flag gave one. An empty variable counts as unset.
+        pub(crate) fn token_from_env(mut self, env: Option<OsString>) -> Result<Self, clap::Error> {
+            let Some(env) = env.filter(|v| !v.is_empty()) else {
+                return Ok(self);
+            };
+            if self.admin_token.is_none() {
+                let token = env.to_str().and_then(|v| v.parse().ok()).ok_or_else(|| {
+                    Self::command().error(
+                        clap::error::ErrorKind::ValueValidation,
+                        format!("{ADMIN_TOKEN_ENV}: {}", tower_lb::admin::InvalidToken),
+                    )
+                })?;
+                self.admin_token = Some(token);
+            }
+            Ok(self)
         }
 
         /// Parses `argv` (program name first), after [`normalize`].
@@ -114,7 +187,7 @@ mod cli {
             } else {
                 ClientIp::trusting(self.trusted_proxies.iter().copied())
             };
-            Config::new()
+            let mut config = Config::new()
                 .bind(SocketAddr::new(self.bind, self.port))
                 .algo(self.algo)
                 .client_ip(client_ip)
@@ -122,6 +195,22 @@ mod cli {
                 .health_path(self.health_path.clone())
                 .health_timeout(self.health_timeout)
                 .backends_from(self.backends.iter().cloned())
+                .outlier_detection(self.eject_after.map(|failures| {
+                    OutlierDetection::new()
+                        .consecutive_failures(failures)
+                        .base_ejection(self.eject_time)
+                        .max_ejection(self.eject_max_time)
+                        .max_ejection_percent(self.eject_max_percent)
+                }))
+                .slow_start(self.slow_start)
+                .admin_token(self.admin_token.clone());
+            if let Some(addr) = self.admin_bind {
+                config = config.admin_bind(addr);
+            }
+            for &network in &self.allowed_backends {
+                config = config.allow_backend(network);
+            }
+            config
         }
     }
 
@@ -210,6 +299,13 @@ mod cli {
             ));
         }
         Ok(Duration::from_secs_f64(secs))
+    }
+
+    fn parse_seconds_or_zero(s: &str) -> Result<Duration, String> {
+        match s.parse::<f64>() {
+            Ok(secs) if secs == 0.0 => Ok(Duration::ZERO),
+            _ => parse_seconds(s),
+        }
     }
 
     fn parse_backend(s: &str) -> Result<BackendSpec, String> {
@@ -384,6 +480,109 @@ mod cli {
         }
 
         #[test]
+        fn admin_and_health_flags_default_to_off() {
+            let c = args(&[]).unwrap().config();
+            assert_eq!(c.outlier_detection, None);
+            assert_eq!(c.slow_start, Duration::ZERO);
+            assert_eq!(c.admin_token, None);
+            assert_eq!(c.admin_addr, None);
+            assert!(c.allowed_backends.is_empty());
+        }
+
+        #[test]
+        fn admin_and_health_flags_reach_the_config() {
+            let a = args(&[
+                "--eject-after",
+                "3",
+                "--eject-time",
+                "10",
+                "--eject-max-time",
+                "60",
+                "--eject-max-percent",
+                "34",
+                "--slow-start",
+                "7.5",
+                "--admin-token",
+                "s3cret",
+                "--admin-bind",
+                "127.0.0.1:9090",
+                "--allow-backend",
+                "10.0.0.0/8",
+                "-allow-backend=127.0.0.1/32",
+            ])
+            .unwrap();
+            let c = a.config();
+            assert_eq!(
+                c.outlier_detection,
+                Some(
+                    OutlierDetection::new()
+                        .consecutive_failures(3)
+                        .base_ejection(Duration::from_secs(10))
+                        .max_ejection(Duration::from_secs(60))
+                        .max_ejection_percent(34)
+                )
+            );
+            assert_eq!(c.slow_start, Duration::from_millis(7500));
+            assert_eq!(c.admin_token, Some("s3cret".parse().unwrap()));
+            assert_eq!(c.admin_addr, Some("127.0.0.1:9090".parse().unwrap()));
+            assert_eq!(
+                c.allowed_backends,
+                ["10.0.0.0/8", "127.0.0.1/32"].map(|n| n.parse::<IpNet>().unwrap())
+            );
+            // --eject-after alone takes the defaults of the other three.
+            let c = args(&["--eject-after", "5"]).unwrap().config();
+            assert_eq!(c.outlier_detection, Some(OutlierDetection::new()));
+            // The token is never printed.
+            assert!(!format!("{a:?} {:?}", a.config()).contains("s3cret"));
+        }
+
+        #[test]
+        fn admin_token_comes_from_the_environment_unless_given() {
+            let env = |v: &str| Some(OsString::from(v));
+            let a = args(&[]).unwrap().token_from_env(env("from-env")).unwrap();
+            assert_eq!(a.admin_token, Some("from-env".parse().unwrap()));
+            let a = args(&["--admin-token", "from-flag"])
+                .unwrap()
+                .token_from_env(env("from-env"))
+                .unwrap();
+            assert_eq!(a.admin_token, Some("from-flag".parse().unwrap()));
+            let a = args(&[]).unwrap().token_from_env(env("")).unwrap();
+            assert_eq!(a.admin_token, None);
+            let a = args(&[]).unwrap().token_from_env(None).unwrap();
+            assert_eq!(a.admin_token, None);
+            let err = args(&[])
+                .unwrap()
+                .token_from_env(env("two words"))
+                .unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+            assert!(err.to_string().contains(ADMIN_TOKEN_ENV), "{err}");
+        }
+
+        #[test]
+        fn bad_admin_and_health_values_are_usage_errors() {
+            for argv in [
+                &["--eject-after", "0"][..],
+                &["--eject-after", "-1"],
+                &["--eject-after", "3", "--eject-time", "0"],
+                &["--eject-after", "3", "--eject-max-percent", "101"],
+                &["--eject-time", "10"],
+                &["--eject-max-percent", "10"],
+                &["--slow-start", "-1"],
+                &["--slow-start", "soon"],
+                &["--admin-token", ""],
+                &["--admin-token", "a b"],
+                &["--admin-bind", "127.0.0.1"],
+                &["--admin-bind", "localhost:9090"],
+                &["--allow-backend", "10.0.0.1"],
+            ] {
+                let err = args(argv).unwrap_err();
+                assert_eq!(err.exit_code(), 2, "{argv:?}");
+            }
+            let msg = args(&["--eject-time", "10"]).unwrap_err().to_string();
+            assert!(msg.contains("--eject-after"), "{msg}");
+        }
+
+        #[test]
         fn help_names_every_flag_and_its_default() {
             let help = Args::command().render_long_help().to_string();
             for text in [
@@ -404,6 +603,21 @@ mod cli {
                 "--workers",
                 "number of CPU cores",
                 "--trust-proxy",
+                "--eject-after",
+                "--eject-time",
+                "[default: 30]",
+                "--eject-max-time",
+                "[default: 300]",
+                "--eject-max-percent",
+                "[default: 50]",
+                "--slow-start",
+                "[default: 0]",
+                "--admin-token",
+                "TOWER_LB_ADMIN_TOKEN",
+                "--admin-bind",
+                "--allow-backend",
+                "DELETE /register",
+                "GET /backends",
             ] {
                 assert!(help.contains(text), "{text} missing from\n{help}");
             }
