@@ -137,6 +137,9 @@ where
     /// Like [`call`](Service::call), but gives the request back when no backend is ready
     /// instead of failing with [`NoAvailableBackend`](crate::NoAvailableBackend), for a caller
     /// that waits for one (a queue).
+    // The request is given back as it came, by value, on the rare path where no backend is
+    // ready; the type is the one `call` returns.
+    #[allow(clippy::result_large_err, clippy::type_complexity)]
     pub fn try_call<B, RB>(
         &mut self,
         req: http::Request<B>,

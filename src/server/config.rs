@@ -20,8 +20,13 @@ use crate::proxy::ProxyClientBuilder;
 /// | [`health_path`](Self::health_path) | `/health` |
 /// | [`health_timeout`](Self::health_timeout) | 2 s |
 /// | [`backend`](Self::backend) | none |
-/// | [`proxy_client`](Self::proxy_client) | [`ProxyClientBuilder::new`]: 1 s connect, 30 s response timeout |
+/// | [`proxy_client`](Self::proxy_client) | [`ProxyClientBuilder::new`]: 1 s connect, 30 s response timeout, no per-backend cap |
 /// | [`shutdown_timeout`](Self::shutdown_timeout) | 30 s |
+/// | [`client_header_timeout`](Self::client_header_timeout) | 10 s |
+/// | [`idle_timeout`](Self::idle_timeout) | 60 s |
+/// | [`max_header_size`](Self::max_header_size) | 64 KiB |
+/// | [`max_connections`](Self::max_connections) | 10 000 |
+/// | [`queue_timeout`](Self::queue_timeout) | 0: fail fast |
 /// | [`seed`](Self::seed) | random |
 /// | [`outlier_detection`](Self::outlier_detection) | off |
 /// | [`slow_start`](Self::slow_start) | off |
@@ -77,6 +82,16 @@ pub struct Config {
     pub admin_addr: Option<SocketAddr>,
     /// The networks a backend registered through the admin API must be in; empty for any.
     pub allowed_backends: Vec<IpNet>,
+    /// How long a client may take to send a request head.
+    pub client_header_timeout: Duration,
+    /// How long a keep-alive connection may sit idle between two requests.
+    pub idle_timeout: Duration,
+    /// The largest request head accepted, in bytes.
+    pub max_header_size: usize,
+    /// The most client connections open at once, if capped.
+    pub max_connections: Option<usize>,
+    /// How long a request waits for a ready backend when none is; zero to fail at once.
+    pub queue_timeout: Duration,
 }
 
 impl Default for Config {
@@ -88,6 +103,13 @@ impl Default for Config {
 impl Config {
     /// The default port.
     pub const DEFAULT_PORT: u16 = 8080;
+
+    /// The default [`max_header_size`](Self::max_header_size): 64 KiB.
+    pub const DEFAULT_MAX_HEADER_SIZE: usize = 64 * 1024;
+
+    /// The smallest [`max_header_size`](Self::max_header_size): 8 KiB, hyper's smallest read
+    /// buffer.
+    pub const MIN_MAX_HEADER_SIZE: usize = 8 * 1024;
 
     /// The defaults in the table above.
     pub fn new() -> Self {
@@ -107,6 +129,11 @@ impl Config {
             admin_token: None,
             admin_addr: None,
             allowed_backends: Vec::new(),
+            client_header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_header_size: Self::DEFAULT_MAX_HEADER_SIZE,
+            max_connections: Some(10_000),
+            queue_timeout: Duration::ZERO,
         }
     }
 
@@ -218,6 +245,51 @@ impl Config {
     /// Backends configured here with [`backend`](Self::backend) are not checked.
     pub fn allow_backend(mut self, network: IpNet) -> Self {
         self.allowed_backends.push(network);
+        self
+    }
+
+    /// How long a client may take to send a request head (the request line and headers):
+    /// from the moment it connects for its first request, from the first byte for the next
+    /// ones on a keep-alive connection. A client too slow gets `408 Request Timeout` and is
+    /// disconnected (one that sent nothing is disconnected silently), so slow clients
+    /// (slowloris) hold a connection for no longer than this. HAProxy's `timeout http-request`,
+    /// nginx's `client_header_timeout`. See [connection handling](super#connections).
+    pub fn client_header_timeout(mut self, timeout: Duration) -> Self {
+        self.client_header_timeout = timeout;
+        self
+    }
+
+    /// How long a keep-alive connection may sit idle after a response before the next
+    /// request starts; then it is closed. For HTTP/2, how long a connection may have no
+    /// stream open. HAProxy's `timeout http-keep-alive`, nginx's `keepalive_timeout`.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// The largest request head (request line and headers) accepted, in bytes; a larger one
+    /// gets `431 Request Header Fields Too Large` and the connection is closed. At least
+    /// [`MIN_MAX_HEADER_SIZE`](Self::MIN_MAX_HEADER_SIZE) (smaller values are raised to it).
+    /// For HTTP/2, the limit of the decoded header list.
+    pub fn max_header_size(mut self, bytes: usize) -> Self {
+        self.max_header_size = bytes.max(Self::MIN_MAX_HEADER_SIZE);
+        self
+    }
+
+    /// The most client connections open at once (`None` or `0`: no cap). At the cap the
+    /// server stops accepting: new connections wait in the kernel's listen backlog until one
+    /// closes, as with HAProxy's `maxconn`.
+    pub fn max_connections(mut self, max: impl Into<Option<usize>>) -> Self {
+        self.max_connections = max.into().filter(|&max| max > 0);
+        self
+    }
+
+    /// How long a request waits for a backend when none is ready (all at their
+    /// [cap](crate::proxy::ProxyClientBuilder::max_conns_per_backend), unhealthy or
+    /// draining) before it fails with `503`; zero (the default) fails at once. HAProxy's
+    /// `timeout queue`.
+    pub fn queue_timeout(mut self, timeout: Duration) -> Self {
+        self.queue_timeout = timeout;
         self
     }
 }

@@ -71,6 +71,8 @@
 //! ```
 
 mod config;
+mod conn;
+mod queue;
 mod service;
 
 use std::future::Future;
@@ -80,12 +82,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::Uri;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tower::{Layer, ServiceBuilder};
 
+use self::conn::Connections;
+use self::queue::Queue;
 use self::service::{Handler, Routes, Serve};
 use crate::admin::Admin;
 use crate::health::{Health, HealthCheckLayer, HealthMonitor, HttpProbe};
@@ -110,6 +111,7 @@ pub struct Server {
     algo: Algo,
     health_interval: Duration,
     shutdown_timeout: Duration,
+    connections: Connections,
 }
 
 impl Server {
@@ -130,6 +132,16 @@ impl Server {
         };
 
         let client: ProxyClient = config.proxy_client.build();
+        let connections = Connections::new(
+            conn::Settings {
+                header_timeout: config.client_header_timeout,
+                idle_timeout: config.idle_timeout,
+                max_header_size: config.max_header_size,
+                max_connections: config.max_connections,
+            },
+            client.clone(),
+        );
+        let freed = std::sync::Arc::clone(&client.freed);
         let registry =
             Registry::new(move |uri: &Uri| HttpBackend::new(uri.clone(), client.clone()));
         for backend in &config.backends {
@@ -167,10 +179,15 @@ impl Server {
             admin: admin_listener,
             registry,
             monitor,
-            routes: Arc::new(Routes { balancer, admin }),
+            routes: Arc::new(Routes {
+                proxy: Queue::new(balancer.clone(), config.queue_timeout, freed),
+                balancer,
+                admin,
+            }),
             algo: config.algo,
             health_interval: config.health_interval,
             shutdown_timeout: config.shutdown_timeout,
+            connections,
         })
     }
 
@@ -216,12 +233,9 @@ impl Server {
             admin = %self.admin_addr().map_or_else(|| "same listener".to_owned(), |a| a.to_string()),
             "tower-lb listening",
         );
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder.http1().timer(TokioTimer::new());
-        builder.http2().timer(TokioTimer::new());
-        let builder = Arc::new(builder);
-        let graceful = GracefulShutdown::new();
         let mut shutdown = std::pin::pin!(shutdown);
+        // A place under the connection cap, taken before the next accept on the main listener.
+        let mut admitted = None;
         let admin_listener = self.admin.as_ref().map(|(listener, _)| listener);
         let main_serve = match admin_listener {
             Some(_) => Serve::Proxy,
@@ -230,50 +244,39 @@ impl Server {
         loop {
             // The admin listener first: its rare connections must not wait behind a busy
             // main listener.
-            let (stream, peer, serve) = tokio::select! {
+            let (stream, peer, serve, permit) = tokio::select! {
                 biased;
                 () = &mut shutdown => break,
                 accepted = accept_admin(admin_listener) => match accepted {
-                    Ok((stream, peer)) => (stream, peer, Serve::Admin),
+                    Ok((stream, peer)) => (stream, peer, Serve::Admin, None),
                     Err(error) => {
                         accept_error(error).await;
                         continue;
                     }
                 },
-                accepted = self.listener.accept() => match accepted {
-                    Ok((stream, peer)) => (stream, peer, main_serve),
+                // At the connection cap this waits, and connections queue in the backlog.
+                permit = self.connections.admit(), if admitted.is_none() => {
+                    admitted = Some(permit);
+                    continue;
+                }
+                accepted = self.listener.accept(), if admitted.is_some() => match accepted {
+                    Ok((stream, peer)) => (stream, peer, main_serve, admitted.take().flatten()),
                     Err(error) => {
                         accept_error(error).await;
                         continue;
                     }
                 },
             };
-            if let Err(error) = stream.set_nodelay(true) {
-                tracing::debug!(%peer, %error, "TCP_NODELAY not set");
-            }
             let handler = Handler {
                 routes: Arc::clone(&self.routes),
                 peer,
                 serve,
             };
-            let builder = Arc::clone(&builder);
-            let watcher = graceful.watcher();
-            tokio::spawn(async move {
-                let conn = builder.serve_connection(TokioIo::new(stream), handler);
-                if let Err(error) = watcher.watch(conn).await {
-                    tracing::debug!(%peer, %error, "connection ended with an error");
-                }
-            });
+            self.connections.serve(stream, peer, permit, handler);
         }
         drop(self.listener);
         drop(self.admin);
-        tracing::info!(connections = graceful.count(), "shutting down");
-        if tokio::time::timeout(self.shutdown_timeout, graceful.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::warn!(timeout = ?self.shutdown_timeout, "requests still in flight at shutdown were cut");
-        }
+        self.connections.shutdown(self.shutdown_timeout).await;
         Ok(())
     }
 }

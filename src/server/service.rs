@@ -14,7 +14,9 @@ use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use tower::Service;
 
+use super::queue::{self, Queue};
 use crate::admin::{self, Admin};
+use crate::algo::AlgoPick;
 use crate::balance::TrackedBody;
 use crate::health::{HealthCheckDiscover, HttpProbe};
 use crate::proxy::{self, BackendBody, HttpBackend};
@@ -22,7 +24,13 @@ use crate::{LoadBalance, NoAvailableBackend, PeerAddr, RegistryDiscover};
 
 /// The balancer a [`Server`](super::Server) runs: its algorithm over the health-checked
 /// backends of its registry.
-pub type Balancer = LoadBalance<HealthCheckDiscover<RegistryDiscover<Uri, HttpBackend>, HttpProbe>>;
+pub type Balancer = LoadBalance<BackendSet>;
+
+/// The health-checked backends of the registry.
+type BackendSet = HealthCheckDiscover<RegistryDiscover<Uri, HttpBackend>, HttpProbe>;
+
+/// The balancer, with the wait for a ready backend ([`Config::queue_timeout`](super::Config)).
+pub(crate) type Proxy = Queue<BackendSet, AlgoPick>;
 
 /// The body of every response the server sends: a backend's, or one of its own (JSend).
 pub type ResponseBody = Either<TrackedBody<BackendBody>, Full<Bytes>>;
@@ -30,6 +38,7 @@ pub type ResponseBody = Either<TrackedBody<BackendBody>, Full<Bytes>>;
 /// What every connection shares.
 pub(crate) struct Routes {
     pub(crate) balancer: Balancer,
+    pub(crate) proxy: Proxy,
     pub(crate) admin: Admin<HttpBackend, HttpProbe>,
 }
 
@@ -68,14 +77,19 @@ impl hyper::service::Service<Request<Incoming>> for Handler {
                 inner: self.routes.admin.clone().call(req),
             };
         }
-        // `Balance` is always ready: no `poll_ready` needed. Cloning it is a reference count.
+        // Always ready: no `poll_ready` needed. Costs a clone of the balancer (a reference
+        // count).
         ResponseFuture::Proxy {
-            inner: self.routes.balancer.clone().call(req),
+            inner: self.routes.proxy.dispatch(req),
         }
     }
 }
 
-type ProxyFuture = <Balancer as Service<Request<Incoming>>>::Future;
+type ProxyFuture =
+    queue::ResponseFuture<<HttpBackendService as Service<Request<Incoming>>>::Future>;
+
+/// The service of one backend, as the balancer sees it.
+type HttpBackendService = <BackendSet as tower::discover::Discover>::Service;
 
 pin_project! {
     /// The response future of the server's service.

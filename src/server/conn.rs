@@ -1,0 +1,569 @@
+//! Client connections: accepting under a cap, timeouts for slow and idle clients, and the
+//! graceful shutdown of them all.
+//!
+//! **Timeouts** (HAProxy's `timeout http-request` and `timeout http-keep-alive`, nginx's
+//! `client_header_timeout` and `keepalive_timeout`) are kept by [`TimedIo`], a thin wrapper
+//! around the socket that hyper reads through, with the help of [`Tracked`], which wraps the
+//! connection's service and counts its requests in flight (until each response body ends):
+//!
+//! - a new connection must deliver a complete request head within the *header timeout*;
+//! - once a response is done, the connection may sit idle for the *idle timeout*; from the
+//!   first byte of the next request, that request's head must be complete within the header
+//!   timeout;
+//! - while a request is in flight, no timeout of ours applies (the backend timeouts do);
+//! - when a timeout strikes, a client that sent part of a head gets `408 Request Timeout`
+//!   (JSend body) and the connection is closed; a client that sent nothing (an idle keep-alive
+//!   connection, or a pre-connect) is closed silently;
+//! - HTTP/2 connections (prior knowledge) have only the idle timeout, counted while no stream
+//!   is open; an upgraded connection (WebSocket tunnel) has none.
+//!
+//! hyper's own `header_read_timeout` is not used: in hyper 1 it starts as soon as the
+//! connection is ready for the next request head, so it bounds the idle time between
+//! keep-alive requests too, and it closes the connection without a response.
+//!
+//! **The connection cap** ([`Config::max_connections`](super::Config::max_connections)), as
+//! HAProxy's `maxconn`: at the cap the server stops accepting, so new connections wait in the
+//! kernel's listen backlog until one closes. Each connection holds its place until its socket
+//! closes, tunnels included.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use pin_project_lite::pin_project;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::time::{Instant, Sleep};
+
+use crate::BoxError;
+use crate::proxy::ProxyClient;
+
+/// What a connection is allowed; from the [`Config`](super::Config).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings {
+    pub(crate) header_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) max_header_size: usize,
+    pub(crate) max_connections: Option<usize>,
+}
+
+/// The server's connections: accepts under the cap, serves each on its own task, and shuts
+/// them all down.
+pub(crate) struct Connections {
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    settings: Settings,
+    cap: Option<Arc<Semaphore>>,
+    graceful: GracefulShutdown,
+    /// `true` when the grace period is over: connections still open are dropped.
+    cut: watch::Sender<bool>,
+    client: ProxyClient,
+}
+
+impl Connections {
+    pub(crate) fn new(settings: Settings, client: ProxyClient) -> Self {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            // Ours are kept by `TimedIo`; see the module docs.
+            .header_read_timeout(None)
+            // hyper answers `431` when a request head does not fit in its read buffer.
+            .max_buf_size(settings.max_header_size);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(settings.max_header_size).unwrap_or(u32::MAX));
+        Self {
+            builder: Arc::new(builder),
+            settings,
+            cap: settings
+                .max_connections
+                .map(|max| Arc::new(Semaphore::new(max))),
+            graceful: GracefulShutdown::new(),
+            cut: watch::Sender::new(false),
+            client,
+        }
+    }
+
+    /// A place for one more connection: waits while the server is at its connection cap.
+    pub(crate) async fn admit(&self) -> Option<OwnedSemaphorePermit> {
+        match &self.cap {
+            Some(cap) => Arc::clone(cap).acquire_owned().await.ok(),
+            None => None,
+        }
+    }
+
+    /// Connections open now (upgraded ones excluded).
+    pub(crate) fn count(&self) -> usize {
+        self.graceful.count()
+    }
+
+    /// Serves `stream` with `service` on a task of its own.
+    pub(crate) fn serve<S, B>(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        permit: Option<OwnedSemaphorePermit>,
+        service: S,
+    ) where
+        S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, %error, "TCP_NODELAY not set");
+        }
+        let state = Arc::new(ConnState::default());
+        let io = TimedIo::new(stream, Arc::clone(&state), self.settings, permit);
+        let service = Tracked {
+            inner: service,
+            state,
+        };
+        let builder = Arc::clone(&self.builder);
+        let watcher = self.graceful.watcher();
+        let mut cut = self.cut.subscribe();
+        tokio::spawn(async move {
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+            tokio::select! {
+                result = watcher.watch(conn) => {
+                    if let Err(error) = result {
+                        tracing::debug!(%peer, %error, "connection ended with an error");
+                    }
+                }
+                _ = cut.wait_for(|cut| *cut) => {
+                    tracing::debug!(%peer, "connection closed at the end of the grace period");
+                }
+            }
+        });
+    }
+
+    /// Shuts down gracefully: idle connections close at once; those with requests in flight
+    /// (and open tunnels) get up to `grace` to finish, then are closed.
+    pub(crate) async fn shutdown(self, grace: Duration) {
+        let Self {
+            graceful,
+            cut,
+            client,
+            ..
+        } = self;
+        tracing::info!(
+            connections = graceful.count(),
+            tunnels = client.open_tunnels(),
+            "shutting down",
+        );
+        let finished = async {
+            graceful.shutdown().await;
+            client.tunnels_closed().await;
+        };
+        if tokio::time::timeout(grace, finished).await.is_err() {
+            tracing::warn!(
+                grace = ?grace,
+                connections = cut.receiver_count(),
+                tunnels = client.open_tunnels(),
+                "requests still in flight at the end of the grace period were cut",
+            );
+            cut.send_replace(true);
+            client.close_tunnels();
+            // The tasks only have to notice.
+            let _ = tokio::time::timeout(Duration::from_secs(1), cut.closed()).await;
+        }
+    }
+}
+
+impl fmt::Debug for Connections {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connections")
+            .field("settings", &self.settings)
+            .field("open", &self.count())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a connection's IO and service share.
+#[derive(Debug, Default)]
+pub(crate) struct ConnState {
+    /// Requests whose response has not ended.
+    in_flight: AtomicUsize,
+    /// A `101` went out: the connection is a tunnel now.
+    upgraded: AtomicBool,
+}
+
+/// The response a client gets when its request head is too slow.
+const REQUEST_TIMEOUT: &[u8] = b"HTTP/1.1 408 Request Timeout\r\n\
+content-type: application/json\r\n\
+content-length: 49\r\n\
+connection: close\r\n\
+\r\n\
+{\"status\":\"error\",\"data\":\"error request timeout\"}";
+
+/// The HTTP/2 connection preface (RFC 9113 §3.4) that tells HTTP/2 with prior knowledge.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// Enough of the preface to tell: no HTTP/1 method is `PRI`.
+const H2_SNIFF: usize = 4;
+
+/// Where a connection stands, for its timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for, or reading, a request head, due by `deadline`; `started` once a byte of it
+    /// arrived.
+    Head { deadline: Instant, started: bool },
+    /// Keep-alive, between two requests: the next must start by `deadline`.
+    Idle { deadline: Instant },
+    /// A request in flight: no timeout.
+    Busy,
+    /// HTTP/2: idle from `idle` (when no stream is open).
+    H2 { idle: Option<Instant> },
+    /// Upgraded: bytes pass through.
+    Tunnel,
+}
+
+/// The client's socket, with the timeouts of the [module docs](self).
+pub(crate) struct TimedIo {
+    inner: TcpStream,
+    state: Arc<ConnState>,
+    phase: Phase,
+    // Bytes of the HTTP/2 preface seen so far; `usize::MAX` once the protocol is known.
+    sniffed: usize,
+    sleep: Pin<Box<Sleep>>,
+    settings: Settings,
+    // The connection's place under the server's cap.
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl TimedIo {
+    fn new(
+        inner: TcpStream,
+        state: Arc<ConnState>,
+        settings: Settings,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> Self {
+        let deadline = Instant::now() + settings.header_timeout;
+        Self {
+            inner,
+            state,
+            phase: Phase::Head {
+                deadline,
+                started: false,
+            },
+            sniffed: 0,
+            sleep: Box::pin(tokio::time::sleep_until(deadline)),
+            settings,
+            _permit: permit,
+        }
+    }
+
+    /// Moves to the phase the service's state implies, before a read.
+    fn update(&mut self) {
+        let busy = self.state.in_flight.load(Ordering::Acquire) > 0;
+        self.phase = match self.phase {
+            Phase::Tunnel => Phase::Tunnel,
+            _ if self.state.upgraded.load(Ordering::Acquire) => Phase::Tunnel,
+            Phase::H2 { .. } if busy => Phase::H2 { idle: None },
+            Phase::H2 { idle: None } => {
+                self.idle_until(Instant::now() + self.settings.idle_timeout)
+            }
+            Phase::Head { .. } | Phase::Idle { .. } if busy => Phase::Busy,
+            Phase::Busy if !busy => Phase::Idle {
+                deadline: self.arm(Instant::now() + self.settings.idle_timeout),
+            },
+            phase => phase,
+        };
+    }
+
+    fn idle_until(&mut self, deadline: Instant) -> Phase {
+        Phase::H2 {
+            idle: Some(self.arm(deadline)),
+        }
+    }
+
+    fn arm(&mut self, deadline: Instant) -> Instant {
+        self.sleep.as_mut().reset(deadline);
+        deadline
+    }
+
+    /// Bytes arrived.
+    fn received(&mut self, bytes: &[u8]) {
+        if self.sniffed != usize::MAX {
+            self.sniff(bytes);
+        }
+        match self.phase {
+            Phase::Head { deadline, .. } => {
+                self.phase = Phase::Head {
+                    deadline,
+                    started: true,
+                }
+            }
+            Phase::Idle { .. } => {
+                self.phase = Phase::Head {
+                    deadline: self.arm(Instant::now() + self.settings.header_timeout),
+                    started: true,
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Looks for the HTTP/2 preface at the start of the connection.
+    fn sniff(&mut self, bytes: &[u8]) {
+        let want = &H2_PREFACE[self.sniffed..H2_SNIFF];
+        let n = want.len().min(bytes.len());
+        if bytes[..n] != want[..n] {
+            self.sniffed = usize::MAX;
+            return;
+        }
+        self.sniffed += n;
+        if self.sniffed == H2_SNIFF {
+            self.sniffed = usize::MAX;
+            self.phase = Phase::H2 { idle: None };
+        }
+    }
+
+    /// The deadline of the current phase, if it has one.
+    fn deadline(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Head { deadline, .. } | Phase::Idle { deadline } => Some(deadline),
+            Phase::H2 { idle } => idle,
+            Phase::Busy | Phase::Tunnel => None,
+        }
+    }
+
+    /// The deadline passed with nothing to read.
+    fn expire(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.phase {
+            Phase::Head { started: true, .. } => {
+                tracing::debug!("request head timed out: 408");
+                // Best effort: a fresh connection's send buffer always has room for it.
+                let _ = Pin::new(&mut self.inner).poll_write(cx, REQUEST_TIMEOUT);
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "request head timed out",
+                )))
+            }
+            _ => {
+                tracing::debug!("idle connection timed out");
+                // End of stream: hyper closes an idle connection quietly.
+                Poll::Ready(Ok(()))
+            }
+        }
+    }
+}
+
+impl AsyncRead for TimedIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.phase == Phase::Tunnel {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        }
+        this.update();
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                let bytes = &buf.filled()[before..];
+                if !bytes.is_empty() {
+                    this.received(bytes);
+                }
+                return Poll::Ready(Ok(()));
+            }
+            Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+            Poll::Pending => {}
+        }
+        if this.deadline().is_some() {
+            ready!(this.sleep.as_mut().poll(cx));
+            return this.expire(cx);
+        }
+        Poll::Pending
+    }
+}
+
+impl AsyncWrite for TimedIo {
+    #[inline]
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    #[inline]
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    #[inline]
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    #[inline]
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    #[inline]
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl fmt::Debug for TimedIo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TimedIo")
+            .field("phase", &self.phase)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A connection's service, counting its requests in flight until their response bodies end.
+#[derive(Debug)]
+pub(crate) struct Tracked<S> {
+    inner: S,
+    state: Arc<ConnState>,
+}
+
+impl<S, B> hyper::service::Service<Request<Incoming>> for Tracked<S>
+where
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>>,
+{
+    type Response = Response<ConnBody<B>>;
+    type Error = S::Error;
+    type Future = TrackedFuture<S::Future>;
+
+    #[inline]
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        TrackedFuture {
+            inner: self.inner.call(req),
+            guard: Some(InFlight::start(&self.state)),
+        }
+    }
+}
+
+/// One request in flight on a connection.
+#[derive(Debug)]
+pub(crate) struct InFlight {
+    state: Arc<ConnState>,
+}
+
+impl InFlight {
+    fn start(state: &Arc<ConnState>) -> Self {
+        state.in_flight.fetch_add(1, Ordering::AcqRel);
+        Self {
+            state: Arc::clone(state),
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.state.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+pin_project! {
+    /// The response future of [`Tracked`].
+    #[derive(Debug)]
+    pub(crate) struct TrackedFuture<F> {
+        #[pin]
+        inner: F,
+        guard: Option<InFlight>,
+    }
+}
+
+impl<F, B, E> Future for TrackedFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<ConnBody<B>>, E>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let res = ready!(this.inner.poll(cx))?;
+        let guard = this.guard.take();
+        if let Some(guard) = &guard {
+            if res.status() == StatusCode::SWITCHING_PROTOCOLS {
+                guard.state.upgraded.store(true, Ordering::Release);
+            }
+        }
+        Poll::Ready(Ok(res.map(|inner| ConnBody { inner, guard })))
+    }
+}
+
+pin_project! {
+    /// A response body that keeps its request counted until it ends.
+    #[derive(Debug)]
+    pub(crate) struct ConnBody<B> {
+        #[pin]
+        inner: B,
+        guard: Option<InFlight>,
+    }
+}
+
+impl<B: Body> Body for ConnBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    #[inline]
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let frame = ready!(this.inner.poll_frame(cx));
+        if frame.is_none() {
+            *this.guard = None;
+        }
+        Poll::Ready(frame)
+    }
+
+    #[inline]
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    #[inline]
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_408_response_is_well_formed() {
+        let text = std::str::from_utf8(REQUEST_TIMEOUT).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 408 Request Timeout\r\n"));
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+        assert_eq!(
+            body.as_bytes(),
+            crate::jsend::body(crate::jsend::Status::Error, &"error request timeout")
+        );
+    }
+}
