@@ -19,6 +19,7 @@
 //! | `/headers`                         | `200`, the request headers as a JSON object, name → value, repeated headers joined with `", "` |
 //! | `/bytes?n=N`                       | `200`, a body of `N` bytes `x`, with `Content-Length`          |
 //! | `/upload?ms=N`                     | reads the whole request body, waits `N` ms (default 0), then `200 received {n} bytes\n` |
+//! | `/ws`                              | with `Connection: upgrade` and `Upgrade: websocket`: `101 Switching Protocols`, then every byte the client sends is echoed back raw (no WebSocket framing) until it closes; without them, `426 Upgrade Required` |
 //! | anything else                      | `404 not found\n`                                               |
 //!
 //! A missing or malformed `ms` (of `/sleep`) or `n`, or a malformed `chunks`, `delay_ms` or `ms`
@@ -203,7 +204,9 @@ impl Server {
                     ctx.stats.inner.connections.fetch_add(1, Ordering::Relaxed);
                     let ctx = Arc::clone(&ctx);
                     let svc = service_fn(move |req| respond(req, Arc::clone(&ctx)));
-                    let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                    let conn = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                        .into_owned();
                     let conn = graceful.watch(conn);
                     connections.spawn(async move {
                         // A client that goes away mid-request is not the server's problem.
@@ -364,6 +367,7 @@ async fn respond(req: Request<Incoming>, ctx: Arc<Ctx>) -> Result<Response<Body>
             Err(()) => bad_request("expected ?ms=N\n"),
         },
         "/headers" => headers_json(&req),
+        "/ws" => upgrade_echo(req),
         "/bytes" => match param(req.uri().query(), "n") {
             Some(Ok(n)) => {
                 let mut res = Response::new(Body::Fill { remaining: n });
@@ -417,6 +421,38 @@ fn echo(req: Request<Incoming>) -> Response<Body> {
             headers.append(name, value.clone());
         }
     }
+    res
+}
+
+/// `/ws`: a connection upgrade to a raw echo of every byte, for testing tunnels through a proxy.
+fn upgrade_echo(mut req: Request<Incoming>) -> Response<Body> {
+    let asks_upgrade = req.headers().get(header::CONNECTION).is_some_and(|v| {
+        v.to_str().is_ok_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        })
+    });
+    let protocol = match req.headers().get(header::UPGRADE) {
+        Some(protocol) if asks_upgrade => protocol.clone(),
+        _ => {
+            return text(
+                StatusCode::UPGRADE_REQUIRED,
+                Bytes::from_static(b"upgrade required\n"),
+            );
+        }
+    };
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        if let Ok(upgraded) = on_upgrade.await {
+            let (mut read, mut write) = tokio::io::split(TokioIo::new(upgraded));
+            let _ = tokio::io::copy(&mut read, &mut write).await;
+        }
+    });
+    let mut res = Response::new(Body::Full(None));
+    *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    res.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    res.headers_mut().insert(header::UPGRADE, protocol);
     res
 }
 
