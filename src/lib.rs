@@ -50,6 +50,7 @@ pub mod health;
 pub mod jsend;
 pub mod proxy;
 pub mod registry;
+pub mod retry;
 pub mod server;
 mod weight;
 
@@ -59,4 +60,5 @@ pub use self::client_ip::{ClientIp, PeerAddr};
 pub use self::error::{BoxError, NoAvailableBackend};
 pub use self::health::{HealthCheckLayer, HttpProbe};
 pub use self::registry::{Registration, Registry, RegistryDiscover};
+pub use self::retry::{Retry, RetryLayer};
 pub use self::weight::{Weight, Weighted};
