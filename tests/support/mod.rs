@@ -231,3 +231,86 @@ pub async fn closed_port() -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     listener.local_addr().unwrap().port()
 }
+
+/// An HTTP/1.1 connection to `to`, its own, from `from` (any port) when given: all of
+/// 127.0.0.0/8 is loopback on Linux, so 127.0.0.2, 127.0.0.3, … act as different clients.
+pub async fn connect<B>(
+    from: Option<std::net::IpAddr>,
+    to: SocketAddr,
+) -> hyper::client::conn::http1::SendRequest<B>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    if let Some(ip) = from {
+        socket
+            .bind(SocketAddr::new(ip, 0))
+            .unwrap_or_else(|e| panic!("bind {ip}: {e}"));
+    }
+    let connecting = async {
+        let stream = socket.connect(to).await.expect("connect to the balancer");
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("an HTTP/1.1 handshake")
+    };
+    let (sender, conn) = tokio::time::timeout(DEADLINE, connecting)
+        .await
+        .unwrap_or_else(|_| panic!("no connection to {to} within {DEADLINE:?}"));
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    sender
+}
+
+/// Sends `req` on `sender` and reads the whole response, within [`DEADLINE`].
+pub async fn exchange<B>(
+    sender: &mut hyper::client::conn::http1::SendRequest<B>,
+    req: Request<B>,
+) -> http::Response<Bytes>
+where
+    B: http_body::Body + Send + 'static,
+{
+    let what = format!("{} {}", req.method(), req.uri());
+    let exchange = async {
+        sender.ready().await.expect("the connection is open");
+        let res = sender.send_request(req).await.expect("a response");
+        let (parts, body) = res.into_parts();
+        let body = body.collect().await.expect("the whole body").to_bytes();
+        http::Response::from_parts(parts, body)
+    };
+    tokio::time::timeout(DEADLINE, exchange)
+        .await
+        .unwrap_or_else(|_| panic!("no response to {what} within {DEADLINE:?}"))
+}
+
+/// `GET {path}` with `Host: {to}` and these extra headers, with an empty body.
+pub fn get_request(
+    to: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Request<http_body_util::Empty<Bytes>> {
+    let mut req = Request::get(path).header(http::header::HOST, to.to_string());
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    req.body(http_body_util::Empty::new()).unwrap()
+}
+
+/// The backend a `backend_server` greeting names.
+pub fn greeter(body: &[u8]) -> String {
+    let body = std::str::from_utf8(body).expect("a UTF-8 greeting");
+    body.trim()
+        .strip_prefix("Hello from Rust server at ")
+        .unwrap_or_else(|| panic!("not a greeting: {body:?}"))
+        .to_owned()
+}
+
+/// The backend that answers `GET /` with these headers, asked on a new connection from `from`.
+pub async fn pick_from(to: SocketAddr, from: std::net::IpAddr, headers: &[(&str, &str)]) -> String {
+    let mut sender = connect(Some(from), to).await;
+    let res = exchange(&mut sender, get_request(to, "/", headers)).await;
+    assert_eq!(res.status(), StatusCode::OK, "{res:?}");
+    greeter(res.body())
+}
