@@ -303,7 +303,7 @@ mod cli {
 
     fn parse_seconds_or_zero(s: &str) -> Result<Duration, String> {
         match s.parse::<f64>() {
-            Ok(secs) if secs == 0.0 => Ok(Duration::ZERO),
+            Ok(0.0) => Ok(Duration::ZERO),
             _ => parse_seconds(s),
         }
     }

@@ -59,7 +59,14 @@ pub enum BackendPhase {
 ///
 /// Counters are the balancer's, since the backend joined it (they are kept across weight
 /// updates); health fields are the health checks'. A backend registered a moment ago that the
-/// balancer has not taken in yet shows zero counters and no check.
+/// balancer has not taken in yet shows zero counters and no check. A draining backend is no
+/// longer checked: its health fields are `null` (and `ejections` 0).
+///
+/// ```json
+/// {"address":"http://127.0.0.1:18490","weight":1,"state":"ejected","in_flight":0,"served":3,
+///  "failures":0,"last_check":"2026-11-25T23:56:20.373Z","last_error":null,"ejections":1,
+///  "ejected_until":"2026-11-25T23:56:40.497Z","slow_start_remaining_ms":null}
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct BackendInfo {
