@@ -50,7 +50,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::{Instant, Sleep};
 
 use crate::BoxError;
-use crate::proxy::ProxyClient;
+use super::service::Client;
 
 /// What a connection is allowed; from the [`Config`](super::Config).
 #[derive(Debug, Clone, Copy)]
@@ -70,11 +70,11 @@ pub(crate) struct Connections {
     graceful: GracefulShutdown,
     /// `true` when the grace period is over: connections still open are dropped.
     cut: watch::Sender<bool>,
-    client: ProxyClient,
+    client: Client,
 }
 
 impl Connections {
-    pub(crate) fn new(settings: Settings, client: ProxyClient) -> Self {
+    pub(crate) fn new(settings: Settings, client: Client) -> Self {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -343,6 +343,22 @@ impl TimedIo {
         }
     }
 
+    /// After a write or flush: a response that just ended starts the idle time now, and its
+    /// timer is registered here, since hyper may not read again until the client sends
+    /// something (it only re-reads after a response when its own header timeout is on).
+    #[inline]
+    fn after_write(&mut self, cx: &mut Context<'_>) {
+        let was_busy = matches!(self.phase, Phase::Busy | Phase::H2 { idle: None });
+        if !was_busy || self.state.in_flight.load(Ordering::Acquire) > 0 {
+            return;
+        }
+        self.update();
+        if self.deadline().is_some() && self.sleep.as_mut().poll(cx).is_ready() {
+            // Already past (a zero timeout): the read side must see it.
+            cx.waker().wake_by_ref();
+        }
+    }
+
     /// The deadline passed with nothing to read.
     fn expire(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.phase {
@@ -421,7 +437,12 @@ impl AsyncWrite for TimedIo {
 
     #[inline]
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let this = &mut *self;
+        let flushed = Pin::new(&mut this.inner).poll_flush(cx);
+        if this.phase != Phase::Tunnel {
+            this.after_write(cx);
+        }
+        flushed
     }
 
     #[inline]
