@@ -46,7 +46,8 @@ impl Freed {
         Arc::clone(&self.notify).notified_owned()
     }
 
-    fn notify(&self) {
+    /// Wakes the waiters: a slot was freed.
+    pub(crate) fn notify(&self) {
         if self.waiting.load(Ordering::SeqCst) > 0 {
             self.notify.notify_waiters();
         }

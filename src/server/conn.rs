@@ -49,8 +49,8 @@ use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::{Instant, Sleep};
 
-use crate::BoxError;
 use super::service::Client;
+use crate::BoxError;
 
 /// What a connection is allowed; from the [`Config`](super::Config).
 #[derive(Debug, Clone, Copy)]
@@ -575,6 +575,148 @@ impl<B: Body> Body for ConnBody<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    const SETTINGS: Settings = Settings {
+        header_timeout: Duration::from_secs(10),
+        idle_timeout: Duration::from_secs(60),
+        max_header_size: 64 * 1024,
+        max_connections: None,
+    };
+
+    /// A client socket and the server side wrapped in a `TimedIo`.
+    async fn pair() -> (TcpStream, TimedIo, Arc<ConnState>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let state = Arc::new(ConnState::default());
+        let io = TimedIo::new(server, Arc::clone(&state), SETTINGS, None);
+        (client, io, state)
+    }
+
+    async fn read(io: &mut TimedIo) -> io::Result<Vec<u8>> {
+        let mut buf = [0; 1024];
+        let n = io.read(&mut buf).await?;
+        Ok(buf[..n].to_vec())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_connection_ends_quietly_at_the_header_timeout() {
+        let (mut client, mut io, _) = pair().await;
+        let start = Instant::now();
+        assert_eq!(read(&mut io).await.unwrap(), b"");
+        assert_eq!(start.elapsed(), SETTINGS.header_timeout);
+        drop(io);
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty(), "no response to a client that sent nothing");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn half_a_head_gets_a_408_at_the_header_timeout_from_the_connect() {
+        let (mut client, mut io, _) = pair().await;
+        let start = Instant::now();
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        assert_eq!(read(&mut io).await.unwrap(), b"GET / HTTP/1.1\r\n");
+        let err = read(&mut io).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        // Counted from the connect, not from the first byte.
+        assert_eq!(start.elapsed(), SETTINGS.header_timeout);
+        drop(io);
+        let mut reply = Vec::new();
+        client.read_to_end(&mut reply).await.unwrap();
+        assert_eq!(reply, REQUEST_TIMEOUT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_response_the_idle_timeout_applies_then_the_header_timeout_from_the_first_byte()
+    {
+        let (mut client, mut io, state) = pair().await;
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        read(&mut io).await.unwrap();
+        // The service took the request: no timeout while it is in flight.
+        let in_flight = InFlight::start(&state);
+        let busy = tokio::time::timeout(Duration::from_secs(3600), read(&mut io)).await;
+        assert!(busy.is_err(), "no timeout while a request is in flight");
+        // The response ends and is flushed: idle from now.
+        drop(in_flight);
+        io.flush().await.unwrap();
+        assert!(matches!(io.phase, Phase::Idle { .. }), "{:?}", io.phase);
+        let idle_from = Instant::now();
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        client.write_all(b"GET").await.unwrap();
+        read(&mut io).await.unwrap();
+        // The next head has its own header timeout, from its first byte.
+        let first_byte = Instant::now();
+        assert_eq!(
+            read(&mut io).await.unwrap_err().kind(),
+            io::ErrorKind::TimedOut
+        );
+        assert_eq!(first_byte.elapsed(), SETTINGS.header_timeout);
+        assert!(idle_from.elapsed() < SETTINGS.idle_timeout);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_keep_alive_connection_ends_quietly_at_the_idle_timeout() {
+        let (_client, mut io, state) = pair().await;
+        drop(InFlight::start(&state));
+        io.phase = Phase::Busy;
+        io.flush().await.unwrap();
+        let start = Instant::now();
+        assert_eq!(read(&mut io).await.unwrap(), b"");
+        assert_eq!(start.elapsed(), SETTINGS.idle_timeout);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn http2_has_only_the_idle_timeout_and_tunnels_none() {
+        let (mut client, mut io, state) = pair().await;
+        client.write_all(&H2_PREFACE[..2]).await.unwrap();
+        read(&mut io).await.unwrap();
+        client.write_all(&H2_PREFACE[2..]).await.unwrap();
+        read(&mut io).await.unwrap();
+        assert_eq!(io.phase, Phase::H2 { idle: None });
+        // No header timeout: the idle timeout, counted while no stream is open.
+        let start = Instant::now();
+        assert_eq!(read(&mut io).await.unwrap(), b"");
+        assert_eq!(start.elapsed(), SETTINGS.idle_timeout);
+
+        let (mut client, mut io, state2) = pair().await;
+        drop(state);
+        state2.upgraded.store(true, Ordering::Release);
+        let waited = tokio::time::timeout(Duration::from_secs(3600), read(&mut io)).await;
+        assert!(waited.is_err(), "a tunnel has no timeout");
+        client.write_all(b"raw").await.unwrap();
+        assert_eq!(read(&mut io).await.unwrap(), b"raw");
+    }
+
+    #[tokio::test]
+    async fn http1_methods_are_not_taken_for_the_http2_preface() {
+        for reads in [
+            &[&b"P"[..], b"OST / HTTP/1.1\r\n"][..],
+            &[b"PUT / HTTP/1.1\r\n"],
+            &[b"PR", b"OPFIND"],
+            &[b"GET / HTTP/1.1\r\n"],
+        ] {
+            let (_client, mut io, _) = pair().await;
+            for bytes in reads {
+                io.received(bytes);
+            }
+            assert_eq!(io.sniffed, usize::MAX, "{reads:?}");
+            assert!(
+                matches!(io.phase, Phase::Head { started: true, .. }),
+                "{reads:?}"
+            );
+        }
+        let (_client, mut io, _) = pair().await;
+        io.received(b"PR");
+        assert_eq!(io.sniffed, 2);
+        io.received(b"I * HTTP/2.0");
+        assert_eq!(io.phase, Phase::H2 { idle: None });
+    }
 
     #[test]
     fn the_408_response_is_well_formed() {

@@ -263,3 +263,109 @@ where
         self.poll(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use tokio_test::{assert_pending, assert_ready, assert_ready_ok, task};
+    use tower::discover::ServiceList;
+
+    use super::*;
+    use crate::{Algo, LoadBalance, NoAvailableBackend};
+
+    /// A backend that is ready only while its gate is open.
+    #[derive(Clone)]
+    struct Gate(Arc<AtomicBool>);
+
+    impl Service<Request<()>> for Gate {
+        type Response = http::Response<&'static str>;
+        type Error = Infallible;
+        type Future = std::future::Ready<Result<Self::Response, Infallible>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            if self.0.load(Ordering::SeqCst) {
+                Poll::Ready(Ok(()))
+            } else {
+                Poll::Pending
+            }
+        }
+
+        fn call(&mut self, _: Request<()>) -> Self::Future {
+            std::future::ready(Ok(http::Response::new("served")))
+        }
+    }
+
+    fn queue(
+        timeout: Duration,
+    ) -> (
+        Queue<ServiceList<Vec<Gate>>, crate::algo::AlgoPick>,
+        Arc<AtomicBool>,
+        Arc<Freed>,
+    ) {
+        let open = Arc::new(AtomicBool::new(false));
+        let lb = LoadBalance::new(
+            ServiceList::new(vec![Gate(Arc::clone(&open))]),
+            Algo::RoundRobin,
+        );
+        let freed = Arc::new(Freed::default());
+        (Queue::new(lb, timeout, Arc::clone(&freed)), open, freed)
+    }
+
+    fn request() -> Request<()> {
+        Request::new(())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_queue_timeout_no_ready_backend_fails_at_once() {
+        let (q, open, _) = queue(Duration::ZERO);
+        let mut fut = task::spawn(q.dispatch(request()));
+        let err = assert_ready!(fut.poll()).unwrap_err();
+        assert!(err.is::<NoAvailableBackend>());
+        open.store(true, Ordering::SeqCst);
+        let res = assert_ready_ok!(task::spawn(q.dispatch(request())).poll());
+        assert_eq!(*res.body().get_ref(), "served");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_freed_slot_wakes_a_queued_request_at_once() {
+        let (q, open, freed) = queue(Duration::from_secs(5));
+        let mut fut = task::spawn(q.dispatch(request()));
+        assert_pending!(fut.poll());
+        open.store(true, Ordering::SeqCst);
+        freed.notify();
+        assert!(fut.is_woken(), "woken by the freed slot, not by a timer");
+        let res = assert_ready_ok!(fut.poll());
+        assert_eq!(*res.body().get_ref(), "served");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_backend_that_comes_back_is_found_at_the_next_recheck() {
+        let (q, open, _) = queue(Duration::from_secs(5));
+        let mut fut = task::spawn(q.dispatch(request()));
+        assert_pending!(fut.poll());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_pending!(fut.poll());
+        open.store(true, Ordering::SeqCst);
+        assert_pending!(fut.poll(), "nothing freed, no recheck due yet");
+        tokio::time::advance(RECHECK).await;
+        assert!(fut.is_woken());
+        assert_ready_ok!(fut.poll());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_queued_request_fails_when_the_queue_timeout_passes() {
+        let timeout = Duration::from_millis(500);
+        let (q, _open, freed) = queue(timeout);
+        let start = Instant::now();
+        let err = q.dispatch(request()).await.unwrap_err();
+        assert!(err.is::<NoAvailableBackend>());
+        assert_eq!(start.elapsed(), timeout);
+        // Its registration is gone: nobody is waiting any more.
+        let mut later = Box::pin(freed.notified());
+        freed.notify();
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(later.as_mut().poll(&mut cx).is_pending());
+    }
+}
