@@ -297,13 +297,9 @@ mod tests {
         }
     }
 
-    fn queue(
-        timeout: Duration,
-    ) -> (
-        Queue<ServiceList<Vec<Gate>>, crate::algo::AlgoPick>,
-        Arc<AtomicBool>,
-        Arc<Freed>,
-    ) {
+    type GateQueue = Queue<ServiceList<Vec<Gate>>, crate::algo::AlgoPick>;
+
+    fn queue(timeout: Duration) -> (GateQueue, Arc<AtomicBool>, Arc<Freed>) {
         let open = Arc::new(AtomicBool::new(false));
         let lb = LoadBalance::new(
             ServiceList::new(vec![Gate(Arc::clone(&open))]),
