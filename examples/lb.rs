@@ -27,6 +27,7 @@ mod cli {
     use ipnet::IpNet;
     use tower_lb::admin::{AdminToken, BackendSpec};
     use tower_lb::health::OutlierDetection;
+    use tower_lb::proxy::ProxyClientBuilder;
     use tower_lb::server::Config;
     use tower_lb::{Algo, ClientIp};
 
@@ -130,6 +131,55 @@ mod cli {
         /// any backend may be registered. --backend flags are not checked.
         #[arg(long = "allow-backend", value_name = "CIDR")]
         pub(crate) allowed_backends: Vec<IpNet>,
+
+        /// Seconds a client may take to send a request head (request line and headers): from
+        /// the connect for its first request, from the first byte for the next ones. Slower
+        /// clients get 408 (or, if they sent nothing, are just disconnected), so slowloris
+        /// clients hold a connection no longer than this.
+        #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
+        pub(crate) client_header_timeout: Duration,
+
+        /// Seconds a keep-alive connection may sit idle between two requests (for HTTP/2:
+        /// with no stream open) before it is closed.
+        #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = parse_seconds)]
+        pub(crate) idle_timeout: Duration,
+
+        /// Seconds a TCP connect to a backend may take; then the request fails with 504.
+        #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = parse_seconds)]
+        pub(crate) connect_timeout: Duration,
+
+        /// Seconds a backend may take to send its response head once the request is sent;
+        /// then the request fails with 504. While a request body is being sent, the most time
+        /// between two of its chunks.
+        #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = parse_seconds)]
+        pub(crate) backend_timeout: Duration,
+
+        /// Seconds requests in flight get to finish after SIGTERM or SIGINT (the listener
+        /// closes at once, idle connections too); what is left is then cut. 0 cuts at once.
+        #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = parse_seconds_or_zero)]
+        pub(crate) grace: Duration,
+
+        /// Largest request head (request line and headers) in bytes, at least 8192; a larger
+        /// one gets 431.
+        #[arg(long, value_name = "BYTES", default_value_t = Config::DEFAULT_MAX_HEADER_SIZE,
+              value_parser = parse_header_size)]
+        pub(crate) max_header_size: usize,
+
+        /// Most client connections open at once; at the cap new connections wait in the
+        /// kernel's listen backlog until one closes. 0 for no cap.
+        #[arg(long, value_name = "N", default_value_t = 10_000)]
+        pub(crate) max_connections: usize,
+
+        /// Most requests in flight to one backend (each until its response body ends; an
+        /// open WebSocket counts too). A backend at its cap gets no more requests until one
+        /// ends; when all are, see --queue-timeout. 0 for no cap.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        pub(crate) max_conns_per_backend: usize,
+
+        /// Seconds a request waits for a backend when none can take it (all at their cap,
+        /// unhealthy or draining) before it fails with 503; 0 fails at once.
+        #[arg(long, value_name = "SECONDS", default_value = "0", value_parser = parse_seconds_or_zero)]
+        pub(crate) queue_timeout: Duration,
     }
 
     /// The environment variable read for the admin token when --admin-token is not given.
@@ -203,7 +253,19 @@ mod cli {
                         .max_ejection_percent(self.eject_max_percent)
                 }))
                 .slow_start(self.slow_start)
-                .admin_token(self.admin_token.clone());
+                .admin_token(self.admin_token.clone())
+                .client_header_timeout(self.client_header_timeout)
+                .idle_timeout(self.idle_timeout)
+                .shutdown_timeout(self.grace)
+                .max_header_size(self.max_header_size)
+                .max_connections(self.max_connections)
+                .queue_timeout(self.queue_timeout)
+                .proxy_client(
+                    ProxyClientBuilder::new()
+                        .connect_timeout(self.connect_timeout)
+                        .response_timeout(self.backend_timeout)
+                        .max_conns_per_backend(self.max_conns_per_backend),
+                );
             if let Some(addr) = self.admin_bind {
                 config = config.admin_bind(addr);
             }
@@ -306,6 +368,20 @@ mod cli {
             Ok(0.0) => Ok(Duration::ZERO),
             _ => parse_seconds(s),
         }
+    }
+
+    fn parse_header_size(s: &str) -> Result<usize, String> {
+        const MAX: usize = 16 * 1024 * 1024;
+        let bytes: usize = s
+            .parse()
+            .map_err(|_| format!("{s:?} is not a number of bytes"))?;
+        if !(Config::MIN_MAX_HEADER_SIZE..=MAX).contains(&bytes) {
+            return Err(format!(
+                "{s} is out of range: expected {} to {MAX} bytes",
+                Config::MIN_MAX_HEADER_SIZE
+            ));
+        }
+        Ok(bytes)
     }
 
     fn parse_backend(s: &str) -> Result<BackendSpec, String> {
@@ -583,6 +659,100 @@ mod cli {
         }
 
         #[test]
+        fn connection_flags_default_and_reach_the_config() {
+            type Body = http_body_util::Empty<bytes::Bytes>;
+            let c = args(&[]).unwrap().config();
+            assert_eq!(c.client_header_timeout, Duration::from_secs(10));
+            assert_eq!(c.idle_timeout, Duration::from_secs(60));
+            assert_eq!(c.shutdown_timeout, Duration::from_secs(30));
+            assert_eq!(c.max_header_size, 64 * 1024);
+            assert_eq!(c.max_connections, Some(10_000));
+            assert_eq!(c.queue_timeout, Duration::ZERO);
+            let client = c.proxy_client.build::<Body>();
+            assert_eq!(client.connect_timeout(), Some(Duration::from_secs(1)));
+            assert_eq!(client.response_timeout(), Some(Duration::from_secs(30)));
+            assert_eq!(client.max_conns_per_backend(), None);
+
+            let c = args(&[
+                "--client-header-timeout",
+                "2.5",
+                "--idle-timeout",
+                "5",
+                "--connect-timeout",
+                "0.25",
+                "--backend-timeout",
+                "7",
+                "--grace",
+                "0",
+                "--max-header-size",
+                "16384",
+                "--max-connections",
+                "0",
+                "--max-conns-per-backend",
+                "32",
+                "--queue-timeout",
+                "1.5",
+            ])
+            .unwrap()
+            .config();
+            assert_eq!(c.client_header_timeout, Duration::from_millis(2500));
+            assert_eq!(c.idle_timeout, Duration::from_secs(5));
+            assert_eq!(c.shutdown_timeout, Duration::ZERO);
+            assert_eq!(c.max_header_size, 16384);
+            assert_eq!(c.max_connections, None);
+            assert_eq!(c.queue_timeout, Duration::from_millis(1500));
+            let client = c.proxy_client.build::<Body>();
+            assert_eq!(client.connect_timeout(), Some(Duration::from_millis(250)));
+            assert_eq!(client.response_timeout(), Some(Duration::from_secs(7)));
+            assert_eq!(client.max_conns_per_backend(), Some(32));
+        }
+
+        #[test]
+        fn bad_connection_values_are_usage_errors() {
+            for argv in [
+                &["--client-header-timeout", "0"][..],
+                &["--idle-timeout", "-1"],
+                &["--connect-timeout", "soon"],
+                &["--backend-timeout", "0"],
+                &["--grace", "-5"],
+                &["--max-header-size", "100"],
+                &["--max-header-size", "99999999999"],
+                &["--max-connections", "-1"],
+                &["--max-conns-per-backend", "many"],
+                &["--queue-timeout", "NaN"],
+            ] {
+                let err = args(argv).unwrap_err();
+                assert_eq!(err.exit_code(), 2, "{argv:?}");
+            }
+        }
+
+        #[test]
+        fn help_names_the_connection_flags_and_their_defaults() {
+            let help = Args::command().render_long_help().to_string();
+            for flag in [
+                "--client-header-timeout <SECONDS>",
+                "--idle-timeout <SECONDS>",
+                "--connect-timeout <SECONDS>",
+                "--backend-timeout <SECONDS>",
+                "--grace <SECONDS>",
+                "--max-header-size <BYTES>",
+                "--max-connections <N>",
+                "--max-conns-per-backend <N>",
+                "--queue-timeout <SECONDS>",
+            ] {
+                let at = help
+                    .find(flag)
+                    .unwrap_or_else(|| panic!("{flag} missing from\n{help}"));
+                let entry = &help[at..];
+                let entry = &entry[..entry[2..].find("\n  -").map_or(entry.len(), |e| e + 2)];
+                assert!(
+                    entry.contains("[default: "),
+                    "{flag} has no default:\n{entry}"
+                );
+            }
+        }
+
+        #[test]
         fn help_names_every_flag_and_its_default() {
             let help = Args::command().render_long_help().to_string();
             for text in [
@@ -668,35 +838,119 @@ async fn run(args: cli::Args) -> Result<(), String> {
             .await
             .map_err(|e| format!("cannot start the demo backends: {e}"))?;
     }
+    let signal = shutdown_signal().map_err(|e| format!("cannot handle signals: {e}"))?;
     server
-        .run(shutdown_signal())
+        .run(signal)
         .await
         .map_err(|e| format!("server failed: {e}"))
 }
 
-/// Resolves on Ctrl-C, or SIGTERM on Unix.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
+/// Resolves on SIGTERM or SIGINT (Ctrl-C). The handlers are installed before it returns, so
+/// a signal sent from then on is never missed (nor kills the process).
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                term.recv().await;
+    let signals = {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = interrupt.recv() => {}
             }
-            Err(_) => std::future::pending::<()>().await,
         }
     };
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
+    let signals = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    Ok(async move {
+        signals.await;
+        tracing::info!("shutting down: no new connections, finishing requests in flight");
+    })
+}
+
+/// The signal handling, with the real program's code path: `run` and a SIGTERM.
+#[cfg(all(test, unix))]
+mod signal_tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use clap::Parser;
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+
+    /// Sends SIGTERM to this process.
+    fn sigterm() {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &std::process::id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
     }
-    tracing::info!("shutting down: no new connections, finishing requests in flight");
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sigterm_lets_requests_in_flight_finish_and_run_returns_ok() {
+        let backend = backend_server::spawn("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let args = super::cli::Args::parse_from([
+            "lb",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--backend",
+            &backend.url(),
+            "--grace",
+            "5",
+        ]);
+        let running = tokio::spawn(super::run(args));
+
+        let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+        let get = |path: &str| {
+            let client = client.clone();
+            let url = format!("http://127.0.0.1:{port}{path}").parse().unwrap();
+            async move {
+                let res = client.get(url).await?;
+                let status = res.status();
+                let body = res.into_body().collect().await?.to_bytes();
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>((status, body))
+            }
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while get("/").await.is_err() {
+            assert!(tokio::time::Instant::now() < deadline, "lb never answered");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+
+        let in_flight: Vec<_> = (0..5).map(|_| tokio::spawn(get("/sleep?ms=500"))).collect();
+        while backend.stats().requests() < 6 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "requests never arrived"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        sigterm();
+        for request in in_flight {
+            let (status, body) = request.await.unwrap().expect("the request completes");
+            assert_eq!(status, 200);
+            assert_eq!(body, "slept 500 ms\n");
+        }
+        let result = tokio::time::timeout(Duration::from_secs(10), running)
+            .await
+            .expect("run returns after SIGTERM")
+            .unwrap();
+        assert_eq!(result, Ok(()), "run returns Ok, so main exits 0");
+        assert!(get("/").await.is_err(), "the listener is closed");
+    }
 }
 
 mod demo {
