@@ -27,6 +27,8 @@ use crate::proxy::ProxyClientBuilder;
 /// | [`max_header_size`](Self::max_header_size) | 64 KiB |
 /// | [`max_connections`](Self::max_connections) | 10 000 |
 /// | [`queue_timeout`](Self::queue_timeout) | 0: fail fast |
+/// | [`retries`](Self::retries) | 2 |
+/// | [`retry_non_idempotent`](Self::retry_non_idempotent) | `false` |
 /// | [`seed`](Self::seed) | random |
 /// | [`outlier_detection`](Self::outlier_detection) | off |
 /// | [`slow_start`](Self::slow_start) | off |
@@ -92,6 +94,10 @@ pub struct Config {
     pub max_connections: Option<usize>,
     /// How long a request waits for a ready backend when none is; zero to fail at once.
     pub queue_timeout: Duration,
+    /// At most this many retries of a request on other backends; zero disables retries.
+    pub retries: usize,
+    /// Whether `POST` and `PATCH` (without a body) are retried too.
+    pub retry_non_idempotent: bool,
 }
 
 impl Default for Config {
@@ -134,6 +140,8 @@ impl Config {
             max_header_size: Self::DEFAULT_MAX_HEADER_SIZE,
             max_connections: Some(10_000),
             queue_timeout: Duration::ZERO,
+            retries: 2,
+            retry_non_idempotent: false,
         }
     }
 
@@ -290,6 +298,22 @@ impl Config {
     /// `timeout queue`.
     pub fn queue_timeout(mut self, timeout: Duration) -> Self {
         self.queue_timeout = timeout;
+        self
+    }
+
+    /// At most this many more attempts per request, each on a backend not tried yet, when a
+    /// backend refused the connection or closed it before any byte of a response; zero
+    /// disables retries. Only `GET`, `HEAD`, `OPTIONS`, `PUT` and `DELETE` requests without a
+    /// body are retried, within a budget of about 20 % extra load; see [`retry`](crate::retry).
+    pub fn retries(mut self, retries: usize) -> Self {
+        self.retries = retries;
+        self
+    }
+
+    /// Whether `POST` and `PATCH` requests (without a body) are retried too. Off by default:
+    /// a backend that closed the connection may have acted on the request before it did.
+    pub fn retry_non_idempotent(mut self, enabled: bool) -> Self {
+        self.retry_non_idempotent = enabled;
         self
     }
 }

@@ -15,22 +15,26 @@
 //!   skipped until it passes again. Errors become JSend responses
 //!   ([`proxy::error_response`](crate::proxy::error_response)): `503
 //!   {"status":"error","data":"error no available server"}` when no backend is ready, `502`
-//!   or `504` when the backend fails.
+//!   or `504` when the backend fails. A request that failed before the backend could act on
+//!   it (connection refused, or closed before any byte of a response) is
+//!   [retried](crate::retry) on another backend: idempotent methods without a body, up to
+//!   [`Config::retries`] times, within a budget of about 20 % extra load.
 //!
 //! ```text
 //!  client ──▶ Server ──/register──▶ Admin ──probe, register──▶ Registry
 //!               │                                                 │ discover
-//!               └──────▶ LoadBalance ◀── HealthCheckDiscover ◀────┘
-//!                            │ PeerAddr in extensions
-//!                            ▼
-//!                        HttpBackend ──▶ backend
+//!               └──▶ Retry ──▶ LoadBalance ◀── HealthCheckDiscover ◀┘
+//!                                  │ PeerAddr in extensions
+//!                                  ▼
+//!                              HttpBackend ──▶ backend
 //! ```
 //!
 //! Connections are served by hyper-util's `auto` builder (HTTP/1.1 with keep-alive, and
 //! HTTP/2 over cleartext with prior knowledge) with `TCP_NODELAY`. The request path allocates
-//! nothing of its own beyond the [`PeerAddr`](crate::PeerAddr) extension: the response body
-//! is an [`Either`](http_body_util::Either) of the backend's streamed body and the server's
-//! own JSend bodies, and the response future is a plain enum.
+//! nothing of its own beyond the [`PeerAddr`](crate::PeerAddr) extension (and, for a request
+//! that may be retried, a copy of its head and a [`Tried`](crate::balance::Tried)): the
+//! response body is an [`Either`](http_body_util::Either) of the backend's streamed body and
+//! the server's own JSend bodies, and the response future is a plain enum.
 //!
 //! [`Server::run`] stops gracefully: it stops accepting when its shutdown future completes,
 //! lets requests in flight finish (up to [`Config::shutdown_timeout`]) and closes idle
@@ -87,14 +91,14 @@ use tower::{Layer, ServiceBuilder};
 
 use self::conn::Connections;
 use self::queue::Queue;
-use self::service::{Handler, Routes, Serve};
+use self::service::{Client, Handler, Routes, Serve};
 use crate::admin::Admin;
 use crate::health::{Health, HealthCheckLayer, HealthMonitor, HttpProbe};
-use crate::proxy::{HttpBackend, ProxyClient};
-use crate::{Algo, LoadBalanceLayer, Registry, Weighted};
+use crate::proxy::HttpBackend;
+use crate::{Algo, LoadBalanceLayer, Registry, RetryLayer, Weighted};
 
 pub use self::config::Config;
-pub use self::service::{Balancer, ResponseBody};
+pub use self::service::{Backend, Balancer, ResponseBody};
 
 /// Pending connections the kernel queues before `accept`.
 const BACKLOG: u32 = 4096;
@@ -105,7 +109,7 @@ pub struct Server {
     local_addr: SocketAddr,
     /// The separate admin listener and its address, with [`Config::admin_bind`].
     admin: Option<(TcpListener, SocketAddr)>,
-    registry: Registry<Uri, HttpBackend>,
+    registry: Registry<Uri, Backend>,
     monitor: HealthMonitor<Weighted<Uri>>,
     routes: Arc<Routes>,
     algo: Algo,
@@ -131,7 +135,7 @@ impl Server {
             None => None,
         };
 
-        let client: ProxyClient = config.proxy_client.build();
+        let client: Client = config.proxy_client.build();
         let connections = Connections::new(
             conn::Settings {
                 header_timeout: config.client_header_timeout,
@@ -180,7 +184,10 @@ impl Server {
             registry,
             monitor,
             routes: Arc::new(Routes {
-                proxy: Queue::new(balancer.clone(), config.queue_timeout, freed),
+                proxy: RetryLayer::new()
+                    .max_retries(config.retries)
+                    .retry_non_idempotent(config.retry_non_idempotent)
+                    .layer(Queue::new(balancer.clone(), config.queue_timeout, freed)),
                 balancer,
                 admin,
             }),
@@ -205,7 +212,7 @@ impl Server {
     /// The set of backends: register and deregister them programmatically, as `/register`
     /// does (but without the check at registration). Keys are normalised addresses; see
     /// [`admin::parse_address`](crate::admin::parse_address).
-    pub fn registry(&self) -> &Registry<Uri, HttpBackend> {
+    pub fn registry(&self) -> &Registry<Uri, Backend> {
         &self.registry
     }
 

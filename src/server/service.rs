@@ -14,12 +14,13 @@ use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use tower::Service;
 
-use super::queue::{self, Queue};
+use super::queue::Queue;
 use crate::admin::{self, Admin};
 use crate::algo::AlgoPick;
 use crate::balance::TrackedBody;
 use crate::health::{HealthCheckDiscover, HttpProbe};
-use crate::proxy::{self, BackendBody, HttpBackend};
+use crate::proxy::{self, BackendBody, HttpBackend, ProxyClient};
+use crate::retry::{self, Retry, RetryBody};
 use crate::{LoadBalance, NoAvailableBackend, PeerAddr, RegistryDiscover};
 
 /// The balancer a [`Server`](super::Server) runs: its algorithm over the health-checked
@@ -27,7 +28,14 @@ use crate::{LoadBalance, NoAvailableBackend, PeerAddr, RegistryDiscover};
 pub type Balancer = LoadBalance<BackendSet>;
 
 /// The health-checked backends of the registry.
-type BackendSet = HealthCheckDiscover<RegistryDiscover<Uri, HttpBackend>, HttpProbe>;
+type BackendSet = HealthCheckDiscover<RegistryDiscover<Uri, Backend>, HttpProbe>;
+
+/// The service that forwards to one backend. Its requests carry a [`RetryBody`]: the
+/// client's body, or an empty one when a request is [retried](crate::retry).
+pub type Backend = HttpBackend<RetryBody<Incoming>>;
+
+/// The client every [`Backend`] forwards through.
+pub(crate) type Client = ProxyClient<RetryBody<Incoming>>;
 
 /// The balancer, with the wait for a ready backend ([`Config::queue_timeout`](super::Config)).
 pub(crate) type Proxy = Queue<BackendSet, AlgoPick>;
@@ -38,8 +46,9 @@ pub type ResponseBody = Either<TrackedBody<BackendBody>, Full<Bytes>>;
 /// What every connection shares.
 pub(crate) struct Routes {
     pub(crate) balancer: Balancer,
-    pub(crate) proxy: Proxy,
-    pub(crate) admin: Admin<HttpBackend, HttpProbe>,
+    /// The balancer with its queue, under retries.
+    pub(crate) proxy: Retry<Proxy>,
+    pub(crate) admin: Admin<Backend, HttpProbe>,
 }
 
 /// Which routes a listener serves.
@@ -77,19 +86,15 @@ impl hyper::service::Service<Request<Incoming>> for Handler {
                 inner: self.routes.admin.clone().call(req),
             };
         }
-        // Always ready: no `poll_ready` needed. Costs a clone of the balancer (a reference
-        // count).
+        // Always ready: no `poll_ready` needed. Costs a clone of the retry layer, queue and
+        // balancer (reference counts).
         ResponseFuture::Proxy {
-            inner: self.routes.proxy.dispatch(req),
+            inner: self.routes.proxy.clone().call(req),
         }
     }
 }
 
-type ProxyFuture =
-    queue::ResponseFuture<<HttpBackendService as Service<Request<Incoming>>>::Future>;
-
-/// The service of one backend, as the balancer sees it.
-type HttpBackendService = <BackendSet as tower::discover::Discover>::Service;
+type ProxyFuture = retry::future::ResponseFuture<Proxy, Incoming>;
 
 pin_project! {
     /// The response future of the server's service.

@@ -17,8 +17,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower_lb::health::HealthMonitor;
-use tower_lb::proxy::HttpBackend;
-use tower_lb::server::{Balancer, Config, Server};
+use tower_lb::server::{Backend, Balancer, Config, Server};
 use tower_lb::{Registry, Weighted};
 
 /// Everything a test waits for is bounded by this.
@@ -29,7 +28,7 @@ pub struct Lb {
     pub addr: SocketAddr,
     /// The separate admin listener, with `Config::admin_bind`.
     pub admin_addr: Option<SocketAddr>,
-    pub registry: Registry<Uri, HttpBackend>,
+    pub registry: Registry<Uri, Backend>,
     pub health: HealthMonitor<Weighted<Uri>>,
     pub balancer: Balancer,
     pub client: HttpClient,

@@ -1,0 +1,281 @@
+//! Retries end to end: an in-process `Server` over `backend_server` backends on 127.0.0.1, one
+//! of them killed (listener and every connection closed at once, as if the process died)
+//! while a load of GETs runs.
+//!
+//! The load scenario runs as in production: passive health checks (outlier ejection after 5
+//! failures in a row) take the dead backend out, and retries cover the requests that meet it
+//! until then (those in flight when it died, those sent on its pooled connections, those it
+//! refused). Active checks are 60 s apart so that they play no part. Without any check, a
+//! dead backend would keep a third of the traffic and retries would soon hit their budget
+//! (about 20 % extra load): they bridge the time until the backend is taken out, not longer.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use support::{DEADLINE, HttpClient, Lb, backend, eventually, send, start};
+use tower_lb::Algo;
+use tower_lb::admin::BackendSpec;
+use tower_lb::health::{Health, OutlierDetection};
+use tower_lb::server::Config;
+
+/// Requests in one load run, and the client tasks that send them.
+const REQUESTS: usize = 3_000;
+const CLIENTS: usize = 4;
+/// The backend is killed once this many responses have arrived.
+const KILL_AFTER: usize = REQUESTS / 2;
+/// Failures in a row that eject a backend.
+const EJECT_AFTER: u32 = 5;
+
+fn spec(handle: &backend_server::Handle) -> BackendSpec {
+    BackendSpec::new(&handle.url(), 1).unwrap()
+}
+
+/// A balancer over `backends`, round robin; health checks far enough apart that a killed
+/// backend stays in rotation for the whole test (the first check runs at start-up).
+async fn balancer(backends: &[backend_server::Handle], config: Config) -> Lb {
+    let config = config
+        .algo(Algo::RoundRobin)
+        .health_interval(Duration::from_secs(60))
+        .backends_from(backends.iter().map(spec));
+    let lb = start(config).await;
+    eventually(
+        "every backend passed its first check and is in the balancer",
+        || async {
+            let checked = lb.health.backends();
+            let ready = checked.len() == backends.len()
+                && checked
+                    .iter()
+                    .all(|(_, h)| h.checks >= 1 && h.status == Health::Healthy)
+                && lb.balancer.len() == backends.len();
+            ready.then_some(())
+        },
+    )
+    .await;
+    lb
+}
+
+/// What one request got: the status, or why there was none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Outcome {
+    Ok,
+    Status(StatusCode, String),
+    Failed(String),
+}
+
+async fn get(client: &HttpClient, url: &str) -> Outcome {
+    let req = Request::get(url).body(Full::new(Bytes::new())).unwrap();
+    let exchange = async {
+        let res = client
+            .request(req)
+            .await
+            .map_err(|e| format!("request: {e}"))?;
+        let status = res.status();
+        let body = res
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("body: {e}"))?
+            .to_bytes();
+        if status != StatusCode::OK {
+            return Ok(Outcome::Status(
+                status,
+                String::from_utf8_lossy(&body).into_owned(),
+            ));
+        }
+        if !body.starts_with(b"Hello from Rust server at ") {
+            return Err(format!("not a greeting: {body:?}"));
+        }
+        Ok(Outcome::Ok)
+    };
+    match tokio::time::timeout(DEADLINE, exchange).await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(e)) => Outcome::Failed(e),
+        Err(_) => Outcome::Failed("timed out".into()),
+    }
+}
+
+/// Three backends, `REQUESTS` GETs from `CLIENTS` keep-alive clients, and the first backend
+/// killed once `KILL_AFTER` responses have arrived; outlier ejection after
+/// [`EJECT_AFTER`] failures in a row. Returns every outcome.
+async fn load_with_a_kill(config: Config) -> Vec<Outcome> {
+    let mut backends = vec![backend().await, backend().await, backend().await];
+    let config =
+        config.outlier_detection(OutlierDetection::new().consecutive_failures(EJECT_AFTER));
+    let lb = balancer(&backends, config).await;
+    let url = lb.url("/");
+    let done = Arc::new(AtomicUsize::new(0));
+
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let client = support::client();
+            let url = url.clone();
+            let done = Arc::clone(&done);
+            tokio::spawn(async move {
+                let mut outcomes = Vec::with_capacity(REQUESTS / CLIENTS);
+                for _ in 0..REQUESTS / CLIENTS {
+                    outcomes.push(get(&client, &url).await);
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                outcomes
+            })
+        })
+        .collect();
+
+    eventually("half the requests are answered", || async {
+        (done.load(Ordering::Relaxed) >= KILL_AFTER).then_some(())
+    })
+    .await;
+    let victim = backends.remove(0);
+    let victim_addr = victim.addr().to_string();
+    assert!(
+        victim.stats().requests() > 0,
+        "the killed backend was taking requests"
+    );
+    victim.kill().await;
+    let at_kill = done.load(Ordering::Relaxed);
+    assert!(
+        at_kill < REQUESTS * 3 / 4,
+        "the backend is killed under load ({at_kill} of {REQUESTS} done)"
+    );
+
+    let mut outcomes = Vec::with_capacity(REQUESTS);
+    for client in clients {
+        outcomes.extend(client.await.expect("a client task"));
+    }
+    assert_eq!(outcomes.len(), REQUESTS);
+    let ejected = lb.health.backends().into_iter().any(|(key, health)| {
+        key.key().authority().map(|a| a.as_str()) == Some(victim_addr.as_str())
+            && health.total_ejections > 0
+    });
+    assert!(ejected, "the dead backend was ejected");
+    lb.stop().await;
+    outcomes
+}
+
+fn failures(outcomes: &[Outcome]) -> Vec<&Outcome> {
+    outcomes.iter().filter(|o| **o != Outcome::Ok).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_one_of_three_backends_under_load_fails_no_get() {
+    let outcomes = load_with_a_kill(Config::new()).await;
+    let failed = failures(&outcomes);
+    assert!(
+        failed.is_empty(),
+        "{} of {REQUESTS} GETs failed, first: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_retries_the_same_kill_fails_gets_with_502() {
+    let outcomes = load_with_a_kill(Config::new().retries(0)).await;
+    let failed = failures(&outcomes);
+    // Each failure before the ejection reached a client.
+    assert!(
+        failed.len() >= EJECT_AFTER as usize,
+        "only {} failures",
+        failed.len()
+    );
+    for outcome in failed {
+        assert!(
+            matches!(outcome, Outcome::Status(StatusCode::BAD_GATEWAY, _)),
+            "{outcome:?}"
+        );
+    }
+}
+
+/// Two backends, the first killed: round robin sends every other request to it.
+async fn one_of_two_killed(config: Config) -> (Lb, backend_server::Handle) {
+    let backends = vec![backend().await, backend().await];
+    let lb = balancer(&backends, config).await;
+    let mut backends = backends.into_iter();
+    backends.next().unwrap().kill().await;
+    (lb, backends.next().unwrap())
+}
+
+async fn statuses(lb: &Lb, method: Method, body: &'static str, n: usize) -> Vec<StatusCode> {
+    let mut statuses = Vec::with_capacity(n);
+    for _ in 0..n {
+        let reply = send(
+            &lb.client,
+            method.clone(),
+            &lb.url("/"),
+            None,
+            Bytes::from_static(body.as_bytes()),
+        )
+        .await;
+        statuses.push(reply.status);
+    }
+    statuses
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_is_not_retried_by_default_but_get_put_and_delete_are() {
+    let (lb, _alive) = one_of_two_killed(Config::new()).await;
+    for method in [Method::GET, Method::HEAD, Method::PUT, Method::DELETE] {
+        let got = statuses(&lb, method.clone(), "", 6).await;
+        assert!(
+            got.iter().all(|s| *s == StatusCode::OK),
+            "{method}: {got:?}"
+        );
+    }
+    for method in [Method::POST, Method::PATCH] {
+        let got = statuses(&lb, method.clone(), "", 6).await;
+        let failed = got
+            .iter()
+            .filter(|s| **s == StatusCode::BAD_GATEWAY)
+            .count();
+        assert_eq!(
+            failed, 3,
+            "{method}: every other one went to the dead backend: {got:?}"
+        );
+    }
+    // A PUT with content cannot be sent twice.
+    let got = statuses(&lb, Method::PUT, "content", 6).await;
+    let failed = got
+        .iter()
+        .filter(|s| **s == StatusCode::BAD_GATEWAY)
+        .count();
+    assert_eq!(failed, 3, "PUT with a body: {got:?}");
+    lb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_non_idempotent_retries_posts_without_a_body() {
+    let (lb, _alive) = one_of_two_killed(Config::new().retry_non_idempotent(true)).await;
+    let got = statuses(&lb, Method::POST, "", 6).await;
+    assert!(got.iter().all(|s| *s == StatusCode::OK), "{got:?}");
+    let got = statuses(&lb, Method::POST, "form=1", 6).await;
+    let failed = got
+        .iter()
+        .filter(|s| **s == StatusCode::BAD_GATEWAY)
+        .count();
+    assert_eq!(failed, 3, "a POST with a body is never retried: {got:?}");
+    lb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_every_backend_is_dead_the_answer_is_502_not_503() {
+    let backends = vec![backend().await, backend().await];
+    let lb = balancer(&backends, Config::new()).await;
+    for b in backends {
+        b.kill().await;
+    }
+    for _ in 0..4 {
+        let reply = lb.get("/").await;
+        assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
+        assert_eq!(
+            reply.body,
+            r#"{"status":"error","data":"error backend unavailable"}"#
+        );
+    }
+    lb.stop().await;
+}
