@@ -12,8 +12,8 @@
 //!
 //! Scanning 10,000 backends per request is too slow, so the table keeps a tournament tree over
 //! the backends ([Knuth, *TAOCP* vol. 3, §5.4.1], the structure of a segment tree): each inner
-//! node holds, in an atomic, the index of the best backend below it, and the root holds the
-//! answer. Each leaf caches its backend's key: requests in flight divided by weight (32-bit fixed
+//! node holds, in atomics, the best backend below it and that backend's key, and the root holds
+//! the answer. A backend's key is its requests in flight divided by its weight (32-bit fixed
 //! point), then the sequence number of its last pick. The balancer reports every change of
 //! load ([`Pick::load_changed`]) and a pick bumps the chosen leaf's sequence number; both
 //! recompute the nodes from that leaf up to the root, stopping early where the result did not
@@ -57,21 +57,45 @@ impl LeastConn {
     }
 }
 
+/// One node of the tree: the best backend below it, with that backend's key.
+///
+/// A leaf is the node of its own backend. Caching the winner's key in every node lets an
+/// update compare with the sibling's node alone, without a lookup per level.
 #[derive(Debug)]
-struct Leaf {
-    /// In flight / weight, 32-bit fixed point; [`SET_ASIDE`] while set aside.
+struct Node {
+    /// In flight per unit of weight, 32-bit fixed point; [`SET_ASIDE`] while set aside, and
+    /// `u64::MAX` in the padding leaves.
     load: AtomicU64,
-    /// When it was last picked; lower wins a tie.
+    /// The sequence number of the backend's last pick: lower wins a tie.
     seq: AtomicU64,
+    /// The backend.
+    index: AtomicU32,
+}
+
+/// A node's contents, read one field at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Entry {
+    load: u64,
+    seq: u64,
+    index: u32,
+}
+
+impl Entry {
+    #[inline]
+    fn key(self) -> (u64, u64) {
+        (self.load, self.seq)
+    }
 }
 
 /// The tournament tree over one set of backends. See the [module docs](self).
 pub struct LeastConnTable {
-    /// Leaves, padded to a power of two; leaf `i` is node `width + i`.
+    /// Leaves, padded to a power of two: backend `i` is node `width + i`; node `k < width` holds
+    /// the best of nodes `2k` and `2k + 1`, so node 1 holds the best of all.
     width: usize,
-    /// `nodes[k]` for `1 <= k < width`: the best leaf below inner node `k`.
-    nodes: Box<[AtomicU32]>,
-    leaves: Box<[Leaf]>,
+    nodes: Box<[Node]>,
+    len: usize,
+    /// All weights are equal, so in-flight counts compare as they are.
+    uniform: bool,
     seq: AtomicU64,
     set_aside: Mutex<Vec<u32>>,
     any_set_aside: AtomicBool,
@@ -80,95 +104,114 @@ pub struct LeastConnTable {
 impl fmt::Debug for LeastConnTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LeastConnTable")
-            .field("backends", &self.leaves.len())
-            .field("best", &self.root())
+            .field("backends", &self.len)
+            .field("best", &self.read(1))
             .finish_non_exhaustive()
     }
 }
 
-/// In flight per unit of weight, 32-bit fixed point.
-#[inline]
-fn load_of<K>(endpoint: &Endpoint<K>) -> u64 {
-    let in_flight = (endpoint.in_flight() as u64).min(u64::from(u32::MAX));
-    (in_flight << 32) / u64::from(endpoint.weight())
-}
-
 impl LeastConnTable {
     fn new<K>(endpoints: &[Arc<Endpoint<K>>]) -> Self {
-        let n = endpoints.len();
-        let width = n.next_power_of_two().max(1);
-        let table = Self {
+        let len = endpoints.len();
+        let width = len.next_power_of_two().max(1);
+        let uniform = endpoints.windows(2).all(|w| w[0].weight() == w[1].weight());
+        let node = |load, seq, index: usize| Node {
+            load: AtomicU64::new(load),
+            seq: AtomicU64::new(seq),
+            index: AtomicU32::new(index as u32),
+        };
+        let mut table = Self {
             width,
-            nodes: (0..width).map(|_| AtomicU32::new(0)).collect(),
-            leaves: endpoints
-                .iter()
-                .enumerate()
-                .map(|(i, e)| Leaf {
-                    load: AtomicU64::new(load_of(e)),
-                    seq: AtomicU64::new(i as u64),
-                })
-                .collect(),
-            seq: AtomicU64::new(n as u64),
+            nodes: Box::new([]),
+            len,
+            uniform,
+            seq: AtomicU64::new(len as u64),
             set_aside: Mutex::new(Vec::new()),
             any_set_aside: AtomicBool::new(false),
         };
-        for node in (1..width).rev() {
-            let best = table.better(table.best_below(2 * node), table.best_below(2 * node + 1));
-            table.nodes[node].store(best as u32, Relaxed);
+        let inner = (0..width).map(|_| node(u64::MAX, u64::MAX, usize::MAX));
+        let leaves = (0..width).map(|i| match endpoints.get(i) {
+            Some(e) => node(table.load_of(e), i as u64, i),
+            None => node(u64::MAX, u64::MAX, i),
+        });
+        table.nodes = inner.chain(leaves).collect();
+        for k in (1..width).rev() {
+            let (left, right) = (table.read(2 * k), table.read(2 * k + 1));
+            let best = if right.key() < left.key() {
+                right
+            } else {
+                left
+            };
+            table.write(k, best, table.read(k));
         }
         table
     }
 
-    /// The comparison key of leaf `i`: lower is better; padding leaves lose to every backend.
+    /// In flight per unit of weight, 32-bit fixed point.
     #[inline]
-    fn key(&self, i: usize) -> (u64, u64) {
-        match self.leaves.get(i) {
-            Some(leaf) => (leaf.load.load(Relaxed), leaf.seq.load(Relaxed)),
-            None => (u64::MAX, u64::MAX),
-        }
-    }
-
-    #[inline]
-    fn best_below(&self, node: usize) -> usize {
-        if node >= self.width {
-            node - self.width
+    fn load_of<K>(&self, endpoint: &Endpoint<K>) -> u64 {
+        let in_flight = (endpoint.in_flight() as u64).min(u64::from(u32::MAX)) << 32;
+        if self.uniform {
+            in_flight
         } else {
-            self.nodes[node].load(Relaxed) as usize
+            in_flight / u64::from(endpoint.weight())
         }
     }
 
     #[inline]
-    fn better(&self, a: usize, b: usize) -> usize {
-        if self.key(b) < self.key(a) { b } else { a }
+    fn read(&self, k: usize) -> Entry {
+        let node = &self.nodes[k];
+        Entry {
+            load: node.load.load(Relaxed),
+            seq: node.seq.load(Relaxed),
+            index: node.index.load(Relaxed),
+        }
     }
 
-    /// The best backend in the tree.
     #[inline]
-    fn root(&self) -> usize {
-        self.best_below(1)
+    fn write(&self, k: usize, new: Entry, old: Entry) {
+        let node = &self.nodes[k];
+        if new.load != old.load {
+            node.load.store(new.load, Relaxed);
+        }
+        if new.seq != old.seq {
+            node.seq.store(new.seq, Relaxed);
+        }
+        if new.index != old.index {
+            node.index.store(new.index, Relaxed);
+        }
     }
 
-    /// Recomputes the nodes above leaf `i` after its key changed.
+    #[inline]
+    fn leaf(&self, i: usize) -> &Node {
+        &self.nodes[self.width + i]
+    }
+
+    /// Recomputes the nodes above backend `i`'s leaf after its key changed.
     #[inline]
     fn fix(&self, i: usize) {
-        let mut node = (self.width + i) >> 1;
-        while node > 0 {
-            let best = self.better(self.best_below(2 * node), self.best_below(2 * node + 1));
-            let old = self.nodes[node].load(Relaxed) as usize;
+        let mut k = self.width + i;
+        let mut best = self.read(k);
+        while k > 1 {
+            let sibling = self.read(k ^ 1);
+            if sibling.key() < best.key() {
+                best = sibling;
+            }
+            k >>= 1;
+            let old = self.read(k);
             if old != best {
-                self.nodes[node].store(best as u32, Relaxed);
-            } else if best != i {
+                self.write(k, best, old);
+            } else if best.index as usize != i {
                 // Neither the winner nor its key changed here, so nothing above changes.
                 return;
             }
-            node >>= 1;
         }
     }
 
     /// Re-reads backend `i`'s load.
     #[inline]
     fn refresh<K>(&self, i: usize, endpoint: &Endpoint<K>) {
-        self.leaves[i].load.store(load_of(endpoint), Relaxed);
+        self.leaf(i).load.store(self.load_of(endpoint), Relaxed);
         self.fix(i);
     }
 
@@ -176,7 +219,7 @@ impl LeastConnTable {
     #[inline]
     fn picked<K>(&self, i: usize, endpoints: &[Arc<Endpoint<K>>]) {
         let seq = self.seq.fetch_add(1, Relaxed);
-        self.leaves[i].seq.store(seq, Relaxed);
+        self.leaf(i).seq.store(seq, Relaxed);
         self.refresh(i, &endpoints[i]);
         if seq % RETRY_EVERY == 0 && self.any_set_aside.load(Relaxed) {
             self.retry_set_aside(endpoints);
@@ -186,7 +229,7 @@ impl LeastConnTable {
     /// Backend `i` refused a request: keep it out of the tree until its load changes.
     #[cold]
     fn set_aside(&self, i: usize) {
-        if self.leaves[i].load.swap(SET_ASIDE, Relaxed) != SET_ASIDE {
+        if self.leaf(i).load.swap(SET_ASIDE, Relaxed) != SET_ASIDE {
             self.set_aside
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -204,7 +247,7 @@ impl LeastConnTable {
         self.any_set_aside.store(false, Relaxed);
         for i in list.drain(..) {
             let i = i as usize;
-            if self.leaves[i].load.load(Relaxed) == SET_ASIDE {
+            if self.leaf(i).load.load(Relaxed) == SET_ASIDE {
                 self.refresh(i, &endpoints[i]);
             }
         }
@@ -221,8 +264,8 @@ impl LeastConnTable {
         let mut order: Vec<(u64, u64, usize)> = (0..endpoints.len())
             .filter(|i| !asked.contains(i))
             .map(|i| {
-                let seq = self.leaves[i].seq.load(Relaxed);
-                (load_of(&endpoints[i]), seq, i)
+                let seq = self.leaf(i).seq.load(Relaxed);
+                (self.load_of(&endpoints[i]), seq, i)
             })
             .collect();
         order.sort_unstable();
@@ -253,16 +296,14 @@ impl<K: Send + Sync + 'static> Pick<K> for LeastConn {
         ready: &mut impl FnMut(usize) -> bool,
     ) -> Option<usize> {
         let n = endpoints.len();
-        if n == 0 || table.leaves.len() != n {
+        if n == 0 || table.len != n {
             return None;
         }
         let mut asked = [usize::MAX; TREE_TRIES];
         for attempt in 0..TREE_TRIES {
-            let best = table.root();
-            if best >= n
-                || table.leaves[best].load.load(Relaxed) == SET_ASIDE
-                || asked[..attempt].contains(&best)
-            {
+            let root = table.read(1);
+            let best = root.index as usize;
+            if best >= n || root.load == SET_ASIDE || asked[..attempt].contains(&best) {
                 break;
             }
             if ready(best) {
@@ -281,8 +322,7 @@ impl<K: Send + Sync + 'static> Pick<K> for LeastConn {
 
     #[inline]
     fn load_changed(&self, table: &LeastConnTable, endpoints: &[Arc<Endpoint<K>>], slot: usize) {
-        if let (Some(endpoint), true) = (endpoints.get(slot), table.leaves.len() == endpoints.len())
-        {
+        if let (Some(endpoint), true) = (endpoints.get(slot), table.len == endpoints.len()) {
             table.refresh(slot, endpoint);
         }
     }
@@ -385,8 +425,19 @@ mod tests {
     #[test]
     fn tree_agrees_with_brute_force_on_large_sets() {
         let rng = Rng::from_seed(77);
-        for n in [10_000, 1_000, 17, 2, 1] {
-            let weights: Vec<u32> = (0..n).map(|_| 1 + rng.below(4) as u32).collect();
+        // Mixed weights, and equal ones (compared without division).
+        for (n, max_weight) in [
+            (10_000, 4),
+            (10_000, 1),
+            (1_000, 4),
+            (17, 4),
+            (17, 1),
+            (2, 1),
+            (1, 1),
+        ] {
+            let weights: Vec<u32> = (0..n)
+                .map(|_| 3 * (1 + rng.below(max_weight) as u32))
+                .collect();
             let eps = endpoints(&weights);
             let lc = LeastConn::new();
             let table = lc.build(&eps);
