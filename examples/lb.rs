@@ -180,6 +180,18 @@ mod cli {
         /// unhealthy or draining) before it fails with 503; 0 fails at once.
         #[arg(long, value_name = "SECONDS", default_value = "0", value_parser = parse_seconds_or_zero)]
         pub(crate) queue_timeout: Duration,
+
+        /// Retries of a request on other backends when a backend refuses the connection or
+        /// closes it before any byte of a response (not after a --backend-timeout). Only GET,
+        /// HEAD, OPTIONS, PUT and DELETE requests without a body are retried, and retries add
+        /// at most about 20 % to the load (plus 10 a second). 0 turns retries off.
+        #[arg(long, value_name = "N", default_value_t = 2)]
+        pub(crate) retries: usize,
+
+        /// Retry POST and PATCH requests (without a body) too: only if the backends can take
+        /// them twice, since one that closed the connection may have acted on the request.
+        #[arg(long)]
+        pub(crate) retry_non_idempotent: bool,
     }
 
     /// The environment variable read for the admin token when --admin-token is not given.
@@ -260,6 +272,8 @@ mod cli {
                 .max_header_size(self.max_header_size)
                 .max_connections(self.max_connections)
                 .queue_timeout(self.queue_timeout)
+                .retries(self.retries)
+                .retry_non_idempotent(self.retry_non_idempotent)
                 .proxy_client(
                     ProxyClientBuilder::new()
                         .connect_timeout(self.connect_timeout)
@@ -750,6 +764,30 @@ mod cli {
                     "{flag} has no default:\n{entry}"
                 );
             }
+        }
+
+        #[test]
+        fn retry_flags_reach_the_config() {
+            let config = args(&[]).unwrap().config();
+            assert_eq!(config.retries, 2);
+            assert!(!config.retry_non_idempotent);
+
+            let config = args(&["--retries", "5", "--retry-non-idempotent"])
+                .unwrap()
+                .config();
+            assert_eq!(config.retries, 5);
+            assert!(config.retry_non_idempotent);
+
+            let config = args(&["-retries=0"]).unwrap().config();
+            assert_eq!(config.retries, 0, "Go spelling, and 0 turns retries off");
+
+            for bad in [&["--retries", "-1"][..], &["--retries", "two"], &["--retries"]] {
+                let err = args(bad).unwrap_err();
+                assert_eq!(err.exit_code(), 2, "{bad:?}");
+            }
+            let help = Args::command().render_long_help().to_string();
+            assert!(help.contains("--retries <N>"), "{help}");
+            assert!(help.contains("--retry-non-idempotent"), "{help}");
         }
 
         #[test]
