@@ -781,7 +781,11 @@ mod cli {
             let config = args(&["-retries=0"]).unwrap().config();
             assert_eq!(config.retries, 0, "Go spelling, and 0 turns retries off");
 
-            for bad in [&["--retries", "-1"][..], &["--retries", "two"], &["--retries"]] {
+            for bad in [
+                &["--retries", "-1"][..],
+                &["--retries", "two"],
+                &["--retries"],
+            ] {
                 let err = args(bad).unwrap_err();
                 assert_eq!(err.exit_code(), 2, "{bad:?}");
             }
