@@ -38,6 +38,7 @@ use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use super::weighted_round_robin::Refused;
 use super::{Pick, RoundRobin};
 use crate::balance::Endpoint;
 use crate::client_ip::ClientIp;
@@ -214,22 +215,20 @@ impl SourceIpHashTable {
     fn walk(&self, p: usize, n: usize, ready: &mut impl FnMut(usize) -> bool) -> Option<usize> {
         let len = self.owners.len();
         let first = self.owners[p] as usize;
-        let mut refused = vec![0u64; n.div_ceil(64)];
-        refused[first / 64] |= 1 << (first % 64);
-        let mut refused_count = 1;
+        let mut refused = Refused::new(n);
+        refused.insert(first);
         for step in 1..len {
-            if refused_count == n {
+            if refused.all() {
                 return None;
             }
             let owner = self.owners[(p + step) % len] as usize;
-            if refused[owner / 64] & (1 << (owner % 64)) != 0 {
+            if refused.contains(owner) {
                 continue;
             }
             if ready(owner) {
                 return Some(owner);
             }
-            refused[owner / 64] |= 1 << (owner % 64);
-            refused_count += 1;
+            refused.insert(owner);
         }
         None
     }

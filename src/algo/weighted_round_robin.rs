@@ -221,15 +221,14 @@ fn skip_unready(
 ) -> Option<usize> {
     let sequence = &table.sequence;
     let period = sequence.len();
-    let mut refused = vec![0u64; n.div_ceil(64)];
-    refused[first / 64] |= 1 << (first % 64);
-    let mut refused_count = 1;
+    let mut refused = Refused::new(n);
+    refused.insert(first);
     for step in 1..period {
-        if refused_count == n {
+        if refused.all() {
             return None;
         }
         let i = sequence[(start + step) % period] as usize;
-        if refused[i / 64] & (1 << (i % 64)) != 0 {
+        if refused.contains(i) {
             continue;
         }
         if ready(i) {
@@ -237,10 +236,61 @@ fn skip_unready(
             table.next.store(start + step + 1, Relaxed);
             return Some(i);
         }
-        refused[i / 64] |= 1 << (i % 64);
-        refused_count += 1;
+        refused.insert(i);
     }
     None
+}
+
+/// The backends that refused a request during one pick, so that each is asked only once: a
+/// few inline, then a bitset over all `n`.
+#[derive(Debug)]
+pub(crate) struct Refused {
+    n: usize,
+    count: usize,
+    inline: [usize; 8],
+    bits: Vec<u64>,
+}
+
+impl Refused {
+    pub(crate) fn new(n: usize) -> Self {
+        Self {
+            n,
+            count: 0,
+            inline: [usize::MAX; 8],
+            bits: Vec::new(),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn contains(&self, i: usize) -> bool {
+        if self.bits.is_empty() {
+            self.inline[..self.count].contains(&i)
+        } else {
+            self.bits[i / 64] & (1 << (i % 64)) != 0
+        }
+    }
+
+    /// Records `i`, which is not yet recorded.
+    pub(crate) fn insert(&mut self, i: usize) {
+        if self.bits.is_empty() && self.count < self.inline.len() {
+            self.inline[self.count] = i;
+        } else {
+            if self.bits.is_empty() {
+                self.bits = vec![0; self.n.div_ceil(64)];
+                for &j in &self.inline {
+                    self.bits[j / 64] |= 1 << (j % 64);
+                }
+            }
+            self.bits[i / 64] |= 1 << (i % 64);
+        }
+        self.count += 1;
+    }
+
+    /// Whether every backend has refused.
+    #[inline]
+    pub(crate) fn all(&self) -> bool {
+        self.count >= self.n
+    }
 }
 
 #[cfg(test)]
@@ -385,6 +435,36 @@ mod tests {
         let without_b: Vec<usize> = full.iter().copied().filter(|&i| i != 1).collect();
         let picks = pick_n(&WeightedRoundRobin::new(), &eps, 6, |i| i != 1);
         assert_eq!(picks, without_b);
+    }
+
+    #[test]
+    fn refused_set_switches_from_inline_to_bits() {
+        let mut refused = Refused::new(100);
+        for i in (0..100).step_by(3) {
+            assert!(!refused.contains(i));
+            refused.insert(i);
+            assert!(refused.contains(i));
+        }
+        assert!((0..100).all(|i| refused.contains(i) == (i % 3 == 0)));
+        assert!(!refused.all());
+        let mut small = Refused::new(2);
+        small.insert(1);
+        small.insert(0);
+        assert!(small.all() && small.contains(0) && small.contains(1));
+    }
+
+    #[test]
+    fn many_unready_backends_are_skipped() {
+        let weights: Vec<u32> = (0..40).map(|i| 1 + i % 3).collect();
+        let eps = endpoints(&weights);
+        let mut asked = vec![0; 40];
+        let picks = pick_n(&WeightedRoundRobin::new(), &eps, 10, |i| {
+            asked[i] += 1;
+            i >= 30
+        });
+        assert_eq!(picks.len(), 10);
+        assert!(picks.iter().all(|&i| i >= 30));
+        assert!(asked[..30].iter().all(|&a| a <= 10), "{asked:?}");
     }
 
     #[test]
