@@ -19,7 +19,10 @@ use support::{DEADLINE, Lb, backend, eventually, send, start};
 
 const NO_SERVER: &str = r#"{"status":"error","data":"error no available server"}"#;
 const BACKEND_TIMEOUT: &str = r#"{"status":"error","data":"error backend timeout"}"#;
-const REQUEST_TIMEOUT: &str = r#"{"status":"error","data":"error request timeout"}"#;
+const REQUEST_TIMEOUT: &str = r#"{"status":"fail","data":{"title":"request timeout"}}"#;
+const BAD_REQUEST: &str = r#"{"status":"fail","data":{"title":"bad request"}}"#;
+const HEADERS_TOO_LARGE: &str =
+    r#"{"status":"fail","data":{"title":"request header fields too large"}}"#;
 
 /// Reads up to the end of a response head, byte by byte.
 async fn read_head(stream: &mut (impl AsyncRead + Unpin)) -> String {
@@ -291,6 +294,14 @@ async fn an_oversized_request_head_is_431_and_the_balancer_keeps_serving() {
         reply.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"),
         "{reply:?}"
     );
+    assert!(
+        reply.contains("\r\ncontent-type: application/json\r\n"),
+        "{reply:?}"
+    );
+    assert!(
+        reply.ends_with(&format!("\r\n\r\n{HEADERS_TOO_LARGE}")),
+        "{reply:?}"
+    );
     // Too many headers is the same.
     let mut stream = TcpStream::connect(lb.addr).await.unwrap();
     let mut many = String::from("GET / HTTP/1.1\r\nHost: lb\r\n");
@@ -301,6 +312,7 @@ async fn an_oversized_request_head_is_431_and_the_balancer_keeps_serving() {
     let _ = stream.write_all(many.as_bytes()).await;
     let reply = read_to_end(&mut stream).await;
     assert!(reply.starts_with("HTTP/1.1 431 "), "{reply:?}");
+    assert!(reply.ends_with(HEADERS_TOO_LARGE), "{reply:?}");
 
     assert_eq!(lb.get("/").await.status, StatusCode::OK);
 }
@@ -323,6 +335,10 @@ async fn malformed_requests_get_400_and_the_balancer_keeps_serving() {
             reply.starts_with("HTTP/1.1 400 Bad Request\r\n"),
             "{garbage:?} got {reply:?}"
         );
+        assert!(
+            reply.ends_with(&format!("\r\n\r\n{BAD_REQUEST}")),
+            "{reply:?}"
+        );
     }
     assert_eq!(lb.get("/").await.status, StatusCode::OK);
 }
@@ -344,7 +360,10 @@ async fn a_request_with_both_length_and_chunked_is_read_as_chunked_and_its_conne
     let reply = read_to_end(&mut stream).await;
     assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
     assert!(reply.contains("\r\nconnection: close\r\n"), "{reply}");
-    assert!(reply.ends_with("\r\n\r\n5\r\nhello\r\n0\r\n\r\n"), "{reply}");
+    assert!(
+        reply.ends_with("\r\n\r\n5\r\nhello\r\n0\r\n\r\n"),
+        "{reply}"
+    );
     assert!(
         !reply.contains("smuggled") && reply.matches("HTTP/1.1").count() == 1,
         "{reply}"

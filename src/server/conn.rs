@@ -32,7 +32,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -198,19 +198,61 @@ impl fmt::Debug for Connections {
 /// What a connection's IO and service share.
 #[derive(Debug, Default)]
 pub(crate) struct ConnState {
-    /// Requests whose response has not ended.
-    in_flight: AtomicUsize,
+    /// Requests whose response has not ended (low 32 bits), and requests dispatched so far,
+    /// wrapping (high 32 bits): one atomic operation at each end of a request.
+    counts: AtomicU64,
     /// A `101` went out: the connection is a tunnel now.
     upgraded: AtomicBool,
 }
 
-/// The response a client gets when its request head is too slow.
+/// One more request dispatched and in flight.
+const STARTED: u64 = 1 + (1 << 32);
+
+impl ConnState {
+    /// Requests in flight, and requests dispatched so far (wrapping).
+    fn counts(&self) -> (u32, u32) {
+        let counts = self.counts.load(Ordering::Acquire);
+        (counts as u32, (counts >> 32) as u32)
+    }
+}
+
+/// The answers the server writes itself, with JSend bodies (`fail`: the client's request was
+/// wrong). Each closes the connection.
 const REQUEST_TIMEOUT: &[u8] = b"HTTP/1.1 408 Request Timeout\r\n\
+content-type: application/json\r\n\
+content-length: 52\r\n\
+connection: close\r\n\
+\r\n\
+{\"status\":\"fail\",\"data\":{\"title\":\"request timeout\"}}";
+const BAD_REQUEST: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
+content-type: application/json\r\n\
+content-length: 48\r\n\
+connection: close\r\n\
+\r\n\
+{\"status\":\"fail\",\"data\":{\"title\":\"bad request\"}}";
+const HEADERS_TOO_LARGE: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\n\
+content-type: application/json\r\n\
+content-length: 68\r\n\
+connection: close\r\n\
+\r\n\
+{\"status\":\"fail\",\"data\":{\"title\":\"request header fields too large\"}}";
+const URI_TOO_LONG: &[u8] = b"HTTP/1.1 414 URI Too Long\r\n\
 content-type: application/json\r\n\
 content-length: 49\r\n\
 connection: close\r\n\
 \r\n\
-{\"status\":\"error\",\"data\":\"error request timeout\"}";
+{\"status\":\"fail\",\"data\":{\"title\":\"uri too long\"}}";
+
+/// Our answer in place of the one hyper writes on its own (with an empty body) when it cannot
+/// parse a request head.
+fn own_answer(hyper_wrote: &[u8]) -> Option<&'static [u8]> {
+    match hyper_wrote.get(..13)? {
+        b"HTTP/1.1 400 " => Some(BAD_REQUEST),
+        b"HTTP/1.1 431 " => Some(HEADERS_TOO_LARGE),
+        b"HTTP/1.1 414 " => Some(URI_TOO_LONG),
+        _ => None,
+    }
+}
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4) that tells HTTP/2 with prior knowledge.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -238,6 +280,10 @@ pub(crate) struct TimedIo {
     inner: TcpStream,
     state: Arc<ConnState>,
     phase: Phase,
+    // Requests dispatched, as of the last look.
+    seen: u32,
+    // Our own answer being written, and how much of it is.
+    answer: Option<(&'static [u8], usize)>,
     // Bytes of the HTTP/2 preface seen so far; `usize::MAX` once the protocol is known.
     sniffed: usize,
     sleep: Pin<Box<Sleep>>,
@@ -261,6 +307,8 @@ impl TimedIo {
                 deadline,
                 started: false,
             },
+            seen: 0,
+            answer: None,
             sniffed: 0,
             sleep: Box::pin(tokio::time::sleep_until(deadline)),
             settings,
@@ -270,7 +318,11 @@ impl TimedIo {
 
     /// Moves to the phase the service's state implies, before a read.
     fn update(&mut self) {
-        let busy = self.state.in_flight.load(Ordering::Acquire) > 0;
+        let (in_flight, dispatched) = self.state.counts();
+        let busy = in_flight > 0;
+        // A request may have come and gone since the last look.
+        let new_request = dispatched != self.seen;
+        self.seen = dispatched;
         self.phase = match self.phase {
             Phase::Tunnel => Phase::Tunnel,
             _ if self.state.upgraded.load(Ordering::Acquire) => Phase::Tunnel,
@@ -278,8 +330,9 @@ impl TimedIo {
             Phase::H2 { idle: None } => {
                 self.idle_until(Instant::now() + self.settings.idle_timeout)
             }
-            Phase::Head { .. } | Phase::Idle { .. } if busy => Phase::Busy,
-            Phase::Busy if !busy => Phase::Idle {
+            Phase::Head { .. } | Phase::Idle { .. } | Phase::Busy if busy => Phase::Busy,
+            Phase::Head { .. } | Phase::Idle { .. } if !new_request => self.phase,
+            Phase::Head { .. } | Phase::Idle { .. } | Phase::Busy => Phase::Idle {
                 deadline: self.arm(Instant::now() + self.settings.idle_timeout),
             },
             phase => phase,
@@ -348,15 +401,52 @@ impl TimedIo {
     /// something (it only re-reads after a response when its own header timeout is on).
     #[inline]
     fn after_write(&mut self, cx: &mut Context<'_>) {
-        let was_busy = matches!(self.phase, Phase::Busy | Phase::H2 { idle: None });
-        if !was_busy || self.state.in_flight.load(Ordering::Acquire) > 0 {
-            return;
-        }
+        let before = self.deadline();
         self.update();
-        if self.deadline().is_some() && self.sleep.as_mut().poll(cx).is_ready() {
+        let after = self.deadline();
+        if after.is_some() && after != before && self.sleep.as_mut().poll(cx).is_ready() {
             // Already past (a zero timeout): the read side must see it.
             cx.waker().wake_by_ref();
         }
+    }
+
+    /// Whether hyper is writing its own answer to a head it could not parse (no request was
+    /// dispatched since the head began); if so, ours replaces it.
+    fn answers_itself(&mut self, hyper_wrote: &[u8]) -> bool {
+        if self.answer.is_some() {
+            // Whatever follows hyper's answer (nothing, normally) is dropped with it.
+            return true;
+        }
+        if !matches!(self.phase, Phase::Head { .. }) {
+            return false;
+        }
+        self.update();
+        if !matches!(self.phase, Phase::Head { .. }) {
+            return false;
+        }
+        match own_answer(hyper_wrote) {
+            Some(answer) => {
+                tracing::debug!("unparsable request head: answered with JSend");
+                self.answer = Some((answer, 0));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Writes the rest of our own answer.
+    fn poll_answer(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while let Some((answer, written)) = &mut self.answer {
+            if *written == answer.len() {
+                break;
+            }
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &answer[*written..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            *written += n;
+        }
+        Poll::Ready(Ok(()))
     }
 
     /// The deadline passed with nothing to read.
@@ -418,7 +508,13 @@ impl AsyncWrite for TimedIo {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let this = &mut *self;
+        if this.phase != Phase::Tunnel && this.answers_itself(buf) {
+            // Taken as written; ours goes out now or with the flush.
+            let _ = this.poll_answer(cx)?;
+            return Poll::Ready(Ok(buf.len()));
+        }
+        Pin::new(&mut this.inner).poll_write(cx, buf)
     }
 
     #[inline]
@@ -427,7 +523,16 @@ impl AsyncWrite for TimedIo {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let this = &mut *self;
+        let first = bufs
+            .iter()
+            .find(|b| !b.is_empty())
+            .map_or(&[][..], |b| &b[..]);
+        if this.phase != Phase::Tunnel && this.answers_itself(first) {
+            let _ = this.poll_answer(cx)?;
+            return Poll::Ready(Ok(bufs.iter().map(|b| b.len()).sum()));
+        }
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
     }
 
     #[inline]
@@ -438,6 +543,9 @@ impl AsyncWrite for TimedIo {
     #[inline]
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        if this.answer.is_some() {
+            ready!(this.poll_answer(cx))?;
+        }
         let flushed = Pin::new(&mut this.inner).poll_flush(cx);
         if this.phase != Phase::Tunnel {
             this.after_write(cx);
@@ -447,7 +555,11 @@ impl AsyncWrite for TimedIo {
 
     #[inline]
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        let this = &mut *self;
+        if this.answer.is_some() {
+            ready!(this.poll_answer(cx))?;
+        }
+        Pin::new(&mut this.inner).poll_shutdown(cx)
     }
 }
 
@@ -491,7 +603,7 @@ pub(crate) struct InFlight {
 
 impl InFlight {
     fn start(state: &Arc<ConnState>) -> Self {
-        state.in_flight.fetch_add(1, Ordering::AcqRel);
+        state.counts.fetch_add(STARTED, Ordering::AcqRel);
         Self {
             state: Arc::clone(state),
         }
@@ -500,7 +612,7 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.state.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.state.counts.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -693,6 +805,51 @@ mod tests {
         assert_eq!(read(&mut io).await.unwrap(), b"raw");
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_request_that_came_and_went_unseen_does_not_leave_its_head_timeout_armed() {
+        let (mut client, mut io, state) = pair().await;
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        read(&mut io).await.unwrap();
+        assert!(matches!(io.phase, Phase::Head { started: true, .. }));
+        // Dispatched, answered and ended without the IO reading in between.
+        drop(InFlight::start(&state));
+        io.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+            .await
+            .unwrap();
+        io.flush().await.unwrap();
+        assert!(matches!(io.phase, Phase::Idle { .. }), "{:?}", io.phase);
+        let start = Instant::now();
+        assert_eq!(read(&mut io).await.unwrap(), b"", "closed quietly, no 408");
+        assert_eq!(start.elapsed(), SETTINGS.idle_timeout);
+    }
+
+    #[tokio::test]
+    async fn hyper_answers_to_unparsable_heads_are_replaced_and_responses_are_not() {
+        let (mut client, mut io, _) = pair().await;
+        client.write_all(b"GARBAGE\r\n\r\n").await.unwrap();
+        read(&mut io).await.unwrap();
+        let hyper_answer =
+            b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
+        io.write_all(hyper_answer).await.unwrap();
+        io.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, BAD_REQUEST);
+
+        // A backend's own 400, to a request that was dispatched, goes out as it is, even
+        // when the request ended before the IO looked.
+        let (mut client, mut io, state) = pair().await;
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        read(&mut io).await.unwrap();
+        drop(InFlight::start(&state));
+        let backend_answer = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 2\r\n\r\nno";
+        io.write_all(backend_answer).await.unwrap();
+        io.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, backend_answer);
+    }
+
     #[tokio::test]
     async fn http1_methods_are_not_taken_for_the_http2_preface() {
         for reads in [
@@ -719,14 +876,43 @@ mod tests {
     }
 
     #[test]
-    fn the_408_response_is_well_formed() {
-        let text = std::str::from_utf8(REQUEST_TIMEOUT).unwrap();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap();
-        assert!(head.starts_with("HTTP/1.1 408 Request Timeout\r\n"));
-        assert!(head.contains(&format!("content-length: {}", body.len())));
+    fn our_own_answers_are_well_formed_jsend() {
+        for (answer, status, title) in [
+            (REQUEST_TIMEOUT, "408 Request Timeout", "request timeout"),
+            (BAD_REQUEST, "400 Bad Request", "bad request"),
+            (
+                HEADERS_TOO_LARGE,
+                "431 Request Header Fields Too Large",
+                "request header fields too large",
+            ),
+            (URI_TOO_LONG, "414 URI Too Long", "uri too long"),
+        ] {
+            let text = std::str::from_utf8(answer).unwrap();
+            let (head, body) = text.split_once("\r\n\r\n").unwrap();
+            assert!(
+                head.starts_with(&format!("HTTP/1.1 {status}\r\n")),
+                "{head}"
+            );
+            assert!(
+                head.contains(&format!("content-length: {}\r\n", body.len())),
+                "{head}"
+            );
+            assert!(
+                head.contains("content-type: application/json\r\n"),
+                "{head}"
+            );
+            assert!(head.ends_with("connection: close"), "{head}");
+            let body: serde_json::Value = serde_json::from_str(body).unwrap();
+            assert_eq!(
+                body,
+                serde_json::json!({"status": "fail", "data": {"title": title}})
+            );
+        }
         assert_eq!(
-            body.as_bytes(),
-            crate::jsend::body(crate::jsend::Status::Error, &"error request timeout")
+            own_answer(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"),
+            Some(HEADERS_TOO_LARGE)
         );
+        assert_eq!(own_answer(b"HTTP/1.1 200 OK\r\n"), None);
+        assert_eq!(own_answer(b"HTTP/1.1 4"), None);
     }
 }
