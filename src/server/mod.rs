@@ -29,16 +29,46 @@
 //!                              HttpBackend ──▶ backend
 //! ```
 //!
-//! Connections are served by hyper-util's `auto` builder (HTTP/1.1 with keep-alive, and
-//! HTTP/2 over cleartext with prior knowledge) with `TCP_NODELAY`. The request path allocates
+//! Connections are served by hyper-util's `auto` builder (HTTP/1.1 with keep-alive, HTTP/1.0,
+//! and HTTP/2 over cleartext with prior knowledge, all forwarded as HTTP/1.1; upgrades such
+//! as WebSocket are [tunnelled](crate::proxy#upgrades)) with `TCP_NODELAY`. The request path allocates
 //! nothing of its own beyond the [`PeerAddr`](crate::PeerAddr) extension (and, for a request
 //! that may be retried, a copy of its head and a [`Tried`](crate::balance::Tried)): the
 //! response body is an [`Either`](http_body_util::Either) of the backend's streamed body and
 //! the server's own JSend bodies, and the response future is a plain enum.
 //!
+//! # Connections
+//!
+//! What protects the balancer and its backends from slow, idle, oversized or too many
+//! clients, each a [`Config`] setting (and a flag of `examples/lb.rs`):
+//!
+//! | setting | default | what happens |
+//! |---|---|---|
+//! | [`client_header_timeout`](Config::client_header_timeout) | 10 s | a request head not complete in time (from the connect, or from its first byte on a keep-alive connection) gets `408` and the connection is closed; one that never started is closed silently |
+//! | [`idle_timeout`](Config::idle_timeout) | 60 s | a keep-alive connection idle that long between requests (HTTP/2: with no stream open) is closed |
+//! | [`max_header_size`](Config::max_header_size) | 64 KiB | a larger request head gets `431` and the connection is closed |
+//! | [`max_connections`](Config::max_connections) | 10 000 | at the cap the server stops accepting; new connections wait in the kernel's backlog |
+//! | [`ProxyClientBuilder::connect_timeout`](crate::proxy::ProxyClientBuilder::connect_timeout) | 1 s | `504` |
+//! | [`ProxyClientBuilder::response_timeout`](crate::proxy::ProxyClientBuilder::response_timeout) | 30 s | `504` |
+//! | [`ProxyClientBuilder::max_conns_per_backend`](crate::proxy::ProxyClientBuilder::max_conns_per_backend) | no cap | a backend at its cap takes no more requests until one's response body ends |
+//! | [`queue_timeout`](Config::queue_timeout) | 0 | when no backend can take a request, wait this long for one before the `503` |
+//! | [`shutdown_timeout`](Config::shutdown_timeout) | 30 s | the grace period of a graceful shutdown |
+//!
+//! The answers the server writes itself are JSend: `{"status":"fail","data":{"title":"request
+//! timeout"}}` (408), `"bad request"` (400, a head that does not parse), `"request header
+//! fields too large"` (431), `"uri too long"` (414); `{"status":"error","data":"error backend
+//! timeout"}` (504) and the rest of [`proxy::error_response`](crate::proxy::error_response).
+//!
+//! The two client timeouts are kept on the socket rather than by hyper, whose
+//! `header_read_timeout` also bounds the idle time between keep-alive requests and closes
+//! without a response. A request in flight is not timed by them (the backend timeouts apply);
+//! an upgraded connection is a tunnel to its backend, with no timeout, until either side
+//! closes.
+//!
 //! [`Server::run`] stops gracefully: it stops accepting when its shutdown future completes,
-//! lets requests in flight finish (up to [`Config::shutdown_timeout`]) and closes idle
-//! keep-alive connections.
+//! closes idle keep-alive connections at once, lets requests in flight and open tunnels
+//! finish for up to [`Config::shutdown_timeout`], then closes whatever is left and returns
+//! `Ok`.
 //!
 //! `examples/lb.rs` is the command-line program around it.
 //!
@@ -226,9 +256,9 @@ impl Server {
         &self.routes.balancer
     }
 
-    /// Serves until `shutdown` completes, then shuts down gracefully: stops accepting,
-    /// lets requests in flight finish (for at most [`Config::shutdown_timeout`]) and closes
-    /// the connections.
+    /// Serves until `shutdown` completes, then shuts down gracefully: stops accepting, closes
+    /// idle connections, lets requests in flight and upgraded connections finish (for at most
+    /// [`Config::shutdown_timeout`]) and closes what is left.
     ///
     /// Errors on single connections, and failures to accept, are logged and never stop it.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
