@@ -269,3 +269,34 @@ async fn http10_client_that_asks_for_keep_alive_keeps_its_connection() {
         "{last}"
     );
 }
+
+#[tokio::test]
+async fn http2_request_with_oversized_headers_gets_431_and_the_connection_survives() {
+    let b = backend().await;
+    let lb = start(
+        Config::new()
+            .max_header_size(16 * 1024)
+            .backend(b.url().parse().unwrap()),
+    )
+    .await;
+    let client = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Empty<Bytes>>();
+    let req = Request::get(lb.url("/"))
+        .header("x-big", "a".repeat(32 * 1024))
+        .body(Empty::new())
+        .unwrap();
+    let res = timeout(DEADLINE, client.request(req))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    assert_eq!(res.version(), Version::HTTP_2);
+    // The stream was refused, not the connection: the next request on it is served.
+    let req = Request::get(lb.url("/")).body(Empty::new()).unwrap();
+    let res = timeout(DEADLINE, client.request(req))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}
