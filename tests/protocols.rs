@@ -279,22 +279,30 @@ async fn http2_request_with_oversized_headers_gets_431_and_the_connection_surviv
             .backend(b.url().parse().unwrap()),
     )
     .await;
-    let client = Client::builder(TokioExecutor::new())
-        .http2_only(true)
-        .build_http::<Empty<Bytes>>();
+    // One HTTP/2 connection, both requests on it.
+    let stream = TcpStream::connect(lb.addr).await.unwrap();
+    let (mut h2, conn) = hyper::client::conn::http2::handshake(
+        TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+
     let req = Request::get(lb.url("/"))
         .header("x-big", "a".repeat(32 * 1024))
-        .body(Empty::new())
+        .body(Empty::<Bytes>::new())
         .unwrap();
-    let res = timeout(DEADLINE, client.request(req))
+    let res = timeout(DEADLINE, h2.send_request(req))
         .await
         .unwrap()
         .unwrap();
     assert_eq!(res.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
     assert_eq!(res.version(), Version::HTTP_2);
+
     // The stream was refused, not the connection: the next request on it is served.
     let req = Request::get(lb.url("/")).body(Empty::new()).unwrap();
-    let res = timeout(DEADLINE, client.request(req))
+    let res = timeout(DEADLINE, h2.send_request(req))
         .await
         .unwrap()
         .unwrap();
