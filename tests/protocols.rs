@@ -308,3 +308,44 @@ async fn http2_request_with_oversized_headers_gets_431_and_the_connection_surviv
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
+    let idle = Duration::from_millis(400);
+    let b = backend().await;
+    let lb = start(
+        Config::new()
+            .idle_timeout(idle)
+            .backend(b.url().parse().unwrap()),
+    )
+    .await;
+    let stream = TcpStream::connect(lb.addr).await.unwrap();
+    let (mut h2, conn) = hyper::client::conn::http2::handshake(
+        TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    let conn = tokio::spawn(conn);
+    // Streams keep it busy, then it idles.
+    let req = Request::get(lb.url("/sleep?ms=600"))
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let res = timeout(DEADLINE, h2.send_request(req))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    res.into_body().collect().await.unwrap();
+    let idle_from = Instant::now();
+    timeout(DEADLINE, conn)
+        .await
+        .expect("the server closes the idle connection")
+        .unwrap()
+        .ok();
+    let waited = idle_from.elapsed();
+    assert!(
+        waited >= idle - Duration::from_millis(50) && waited < idle * 5,
+        "{waited:?}"
+    );
+}
