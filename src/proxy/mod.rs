@@ -99,7 +99,7 @@ mod service;
 mod upgrade;
 
 pub use self::body::BackendBody;
-pub(crate) use self::limit::{Freed, Waiting};
 pub use self::client::{ProxyClient, ProxyClientBuilder};
 pub use self::error::{BackendTimeout, BackendUnavailable, NO_AVAILABLE_SERVER, error_response};
+pub(crate) use self::limit::{Freed, Waiting};
 pub use self::service::{HttpBackend, InvalidBackendUri};
