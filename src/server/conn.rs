@@ -316,7 +316,7 @@ impl TimedIo {
         }
     }
 
-    /// Moves to the phase the service's state implies, before a read.
+    /// Moves to the phase the service's state implies (before a read, after a write).
     fn update(&mut self) {
         let (in_flight, dispatched) = self.state.counts();
         let busy = in_flight > 0;
@@ -328,6 +328,9 @@ impl TimedIo {
             _ if self.state.upgraded.load(Ordering::Acquire) => Phase::Tunnel,
             Phase::H2 { .. } if busy => Phase::H2 { idle: None },
             Phase::H2 { idle: None } => {
+                self.idle_until(Instant::now() + self.settings.idle_timeout)
+            }
+            Phase::H2 { idle: Some(_) } if new_request => {
                 self.idle_until(Instant::now() + self.settings.idle_timeout)
             }
             Phase::Head { .. } | Phase::Idle { .. } | Phase::Busy if busy => Phase::Busy,
