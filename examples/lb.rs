@@ -91,22 +91,21 @@ mod cli {
 
         /// Eject a backend after N failed requests in a row (connection errors, 502, 503,
         /// 504), as Envoy's outlier detection does; its health checks go on meanwhile.
-        /// [default: off]
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-        pub(crate) eject_after: Option<u32>,
+        /// 0 turns passive checks off.
+        #[arg(long, value_name = "N", default_value_t = 5)]
+        pub(crate) eject_after: u32,
 
-        /// Seconds the first ejection lasts; the n-th lasts n times as long (with
-        /// --eject-after).
-        #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = parse_seconds, requires = "eject_after")]
+        /// Seconds the first ejection lasts; the n-th lasts n times as long.
+        #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = parse_seconds)]
         pub(crate) eject_time: Duration,
 
-        /// The longest ejection, in seconds (with --eject-after).
-        #[arg(long, value_name = "SECONDS", default_value = "300", value_parser = parse_seconds, requires = "eject_after")]
+        /// The longest ejection, in seconds.
+        #[arg(long, value_name = "SECONDS", default_value = "300", value_parser = parse_seconds)]
         pub(crate) eject_max_time: Duration,
 
         /// The most backends ejected at once, in percent (one may always be, never the last
-        /// available one; with --eject-after).
-        #[arg(long, value_name = "PERCENT", default_value_t = 50, value_parser = clap::value_parser!(u8).range(0..=100), requires = "eject_after")]
+        /// available one).
+        #[arg(long, value_name = "PERCENT", default_value_t = 50, value_parser = clap::value_parser!(u8).range(0..=100))]
         pub(crate) eject_max_percent: u8,
 
         /// Ramp up the share of requests a backend takes over this many seconds after it
@@ -257,13 +256,15 @@ mod cli {
                 .health_path(self.health_path.clone())
                 .health_timeout(self.health_timeout)
                 .backends_from(self.backends.iter().cloned())
-                .outlier_detection(self.eject_after.map(|failures| {
-                    OutlierDetection::new()
-                        .consecutive_failures(failures)
-                        .base_ejection(self.eject_time)
-                        .max_ejection(self.eject_max_time)
-                        .max_ejection_percent(self.eject_max_percent)
-                }))
+                .outlier_detection((self.eject_after > 0).then_some(self.eject_after).map(
+                    |failures| {
+                        OutlierDetection::new()
+                            .consecutive_failures(failures)
+                            .base_ejection(self.eject_time)
+                            .max_ejection(self.eject_max_time)
+                            .max_ejection_percent(self.eject_max_percent)
+                    },
+                ))
                 .slow_start(self.slow_start)
                 .admin_token(self.admin_token.clone())
                 .client_header_timeout(self.client_header_timeout)
@@ -570,9 +571,9 @@ mod cli {
         }
 
         #[test]
-        fn admin_and_health_flags_default_to_off() {
+        fn admin_and_health_flags_default_to_off_but_passive_checks_are_on() {
             let c = args(&[]).unwrap().config();
-            assert_eq!(c.outlier_detection, None);
+            assert_eq!(c.outlier_detection, Some(OutlierDetection::new()));
             assert_eq!(c.slow_start, Duration::ZERO);
             assert_eq!(c.admin_token, None);
             assert_eq!(c.admin_addr, None);
@@ -619,9 +620,15 @@ mod cli {
                 c.allowed_backends,
                 ["10.0.0.0/8", "127.0.0.1/32"].map(|n| n.parse::<IpNet>().unwrap())
             );
-            // --eject-after alone takes the defaults of the other three.
+            // Passive checks are on by default with the defaults of the health layer.
+            let c = args(&[]).unwrap().config();
+            assert_eq!(c.outlier_detection, Some(OutlierDetection::new()));
             let c = args(&["--eject-after", "5"]).unwrap().config();
             assert_eq!(c.outlier_detection, Some(OutlierDetection::new()));
+            let c = args(&["--eject-after", "0", "--eject-time", "10"])
+                .unwrap()
+                .config();
+            assert_eq!(c.outlier_detection, None);
             // The token is never printed.
             assert!(!format!("{a:?} {:?}", a.config()).contains("s3cret"));
         }
@@ -651,12 +658,9 @@ mod cli {
         #[test]
         fn bad_admin_and_health_values_are_usage_errors() {
             for argv in [
-                &["--eject-after", "0"][..],
-                &["--eject-after", "-1"],
+                &["--eject-after", "-1"][..],
                 &["--eject-after", "3", "--eject-time", "0"],
                 &["--eject-after", "3", "--eject-max-percent", "101"],
-                &["--eject-time", "10"],
-                &["--eject-max-percent", "10"],
                 &["--slow-start", "-1"],
                 &["--slow-start", "soon"],
                 &["--admin-token", ""],
@@ -668,8 +672,6 @@ mod cli {
                 let err = args(argv).unwrap_err();
                 assert_eq!(err.exit_code(), 2, "{argv:?}");
             }
-            let msg = args(&["--eject-time", "10"]).unwrap_err().to_string();
-            assert!(msg.contains("--eject-after"), "{msg}");
         }
 
         #[test]
