@@ -47,7 +47,7 @@ use crate::client_ip::ClientIp;
 pub const VNODES_PER_WEIGHT: u32 = 40;
 
 /// The most points a ring holds.
-pub const MAX_POINTS: usize = 1 << 22;
+pub const MAX_POINTS: usize = 1 << 20;
 
 /// Source IP hash picker. See the [module docs](self).
 #[derive(Debug, Default)]
@@ -168,17 +168,19 @@ impl SourceIpHashTable {
                 .map(|&w| ((u128::from(w) * max_points as u128 / u128::from(total)) as u64).max(1))
                 .collect()
         };
-        let mut points: Vec<(u64, u64, u32)> =
-            Vec::with_capacity(counts.iter().sum::<u64>() as usize);
-        for (owner, (e, &count)) in endpoints.iter().zip(&counts).enumerate() {
-            let kh = key_hash(e.key());
+        let key_hashes: Vec<u64> = endpoints.iter().map(|e| key_hash(e.key())).collect();
+        let mut points: Vec<(u64, u32)> = Vec::with_capacity(counts.iter().sum::<u64>() as usize);
+        for (owner, (&kh, &count)) in key_hashes.iter().zip(&counts).enumerate() {
             for j in 0..count {
                 let h = fmix64(kh.wrapping_add((j + 1).wrapping_mul(GOLDEN)));
-                points.push((h, kh, owner as u32));
+                points.push((h, owner as u32));
             }
         }
         // Equal hashes (vanishingly rare) are ordered by key, never by position in the set.
-        points.sort_unstable_by_key(|&(h, kh, _)| (h, kh));
+        points.sort_unstable_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then_with(|| key_hashes[a.1 as usize].cmp(&key_hashes[b.1 as usize]))
+        });
 
         let bits = points.len().next_power_of_two().max(2).trailing_zeros();
         let shift = 64 - bits;
@@ -193,7 +195,7 @@ impl SourceIpHashTable {
         }
         Self {
             hashes: points.iter().map(|p| p.0).collect(),
-            owners: points.iter().map(|p| p.2).collect(),
+            owners: points.iter().map(|p| p.1).collect(),
             index: index.into_boxed_slice(),
             shift,
         }
