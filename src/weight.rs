@@ -104,11 +104,9 @@ impl<K> AsRef<K> for Weighted<K> {
 }
 
 impl<K: fmt::Debug> fmt::Debug for Weighted<K> {
+    /// `key (weight N)`: compact, since keys show up in logs.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Weighted")
-            .field("key", &self.key)
-            .field("weight", &self.weight)
-            .finish()
+        write!(f, "{:?} (weight {})", self.key, self.weight)
     }
 }
 
@@ -130,5 +128,6 @@ mod tests {
         assert!(!set.insert(Weighted::new("a", 2)));
         assert!(set.contains(&"a"));
         assert_eq!(Weighted::new("b", 0).weight(), 1);
+        assert_eq!(format!("{:?}", Weighted::new("b", 3)), r#""b" (weight 3)"#);
     }
 }
