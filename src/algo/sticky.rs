@@ -9,7 +9,7 @@
 //! per-client state that must stay put (in-memory sessions, uploads in parts); unlike
 //! [`SourceIpHash`](super::SourceIpHash), placement follows the rotation rather than a hash, so
 //! clients spread evenly, and a backend that joins takes only new clients. HAProxy's
-//! `stick-table` with `stick on src` over `balance roundrobin`, and nginx's `sticky learn`.
+//! `stick-table` with `stick on src` over `balance roundrobin`, and NGINX Plus's `sticky learn`.
 //!
 //! # Memory and the request path
 //!
@@ -21,7 +21,8 @@
 //! shards never wait for each other. A full shard first drops its idle clients, then the least
 //! recently seen eighth, so a flood of new clients costs O(1) per request amortized and evicts
 //! the oldest clients rather than growing. The key hash is seeded at random per picker, so
-//! clients cannot aim at one shard.
+//! clients cannot easily aim at one shard (and if they did, only that shard's clients would lose
+//! their placement; memory stays bounded).
 //!
 //! A placement refers to the backend itself, not to its position in the set, so clients stay
 //! put when other backends come and go.
