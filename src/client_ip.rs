@@ -68,20 +68,21 @@ impl ClientIp {
         if self.trusted.is_empty() || !self.is_trusted(peer) {
             return peer;
         }
-        // Right to left: every hop we trust appended the address it saw.
+        // Right to left: every hop we trust appended the address it saw. Split the bytes,
+        // not the text: a value that is not all text still has its entries, and a bad one
+        // stops the walk like any other (skipping the whole value would go on to older values
+        // a client wrote itself; found by fuzz/xff).
         let hops = headers
             .get_all(&X_FORWARDED_FOR)
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
             .collect::<Vec<_>>();
         for hop in hops.into_iter().rev() {
-            match hop.parse::<IpAddr>() {
-                Ok(ip) if self.is_trusted(ip) => continue,
-                Ok(ip) => return ip,
+            match std::str::from_utf8(hop).map(|h| h.trim().parse::<IpAddr>()) {
+                Ok(Ok(ip)) if self.is_trusted(ip) => continue,
+                Ok(Ok(ip)) => return ip,
                 // A malformed entry: nothing left of it can be believed.
-                Err(_) => break,
+                _ => break,
             }
         }
         peer
@@ -119,6 +120,22 @@ mod tests {
         // Garbage stops the walk.
         let r = req("10.0.0.9:5000", &["1.2.3.4, junk"]);
         assert_eq!(ci.of(&r), Some("10.0.0.9".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_forwarded_for_value_that_is_not_text_stops_the_walk() {
+        // Found by fuzz/xff: a value with obs-text bytes (which hyper accepts) was skipped as a
+        // whole, so the walk went on to an older value the client wrote itself.
+        let ci = ClientIp::trusting(["10.0.0.0/8".parse().unwrap()]);
+        let mut r = req("10.0.0.9:5000", &["6.6.6.6"]);
+        let value = http::HeaderValue::from_bytes(b"\xff").unwrap();
+        r.headers_mut().append("x-forwarded-for", value);
+        assert_eq!(ci.of(&r), Some("10.0.0.9".parse().unwrap()));
+        // The entries right of a bad one in the same value are still read.
+        let mut r = req("10.0.0.9:5000", &["6.6.6.6"]);
+        let value = http::HeaderValue::from_bytes(b"\xff, 1.2.3.4, 10.1.1.1").unwrap();
+        r.headers_mut().append("x-forwarded-for", value);
+        assert_eq!(ci.of(&r), Some("1.2.3.4".parse().unwrap()));
     }
 
     #[test]

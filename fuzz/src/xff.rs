@@ -77,18 +77,11 @@ pub fn xff(data: &[u8]) {
 ///
 /// An address sharing its line with bytes that are not text may also be refused (the peer
 /// answered instead): an implementation may treat such a line as malformed as a whole.
-///
-/// With the `known-xff-non-text` feature, a line that is not text is skipped instead (what
-/// `ClientIp::resolve` does as of this writing, see README.md), so that a long run can look for
-/// other departures from the rule.
 fn expected(peer: IpAddr, headers: &HeaderMap, is_trusted: impl Fn(IpAddr) -> bool) -> Vec<IpAddr> {
     // (entry, whether its line is text)
     let mut entries: Vec<(Option<IpAddr>, bool)> = Vec::new();
     for value in headers.get_all("x-forwarded-for") {
         let text = value.to_str().is_ok();
-        if !text && cfg!(feature = "known-xff-non-text") {
-            continue;
-        }
         entries.extend(value.as_bytes().split(|&b| b == b',').map(|entry| {
             let ip = std::str::from_utf8(entry)
                 .ok()
