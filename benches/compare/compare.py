@@ -57,7 +57,7 @@ http {{ access_log off; keepalive_requests 1000000;
 def nginx_lb(d, threads):
     ups = " ".join(f"server 127.0.0.1:{p};" for p in BACKENDS)
     return f"""worker_processes {threads}; daemon off; pid {d}/lb.pid; error_log {d}/lb.err warn;
-worker_rlimit_nofile 65536;
+worker_rlimit_nofile {nofile_limit()};
 events {{ worker_connections 16384; }}
 http {{ access_log off; keepalive_requests 1000000;
   upstream be {{ {ups} keepalive 128; }}
@@ -66,11 +66,23 @@ http {{ access_log off; keepalive_requests 1000000;
 }}"""
 
 
+def nofile_limit():
+    """The open-file limit this process (and so every balancer it starts) runs under."""
+    try:
+        import resource
+        return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, ValueError, OSError):
+        return 65536
+
+
 def haproxy_lb(threads):
+    # HAProxy refuses to start when 2 * maxconn (plus a margin) exceeds the file limit it
+    # may raise to; stay within it on machines with a low hard limit.
+    maxconn = max(1000, min(20000, (nofile_limit() - 200) // 2))
     srv = "\n".join(f"  server b{i} 127.0.0.1:{p}" for i, p in enumerate(BACKENDS, 1))
     return f"""global
   nbthread {threads}
-  maxconn 20000
+  maxconn {maxconn}
 defaults
   mode http
   timeout connect 5s
