@@ -1,7 +1,7 @@
 //! Header rewriting: hop-by-hop removal (RFC 9110 §7.6.1) and the `X-Forwarded-*` headers.
 
 use std::fmt::Write as _;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use bytes::BytesMut;
 use http::header::{self, Entry, HeaderName};
@@ -13,62 +13,106 @@ pub(crate) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwa
 pub(crate) static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub(crate) static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
+/// The hop-by-hop headers removed whatever `Connection` says, with one bit each.
+const HOP_BY_HOP: [(&HeaderName, u16); 7] = [
+    (&KEEP_ALIVE, 1 << 1),
+    (&header::TE, 1 << 2),
+    (&header::TRAILER, 1 << 3),
+    (&header::TRANSFER_ENCODING, 1 << 4),
+    (&header::UPGRADE, 1 << 5),
+    (&header::PROXY_AUTHORIZATION, 1 << 6),
+    (&PROXY_CONNECTION, 1 << 7),
+];
+const CONNECTION_BIT: u16 = 1;
+
+/// The bit of `name` if it is `Connection` or one of [`HOP_BY_HOP`]; `0` otherwise.
+#[inline]
+fn hop_by_hop_bit(name: &HeaderName) -> u16 {
+    // A string match compiles to a length switch and one comparison: cheap for the usual
+    // names, none of which is hop-by-hop.
+    match name.as_str() {
+        "connection" => CONNECTION_BIT,
+        "keep-alive" => 1 << 1,
+        "te" => 1 << 2,
+        "trailer" => 1 << 3,
+        "transfer-encoding" => 1 << 4,
+        "upgrade" => 1 << 5,
+        "proxy-authorization" => 1 << 6,
+        "proxy-connection" => 1 << 7,
+        _ => 0,
+    }
+}
+
 /// Removes the hop-by-hop headers: `Connection` and every header it names, then `Keep-Alive`,
 /// `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`, `Proxy-Authorization` and
 /// `Proxy-Connection`. Works in place; allocates only when `Connection` appears more than once.
 ///
+/// One pass over the header names finds which are there, so a message without any (most
+/// requests) costs no lookup, and one with only `Connection: keep-alive` (most responses) one
+/// removal.
+///
 /// Returns the `Upgrade` value when `Connection` lists `upgrade` (RFC 9110 §7.8): the caller
 /// puts both back when it forwards the upgrade.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
-    // `get_all` rather than `entry`: `entry` may grow the map even when the key is there.
-    let mut connection = headers.get_all(header::CONNECTION).iter();
+    let mut present = 0;
+    for name in headers.keys() {
+        present |= hop_by_hop_bit(name);
+    }
+    if present == 0 {
+        return None;
+    }
     let mut upgrade = None;
-    match (connection.next(), connection.next()) {
-        (None, _) => {}
-        (Some(value), None) => {
-            // A cheap clone: hyper's header values share the read buffer.
-            let value = value.clone();
-            headers.remove(header::CONNECTION);
-            upgrade = remove_named(headers, &value);
-        }
-        (Some(_), Some(_)) => {
-            let values: Vec<HeaderValue> = headers
-                .get_all(header::CONNECTION)
-                .iter()
-                .cloned()
-                .collect();
-            headers.remove(header::CONNECTION);
-            for value in &values {
-                upgrade = remove_named(headers, value).or(upgrade);
+    if present & CONNECTION_BIT != 0 {
+        // `get_all` rather than `entry`: `entry` may grow the map even when the key is there.
+        let mut connection = headers.get_all(header::CONNECTION).iter();
+        match (connection.next(), connection.next()) {
+            (Some(value), None) => {
+                // A cheap clone: hyper's header values share the read buffer.
+                let value = value.clone();
+                headers.remove(header::CONNECTION);
+                upgrade = remove_named(headers, &value, present);
+            }
+            _ => {
+                let values: Vec<HeaderValue> = headers
+                    .get_all(header::CONNECTION)
+                    .iter()
+                    .cloned()
+                    .collect();
+                headers.remove(header::CONNECTION);
+                for value in &values {
+                    upgrade = remove_named(headers, value, present).or(upgrade);
+                }
             }
         }
     }
-    for name in [
-        &KEEP_ALIVE,
-        &header::TE,
-        &header::TRAILER,
-        &header::TRANSFER_ENCODING,
-        &header::UPGRADE,
-        &header::PROXY_AUTHORIZATION,
-        &PROXY_CONNECTION,
-    ] {
-        headers.remove(name);
+    for (name, bit) in HOP_BY_HOP {
+        if present & bit != 0 {
+            headers.remove(name);
+        }
     }
     upgrade
 }
 
 /// Removes the headers listed in one `Connection` value; returns the `Upgrade` header's value
-/// if `upgrade` is listed.
-fn remove_named(headers: &mut HeaderMap, connection: &HeaderValue) -> Option<HeaderValue> {
+/// if `upgrade` is listed. Names among the fixed hop-by-hop ones are left to the caller, which
+/// removes those `present` says are there.
+fn remove_named(
+    headers: &mut HeaderMap,
+    connection: &HeaderValue,
+    present: u16,
+) -> Option<HeaderValue> {
     let value = connection.to_str().ok()?;
     let mut upgrade = None;
     for token in value.split(',') {
         let token = token.trim();
         if token.eq_ignore_ascii_case("upgrade") {
-            upgrade = headers.remove(header::UPGRADE).or(upgrade);
+            if present & (1 << 5) != 0 {
+                upgrade = headers.remove(header::UPGRADE).or(upgrade);
+            }
+        } else if token.eq_ignore_ascii_case("keep-alive") {
+            // The usual option; `Keep-Alive` is one of the fixed hop-by-hop headers anyway.
         } else if !token.is_empty() {
-            // `close` and `keep-alive` are options, not usually header names; removing is
-            // harmless.
+            // `close` is an option, not usually a header name; removing is harmless.
             headers.remove(token);
         }
     }
@@ -88,8 +132,13 @@ pub(crate) fn append_forwarded_for(headers: &mut HeaderMap, peer: IpAddr) {
         buf: [0; 48],
         len: 0,
     };
-    // An IP address always fits in 45 bytes.
-    let _ = write!(ip, "{peer}");
+    match peer {
+        IpAddr::V4(v4) => ip.push_v4(v4),
+        // An IP address always fits in 45 bytes.
+        IpAddr::V6(_) => {
+            let _ = write!(ip, "{peer}");
+        }
+    }
     let ip = ip.as_bytes();
 
     let value = match headers.entry(&X_FORWARDED_FOR) {
@@ -125,6 +174,27 @@ struct IpBuf {
 impl IpBuf {
     fn as_bytes(&self) -> &[u8] {
         &self.buf[..self.len]
+    }
+
+    /// Dotted decimal, without the formatting machinery (this runs for every request).
+    fn push_v4(&mut self, ip: Ipv4Addr) {
+        for (i, octet) in ip.octets().into_iter().enumerate() {
+            if i > 0 {
+                self.push(b'.');
+            }
+            if octet >= 100 {
+                self.push(b'0' + octet / 100);
+            }
+            if octet >= 10 {
+                self.push(b'0' + octet / 10 % 10);
+            }
+            self.push(b'0' + octet % 10);
+        }
+    }
+
+    fn push(&mut self, byte: u8) {
+        self.buf[self.len] = byte;
+        self.len += 1;
     }
 }
 
@@ -222,5 +292,49 @@ mod tests {
             .unwrap();
         append_forwarded_for(&mut h, long);
         assert_eq!(h["x-forwarded-for"], long.to_string().as_str());
+    }
+
+    #[test]
+    fn ipv4_peers_are_written_in_dotted_decimal() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.30.40",
+            "192.168.100.9",
+            "255.255.255.255",
+        ] {
+            let mut h = HeaderMap::new();
+            append_forwarded_for(&mut h, ip.parse().unwrap());
+            assert_eq!(h["x-forwarded-for"], ip);
+        }
+        for octet in 0..=255u8 {
+            let ip = Ipv4Addr::new(octet, 0, octet, 9);
+            let mut buf = IpBuf {
+                buf: [0; 48],
+                len: 0,
+            };
+            buf.push_v4(ip);
+            assert_eq!(buf.as_bytes(), ip.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn names_in_connection_are_removed_and_messages_without_any_are_untouched() {
+        let mut h = map(&[
+            ("connection", "close, keep-alive, x-foo, upgrade"),
+            ("x-foo", "1"),
+            ("keep-alive", "timeout=5"),
+            ("close", "named in Connection, so removed"),
+            ("host", "example.com"),
+        ]);
+        // `upgrade` listed without an `Upgrade` header: nothing to report.
+        assert!(strip_hop_by_hop(&mut h).is_none());
+        let mut names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["host"]);
+
+        let mut h = map(&[("host", "example.com"), ("x-foo", "1")]);
+        assert!(strip_hop_by_hop(&mut h).is_none());
+        assert_eq!(h.len(), 2);
     }
 }
