@@ -3,6 +3,7 @@
 //! as returned to the client (the backend's, holding the backend's concurrency slot until it
 //! ends).
 
+use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,6 +15,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use super::limit::Slot;
+use super::pool::{Host, Sender};
 
 /// Upload progress, shared by a request body and its response future.
 #[derive(Debug, Default)]
@@ -104,17 +106,38 @@ impl<B> Drop for UploadBody<B> {
 /// The body of a response from [`HttpBackend`](super::HttpBackend): the backend's body,
 /// streamed as it arrives.
 ///
-/// When the backend has a [concurrency cap](super::ProxyClientBuilder::max_conns_per_backend),
-/// the body holds the request's place under it until the body ends (or fails, or is dropped).
-#[derive(Debug)]
-pub struct BackendBody {
+/// When the body ends, the backend connection it came on goes back to the
+/// [`ProxyClient`](super::ProxyClient)'s pool for the next request (`B` is the type of the
+/// request bodies that connection carries). When the backend has a
+/// [concurrency cap](super::ProxyClientBuilder::max_conns_per_backend), the body holds the
+/// request's place under it until the body ends (or fails, or is dropped).
+pub struct BackendBody<B = Incoming> {
     inner: Incoming,
     slot: Option<Slot>,
+    // The connection, to put back in the pool once the body has ended.
+    reuse: Option<(Sender<B>, Arc<Host<B>>)>,
 }
 
-impl BackendBody {
-    pub(crate) fn new(inner: Incoming, slot: Option<Slot>) -> Self {
-        Self { inner, slot }
+impl<B> BackendBody<B> {
+    pub(crate) fn new(
+        inner: Incoming,
+        slot: Option<Slot>,
+        reuse: Option<(Sender<B>, Arc<Host<B>>)>,
+    ) -> Self {
+        let mut body = Self { inner, slot, reuse };
+        if body.inner.is_end_stream() {
+            // No body at all: hyper may never poll it.
+            body.end();
+        }
+        body
+    }
+
+    /// The backend is done with this request: its slot frees and its connection is reused.
+    fn end(&mut self) {
+        self.slot = None;
+        if let Some((sender, host)) = self.reuse.take() {
+            host.checkin(sender);
+        }
     }
 
     /// The backend's body.
@@ -122,13 +145,13 @@ impl BackendBody {
         &self.inner
     }
 
-    /// The backend's body; the slot, if any, is freed.
+    /// The backend's body; the slot, if any, is freed, and its connection is not reused.
     pub fn into_inner(self) -> Incoming {
         self.inner
     }
 }
 
-impl Body for BackendBody {
+impl<B> Body for BackendBody<B> {
     type Data = Bytes;
     type Error = hyper::Error;
 
@@ -141,8 +164,12 @@ impl Body for BackendBody {
         let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
         match &frame {
             Some(Ok(_)) if !this.inner.is_end_stream() => {}
-            // The end, or a failure: the backend is done with this request.
-            _ => this.slot = None,
+            Some(Ok(_)) | None => this.end(),
+            // A failed body: the connection is not reused.
+            Some(Err(_)) => {
+                this.reuse = None;
+                this.slot = None;
+            }
         }
         Poll::Ready(frame)
     }
@@ -155,6 +182,16 @@ impl Body for BackendBody {
     #[inline]
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+impl<B> fmt::Debug for BackendBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BackendBody")
+            .field("inner", &self.inner)
+            .field("slot", &self.slot)
+            .field("reused", &self.reuse.is_some())
+            .finish()
     }
 }
 

@@ -1,4 +1,8 @@
 //! The pooled keep-alive HTTP/1.1 client that every [`HttpBackend`](super::HttpBackend) shares.
+//!
+//! Its connection pool is our own ([`pool`](super::pool)), over hyper's connection-level
+//! HTTP/1.1 client, rather than hyper-util's legacy `Client`, whose checkout, check-in and
+//! response bookkeeping cost more than the rest of the request path together.
 
 use std::fmt;
 use std::sync::Arc;
@@ -6,27 +10,25 @@ use std::time::Duration;
 
 use http_body::Body;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use super::body::UploadBody;
 use super::limit::Freed;
+use super::pool::{Pool, Settings};
 use super::upgrade::Tunnels;
 use crate::BoxError;
 
 /// A pooled, keep-alive HTTP/1.1 client for forwarding requests to backends.
 ///
 /// One `ProxyClient` is meant to be shared by all backends (clone it: clones share the
-/// connection pool). It wraps hyper-util's [`Client`] over an [`HttpConnector`] with
-/// `TCP_NODELAY`, a connect timeout, and the response timeout and per-backend concurrency cap
-/// that [`HttpBackend`](super::HttpBackend) enforces. Build one with [`ProxyClient::builder`].
+/// connection pool). It keeps idle keep-alive connections per backend (and per worker
+/// thread), opens new ones with `TCP_NODELAY` within a connect timeout, and carries the
+/// response timeout and per-backend concurrency cap that [`HttpBackend`](super::HttpBackend)
+/// enforces. Build one with [`ProxyClient::builder`].
 ///
 /// It also keeps count of the [upgraded tunnels](super#upgrades) its backends carry.
 ///
 /// `B` is the request body type: [`Incoming`] when forwarding what a hyper server received.
 pub struct ProxyClient<B = Incoming> {
-    pub(crate) inner: Client<HttpConnector, UploadBody<B>>,
+    pub(crate) pool: Pool<B>,
     pub(crate) response_timeout: Option<Duration>,
     connect_timeout: Option<Duration>,
     pub(crate) max_conns_per_backend: Option<usize>,
@@ -100,7 +102,7 @@ where
 impl<B> Clone for ProxyClient<B> {
     fn clone(&self) -> Self {
         Self {
-            inner: self.inner.clone(),
+            pool: self.pool.clone(),
             response_timeout: self.response_timeout,
             connect_timeout: self.connect_timeout,
             max_conns_per_backend: self.max_conns_per_backend,
@@ -197,7 +199,7 @@ impl ProxyClientBuilder {
         self
     }
 
-    /// At most this many idle connections are kept per backend.
+    /// At most this many idle connections are kept per backend and worker thread.
     pub fn pool_max_idle_per_host(mut self, max: usize) -> Self {
         self.pool_max_idle_per_host = max;
         self
@@ -222,17 +224,12 @@ impl ProxyClientBuilder {
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(self.connect_timeout);
-        let inner = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(self.pool_idle_timeout)
-            .pool_max_idle_per_host(self.pool_max_idle_per_host)
-            .build(connector);
         ProxyClient {
-            inner,
+            pool: Pool::new(Settings {
+                connect_timeout: self.connect_timeout,
+                idle_timeout: self.pool_idle_timeout,
+                max_idle: self.pool_max_idle_per_host,
+            }),
             response_timeout: self.response_timeout,
             connect_timeout: self.connect_timeout,
             max_conns_per_backend: self.max_conns_per_backend,

@@ -140,24 +140,16 @@ pub fn error_response(err: &BoxError) -> Response<Full<Bytes>> {
     jsend::error(StatusCode::BAD_GATEWAY, "error bad gateway")
 }
 
-/// Sorts a client error into our typed errors where one applies.
-pub(crate) fn classify(err: hyper_util::client::legacy::Error, backend: &Authority) -> BoxError {
-    let mut timed_out = false;
-    let mut io_error = false;
-    let mut closed = false;
+/// Sorts an error of a backend connection into our typed errors where one applies: a
+/// connection closed, reset or failing before the response head is [`BackendUnavailable`].
+pub(crate) fn classify(err: hyper::Error, backend: &Authority) -> BoxError {
+    let mut unavailable = err.is_closed() || err.is_canceled() || err.is_incomplete_message();
     let mut cur: Option<&(dyn StdError + 'static)> = err.source();
     while let Some(e) = cur {
-        if let Some(io) = e.downcast_ref::<io::Error>() {
-            io_error = true;
-            timed_out |= io.kind() == io::ErrorKind::TimedOut;
-        } else if let Some(h) = e.downcast_ref::<hyper::Error>() {
-            closed |= h.is_closed() || h.is_canceled() || h.is_incomplete_message();
-        }
+        unavailable |= e.is::<io::Error>();
         cur = e.source();
     }
-    if timed_out && err.is_connect() {
-        BackendTimeout::connect(backend.clone()).into()
-    } else if err.is_connect() || closed || io_error {
+    if unavailable {
         BackendUnavailable::new(backend.clone(), err).into()
     } else {
         err.into()

@@ -1,5 +1,6 @@
 //! The future returned by [`HttpBackend`](super::HttpBackend).
 
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -7,18 +8,20 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use http::uri::Authority;
-use http::{Response, StatusCode};
+use http::{Request, Response, StatusCode};
+use http_body::Body;
 use hyper::body::Incoming;
+use hyper::client::conn::TrySendError;
 use hyper::upgrade::OnUpgrade;
-use hyper_util::client::legacy;
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tracing::debug;
 
-use super::body::{BackendBody, Upload};
+use super::body::{BackendBody, Upload, UploadBody};
 use super::error::{BackendTimeout, classify};
 use super::headers::{restore_upgrade, strip_hop_by_hop};
 use super::limit::Slot;
+use super::pool::{Connecting, Host, Sender};
 use super::upgrade::Tunnels;
 use crate::BoxError;
 
@@ -29,82 +32,155 @@ pub(crate) struct Upgrade {
     pub(crate) tunnels: Arc<Tunnels>,
 }
 
+/// hyper's future for one request on one connection; boxed, since its type has no name.
+type Sent<B> = Pin<
+    Box<
+        dyn Future<Output = Result<Response<Incoming>, TrySendError<Request<UploadBody<B>>>>>
+            + Send,
+    >,
+>;
+
 pin_project! {
     /// Response future of [`HttpBackend`](super::HttpBackend): the backend's response head,
     /// with hop-by-hop headers removed and the body streaming behind it.
-    #[derive(Debug)]
-    pub struct ResponseFuture {
+    pub struct ResponseFuture<B = Incoming> {
+        attempt: Attempt<B>,
+        // The deadline: for the next upload chunk while the body is being sent, then for
+        // the response head. `None` without a timeout.
         #[pin]
-        state: State,
-    }
-}
-
-pin_project! {
-    #[project = StateProj]
-    #[derive(Debug)]
-    enum State {
-        Waiting {
-            #[pin]
-            inner: legacy::ResponseFuture,
-            // The deadline: for the next upload chunk while the body is being sent, then for
-            // the response head. `None` without a timeout.
-            #[pin]
-            sleep: Option<Sleep>,
-            timeout: Duration,
-            // Until the request body is sent.
-            upload: Option<Arc<Upload>>,
-            // Upload progress when the deadline was last set.
-            seen: u64,
-            backend: Authority,
-            // The place under the backend's cap, for the response body.
-            slot: Option<Slot>,
-            // Boxed: only upgrade requests have one.
-            upgrade: Option<Box<Upgrade>>,
-        },
-        Failed {
-            error: Option<BoxError>,
-        },
-    }
-}
-
-impl ResponseFuture {
-    pub(crate) fn new(
-        inner: legacy::ResponseFuture,
-        timeout: Option<Duration>,
+        sleep: Option<Sleep>,
+        timeout: Duration,
+        // Until the request body is sent.
         upload: Option<Arc<Upload>>,
-        backend: Authority,
+        // Upload progress when the deadline was last set.
+        seen: u64,
+        host: Option<Arc<Host<B>>>,
+        // The place under the backend's cap, for the response body.
         slot: Option<Slot>,
+        // Boxed: only upgrade requests have one.
         upgrade: Option<Box<Upgrade>>,
-    ) -> Self {
-        Self {
-            state: State::Waiting {
-                inner,
-                sleep: timeout.map(tokio::time::sleep),
-                timeout: timeout.unwrap_or_default(),
-                upload,
-                seen: 0,
-                backend,
-                slot,
-                upgrade,
+    }
+}
+
+enum Attempt<B> {
+    /// No idle connection: opening one, with the request to send on it.
+    Connect {
+        connecting: Connecting<B>,
+        req: Option<Request<UploadBody<B>>>,
+    },
+    /// A pooled connection whose task has not taken in the end of its last response yet.
+    Ready {
+        sender: Option<Sender<B>>,
+        req: Option<Request<UploadBody<B>>>,
+    },
+    /// Sent on `sender`'s connection (a pooled one if `reused`), waiting for the response
+    /// head.
+    Send {
+        sent: Sent<B>,
+        sender: Option<Sender<B>>,
+        reused: bool,
+    },
+    Failed {
+        error: Option<BoxError>,
+    },
+}
+
+impl<B> Attempt<B>
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    /// Sends `req` on a pooled connection, or on a new one.
+    fn start(host: &Host<B>, req: Request<UploadBody<B>>) -> Self {
+        match host.checkout() {
+            Some(sender) if sender.is_ready() => Self::send(sender, req, true),
+            Some(sender) => Self::Ready {
+                sender: Some(sender),
+                req: Some(req),
+            },
+            None => Self::Connect {
+                connecting: host.connect(),
+                req: Some(req),
             },
         }
     }
 
+    fn send(mut sender: Sender<B>, req: Request<UploadBody<B>>, reused: bool) -> Self {
+        Self::Send {
+            sent: Box::pin(sender.try_send_request(req)),
+            sender: Some(sender),
+            reused,
+        }
+    }
+}
+
+impl<B> ResponseFuture<B>
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    pub(crate) fn new(
+        host: Arc<Host<B>>,
+        req: Request<UploadBody<B>>,
+        timeout: Option<Duration>,
+        upload: Option<Arc<Upload>>,
+        slot: Option<Slot>,
+        upgrade: Option<Box<Upgrade>>,
+    ) -> Self {
+        Self {
+            attempt: Attempt::start(&host, req),
+            sleep: timeout.map(tokio::time::sleep),
+            timeout: timeout.unwrap_or_default(),
+            upload,
+            seen: 0,
+            host: Some(host),
+            slot,
+            upgrade,
+        }
+    }
+}
+
+impl<B> ResponseFuture<B> {
     pub(crate) fn failed(error: BoxError) -> Self {
         Self {
-            state: State::Failed { error: Some(error) },
+            attempt: Attempt::Failed { error: Some(error) },
+            sleep: None,
+            timeout: Duration::ZERO,
+            upload: None,
+            seen: 0,
+            host: None,
+            slot: None,
+            upgrade: None,
         }
+    }
+}
+
+impl<B> fmt::Debug for ResponseFuture<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.attempt {
+            Attempt::Connect { .. } => "connecting",
+            Attempt::Ready { .. } => "waiting for a pooled connection",
+            Attempt::Send { .. } => "sent",
+            Attempt::Failed { .. } => "failed",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .field("host", &self.host)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
     }
 }
 
 /// The backend's `101` for an upgrade request: the tunnel starts on its own task and holds the
 /// slot; the client gets the `101` with the backend's `Upgrade`.
-fn switch_protocols(
+fn switch_protocols<B>(
     mut res: Response<Incoming>,
     upgrade: Option<Box<Upgrade>>,
     backend: &Authority,
     slot: Option<Slot>,
-) -> Result<Response<BackendBody>, BoxError> {
+) -> Result<Response<BackendBody<B>>, BoxError> {
     let protocol = strip_hop_by_hop(res.headers_mut());
     let (Some(upgrade), Some(protocol)) = (upgrade, protocol) else {
         debug!(backend = %backend, "101 without an upgrade asked and agreed");
@@ -115,70 +191,134 @@ fn switch_protocols(
     let Upgrade { client, tunnels } = *upgrade;
     tunnels.spawn(client, on_upgrade, backend.clone(), slot);
     debug!(backend = %backend, "connection upgraded");
-    Ok(res.map(|body| BackendBody::new(body, None)))
+    Ok(res.map(|body| BackendBody::new(body, None, None)))
 }
 
-impl Future for ResponseFuture {
-    type Output = Result<Response<BackendBody>, BoxError>;
+impl<B> Future for ResponseFuture<B>
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    type Output = Result<Response<BackendBody<B>>, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            StateProj::Waiting {
-                inner,
-                sleep,
-                timeout,
-                upload,
-                seen,
-                backend,
-                slot,
-                upgrade,
-            } => {
-                if let Poll::Ready(res) = inner.poll(cx) {
-                    return Poll::Ready(match res {
-                        Ok(res) if res.status() == StatusCode::SWITCHING_PROTOCOLS => {
-                            switch_protocols(res, upgrade.take(), backend, slot.take())
+        let this = self.project();
+        loop {
+            match this.attempt {
+                Attempt::Connect { connecting, req } => match connecting.as_mut().poll(cx) {
+                    Poll::Ready(Ok(sender)) => {
+                        let req = req.take().expect("polled after completion");
+                        *this.attempt = Attempt::send(sender, req, false);
+                    }
+                    // Already a `BackendUnavailable` or a `BackendTimeout`.
+                    Poll::Ready(Err(error)) => {
+                        let host = this.host.as_deref().map(Host::authority);
+                        debug!(backend = ?host, %error, "connect failed");
+                        return Poll::Ready(Err(error));
+                    }
+                    Poll::Pending => break,
+                },
+                Attempt::Ready { sender, req } => {
+                    let ready = sender
+                        .as_mut()
+                        .expect("polled after completion")
+                        .poll_ready(cx);
+                    match ready {
+                        Poll::Ready(Ok(())) => {
+                            let sender = sender.take().expect("polled after completion");
+                            let req = req.take().expect("polled after completion");
+                            *this.attempt = Attempt::send(sender, req, true);
                         }
-                        Ok(mut res) => {
+                        // Closed meanwhile: another connection.
+                        Poll::Ready(Err(_)) => {
+                            let host = this.host.as_ref().expect("a host for every attempt");
+                            let req = req.take().expect("polled after completion");
+                            *this.attempt = Attempt::start(host, req);
+                        }
+                        Poll::Pending => break,
+                    }
+                }
+                Attempt::Send {
+                    sent,
+                    sender,
+                    reused,
+                } => {
+                    let host = this.host.as_ref().expect("a host for every attempt");
+                    match sent.as_mut().poll(cx) {
+                        Poll::Ready(Ok(res)) if res.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                            // The connection is the tunnel's now.
+                            return Poll::Ready(switch_protocols(
+                                res,
+                                this.upgrade.take(),
+                                host.authority(),
+                                this.slot.take(),
+                            ));
+                        }
+                        Poll::Ready(Ok(mut res)) => {
                             strip_hop_by_hop(res.headers_mut());
-                            Ok(res.map(|body| BackendBody::new(body, slot.take())))
+                            let reuse = sender.take().map(|sender| (sender, Arc::clone(host)));
+                            let slot = this.slot.take();
+                            return Poll::Ready(Ok(
+                                res.map(|body| BackendBody::new(body, slot, reuse))
+                            ));
                         }
-                        Err(err) => {
-                            let err = classify(err, backend);
-                            debug!(backend = %backend, error = %err, "forwarding failed");
-                            Err(err)
+                        Poll::Ready(Err(mut error)) => {
+                            if *reused {
+                                if let Some(req) = error.take_message() {
+                                    // The pooled connection closed before the request went
+                                    // out: it can go on another one.
+                                    debug!(
+                                        backend = %host.authority(),
+                                        error = %error.error(),
+                                        "pooled connection closed; sending on another",
+                                    );
+                                    *this.attempt = Attempt::start(host, req);
+                                    continue;
+                                }
+                            }
+                            let error = classify(error.into_error(), host.authority());
+                            debug!(backend = %host.authority(), %error, "forwarding failed");
+                            return Poll::Ready(Err(error));
                         }
-                    });
-                }
-                let Some(mut sleep) = sleep.as_pin_mut() else {
-                    return Poll::Pending;
-                };
-                if let Some(up) = upload.as_ref() {
-                    up.register(cx.waker());
-                    if up.is_done() {
-                        // The body is sent: the wait for the response head starts now.
-                        *upload = None;
-                        sleep.as_mut().reset(Instant::now() + *timeout);
+                        Poll::Pending => break,
                     }
                 }
-                loop {
-                    ready!(sleep.as_mut().poll(cx));
-                    match upload.as_ref().map(|up| up.progress()) {
-                        // The upload is still moving: give it another period.
-                        Some(progress) if progress != *seen => {
-                            *seen = progress;
-                            sleep.as_mut().reset(Instant::now() + *timeout);
-                        }
-                        _ => break,
-                    }
+                Attempt::Failed { error } => {
+                    return Poll::Ready(Err(error.take().expect("polled after completion")));
                 }
-                debug!(backend = %backend, timeout = ?timeout, "backend response timed out");
-                Poll::Ready(Err(
-                    BackendTimeout::response(backend.clone(), *timeout).into()
-                ))
-            }
-            StateProj::Failed { error } => {
-                Poll::Ready(Err(error.take().expect("polled after completion")))
             }
         }
+
+        let Some(mut sleep) = this.sleep.as_pin_mut() else {
+            return Poll::Pending;
+        };
+        if let Some(up) = this.upload.as_ref() {
+            up.register(cx.waker());
+            if up.is_done() {
+                // The body is sent: the wait for the response head starts now.
+                *this.upload = None;
+                sleep.as_mut().reset(Instant::now() + *this.timeout);
+            }
+        }
+        loop {
+            ready!(sleep.as_mut().poll(cx));
+            match this.upload.as_ref().map(|up| up.progress()) {
+                // The upload is still moving: give it another period.
+                Some(progress) if progress != *this.seen => {
+                    *this.seen = progress;
+                    sleep.as_mut().reset(Instant::now() + *this.timeout);
+                }
+                _ => break,
+            }
+        }
+        let backend = this
+            .host
+            .as_deref()
+            .expect("a host for every attempt")
+            .authority()
+            .clone();
+        debug!(backend = %backend, timeout = ?this.timeout, "backend response timed out");
+        Poll::Ready(Err(BackendTimeout::response(backend, *this.timeout).into()))
     }
 }

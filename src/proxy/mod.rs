@@ -95,6 +95,7 @@ mod error;
 pub mod future;
 mod headers;
 mod limit;
+mod pool;
 mod service;
 mod upgrade;
 

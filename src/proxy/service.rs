@@ -20,6 +20,7 @@ use super::headers::{
     X_FORWARDED_HOST, X_FORWARDED_PROTO, append_forwarded_for, restore_upgrade, strip_hop_by_hop,
 };
 use super::limit::{Limit, Slot};
+use super::pool::Host;
 use crate::{BoxError, PeerAddr};
 
 /// Forwards each request to one backend; see the [module docs](super).
@@ -38,9 +39,10 @@ pub struct HttpBackend<B = Incoming> {
 
 struct Shared<B> {
     client: ProxyClient<B>,
+    // The backend's connections, found once.
+    host: Arc<Host<B>>,
     limit: Option<Arc<Limit>>,
     base: Uri,
-    scheme: Scheme,
     authority: Authority,
     /// The base URI's path without its trailing `/`; empty when the base has no path.
     prefix: Box<str>,
@@ -82,11 +84,10 @@ impl<B> HttpBackend<B> {
     /// `http://host[:port][/prefix]` (no scheme means `http`).
     pub fn try_new(base: Uri, client: ProxyClient<B>) -> Result<Self, InvalidBackendUri> {
         let invalid = |uri: &Uri| InvalidBackendUri { uri: uri.clone() };
-        let scheme = match base.scheme() {
-            None => Scheme::HTTP,
-            Some(s) if *s == Scheme::HTTP => Scheme::HTTP,
-            Some(_) => return Err(invalid(&base)),
-        };
+        // No scheme means `http`; requests go out in origin form, so only the check remains.
+        if base.scheme().is_some_and(|s| *s != Scheme::HTTP) {
+            return Err(invalid(&base));
+        }
         let authority = base.authority().cloned().ok_or_else(|| invalid(&base))?;
         if base.query().is_some() {
             return Err(invalid(&base));
@@ -95,13 +96,14 @@ impl<B> HttpBackend<B> {
         let limit = client
             .max_conns_per_backend
             .map(|max| Limit::new(max, Arc::clone(&client.freed)));
+        let host = client.pool.host(&authority);
         Ok(Self {
             slot: None,
             shared: Arc::new(Shared {
                 client,
+                host,
                 limit,
                 base,
-                scheme,
                 authority,
                 prefix,
             }),
@@ -133,30 +135,34 @@ impl<B> HttpBackend<B> {
     pub fn max_conns(&self) -> Option<usize> {
         self.shared.limit.as_deref().map(Limit::max)
     }
+
+    #[cfg(test)]
+    pub(crate) fn shared_host(&self) -> &Arc<Host<B>> {
+        &self.shared.host
+    }
 }
 
 impl<B> Shared<B> {
     /// Rewrites a client request into the backend request, in place. Returns the client's
     /// side of a connection upgrade, if it asks for one and its server supports it.
     fn rewrite(&self, parts: &mut http::request::Parts) -> Result<Option<OnUpgrade>, BoxError> {
-        let mut uri = std::mem::take(&mut parts.uri).into_parts();
-        let original_authority = uri.authority.take();
-        let path = uri.path_and_query.take();
-        uri.scheme = Some(self.scheme.clone());
-        uri.authority = Some(self.authority.clone());
-        uri.path_and_query = Some(if self.prefix.is_empty() {
+        // Origin form (`/path?query`): the connection is to the backend already.
+        let original = std::mem::take(&mut parts.uri).into_parts();
+        let original_authority = original.authority;
+        let path = original.path_and_query;
+        let path = if self.prefix.is_empty() {
             path.unwrap_or_else(|| PathAndQuery::from_static("/"))
         } else {
             let path = path.as_ref().map_or("/", PathAndQuery::as_str);
-            let mut buf = BytesMut::with_capacity(self.prefix.len() + path.len());
+            let mut buf = BytesMut::with_capacity(self.prefix.len() + path.len() + 1);
             buf.put_slice(self.prefix.as_bytes());
             if !path.starts_with('/') {
                 buf.put_u8(b'/');
             }
             buf.put_slice(path.as_bytes());
             PathAndQuery::from_maybe_shared(buf.freeze())?
-        });
-        parts.uri = Uri::from_parts(uri)?;
+        };
+        parts.uri = Uri::from(path);
         parts.version = Version::HTTP_11;
 
         let headers = &mut parts.headers;
@@ -168,17 +174,25 @@ impl<B> Shared<B> {
         });
         // Room for the X-Forwarded-* headers (and Host), so the map grows at most once.
         headers.reserve(4);
-        // HTTP/2 clients send `:authority` instead of `Host`; backends speak HTTP/1.1.
-        if !headers.contains_key(header::HOST) {
-            if let Some(authority) = original_authority {
-                if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
-                    headers.insert(header::HOST, host);
-                }
-            }
-        }
-        match headers.get(header::HOST).cloned() {
+        let host = match headers.get(header::HOST) {
+            Some(host) => Some(host.clone()),
+            // HTTP/2 clients send `:authority` instead of `Host`; backends speak HTTP/1.1.
+            None => original_authority.and_then(|authority| {
+                let host = HeaderValue::from_str(authority.as_str()).ok()?;
+                headers.insert(header::HOST, host.clone());
+                Some(host)
+            }),
+        };
+        match host {
             Some(host) => headers.insert(&X_FORWARDED_HOST, host),
-            None => headers.remove(&X_FORWARDED_HOST),
+            None => {
+                // An HTTP/1.0 request without `Host`: the backend's own, as clients send.
+                headers.insert(
+                    header::HOST,
+                    HeaderValue::from_str(self.authority.as_str())?,
+                );
+                headers.remove(&X_FORWARDED_HOST)
+            }
         };
         headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
         if let Some(peer) = peer_addr(&parts.extensions) {
@@ -201,9 +215,9 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    type Response = Response<BackendBody>;
+    type Response = Response<BackendBody<B>>;
     type Error = BoxError;
-    type Future = ResponseFuture;
+    type Future = ResponseFuture<B>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -233,10 +247,6 @@ where
         // Track the upload only when it matters: a body to send and a timeout to start after it.
         let upload = (timeout.is_some() && !body.is_end_stream()).then(Arc::default);
         let body = UploadBody::new(body, upload.clone());
-        let inner = shared
-            .client
-            .inner
-            .request(Request::from_parts(parts, body));
         let upgrade = on_upgrade.map(|client| {
             Box::new(Upgrade {
                 client,
@@ -244,10 +254,10 @@ where
             })
         });
         ResponseFuture::new(
-            inner,
+            Arc::clone(&shared.host),
+            Request::from_parts(parts, body),
             timeout,
             upload,
-            shared.authority.clone(),
             slot,
             upgrade,
         )
@@ -306,7 +316,8 @@ mod tests {
             .body(())
             .unwrap();
         let parts = rewrite(&b, req);
-        assert_eq!(parts.uri, "http://127.0.0.1:1080/a/%2F/b?a=1&a=2&b=%2F&&c");
+        // Origin form: the connection is to the backend already.
+        assert_eq!(parts.uri, "/a/%2F/b?a=1&a=2&b=%2F&&c");
         assert_eq!(parts.version, Version::HTTP_11);
         assert_eq!(parts.method, http::Method::POST);
         assert_eq!(parts.headers["host"], "lb.example:8080");
@@ -320,12 +331,25 @@ mod tests {
         for base in ["http://127.0.0.1:1080/api", "http://127.0.0.1:1080/api/"] {
             let b = backend(base);
             let parts = rewrite(&b, Request::get("/x?y=1").body(()).unwrap());
-            assert_eq!(parts.uri, "http://127.0.0.1:1080/api/x?y=1");
+            assert_eq!(parts.uri, "/api/x?y=1");
         }
         let b = backend("127.0.0.1:1080");
         assert_eq!(b.base(), "127.0.0.1:1080");
         let parts = rewrite(&b, Request::get("/").body(()).unwrap());
-        assert_eq!(parts.uri, "http://127.0.0.1:1080/");
+        assert_eq!(parts.uri, "/");
+    }
+
+    #[test]
+    fn a_request_without_host_gets_the_backends_and_no_forwarded_host() {
+        let b = backend("http://127.0.0.1:1080");
+        let req = Request::get("/")
+            .version(Version::HTTP_10)
+            .header("x-forwarded-host", "spoofed.example")
+            .body(())
+            .unwrap();
+        let parts = rewrite(&b, req);
+        assert_eq!(parts.headers["host"], "127.0.0.1:1080");
+        assert!(!parts.headers.contains_key("x-forwarded-host"));
     }
 
     #[test]
@@ -340,7 +364,7 @@ mod tests {
         req.extensions_mut()
             .insert(PeerAddr("192.0.2.7:5555".parse().unwrap()));
         let parts = rewrite(&b, req);
-        assert_eq!(parts.uri, "http://127.0.0.1:1080/p");
+        assert_eq!(parts.uri, "/p");
         assert_eq!(parts.version, Version::HTTP_11);
         assert_eq!(parts.headers["host"], "lb.example");
         assert_eq!(parts.headers["x-forwarded-for"], "10.0.0.1, 192.0.2.7");

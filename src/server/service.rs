@@ -41,7 +41,7 @@ pub(crate) type Client = ProxyClient<RetryBody<Incoming>>;
 pub(crate) type Proxy = Queue<BackendSet, AlgoPick>;
 
 /// The body of every response the server sends: a backend's, or one of its own (JSend).
-pub type ResponseBody = Either<TrackedBody<BackendBody>, Full<Bytes>>;
+pub type ResponseBody = Either<TrackedBody<BackendBody<RetryBody<Incoming>>>, Full<Bytes>>;
 
 /// What every connection shares.
 pub(crate) struct Routes {

@@ -1,0 +1,492 @@
+//! The connection pool behind a [`ProxyClient`](super::ProxyClient): keep-alive HTTP/1.1
+//! connections to each backend, over hyper's connection-level client.
+//!
+//! hyper-util's legacy `Client` costs, for every request: a boxed future for its whole send
+//! path, a pool checkout and a check-in under one mutex, each with a `HashMap` lookup (SipHash)
+//! of the scheme and authority, a task spawned to put the connection back once it is ready
+//! again, and an extension map on every response for the connection's addresses. This pool
+//! does less:
+//!
+//! - each [`HttpBackend`](super::HttpBackend) finds its [`Host`] once, when it is built: no
+//!   lookup per request;
+//! - idle connections are a stack per backend (a short lock), most recently used on top, and
+//!   one per worker thread of a thread-per-core server ([`pin_to_worker`]), so that a worker
+//!   only uses connections its own runtime drives; a connection goes back when its response
+//!   body has ended. A connection whose task has not caught up yet when the body ends (on another
+//!   thread) goes back all the same, and the next request on it waits for it to be ready;
+//! - a request a pooled connection could not send (the backend closed it while idle) comes back
+//!   from hyper untouched and goes out on another connection, as hyper-util's
+//!   `retry_canceled_requests` does; a request that fails on a new connection is an error;
+//! - connections idle for longer than the idle timeout are dropped when met at checkout, and by
+//!   a task that sweeps the pool every idle timeout.
+//!
+//! Requests go out in origin form (`GET /path HTTP/1.1`), with the `Host` the caller set.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use http::uri::Authority;
+use http_body::Body;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tracing::debug;
+
+use super::body::UploadBody;
+use super::error::{BackendTimeout, BackendUnavailable};
+use crate::BoxError;
+
+/// The sending side of one backend connection.
+pub(crate) type Sender<B> = http1::SendRequest<UploadBody<B>>;
+
+/// A new connection to a backend, on its way.
+pub(crate) type Connecting<B> = Pin<Box<dyn Future<Output = Result<Sender<B>, BoxError>> + Send>>;
+
+/// How the pool connects and how long it keeps idle connections.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings {
+    pub(crate) connect_timeout: Option<Duration>,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) max_idle: usize,
+}
+
+/// The hosts of one client. Clones share them.
+pub(crate) struct Pool<B> {
+    shared: Arc<Shared<B>>,
+}
+
+struct Shared<B> {
+    settings: Settings,
+    hosts: Mutex<HashMap<Authority, Weak<Host<B>>>>,
+    sweeping: AtomicBool,
+}
+
+impl<B> Pool<B> {
+    pub(crate) fn new(settings: Settings) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                settings,
+                hosts: Mutex::new(HashMap::new()),
+                sweeping: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The connections to `authority`, shared with every other caller asking for it while
+    /// any holds them.
+    pub(crate) fn host(&self, authority: &Authority) -> Arc<Host<B>> {
+        let mut hosts = lock(&self.shared.hosts);
+        if let Some(host) = hosts.get(authority).and_then(Weak::upgrade) {
+            return host;
+        }
+        hosts.retain(|_, host| host.strong_count() > 0);
+        let host = Arc::new(Host {
+            authority: authority.clone(),
+            settings: self.shared.settings,
+            idle: (0..worker_lists()).map(|_| Mutex::default()).collect(),
+            pool: Arc::downgrade(&self.shared),
+        });
+        hosts.insert(authority.clone(), Arc::downgrade(&host));
+        host
+    }
+}
+
+impl<B> Clone for Pool<B> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<B> Shared<B> {
+    /// Drops the connections idle for too long, or closed, in every host.
+    fn sweep(&self, now: Instant) {
+        let hosts: Vec<Arc<Host<B>>> = lock(&self.hosts)
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for host in hosts {
+            for list in host.idle.iter() {
+                let stale: Vec<Idle<B>> = {
+                    let mut list = lock(list);
+                    let (keep, stale) = std::mem::take(&mut *list)
+                        .into_iter()
+                        .partition(|idle| idle.usable(now, host.settings.idle_timeout));
+                    *list = keep;
+                    stale
+                };
+                // Closed outside the lock.
+                drop(stale);
+            }
+        }
+    }
+}
+
+/// One idle connection.
+struct Idle<B> {
+    sender: Sender<B>,
+    since: Instant,
+}
+
+impl<B> Idle<B> {
+    fn usable(&self, now: Instant, idle_timeout: Option<Duration>) -> bool {
+        !self.sender.is_closed()
+            && idle_timeout
+                .is_none_or(|timeout| now.saturating_duration_since(self.since) < timeout)
+    }
+}
+
+/// The connections to one backend: an idle stack per worker thread.
+pub(crate) struct Host<B> {
+    authority: Authority,
+    settings: Settings,
+    idle: Box<[Mutex<Vec<Idle<B>>>]>,
+    pool: Weak<Shared<B>>,
+}
+
+impl<B> Host<B> {
+    /// The backend's `host:port`.
+    pub(crate) fn authority(&self) -> &Authority {
+        &self.authority
+    }
+
+    /// The most recently used idle connection of this thread's stack, if any is still open
+    /// and not idle for too long.
+    #[inline]
+    pub(crate) fn checkout(&self) -> Option<Sender<B>> {
+        let mut list = lock(&self.idle[worker_slot(self.idle.len())]);
+        let top = list.pop()?;
+        let idle_timeout = self.settings.idle_timeout;
+        let now = idle_timeout.map(|_| Instant::now());
+        if now.is_none_or(|now| top.usable(now, idle_timeout)) {
+            return Some(top.sender);
+        }
+        // Older ones lie below; drop any stale one met on the way.
+        while let Some(idle) = list.pop() {
+            if now.is_none_or(|now| idle.usable(now, idle_timeout)) {
+                return Some(idle.sender);
+            }
+        }
+        None
+    }
+
+    /// Puts a connection whose response has ended back, or drops it when it is closed or the
+    /// stack is full.
+    ///
+    /// Its task may not have taken in the end of the response yet (when it runs on another
+    /// thread): it is put back all the same, and whoever takes it waits the moment it takes to
+    /// be ready.
+    pub(crate) fn checkin(&self, sender: Sender<B>) {
+        if sender.is_closed() || self.settings.max_idle == 0 {
+            return;
+        }
+        self.push(sender);
+    }
+
+    fn push(&self, sender: Sender<B>) {
+        let since = Instant::now();
+        {
+            let mut list = lock(&self.idle[worker_slot(self.idle.len())]);
+            if list.len() >= self.settings.max_idle {
+                return;
+            }
+            list.push(Idle { sender, since });
+        }
+    }
+
+    /// Starts the pool's sweeping task, once.
+    fn start_sweeping(&self, every: Duration)
+    where
+        B: Send + 'static,
+    {
+        let Some(pool) = self.pool.upgrade() else {
+            return;
+        };
+        if pool.sweeping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            pool.sweeping.store(false, Ordering::Release);
+            return;
+        };
+        let pool = Arc::downgrade(&pool);
+        runtime.spawn(async move {
+            let mut interval = tokio::time::interval(every);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            interval.tick().await;
+            loop {
+                interval.tick().await;
+                let Some(pool) = pool.upgrade() else {
+                    break;
+                };
+                pool.sweep(Instant::now());
+            }
+        });
+    }
+
+    /// Opens a new connection, within the connect timeout; its task is spawned on the current
+    /// runtime.
+    pub(crate) fn connect(&self) -> Connecting<B>
+    where
+        B: Body + Send + Unpin + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        if let Some(idle_timeout) = self.settings.idle_timeout {
+            self.start_sweeping(idle_timeout);
+        }
+        let authority = self.authority.clone();
+        let timeout = self.settings.connect_timeout;
+        Box::pin(async move {
+            let connecting = connect(&authority);
+            let stream = match timeout {
+                Some(timeout) => tokio::time::timeout(timeout, connecting)
+                    .await
+                    .map_err(|_| BackendTimeout::connect(authority.clone()))?,
+                None => connecting.await,
+            }
+            .map_err(|error| BackendUnavailable::new(authority.clone(), error))?;
+            let (sender, conn) = http1::Builder::new()
+                .handshake(TokioIo::new(stream))
+                .await
+                .map_err(|error| BackendUnavailable::new(authority.clone(), error))?;
+            tokio::spawn(async move {
+                if let Err(error) = conn.with_upgrades().await {
+                    debug!(backend = %authority, %error, "backend connection failed");
+                }
+            });
+            Ok(sender)
+        })
+    }
+}
+
+impl<B> fmt::Debug for Host<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let idle: usize = self.idle.iter().map(|list| lock(list).len()).sum();
+        f.debug_struct("Host")
+            .field("authority", &self.authority)
+            .field("idle", &idle)
+            .finish()
+    }
+}
+
+/// A TCP connection to `authority` (port 80 by default) with `TCP_NODELAY`: straight to an IP
+/// address, or to each address a name resolves to in turn.
+async fn connect(authority: &Authority) -> io::Result<TcpStream> {
+    let port = authority.port_u16().unwrap_or(80);
+    let host = authority.host();
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let stream = match host.parse() {
+        Ok(ip) => TcpStream::connect(SocketAddr::new(ip, port)).await?,
+        Err(_) => {
+            let mut last = None;
+            let mut connected = None;
+            for addr in tokio::net::lookup_host((host, port)).await? {
+                match TcpStream::connect(addr).await {
+                    Ok(stream) => {
+                        connected = Some(stream);
+                        break;
+                    }
+                    Err(error) => last = Some(error),
+                }
+            }
+            match (connected, last) {
+                (Some(stream), _) => stream,
+                (None, Some(error)) => return Err(error),
+                (None, None) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::NotFound,
+                        format!("{host} resolves to no address"),
+                    ));
+                }
+            }
+        }
+    };
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// How many idle stacks a host keeps: one shared by any thread, and one for each worker
+/// thread of a thread-per-core server, up to a bound.
+fn worker_lists() -> usize {
+    1 + std::thread::available_parallelism().map_or(1, |n| n.get().min(64))
+}
+
+thread_local! {
+    /// `0` for any thread; `1 + i` for worker `i` of a thread-per-core server.
+    static WORKER: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Gives the current thread idle connections of its own: for the workers of a thread-per-core
+/// server, each running its own runtime, so that a worker only reuses connections its own
+/// runtime drives. Other threads (a multi-threaded runtime's workers, whose tasks move between
+/// threads) share one stack per backend.
+#[allow(dead_code)] // For the server's thread-per-core workers.
+pub(crate) fn pin_to_worker(index: usize) {
+    WORKER.with(|worker| worker.set(1 + index));
+}
+
+/// This thread's stack among `lists`.
+#[inline]
+fn worker_slot(lists: usize) -> usize {
+    match WORKER.with(Cell::get) {
+        0 => 0,
+        worker => 1 + (worker - 1) % (lists - 1),
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::atomic::AtomicUsize;
+
+    use http::{Request, Response};
+    use http_body_util::{BodyExt, Empty, Full};
+    use hyper::body::Incoming;
+    use tokio::net::TcpListener;
+    use tower::{Service, ServiceExt};
+
+    use super::*;
+    use crate::proxy::{HttpBackend, ProxyClient};
+
+    /// A backend answering `ok` to everything; counts the connections it accepted.
+    async fn backend() -> (SocketAddr, Arc<AtomicUsize>) {
+        backend_with(true).await
+    }
+
+    /// With `keep_alive` off, the backend closes each connection after one response.
+    async fn backend_with(keep_alive: bool) -> (SocketAddr, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(|_: Request<Incoming>| async {
+                        Ok::<_, Infallible>(Response::new(Full::new(bytes::Bytes::from("ok"))))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .keep_alive(keep_alive)
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    async fn get(backend: &mut HttpBackend<Empty<bytes::Bytes>>) {
+        let req = Request::get("/").body(Empty::new()).unwrap();
+        let res = backend.ready().await.unwrap().call(req).await.unwrap();
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, "ok");
+    }
+
+    fn http_backend(
+        addr: SocketAddr,
+        client: ProxyClient<Empty<bytes::Bytes>>,
+    ) -> HttpBackend<Empty<bytes::Bytes>> {
+        HttpBackend::new(format!("http://{addr}").parse().unwrap(), client)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connections_are_reused_once_their_response_ends_and_workers_keep_their_own() {
+        let (addr, accepted) = backend().await;
+        let client = ProxyClient::builder().build();
+        let mut b = http_backend(addr, client.clone());
+        for _ in 0..20 {
+            get(&mut b).await;
+        }
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "one connection for 20 requests"
+        );
+        // Another backend for the same address shares the pool.
+        let mut same = http_backend(addr, client.clone());
+        get(&mut same).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+
+        // A worker of a thread-per-core server has connections of its own.
+        let mut worker = http_backend(addr, client);
+        tokio::task::spawn_blocking(move || {
+            pin_to_worker(0);
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                for _ in 0..5 {
+                    get(&mut worker).await;
+                }
+            });
+        })
+        .await
+        .unwrap();
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn connections_idle_for_longer_than_the_idle_timeout_are_not_reused() {
+        let (addr, accepted) = backend().await;
+        let client = ProxyClient::builder()
+            .response_timeout(None)
+            .pool_idle_timeout(Duration::from_secs(20))
+            .build();
+        let mut b = http_backend(addr, client);
+        get(&mut b).await;
+        get(&mut b).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        tokio::time::pause();
+        tokio::time::advance(Duration::from_secs(21)).await;
+        get(&mut b).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), 2, "the stale one is left");
+        tokio::time::advance(Duration::from_secs(5)).await;
+        get(&mut b).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        let host = b.shared_host();
+        assert_eq!(host.idle.iter().map(|l| lock(l).len()).sum::<usize>(), 1);
+    }
+
+    #[tokio::test]
+    async fn no_connection_is_kept_with_max_idle_zero() {
+        let (addr, accepted) = backend().await;
+        let client = ProxyClient::builder().pool_max_idle_per_host(0).build();
+        let mut b = http_backend(addr, client);
+        get(&mut b).await;
+        get(&mut b).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), 2, "no connection kept");
+    }
+
+    #[tokio::test]
+    async fn connections_the_backend_closes_are_not_used_again() {
+        let (addr, accepted) = backend_with(false).await;
+        let mut b = http_backend(addr, ProxyClient::builder().build());
+        for _ in 0..10 {
+            get(&mut b).await;
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 10);
+    }
+}
