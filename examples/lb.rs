@@ -79,8 +79,9 @@ mod cli {
         #[arg(long)]
         pub(crate) demo: bool,
 
-        /// Tokio worker threads [default: the number of CPU cores]; 1 runs everything on one
-        /// thread.
+        /// Threads serving connections, each with its own runtime and listening socket (the
+        /// kernel spreads connections over them) [default: the number of CPU cores]; 1 serves
+        /// them on the main thread, next to health checks and the admin API.
         #[arg(long, value_name = "N")]
         pub(crate) workers: Option<NonZeroUsize>,
 
@@ -275,6 +276,7 @@ mod cli {
                 .queue_timeout(self.queue_timeout)
                 .retries(self.retries)
                 .retry_non_idempotent(self.retry_non_idempotent)
+                .workers(self.worker_threads())
                 .proxy_client(
                     ProxyClientBuilder::new()
                         .connect_timeout(self.connect_timeout)
@@ -458,6 +460,8 @@ mod cli {
             assert!(a.demo);
             assert_eq!(a.worker_threads(), 1);
             let c = a.config();
+            assert_eq!(c.workers, 1);
+            assert_eq!(args(&["--workers", "3"]).unwrap().config().workers, 3);
             assert_eq!(c.addr, "127.0.0.1:9000".parse().unwrap());
             assert_eq!(c.algo, Algo::LeastConn);
             assert_eq!(c.health_interval, Duration::from_millis(1500));
@@ -850,15 +854,12 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
 
-    let runtime = match args.worker_threads() {
-        1 => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build(),
-        n => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(n)
-            .enable_all()
-            .build(),
-    };
+    // One thread per worker, each with its own runtime and listening socket
+    // (`Config::workers`); this single-threaded one keeps health checks, the admin listener
+    // and signals, and is the only one with `--workers 1`.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
     let result = runtime
         .map_err(|e| format!("cannot start the runtime: {e}"))
         .and_then(|runtime| runtime.block_on(run(args)));

@@ -334,7 +334,6 @@ thread_local! {
 /// server, each running its own runtime, so that a worker only reuses connections its own
 /// runtime drives. Other threads (a multi-threaded runtime's workers, whose tasks move between
 /// threads) share one stack per backend.
-#[allow(dead_code)] // For the server's thread-per-core workers.
 pub(crate) fn pin_to_worker(index: usize) {
     WORKER.with(|worker| worker.set(1 + index));
 }

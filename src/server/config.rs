@@ -29,6 +29,7 @@ use crate::proxy::ProxyClientBuilder;
 /// | [`queue_timeout`](Self::queue_timeout) | 0: fail fast |
 /// | [`retries`](Self::retries) | 2 |
 /// | [`retry_non_idempotent`](Self::retry_non_idempotent) | `false` |
+/// | [`workers`](Self::workers) | 1: connections are served on the runtime [`Server::run`](super::Server::run) runs on |
 /// | [`seed`](Self::seed) | random |
 /// | [`outlier_detection`](Self::outlier_detection) | off |
 /// | [`slow_start`](Self::slow_start) | off |
@@ -98,6 +99,9 @@ pub struct Config {
     pub retries: usize,
     /// Whether `POST` and `PATCH` (without a body) are retried too.
     pub retry_non_idempotent: bool,
+    /// Threads that serve connections, each with its own runtime and listening socket; 1 for
+    /// none of its own.
+    pub workers: usize,
 }
 
 impl Default for Config {
@@ -142,6 +146,7 @@ impl Config {
             queue_timeout: Duration::ZERO,
             retries: 2,
             retry_non_idempotent: false,
+            workers: 1,
         }
     }
 
@@ -314,6 +319,20 @@ impl Config {
     /// a backend that closed the connection may have acted on the request before it did.
     pub fn retry_non_idempotent(mut self, enabled: bool) -> Self {
         self.retry_non_idempotent = enabled;
+        self
+    }
+
+    /// How many threads serve client connections (at least 1). With 1 (the default), they
+    /// are served on the runtime [`Server::run`](super::Server::run) runs on, however many
+    /// threads it has. With `n > 1`, [`Server::run`](super::Server::run) starts `n` threads,
+    /// each with a single-threaded tokio runtime and a listening socket of its own on the same
+    /// address (`SO_REUSEPORT`: the kernel spreads new connections over them), as nginx's
+    /// worker processes and HAProxy's threads do: a connection, its requests and the backend
+    /// connections they use stay on one thread, with no handoff between threads. The runtime
+    /// `run` runs on keeps the health checks, the admin listener of
+    /// [`admin_bind`](Self::admin_bind) and the shutdown; a single-threaded one is enough.
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = workers.max(1);
         self
     }
 }

@@ -99,6 +99,19 @@ impl Connections {
         }
     }
 
+    /// The connections of another worker: same settings and client, the same connection
+    /// cap (one count for the whole server), a graceful shutdown of their own.
+    pub(crate) fn sibling(&self) -> Self {
+        Self {
+            builder: Arc::clone(&self.builder),
+            settings: self.settings,
+            cap: self.cap.clone(),
+            graceful: GracefulShutdown::new(),
+            cut: watch::Sender::new(false),
+            client: self.client.clone(),
+        }
+    }
+
     /// A place for one more connection: waits while the server is at its connection cap.
     pub(crate) async fn admit(&self) -> Option<OwnedSemaphorePermit> {
         match &self.cap {

@@ -37,6 +37,12 @@
 //! response body is an [`Either`](http_body_util::Either) of the backend's streamed body and
 //! the server's own JSend bodies, and the response future is a plain enum.
 //!
+//! With [`Config::workers`] above 1 the server is thread-per-core, as nginx and HAProxy are:
+//! each worker thread runs a single-threaded runtime with a listening socket of its own on the
+//! address (`SO_REUSEPORT`) and reuses only the backend connections it opened, so a request
+//! never changes threads; the balancer, registry, health checks and connection cap are
+//! shared.
+//!
 //! # Connections
 //!
 //! What protects the balancer and its backends from slow, idle, oversized or too many
@@ -116,7 +122,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::Uri;
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpStream};
 use tower::{Layer, ServiceBuilder};
 
 use self::conn::Connections;
@@ -135,7 +141,9 @@ const BACKLOG: u32 = 4096;
 
 /// The standalone balancer, bound and ready to run. See the [module docs](self).
 pub struct Server {
-    listener: TcpListener,
+    /// One listening socket per worker (one in all without workers of its own), all on
+    /// `local_addr`; registered with a runtime only once a worker runs on it.
+    listeners: Vec<std::net::TcpListener>,
     local_addr: SocketAddr,
     /// The separate admin listener and its address, with [`Config::admin_bind`].
     admin: Option<(TcpListener, SocketAddr)>,
@@ -154,8 +162,8 @@ impl Server {
     /// Must be called within a tokio runtime (the balancer and health checks run tasks);
     /// nothing is served until [`run`](Self::run).
     pub async fn bind(config: Config) -> io::Result<Self> {
-        let listener = listen(config.addr)?;
-        let local_addr = listener.local_addr()?;
+        let listeners = listen_all(config.addr, config.workers)?;
+        let local_addr = listeners[0].local_addr()?;
         let admin_listener = match config.admin_addr {
             Some(addr) => {
                 let listener = listen(addr)?;
@@ -208,7 +216,7 @@ impl Server {
             .monitor(monitor.clone());
 
         Ok(Self {
-            listener,
+            listeners,
             local_addr,
             admin: admin_listener,
             registry,
@@ -256,9 +264,12 @@ impl Server {
         &self.routes.balancer
     }
 
-    /// Serves until `shutdown` completes, then shuts down gracefully: stops accepting, closes
-    /// idle connections, lets requests in flight and upgraded connections finish (for at most
-    /// [`Config::shutdown_timeout`]) and closes what is left.
+    /// Serves until `shutdown` completes, then shuts down gracefully: stops accepting,
+    /// closes idle connections, lets requests in flight and upgraded connections finish (for
+    /// at most [`Config::shutdown_timeout`]) and closes the rest.
+    ///
+    /// With [`Config::workers`] above 1, the workers' threads start here and are joined before
+    /// this returns.
     ///
     /// Errors on single connections, and failures to accept, are logged and never stop it.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
@@ -267,24 +278,158 @@ impl Server {
             algo = %self.algo,
             health_interval = ?self.health_interval,
             backends = self.registry.len(),
+            workers = self.listeners.len(),
             admin = %self.admin_addr().map_or_else(|| "same listener".to_owned(), |a| a.to_string()),
             "tower-lb listening",
         );
-        let mut shutdown = std::pin::pin!(shutdown);
-        // A place under the connection cap, taken before the next accept on the main listener.
-        let mut admitted = None;
-        let admin_listener = self.admin.as_ref().map(|(listener, _)| listener);
+        let Self {
+            mut listeners,
+            admin,
+            routes,
+            shutdown_timeout,
+            connections,
+            ..
+        } = self;
+        let admin_listener = admin.as_ref().map(|(listener, _)| listener);
         let main_serve = match admin_listener {
             Some(_) => Serve::Proxy,
             None => Serve::All,
         };
+        if listeners.len() == 1 {
+            let listener = TcpListener::from_std(listeners.remove(0))?;
+            let listeners = Listeners {
+                main: Some((&listener, main_serve)),
+                admin: admin_listener,
+            };
+            listeners.serve(&connections, &routes, shutdown).await;
+            drop(listener);
+            drop(admin);
+            connections.shutdown(shutdown_timeout).await;
+            return Ok(());
+        }
+
+        // Workers of their own: one thread, runtime and listening socket each. This runtime
+        // keeps the admin listener, if any, and the shutdown.
+        let runtimes = listeners
+            .iter()
+            .map(|_| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut workers = Vec::with_capacity(listeners.len());
+        for (index, (runtime, listener)) in runtimes.into_iter().zip(listeners).enumerate() {
+            let worker = Worker {
+                index,
+                listener,
+                serve: main_serve,
+                connections: connections.sibling(),
+                routes: Arc::clone(&routes),
+                stopped: stopped.clone(),
+                grace: shutdown_timeout,
+            };
+            let (done, finished) = tokio::sync::oneshot::channel::<()>();
+            let thread = std::thread::Builder::new()
+                .name(format!("tower-lb-worker-{index}"))
+                .spawn(move || {
+                    runtime.block_on(worker.run());
+                    drop(runtime);
+                    let _ = done.send(());
+                });
+            match thread {
+                Ok(thread) => workers.push((thread, finished)),
+                Err(error) => {
+                    // The workers started so far stop before the error is returned.
+                    stop.send_replace(true);
+                    for (thread, finished) in workers {
+                        let _ = finished.await;
+                        let _ = thread.join();
+                    }
+                    return Err(error);
+                }
+            }
+        }
+        let listeners = Listeners {
+            main: None,
+            admin: admin_listener,
+        };
+        listeners.serve(&connections, &routes, shutdown).await;
+        stop.send_replace(true);
+        drop(admin);
+        let admin_done = connections.shutdown(shutdown_timeout);
+        let workers_done = async {
+            for (thread, finished) in workers {
+                // The thread has finished its work when this resolves (or panicked).
+                let _ = finished.await;
+                let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+            }
+        };
+        tokio::join!(admin_done, workers_done);
+        Ok(())
+    }
+}
+
+/// One worker of a server with [`Config::workers`] above 1: its own thread, runtime and
+/// listening socket.
+struct Worker {
+    index: usize,
+    listener: std::net::TcpListener,
+    serve: Serve,
+    connections: Connections,
+    routes: Arc<Routes>,
+    stopped: tokio::sync::watch::Receiver<bool>,
+    grace: Duration,
+}
+
+impl Worker {
+    async fn run(mut self) {
+        // Backend connections this worker opens are reused by this worker only.
+        crate::proxy::pin_to_worker(self.index);
+        match TcpListener::from_std(self.listener) {
+            Ok(listener) => {
+                let listeners = Listeners {
+                    main: Some((&listener, self.serve)),
+                    admin: None,
+                };
+                let stopped = async {
+                    let _ = self.stopped.wait_for(|stopped| *stopped).await;
+                };
+                listeners
+                    .serve(&self.connections, &self.routes, stopped)
+                    .await;
+            }
+            Err(error) => tracing::error!(worker = self.index, %error, "worker cannot listen"),
+        }
+        self.connections.shutdown(self.grace).await;
+    }
+}
+
+/// The listeners one runtime accepts on.
+struct Listeners<'a> {
+    main: Option<(&'a TcpListener, Serve)>,
+    admin: Option<&'a TcpListener>,
+}
+
+impl Listeners<'_> {
+    /// Accepts and serves connections until `shutdown` completes.
+    async fn serve(
+        &self,
+        connections: &Connections,
+        routes: &Arc<Routes>,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        let mut shutdown = std::pin::pin!(shutdown);
+        // A place under the connection cap, taken before the next accept on the main listener.
+        let mut admitted = None;
         loop {
             // The admin listener first: its rare connections must not wait behind a busy
             // main listener.
             let (stream, peer, serve, permit) = tokio::select! {
                 biased;
                 () = &mut shutdown => break,
-                accepted = accept_admin(admin_listener) => match accepted {
+                accepted = accept_on(self.admin) => match accepted {
                     Ok((stream, peer)) => (stream, peer, Serve::Admin, None),
                     Err(error) => {
                         accept_error(error).await;
@@ -292,29 +437,30 @@ impl Server {
                     }
                 },
                 // At the connection cap this waits, and connections queue in the backlog.
-                permit = self.connections.admit(), if admitted.is_none() => {
+                permit = connections.admit(), if admitted.is_none() && self.main.is_some() => {
                     admitted = Some(permit);
                     continue;
                 }
-                accepted = self.listener.accept(), if admitted.is_some() => match accepted {
-                    Ok((stream, peer)) => (stream, peer, main_serve, admitted.take().flatten()),
-                    Err(error) => {
-                        accept_error(error).await;
-                        continue;
+                accepted = accept_on(self.main.map(|(listener, _)| listener)), if admitted.is_some() => {
+                    match accepted {
+                        Ok((stream, peer)) => {
+                            let serve = self.main.map_or(Serve::All, |(_, serve)| serve);
+                            (stream, peer, serve, admitted.take().flatten())
+                        }
+                        Err(error) => {
+                            accept_error(error).await;
+                            continue;
+                        }
                     }
-                },
+                }
             };
             let handler = Handler {
-                routes: Arc::clone(&self.routes),
+                routes: Arc::clone(routes),
                 peer,
                 serve,
             };
-            self.connections.serve(stream, peer, permit, handler);
+            connections.serve(stream, peer, permit, handler);
         }
-        drop(self.listener);
-        drop(self.admin);
-        self.connections.shutdown(self.shutdown_timeout).await;
-        Ok(())
     }
 }
 
@@ -330,17 +476,39 @@ impl std::fmt::Debug for Server {
 
 /// A listener with `SO_REUSEADDR` and a deep backlog.
 fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = match addr {
-        SocketAddr::V4(_) => TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => TcpSocket::new_v6()?,
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(BACKLOG)
+    TcpListener::from_std(listen_std(addr, false)?)
 }
 
-/// Accepts on the admin listener; never, without one.
-async fn accept_admin(listener: Option<&TcpListener>) -> io::Result<(TcpStream, SocketAddr)> {
+/// `workers` listening sockets on `addr`, with `SO_REUSEPORT` when there are several, so the
+/// kernel spreads connections over them; port `0` is the same free port for all.
+fn listen_all(addr: SocketAddr, workers: usize) -> io::Result<Vec<std::net::TcpListener>> {
+    let shared = workers > 1;
+    let first = listen_std(addr, shared)?;
+    let addr = first.local_addr()?;
+    let mut listeners = vec![first];
+    for _ in 1..workers {
+        listeners.push(listen_std(addr, shared)?);
+    }
+    Ok(listeners)
+}
+
+/// A non-blocking listening socket with `SO_REUSEADDR`, a deep backlog and, if `shared`,
+/// `SO_REUSEPORT`.
+fn listen_std(addr: SocketAddr, shared: bool) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    if shared {
+        socket.set_reuse_port(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG as i32)?;
+    Ok(socket.into())
+}
+
+/// Accepts on `listener`; never, without one.
+async fn accept_on(listener: Option<&TcpListener>) -> io::Result<(TcpStream, SocketAddr)> {
     match listener {
         Some(listener) => listener.accept().await,
         None => std::future::pending().await,
