@@ -44,8 +44,9 @@ def rss(pid):
     return fields["VmRSS"], fields["VmHWM"]
 
 
-def open_idle(n, batch=500):
-    """Opens `n` connections, each doing one request and reading its whole response."""
+def open_idle(n, batch=500, pause=0.0):
+    """Opens `n` connections, each doing one request and reading its whole response, `batch`
+    at a time, `pause` seconds apart."""
     conns = []
     sel = selectors.DefaultSelector()
     for start in range(0, n, batch):
@@ -78,6 +79,7 @@ def open_idle(n, batch=500):
                         del pending[s]
         if pending:
             raise RuntimeError(f"{len(pending)} responses did not arrive")
+        time.sleep(pause)
     return conns
 
 
@@ -86,6 +88,9 @@ def main():
     ap.add_argument("--conns", type=int, default=10_000, help="idle connections (default 10000)")
     ap.add_argument("--workers", type=int, default=1, help="balancer workers (default 1)")
     ap.add_argument("--settle", type=float, default=3, help="seconds to wait before the last reading")
+    ap.add_argument("--batch", type=int, default=500, help="connections opened at a time (default 500)")
+    ap.add_argument("--pause", type=float, default=0.0,
+                    help="seconds between two batches (default 0: as fast as they are answered)")
     ap.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "examples", "lb"))
     a = ap.parse_args()
 
@@ -108,7 +113,7 @@ def main():
             return 2
         before, _ = rss(lb.pid)
         t0 = time.time()
-        conns = open_idle(a.conns)
+        conns = open_idle(a.conns, a.batch, a.pause)
         opened = time.time() - t0
         during, _ = rss(lb.pid)
         time.sleep(a.settle)

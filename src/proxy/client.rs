@@ -130,7 +130,7 @@ impl<B> fmt::Debug for ProxyClient<B> {
 /// | [`connect_timeout`](Self::connect_timeout)   | 1 s       |
 /// | [`response_timeout`](Self::response_timeout) | 30 s      |
 /// | [`pool_idle_timeout`](Self::pool_idle_timeout) | 20 s    |
-/// | [`pool_max_idle_per_host`](Self::pool_max_idle_per_host) | 1024 |
+/// | [`pool_max_idle_per_host`](Self::pool_max_idle_per_host) | 128 |
 /// | [`max_conns_per_backend`](Self::max_conns_per_backend) | no cap |
 ///
 /// `TCP_NODELAY` is always on.
@@ -170,7 +170,7 @@ impl ProxyClientBuilder {
             connect_timeout: Some(Duration::from_secs(1)),
             response_timeout: Some(Duration::from_secs(30)),
             pool_idle_timeout: Some(Duration::from_secs(20)),
-            pool_max_idle_per_host: 1024,
+            pool_max_idle_per_host: 128,
             max_conns_per_backend: None,
         }
     }
@@ -199,7 +199,9 @@ impl ProxyClientBuilder {
         self
     }
 
-    /// At most this many idle connections are kept per backend and worker thread.
+    /// At most this many idle connections are kept per backend and worker thread (as nginx's
+    /// `keepalive`); more are closed when their response ends. An idle connection holds about
+    /// 24 KiB (hyper's read and write buffers and its request channel).
     pub fn pool_max_idle_per_host(mut self, max: usize) -> Self {
         self.pool_max_idle_per_host = max;
         self

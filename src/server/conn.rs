@@ -21,6 +21,11 @@
 //! connection is ready for the next request head, so it bounds the idle time between
 //! keep-alive requests too, and it closes the connection without a response.
 //!
+//! **Idle connections** give hyper's state back: an HTTP/1 connection idle for [`PARK_AFTER`]
+//! after a response is taken out of hyper (its 8 KiB read and write buffers and the rest are
+//! freed) and waits on the bare socket, under the same idle timeout; its next request gets a
+//! new hyper connection. Busy keep-alive connections never park. See [`Connection::serve`].
+//!
 //! **The connection cap** ([`Config::max_connections`](super::Config::max_connections)), as
 //! HAProxy's `maxconn`: at the cap the server stops accepting, so new connections wait in the
 //! kernel's listen backlog until one closes. Each connection holds its place until its socket
@@ -32,7 +37,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -40,9 +45,8 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -64,37 +68,57 @@ pub(crate) struct Settings {
 /// The server's connections: accepts under the cap, serves each on its own task, and shuts
 /// them all down.
 pub(crate) struct Connections {
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builders: Arc<Builders>,
     settings: Settings,
     cap: Option<Arc<Semaphore>>,
-    graceful: GracefulShutdown,
-    /// `true` when the grace period is over: connections still open are dropped.
-    cut: watch::Sender<bool>,
+    /// Where the shutdown stands; every connection's task holds a receiver, so the receiver
+    /// count is the number of connections open.
+    stage: watch::Sender<Stage>,
+    /// Connections parked now: idle, with no hyper state.
+    parked: Arc<AtomicUsize>,
     client: Client,
+}
+
+/// hyper's connection builders, one per protocol.
+struct Builders {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+}
+
+/// Where a graceful shutdown stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Serving,
+    /// Finish the requests in flight, close idle connections.
+    Draining,
+    /// The grace period is over: close everything.
+    Cut,
 }
 
 impl Connections {
     pub(crate) fn new(settings: Settings, client: Client) -> Self {
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
+        let mut http1 = http1::Builder::new();
+        http1
             .timer(TokioTimer::new())
             // Ours are kept by `TimedIo`; see the module docs.
             .header_read_timeout(None)
-            // hyper answers `431` when a request head does not fit in its read buffer.
+            // hyper answers `431` to a longer request head. Its read buffer alone is not an
+            // exact limit: a head that arrives in a few large reads may fit in what it
+            // reserved beyond the maximum.
+            .max_header_size(settings.max_header_size)
             .max_buf_size(settings.max_header_size);
-        builder
-            .http2()
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(settings.max_header_size).unwrap_or(u32::MAX));
         Self {
-            builder: Arc::new(builder),
+            builders: Arc::new(Builders { http1, http2 }),
             settings,
             cap: settings
                 .max_connections
                 .map(|max| Arc::new(Semaphore::new(max))),
-            graceful: GracefulShutdown::new(),
-            cut: watch::Sender::new(false),
+            stage: watch::Sender::new(Stage::Serving),
+            parked: Arc::default(),
             client,
         }
     }
@@ -103,11 +127,11 @@ impl Connections {
     /// cap (one count for the whole server), a graceful shutdown of their own.
     pub(crate) fn sibling(&self) -> Self {
         Self {
-            builder: Arc::clone(&self.builder),
+            builders: Arc::clone(&self.builders),
             settings: self.settings,
             cap: self.cap.clone(),
-            graceful: GracefulShutdown::new(),
-            cut: watch::Sender::new(false),
+            stage: watch::Sender::new(Stage::Serving),
+            parked: Arc::default(),
             client: self.client.clone(),
         }
     }
@@ -122,7 +146,12 @@ impl Connections {
 
     /// Connections open now (upgraded ones excluded).
     pub(crate) fn count(&self) -> usize {
-        self.graceful.count()
+        self.stage.receiver_count()
+    }
+
+    /// Idle keep-alive connections parked now, without hyper's buffers.
+    pub(crate) fn parked(&self) -> usize {
+        self.parked.load(Ordering::Relaxed)
     }
 
     /// Serves `stream` with `service` on a task of its own.
@@ -133,7 +162,10 @@ impl Connections {
         permit: Option<OwnedSemaphorePermit>,
         service: S,
     ) where
-        S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+        S: hyper::service::Service<Request<Incoming>, Response = Response<B>>
+            + Send
+            + Unpin
+            + 'static,
         S::Future: Send + 'static,
         S::Error: Into<BoxError>,
         B: Body<Data = Bytes> + Send + 'static,
@@ -148,53 +180,40 @@ impl Connections {
             inner: service,
             state,
         };
-        let builder = Arc::clone(&self.builder);
-        let watcher = self.graceful.watcher();
-        let mut cut = self.cut.subscribe();
-        tokio::spawn(async move {
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-            tokio::select! {
-                result = watcher.watch(conn) => {
-                    if let Err(error) = result {
-                        tracing::debug!(%peer, %error, "connection ended with an error");
-                    }
-                }
-                _ = cut.wait_for(|cut| *cut) => {
-                    tracing::debug!(%peer, "connection closed at the end of the grace period");
-                }
-            }
-        });
+        let connection = Connection {
+            builders: Arc::clone(&self.builders),
+            stage: self.stage.subscribe(),
+            parked: Arc::clone(&self.parked),
+            peer,
+        };
+        tokio::spawn(connection.serve(io, service));
     }
 
     /// Shuts down gracefully: idle connections close at once; those with requests in flight
     /// (and open tunnels) get up to `grace` to finish, then are closed.
     pub(crate) async fn shutdown(self, grace: Duration) {
-        let Self {
-            graceful,
-            cut,
-            client,
-            ..
-        } = self;
+        let Self { stage, client, .. } = self;
         tracing::info!(
-            connections = graceful.count(),
+            connections = stage.receiver_count(),
             tunnels = client.open_tunnels(),
             "shutting down",
         );
+        stage.send_replace(Stage::Draining);
         let finished = async {
-            graceful.shutdown().await;
+            stage.closed().await;
             client.tunnels_closed().await;
         };
         if tokio::time::timeout(grace, finished).await.is_err() {
             tracing::warn!(
                 grace = ?grace,
-                connections = cut.receiver_count(),
+                connections = stage.receiver_count(),
                 tunnels = client.open_tunnels(),
                 "requests still in flight at the end of the grace period were cut",
             );
-            cut.send_replace(true);
+            stage.send_replace(Stage::Cut);
             client.close_tunnels();
             // The tasks only have to notice.
-            let _ = tokio::time::timeout(Duration::from_secs(1), cut.closed()).await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), stage.closed()).await;
         }
     }
 }
@@ -204,7 +223,219 @@ impl fmt::Debug for Connections {
         f.debug_struct("Connections")
             .field("settings", &self.settings)
             .field("open", &self.count())
+            .field("parked", &self.parked())
             .finish_non_exhaustive()
+    }
+}
+
+/// How long a keep-alive connection waits for its next request before it gives its buffers
+/// back (see [`Connection::serve`]): long enough that a busy connection never parks, short
+/// enough that a burst of connections going idle does not pile up buffers.
+const PARK_AFTER: Duration = Duration::from_millis(100);
+
+/// One client connection's task.
+struct Connection {
+    builders: Arc<Builders>,
+    stage: watch::Receiver<Stage>,
+    parked: Arc<AtomicUsize>,
+    peer: SocketAddr,
+}
+
+/// What woke a connection that waited for its next bytes.
+enum Woke {
+    Readable,
+    /// Its deadline passed, or the server is shutting down: close it.
+    Close,
+}
+
+impl Connection {
+    /// Serves the connection until it ends.
+    ///
+    /// The first bytes tell HTTP/2 with prior knowledge from HTTP/1 (the auto-detection of
+    /// hyper-util's `auto` builder, without its wrapper around every read and write). An
+    /// HTTP/1 connection idle for [`PARK_AFTER`] between two requests is taken back from
+    /// hyper, which frees its read and write buffers (8 KiB each) and the rest of its state,
+    /// and served anew when bytes arrive: an idle keep-alive connection costs this task and
+    /// its socket's registration, a few KiB, rather than hyper's 16 KiB and more.
+    async fn serve<S, B>(mut self, mut io: TimedIo, mut service: Tracked<S>)
+    where
+        S: hyper::service::Service<Request<Incoming>, Response = Response<B>>
+            + Send
+            + Unpin
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        // Nothing of hyper's until the client sends something, within the header timeout.
+        if let Woke::Close = self.wait(&mut io).await {
+            return;
+        }
+        match sniff_http2(&io).await {
+            Ok(false) => {}
+            Ok(true) => {
+                // Until it ends, with a graceful shutdown (`GOAWAY`) when the server drains.
+                let conn = self
+                    .builders
+                    .http2
+                    .serve_connection(TokioIo::new(io), service);
+                let mut conn = std::pin::pin!(conn);
+                let mut watching = true;
+                if *self.stage.borrow() != Stage::Serving {
+                    conn.as_mut().graceful_shutdown();
+                }
+                loop {
+                    let event = tokio::select! {
+                        biased;
+                        result = conn.as_mut() => Event::Served(Some(result)),
+                        changed = self.stage.changed(), if watching => Event::Stage(changed.is_ok()),
+                    };
+                    match event {
+                        Event::Served(result) => {
+                            if let Some(Err(error)) = result {
+                                tracing::debug!(peer = %self.peer, %error, "connection ended with an error");
+                            }
+                            return;
+                        }
+                        Event::Stage(false) => watching = false,
+                        Event::Stage(true) => match *self.stage.borrow_and_update() {
+                            Stage::Serving => {}
+                            Stage::Draining => conn.as_mut().graceful_shutdown(),
+                            Stage::Cut => return,
+                        },
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::debug!(peer = %self.peer, %error, "connection failed");
+                return;
+            }
+        }
+        let state = Arc::clone(&service.state);
+        loop {
+            let mut conn = Box::new(
+                self.builders
+                    .http1
+                    .serve_connection(TokioIo::new(io), service)
+                    .with_upgrades(),
+            );
+            let mut draining = false;
+            let mut watching = true;
+            if *self.stage.borrow() != Stage::Serving {
+                Pin::new(&mut *conn).graceful_shutdown();
+                draining = true;
+            }
+            let parked = loop {
+                let event = tokio::select! {
+                    biased;
+                    served = std::future::poll_fn(|cx| match Pin::new(&mut *conn).poll(cx) {
+                        Poll::Ready(result) => Poll::Ready(Some(result)),
+                        // hyper waits for the next request, with nothing buffered either way.
+                        Poll::Pending if !draining && state.take_park() => Poll::Ready(None),
+                        Poll::Pending => Poll::Pending,
+                    }) => Event::Served(served),
+                    changed = self.stage.changed(), if watching => Event::Stage(changed.is_ok()),
+                };
+                match event {
+                    Event::Served(Some(result)) => {
+                        if let Err(error) = result {
+                            tracing::debug!(peer = %self.peer, %error, "connection ended with an error");
+                        }
+                        return;
+                    }
+                    Event::Served(None) => break conn,
+                    Event::Stage(false) => watching = false,
+                    Event::Stage(true) => match *self.stage.borrow_and_update() {
+                        Stage::Serving => {}
+                        Stage::Draining => {
+                            Pin::new(&mut *conn).graceful_shutdown();
+                            draining = true;
+                        }
+                        Stage::Cut => {
+                            tracing::debug!(peer = %self.peer, "connection closed at the end of the grace period");
+                            return;
+                        }
+                    },
+                }
+            };
+            // Idle: hyper gives the socket back, and what it read past the last request.
+            let Some(parts) = (*parked).into_parts() else {
+                return;
+            };
+            let http1::Parts {
+                io: parked_io,
+                read_buf,
+                service: parked_service,
+                ..
+            } = parts;
+            io = parked_io.into_inner();
+            service = parked_service;
+            if !read_buf.is_empty() {
+                io.unread(read_buf);
+                continue;
+            }
+            // Empty, but it may still hold hyper's whole read buffer.
+            drop(read_buf);
+            self.parked.fetch_add(1, Ordering::Relaxed);
+            let woke = self.wait(&mut io).await;
+            self.parked.fetch_sub(1, Ordering::Relaxed);
+            if let Woke::Close = woke {
+                return;
+            }
+        }
+    }
+
+    /// Waits for the connection's next bytes, until its deadline passes or the server shuts
+    /// down.
+    async fn wait(&mut self, io: &mut TimedIo) -> Woke {
+        if *self.stage.borrow() != Stage::Serving {
+            return Woke::Close;
+        }
+        let mut watching = true;
+        loop {
+            let event = tokio::select! {
+                biased;
+                woke = std::future::poll_fn(|cx| io.poll_next_bytes(cx)) => return woke,
+                changed = self.stage.changed(), if watching => changed.is_ok(),
+            };
+            if !event {
+                watching = false;
+            } else if *self.stage.borrow_and_update() != Stage::Serving {
+                return Woke::Close;
+            }
+        }
+    }
+}
+
+/// What a connection's task woke up for.
+enum Event {
+    /// hyper finished with the connection (`Some`), or it is idle and may be parked.
+    Served(Option<hyper::Result<()>>),
+    /// The shutdown stage changed (`false`: the server is gone).
+    Stage(bool),
+}
+
+/// Whether the connection's first bytes are the HTTP/2 preface, without consuming them. A
+/// few bytes that could be either (`P`, `PR`, `PRI`) are looked at again shortly, until the
+/// header timeout.
+async fn sniff_http2(io: &TimedIo) -> io::Result<bool> {
+    let mut buf = [0; H2_SNIFF];
+    loop {
+        let n = io.inner.peek(&mut buf).await?;
+        if n == 0 || buf[..n] != H2_PREFACE[..n] {
+            return Ok(false);
+        }
+        if n == H2_SNIFF {
+            return Ok(true);
+        }
+        if io
+            .deadline()
+            .is_none_or(|deadline| Instant::now() >= deadline)
+        {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -216,6 +447,9 @@ pub(crate) struct ConnState {
     counts: AtomicU64,
     /// A `101` went out: the connection is a tunnel now.
     upgraded: AtomicBool,
+    /// The connection has been idle for [`PARK_AFTER`], its last response flushed: its task
+    /// may take it back from hyper.
+    park: AtomicBool,
 }
 
 /// One more request dispatched and in flight.
@@ -226,6 +460,13 @@ impl ConnState {
     fn counts(&self) -> (u32, u32) {
         let counts = self.counts.load(Ordering::Acquire);
         (counts as u32, (counts >> 32) as u32)
+    }
+
+    /// Whether the connection may be parked now; clears the request.
+    fn take_park(&self) -> bool {
+        self.park.load(Ordering::Relaxed)
+            && self.park.swap(false, Ordering::AcqRel)
+            && self.counts().0 == 0
     }
 }
 
@@ -289,6 +530,11 @@ enum Phase {
 }
 
 /// The client's socket, with the timeouts of the [module docs](self).
+///
+/// Its one timer is armed lazily: moving a deadline later (the usual case, from one request to
+/// the next) changes nothing, and when the timer fires early it is set again for the deadline
+/// of the moment. So a busy keep-alive connection resets its timer about once per timeout,
+/// not twice per request.
 pub(crate) struct TimedIo {
     inner: TcpStream,
     state: Arc<ConnState>,
@@ -300,9 +546,25 @@ pub(crate) struct TimedIo {
     // Bytes of the HTTP/2 preface seen so far; `usize::MAX` once the protocol is known.
     sniffed: usize,
     sleep: Pin<Box<Sleep>>,
+    // When `sleep` fires.
+    armed: Instant,
+    // When an idle connection may be parked (`Phase::Idle` only).
+    park_at: Option<Instant>,
+    // Everything written has been flushed.
+    flushed: bool,
+    // Bytes read by a previous hyper connection and not used, served first.
+    unread: Bytes,
     settings: Settings,
     // The connection's place under the server's cap.
     _permit: Option<OwnedSemaphorePermit>,
+}
+
+/// What the timer says.
+enum Timer {
+    /// The phase's deadline passed.
+    Expired,
+    /// The connection has been idle long enough to be parked.
+    Park,
 }
 
 impl TimedIo {
@@ -324,9 +586,18 @@ impl TimedIo {
             answer: None,
             sniffed: 0,
             sleep: Box::pin(tokio::time::sleep_until(deadline)),
+            armed: deadline,
+            park_at: None,
+            flushed: true,
+            unread: Bytes::new(),
             settings,
             _permit: permit,
         }
+    }
+
+    /// Serves `bytes` to the next reads, before the socket's.
+    fn unread(&mut self, bytes: Bytes) {
+        self.unread = bytes;
     }
 
     /// Moves to the phase the service's state implies (before a read, after a write).
@@ -348,9 +619,13 @@ impl TimedIo {
             }
             Phase::Head { .. } | Phase::Idle { .. } | Phase::Busy if busy => Phase::Busy,
             Phase::Head { .. } | Phase::Idle { .. } if !new_request => self.phase,
-            Phase::Head { .. } | Phase::Idle { .. } | Phase::Busy => Phase::Idle {
-                deadline: self.arm(Instant::now() + self.settings.idle_timeout),
-            },
+            Phase::Head { .. } | Phase::Idle { .. } | Phase::Busy => {
+                let now = Instant::now();
+                self.park_at = Some(self.arm(now + PARK_AFTER));
+                Phase::Idle {
+                    deadline: self.arm(now + self.settings.idle_timeout),
+                }
+            }
             phase => phase,
         };
     }
@@ -361,9 +636,71 @@ impl TimedIo {
         }
     }
 
+    /// Makes sure the timer fires by `deadline`; returns it.
     fn arm(&mut self, deadline: Instant) -> Instant {
-        self.sleep.as_mut().reset(deadline);
+        if deadline < self.armed {
+            self.sleep.as_mut().reset(deadline);
+            self.armed = deadline;
+        }
         deadline
+    }
+
+    /// Polls the timer for the current phase: `Expired` once its deadline has passed, `Park`
+    /// once an idle connection may be parked (once per idle period).
+    fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<Timer> {
+        loop {
+            let Some(deadline) = self.deadline() else {
+                return Poll::Pending;
+            };
+            let next = self.park_at.map_or(deadline, |park| park.min(deadline));
+            if next < self.armed {
+                self.sleep.as_mut().reset(next);
+                self.armed = next;
+            }
+            ready!(self.sleep.as_mut().poll(cx));
+            let now = Instant::now();
+            if now >= deadline {
+                return Poll::Ready(Timer::Expired);
+            }
+            if self.park_at.is_some_and(|park| now >= park) {
+                self.park_at = None;
+                if self.flushed {
+                    return Poll::Ready(Timer::Park);
+                }
+            }
+            // Fired for an earlier deadline: on to the current one.
+            let next = self.park_at.map_or(deadline, |park| park.min(deadline));
+            self.sleep.as_mut().reset(next);
+            self.armed = next;
+        }
+    }
+
+    /// For a connection no hyper connection serves: `Readable` when bytes (or the end of the
+    /// stream) arrive, `Close` when the phase's deadline passes first.
+    fn poll_next_bytes(&mut self, cx: &mut Context<'_>) -> Poll<Woke> {
+        if !self.unread.is_empty() {
+            return Poll::Ready(Woke::Readable);
+        }
+        loop {
+            // Readiness alone may be stale (a new socket starts out readable): look.
+            let mut byte = [0; 1];
+            if self
+                .inner
+                .poll_peek(cx, &mut ReadBuf::new(&mut byte))
+                .is_ready()
+            {
+                // Bytes, the end of the stream or an error: hyper's to handle.
+                return Poll::Ready(Woke::Readable);
+            }
+            match ready!(self.poll_timer(cx)) {
+                Timer::Expired => {
+                    tracing::debug!(phase = ?self.phase, "connection timed out before a request");
+                    return Poll::Ready(Woke::Close);
+                }
+                // Parked already.
+                Timer::Park => {}
+            }
+        }
     }
 
     /// Bytes arrived.
@@ -379,6 +716,7 @@ impl TimedIo {
                 }
             }
             Phase::Idle { .. } => {
+                self.park_at = None;
                 self.phase = Phase::Head {
                     deadline: self.arm(Instant::now() + self.settings.header_timeout),
                     started: true,
@@ -497,6 +835,13 @@ impl AsyncRead for TimedIo {
             return Pin::new(&mut this.inner).poll_read(cx, buf);
         }
         this.update();
+        if !this.unread.is_empty() {
+            let n = this.unread.len().min(buf.remaining());
+            let bytes = this.unread.split_to(n);
+            buf.put_slice(&bytes);
+            this.received(&bytes);
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
@@ -509,11 +854,14 @@ impl AsyncRead for TimedIo {
             Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
             Poll::Pending => {}
         }
-        if this.deadline().is_some() {
-            ready!(this.sleep.as_mut().poll(cx));
-            return this.expire(cx);
+        loop {
+            match ready!(this.poll_timer(cx)) {
+                Timer::Expired => return this.expire(cx),
+                // The connection's task takes it from here (and, in tests, nobody does: the
+                // read goes on waiting).
+                Timer::Park => this.state.park.store(true, Ordering::Release),
+            }
         }
-        Poll::Pending
     }
 }
 
@@ -530,6 +878,7 @@ impl AsyncWrite for TimedIo {
             let _ = this.poll_answer(cx)?;
             return Poll::Ready(Ok(buf.len()));
         }
+        this.flushed = false;
         Pin::new(&mut this.inner).poll_write(cx, buf)
     }
 
@@ -548,6 +897,7 @@ impl AsyncWrite for TimedIo {
             let _ = this.poll_answer(cx)?;
             return Poll::Ready(Ok(bufs.iter().map(|b| b.len()).sum()));
         }
+        this.flushed = false;
         Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
     }
 
@@ -563,6 +913,9 @@ impl AsyncWrite for TimedIo {
             ready!(this.poll_answer(cx))?;
         }
         let flushed = Pin::new(&mut this.inner).poll_flush(cx);
+        if let Poll::Ready(Ok(())) = flushed {
+            this.flushed = true;
+        }
         if this.phase != Phase::Tunnel {
             this.after_write(cx);
         }
@@ -889,6 +1242,83 @@ mod tests {
         assert_eq!(io.sniffed, 2);
         io.received(b"I * HTTP/2.0");
         assert_eq!(io.phase, Phase::H2 { idle: None });
+    }
+
+    /// Answers `ok` to everything.
+    #[derive(Debug, Clone)]
+    struct Ok200;
+
+    impl hyper::service::Service<Request<Incoming>> for Ok200 {
+        type Response = Response<http_body_util::Full<Bytes>>;
+        type Error = std::convert::Infallible;
+        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+        fn call(&self, _: Request<Incoming>) -> Self::Future {
+            std::future::ready(Ok(Response::new(Bytes::from_static(b"ok").into())))
+        }
+    }
+
+    /// A server connection served by `connections`, and its client side.
+    async fn served(connections: &Connections) -> TcpStream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, peer) = listener.accept().await.unwrap();
+        connections.serve(server, peer, None, Ok200);
+        client
+    }
+
+    async fn get_on(client: &mut TcpStream) -> String {
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        while !answer.ends_with(b"\r\n\r\nok") {
+            let mut buf = [0; 256];
+            let n = client.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&answer));
+            answer.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8(answer).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_keep_alive_connection_is_parked_and_serves_its_next_request() {
+        let connections = Connections::new(SETTINGS, crate::proxy::ProxyClient::new());
+        let mut client = served(&connections).await;
+        assert!(get_on(&mut client).await.starts_with("HTTP/1.1 200 OK"));
+        assert_eq!(connections.parked(), 0, "not idle long enough yet");
+        tokio::time::sleep(PARK_AFTER + Duration::from_millis(10)).await;
+        assert_eq!(connections.parked(), 1);
+        assert_eq!(connections.count(), 1, "still open");
+        // Served anew, as if nothing happened.
+        assert!(get_on(&mut client).await.starts_with("HTTP/1.1 200 OK"));
+        assert_eq!(connections.parked(), 0);
+        assert!(get_on(&mut client).await.starts_with("HTTP/1.1 200 OK"));
+        // A parked connection still ends at the idle timeout, counted from its last response.
+        let idle_from = Instant::now();
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty(), "closed quietly");
+        assert_eq!(idle_from.elapsed(), SETTINGS.idle_timeout);
+        assert_eq!(connections.parked(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_parked_connection_closes_at_once_when_the_server_shuts_down() {
+        let connections = Connections::new(SETTINGS, crate::proxy::ProxyClient::new());
+        let mut client = served(&connections).await;
+        assert!(get_on(&mut client).await.starts_with("HTTP/1.1 200 OK"));
+        tokio::time::sleep(PARK_AFTER * 2).await;
+        assert_eq!(connections.parked(), 1);
+        let started = Instant::now();
+        connections.shutdown(Duration::from_secs(30)).await;
+        assert!(started.elapsed() < Duration::from_secs(1));
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty());
     }
 
     #[test]

@@ -29,13 +29,17 @@
 //!                              HttpBackend ──▶ backend
 //! ```
 //!
-//! Connections are served by hyper-util's `auto` builder (HTTP/1.1 with keep-alive, HTTP/1.0,
-//! and HTTP/2 over cleartext with prior knowledge, all forwarded as HTTP/1.1; upgrades such
-//! as WebSocket are [tunnelled](crate::proxy#upgrades)) with `TCP_NODELAY`. The request path allocates
-//! nothing of its own beyond the [`PeerAddr`](crate::PeerAddr) extension (and, for a request
-//! that may be retried, a copy of its head and a [`Tried`](crate::balance::Tried)): the
-//! response body is an [`Either`](http_body_util::Either) of the backend's streamed body and
-//! the server's own JSend bodies, and the response future is a plain enum.
+//! Connections are served by hyper (HTTP/1.1 with keep-alive, HTTP/1.0, and HTTP/2 over
+//! cleartext with prior knowledge, told apart by the connection's first bytes, all forwarded
+//! as HTTP/1.1; upgrades such as WebSocket are [tunnelled](crate::proxy#upgrades)) with
+//! `TCP_NODELAY`. A keep-alive HTTP/1 connection idle for 100 ms between two requests is
+//! taken back from hyper, which frees its buffers, and served anew when the next request
+//! arrives: an idle connection costs a few KiB (about 7 KiB in all with 10,000 of them), not
+//! hyper's 16 KiB of buffers. The request path allocates little of its own beyond the
+//! [`PeerAddr`](crate::PeerAddr) extension (and, for a request that may be retried, a copy of
+//! its head and a [`Tried`](crate::balance::Tried)): the response body is an
+//! [`Either`](http_body_util::Either) of the backend's streamed body and the server's own JSend
+//! bodies, and the response future is a plain enum.
 //!
 //! With [`Config::workers`] above 1 the server is thread-per-core, as nginx and HAProxy are:
 //! each worker thread runs a single-threaded runtime with a listening socket of its own on the
