@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use http::Request;
-use http::request::Parts;
 use pin_project_lite::pin_project;
 use tower::Service;
 
 use super::body::RetryBody;
+use super::head::Head;
 use super::policy::Policy;
 use crate::{BoxError, NoAvailableBackend};
 
@@ -45,7 +45,7 @@ pin_project! {
 pub(crate) struct Replay<S> {
     pub(crate) service: S,
     /// Taken by the last retry allowed.
-    pub(crate) head: Option<Parts>,
+    pub(crate) head: Option<Head>,
     pub(crate) policy: Arc<Policy>,
     pub(crate) remaining: usize,
     pub(crate) last_error: Option<BoxError>,
@@ -102,8 +102,8 @@ where
                     replay.remaining -= 1;
                     if let Some(head) = &replay.head {
                         tracing::debug!(
-                            method = %head.method,
-                            uri = %head.uri,
+                            method = %head.method(),
+                            uri = %head.uri(),
                             retries_left = replay.remaining,
                             %error,
                             "retrying on another backend",
@@ -117,15 +117,9 @@ where
                     if let Err(error) = ready!(replay.service.poll_ready(cx)) {
                         return Poll::Ready(Err(error.into()));
                     }
-                    let head = if replay.remaining == 0 {
-                        replay.head.take()
-                    } else {
-                        replay.head.clone()
-                    };
-                    let head = head.expect("a request head for every retry");
-                    let future = replay
-                        .service
-                        .call(Request::from_parts(head, RetryBody::empty()));
+                    let req = Head::request(&mut replay.head, replay.remaining == 0)
+                        .expect("a request head for every retry");
+                    let future = replay.service.call(req);
                     this.state.set(State::Called { future });
                 }
             }

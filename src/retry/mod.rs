@@ -31,8 +31,10 @@
 //!
 //! The service under `Retry` gets a [`RetryBody<B>`]: the client's body on the first attempt,
 //! an empty body on a retry, so bodies that cannot be rebuilt, such as hyper's `Incoming`,
-//! work. A request that may be retried costs a copy of its head (URI, headers, extensions)
-//! and a `Tried`; any other request only a budget deposit.
+//! work. A request that may be retried costs a copy of its head (URI, headers, and the
+//! extensions: one by one for the peer address, upgrade and `Tried` that the server's requests
+//! carry, the whole map when there are others) and a `Tried`; any other request only a budget
+//! deposit.
 //!
 //! This is the behaviour of HAProxy's `retries` with `retry-on conn-failure empty-response`
 //! and `option redispatch`, and of nginx's `proxy_next_upstream error` (which, likewise, does
@@ -81,6 +83,7 @@
 
 mod body;
 pub mod future;
+mod head;
 mod layer;
 mod policy;
 mod service;

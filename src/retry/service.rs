@@ -10,6 +10,7 @@ use tower::{Layer, Service};
 use super::RetryLayer;
 use super::body::RetryBody;
 use super::future::{Replay, ResponseFuture};
+use super::head::Head;
 use super::policy::Policy;
 use crate::BoxError;
 use crate::balance::Tried;
@@ -96,7 +97,7 @@ where
         }
         let replay = Replay {
             service: self.inner.clone(),
-            head: Some(head.clone()),
+            head: Some(Head::copy(&head)),
             policy: Arc::clone(policy),
             remaining: policy.max_retries,
             last_error: None,

@@ -1,0 +1,182 @@
+//! The copy of a request head kept for its retries.
+
+use std::net::SocketAddr;
+
+use http::request::Parts;
+use http::{Extensions, HeaderMap, Method, Request, Uri, Version};
+use hyper::upgrade::OnUpgrade;
+
+use super::body::RetryBody;
+use crate::PeerAddr;
+use crate::balance::Tried;
+
+/// A request head to send again: method, URI, version, headers and extensions.
+///
+/// Copying a head's extensions means a new map and a box per entry; the server's requests
+/// carry only the ones below (the peer address, the upgrade, the backends tried), which are
+/// copied one by one instead. A head with any other extension keeps a copy of the whole map.
+pub(crate) struct Head {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    headers: HeaderMap,
+    extensions: Copied,
+}
+
+enum Copied {
+    Known {
+        peer: Option<PeerAddr>,
+        connect_info: Option<axum::extract::ConnectInfo<SocketAddr>>,
+        upgrade: Option<OnUpgrade>,
+        tried: Option<Tried>,
+    },
+    All(Extensions),
+}
+
+impl Head {
+    /// A copy of `parts`.
+    pub(crate) fn copy(parts: &Parts) -> Self {
+        let ext = &parts.extensions;
+        let peer = ext.get::<PeerAddr>().copied();
+        let connect_info = ext.get::<axum::extract::ConnectInfo<SocketAddr>>().cloned();
+        let upgrade = ext.get::<OnUpgrade>().cloned();
+        let tried = ext.get::<Tried>().cloned();
+        let known = usize::from(peer.is_some())
+            + usize::from(connect_info.is_some())
+            + usize::from(upgrade.is_some())
+            + usize::from(tried.is_some());
+        let extensions = if known == ext.len() {
+            Copied::Known {
+                peer,
+                connect_info,
+                upgrade,
+                tried,
+            }
+        } else {
+            Copied::All(ext.clone())
+        };
+        Self {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            version: parts.version,
+            headers: parts.headers.clone(),
+            extensions,
+        }
+    }
+
+    pub(crate) fn method(&self) -> &Method {
+        &self.method
+    }
+
+    pub(crate) fn uri(&self) -> &Uri {
+        &self.uri
+    }
+
+    /// The request to send again, with an empty body; `last` moves the copy in.
+    pub(crate) fn request<B>(this: &mut Option<Self>, last: bool) -> Option<Request<RetryBody<B>>> {
+        let head = if last {
+            this.take()?
+        } else {
+            let head = this.as_ref()?;
+            Self {
+                method: head.method.clone(),
+                uri: head.uri.clone(),
+                version: head.version,
+                headers: head.headers.clone(),
+                extensions: match &head.extensions {
+                    Copied::Known {
+                        peer,
+                        connect_info,
+                        upgrade,
+                        tried,
+                    } => Copied::Known {
+                        peer: *peer,
+                        connect_info: *connect_info,
+                        upgrade: upgrade.clone(),
+                        tried: tried.clone(),
+                    },
+                    Copied::All(ext) => Copied::All(ext.clone()),
+                },
+            }
+        };
+        let mut req = Request::new(RetryBody::empty());
+        *req.method_mut() = head.method;
+        *req.uri_mut() = head.uri;
+        *req.version_mut() = head.version;
+        *req.headers_mut() = head.headers;
+        match head.extensions {
+            Copied::All(ext) => *req.extensions_mut() = ext,
+            Copied::Known {
+                peer,
+                connect_info,
+                upgrade,
+                tried,
+            } => {
+                let ext = req.extensions_mut();
+                if let Some(peer) = peer {
+                    ext.insert(peer);
+                }
+                if let Some(connect_info) = connect_info {
+                    ext.insert(connect_info);
+                }
+                if let Some(upgrade) = upgrade {
+                    ext.insert(upgrade);
+                }
+                if let Some(tried) = tried {
+                    ext.insert(tried);
+                }
+            }
+        }
+        Some(req)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Clone, PartialEq)]
+    struct Custom(u32);
+
+    fn parts(custom: bool) -> Parts {
+        let mut req = Request::put("http://lb.example/a?b=1")
+            .version(Version::HTTP_10)
+            .header("x-one", "1")
+            .header("x-one", "2")
+            .body(())
+            .unwrap();
+        req.extensions_mut()
+            .insert(PeerAddr("192.0.2.1:4000".parse().unwrap()));
+        req.extensions_mut().insert(Tried::new());
+        if custom {
+            req.extensions_mut().insert(Custom(7));
+        }
+        req.into_parts().0
+    }
+
+    #[test]
+    fn a_copy_replays_the_head_and_the_extensions_known_or_not() {
+        for custom in [false, true] {
+            let original = parts(custom);
+            let mut head = Some(Head::copy(&original));
+            for last in [false, true] {
+                let req: Request<RetryBody<()>> = Head::request(&mut head, last).unwrap();
+                assert_eq!(req.method(), original.method);
+                assert_eq!(req.uri(), &original.uri);
+                assert_eq!(req.version(), original.version);
+                assert_eq!(req.headers(), &original.headers);
+                assert_eq!(
+                    req.extensions().get::<PeerAddr>(),
+                    original.extensions.get::<PeerAddr>()
+                );
+                assert!(req.extensions().get::<Tried>().is_some());
+                assert_eq!(
+                    req.extensions().get::<Custom>(),
+                    custom.then_some(&Custom(7))
+                );
+                assert!(req.body().is_replay());
+            }
+            assert!(head.is_none(), "the last request took the copy");
+        }
+    }
+}
