@@ -38,6 +38,10 @@ def per_algorithm():
     print(f"Median ns per request, {clock} time (pick + call + response + drop, request built "
           "in the loop).")
     print()
+    only, plain = median("baseline", "request_only"), median("baseline", "request_plain")
+    print(f"Baseline: the request sent straight to the backend costs {ns(only)} ns with its "
+          f"`PeerAddr` extension, {ns(plain)} ns without (`Request::new(())`).")
+    print()
     print("| algo | request only | ours 3 | ours 100 | ours 10 000 "
           "| tower p2c 3 | tower p2c 100 | tower p2c 10 000 |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
