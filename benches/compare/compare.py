@@ -6,7 +6,10 @@ Starts three nginx backends on 127.0.0.1:19081-19083 and, over the same backends
 standalone balancer (19092, `target/release/examples/lb`). For each thread count it runs wrk
 against every target in turn for several rounds and prints the median requests/s and p99
 latency of each, and the ratios tower-lb/HAProxy, tower-lb/nginx and tower-lb/direct measured
-pair by pair in the same round. Then one round at --high-conns connections counts errors.
+pair by pair in the same round, and the CPU time (user + system, all processes and threads)
+each balancer used per request, read from /proc: on a shared, noisy machine the CPU cost per
+request moves much less than requests/s. Then one round at --high-conns connections counts
+errors.
 
     python3 benches/compare/compare.py                 # installs what is missing, builds, runs
     python3 benches/compare/compare.py --threads 1 --rounds 5 --secs 5
@@ -133,6 +136,30 @@ def wrk(port, conns, secs):
     return rps, p99, errors
 
 
+def group_cpu(pgid):
+    """CPU seconds (user + system) used so far by every process of group `pgid`."""
+    ticks = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def measured(port, conns, secs, pgid):
+    """wrk against `port`, and the CPU time per request (us) of the process group serving it."""
+    before = group_cpu(pgid) if pgid else 0.0
+    rps, p99, errors = wrk(port, conns, secs)
+    cpu = (group_cpu(pgid) - before) / (rps * secs) * 1e6 if pgid and rps else float("nan")
+    return rps, p99, errors, cpu
+
+
 class Procs:
     def __init__(self, d):
         self.d, self.procs = d, []
@@ -170,25 +197,33 @@ def run_threads(procs, d, binary, threads, a):
             if not wait_http(port):
                 raise RuntimeError(f"{name} on port {port} never answered 200; see {d}/out.log")
         names = list(PORTS)
+        # The process group of each balancer (each started in a session of its own), for its
+        # CPU time; `direct` is the backends' nginx, shared with the others, so not counted.
+        groups = {"nginx": lbs[0].pid, "haproxy": lbs[1].pid, "tower-lb": lbs[2].pid, "direct": None}
         res = {n: [] for n in names}
         for r in range(a.rounds):
             # Rotate the order each round so no target always runs first or last.
             order = names[r % len(names):] + names[:r % len(names)]
             for n in order:
-                res[n].append(wrk(PORTS[n], a.conns, a.secs))
+                res[n].append(measured(PORTS[n], a.conns, a.secs, groups[n]))
         print(f"\n## {threads} thread(s): wrk -t1 -c{a.conns} -d{a.secs}s, {a.rounds} rounds, median")
-        print(f"| target | rps | p99 ms | errors |\n|---|---:|---:|---:|")
+        print(f"| target | rps | p99 ms | errors | balancer CPU us/request |\n|---|---:|---:|---:|---:|")
         med = {}
         for n in names:
             rps = statistics.median(x[0] for x in res[n])
             p99 = statistics.median(x[1] for x in res[n])
-            med[n] = (rps, p99)
-            print(f"| {n} | {rps:.0f} | {p99:.2f} | {sum(x[2] for x in res[n])} |")
+            cpu = statistics.median(x[3] for x in res[n]) if groups[n] else float("nan")
+            med[n] = (rps, p99, cpu)
+            cpu_text = f"{cpu:.2f}" if groups[n] else "-"
+            print(f"| {n} | {rps:.0f} | {p99:.2f} | {sum(x[2] for x in res[n])} | {cpu_text} |")
         for other in ("haproxy", "nginx", "direct"):
             per = [res["tower-lb"][i][0] / res[other][i][0] for i in range(a.rounds)]
             print(f"ratio tower-lb/{other} rps: median {statistics.median(per):.2f} "
                   f"(rounds {', '.join(f'{x:.2f}' for x in per)})")
         print(f"ratio tower-lb/haproxy p99: {med['tower-lb'][1] / med['haproxy'][1]:.2f}")
+        for other in ("haproxy", "nginx"):
+            print(f"ratio tower-lb/{other} CPU per request: {med['tower-lb'][2] / med[other][2]:.2f} "
+                  "(below 1: cheaper)")
         if a.high_conns:
             print(f"\n{a.high_conns} connections, {a.secs}s each:")
             for n in ("haproxy", "nginx", "tower-lb"):
