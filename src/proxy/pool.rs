@@ -257,6 +257,9 @@ impl<B> Host<B> {
             }
             .map_err(|error| BackendUnavailable::new(authority.clone(), error))?;
             let (sender, conn) = http1::Builder::new()
+                // Head and body in one buffer and one write rather than `writev`: less kernel
+                // time per request, measured.
+                .writev(false)
                 .handshake(TokioIo::new(stream))
                 .await
                 .map_err(|error| BackendUnavailable::new(authority.clone(), error))?;

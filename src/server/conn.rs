@@ -106,7 +106,10 @@ impl Connections {
             // exact limit: a head that arrives in a few large reads may fit in what it
             // reserved beyond the maximum.
             .max_header_size(settings.max_header_size)
-            .max_buf_size(settings.max_header_size);
+            .max_buf_size(settings.max_header_size)
+            // One buffer per write (`send`) rather than `writev` of the head and the body:
+            // less kernel time per response, measured; bodies are copied once into it.
+            .writev(false);
         let mut http2 = http2::Builder::new(TokioExecutor::new());
         http2
             .timer(TokioTimer::new())
