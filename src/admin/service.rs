@@ -16,7 +16,9 @@ use tower::Service;
 
 use super::access::{Access, AdminToken, check_backend};
 use super::backends::{self, BalancerView};
-use super::parse::{MAX_BODY, address_string, parse_deregistration, parse_registration};
+use super::parse::{
+    MAX_BODY, RegisterError, address_string, parse_deregistration, parse_registration,
+};
 use crate::client_ip::ClientIp;
 use crate::health::{HealthMonitor, Probe};
 use crate::registry::Registry;
@@ -327,6 +329,23 @@ where
     }
 }
 
+/// Reads the body and parses it with `parse`, or the JSend answer that refuses it.
+async fn read_parsed<B, T>(
+    body: B,
+    parse: fn(&[u8]) -> Result<T, RegisterError>,
+    what: &'static str,
+) -> Result<T, Response<Full<Bytes>>>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    let body = read_body(body).await?;
+    parse(&body).map_err(|error| {
+        tracing::debug!(%error, what, "admin request refused");
+        jsend::fail(error.status(), error.to_string())
+    })
+}
+
 /// Polls `done` every millisecond until it is `true` (then `true`) or `timeout` passes.
 async fn poll_until(timeout: Duration, done: impl Fn() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + timeout;
@@ -348,16 +367,9 @@ where
         B: Body,
         B::Error: Into<BoxError>,
     {
-        let body = match read_body(body).await {
-            Ok(body) => body,
-            Err(res) => return res,
-        };
-        let spec = match parse_registration(&body) {
+        let spec = match read_parsed(body, parse_registration, "registration").await {
             Ok(spec) => spec,
-            Err(error) => {
-                tracing::debug!(%error, "registration refused");
-                return jsend::fail(error.status(), error.to_string());
-            }
+            Err(res) => return res,
         };
         let (uri, weight) = spec.into_parts();
         let address = address_string(&uri);
@@ -401,16 +413,9 @@ where
         B: Body,
         B::Error: Into<BoxError>,
     {
-        let body = match read_body(body).await {
-            Ok(body) => body,
-            Err(res) => return res,
-        };
-        let uri = match parse_deregistration(&body) {
+        let uri = match read_parsed(body, parse_deregistration, "deregistration").await {
             Ok(uri) => uri,
-            Err(error) => {
-                tracing::debug!(%error, "deregistration refused");
-                return jsend::fail(error.status(), error.to_string());
-            }
+            Err(res) => return res,
         };
         let address = address_string(&uri);
         if !self.registry.deregister(&uri) {
