@@ -3,10 +3,15 @@
 
 Starts three nginx backends on 127.0.0.1:19081-19083 and, over the same backends, nginx
 (19090) and HAProxy (19091) as round-robin balancers with upstream keep-alive, and tower-lb's
-standalone balancer (19092, `target/release/examples/lb`). For each thread count it runs wrk
-against every target in turn for several rounds and prints the median requests/s and p99
-latency of each, and the ratios tower-lb/HAProxy, tower-lb/nginx and tower-lb/direct measured
-pair by pair in the same round, and the CPU time (user + system, all processes and threads)
+standalone balancer (19092, `target/release/examples/lb`). Two floors run next to them
+(unless --no-floor): HAProxy in `mode tcp` (19095) and `examples/tcp_forward.rs` (19093),
+forwarders that copy bytes between a client connection and a backend connection pinned to it
+and parse no HTTP at all. No HTTP balancer can be much faster than they are on the same
+machine: they make the same four socket calls per keep-alive request and do nothing else.
+For each thread count it runs wrk against every target in turn for several rounds and prints
+the median requests/s and p99 latency of each, and the ratios tower-lb/HAProxy, tower-lb/nginx
+and tower-lb/direct (and floor/HAProxy, floor/tower-lb) measured pair by pair in the same
+round, and the CPU time (user + system, all processes and threads)
 each balancer used per request, read from /proc: on a shared, noisy machine the CPU cost per
 request moves much less than requests/s. Then one round at --high-conns connections counts
 errors.
@@ -32,6 +37,8 @@ import urllib.request
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BACKENDS = [19081, 19082, 19083]
 PORTS = {"direct": BACKENDS[0], "nginx": 19090, "haproxy": 19091, "tower-lb": 19092}
+# The floors: L4 forwarders, no HTTP work at all.
+FLOORS = {"haproxy-tcp": 19095, "tcp-forward": 19093}
 
 
 def ensure_tools():
@@ -78,26 +85,28 @@ def nofile_limit():
         return 65536
 
 
-def haproxy_lb(threads):
+def haproxy_lb(threads, tcp=False):
+    """HAProxy's configuration: an HTTP balancer, or with `tcp` the L4 floor."""
     # HAProxy refuses to start when 2 * maxconn (plus a margin) exceeds the file limit it
-    # may raise to; stay within it on machines with a low hard limit.
-    maxconn = max(1000, min(20000, (nofile_limit() - 200) // 2))
+    # may raise to; stay within it on machines with a low hard limit. Two of them run at once.
+    maxconn = max(1000, min(20000, (nofile_limit() - 400) // 4))
     srv = "\n".join(f"  server b{i} 127.0.0.1:{p}" for i, p in enumerate(BACKENDS, 1))
+    mode = "tcp" if tcp else "http\n  option http-keep-alive"
+    reuse = "" if tcp else "\n  http-reuse always"
+    port = FLOORS["haproxy-tcp"] if tcp else PORTS["haproxy"]
     return f"""global
   nbthread {threads}
   maxconn {maxconn}
 defaults
-  mode http
+  mode {mode}
   timeout connect 5s
   timeout client 30s
   timeout server 30s
-  option http-keep-alive
 frontend fe
-  bind 127.0.0.1:{PORTS['haproxy']}
+  bind 127.0.0.1:{port}
   default_backend be
 backend be
-  balance roundrobin
-  http-reuse always
+  balance roundrobin{reuse}
 {srv}
 """
 
@@ -105,6 +114,11 @@ backend be
 def tower_lb_cmd(binary, threads):
     backends = " ".join(f"--backend http://127.0.0.1:{p}" for p in BACKENDS)
     return f"{binary} --bind 127.0.0.1 --port {PORTS['tower-lb']} --workers {threads} {backends}"
+
+
+def tcp_forward_cmd(binary, threads):
+    backends = " ".join(f"--backend 127.0.0.1:{p}" for p in BACKENDS)
+    return f"{binary} --port {FLOORS['tcp-forward']} --workers {threads} {backends}"
 
 
 def wait_http(port, timeout=60):
@@ -184,28 +198,36 @@ class Procs:
             self.procs.remove(p)
 
 
-def run_threads(procs, d, binary, threads, a):
+def run_threads(procs, d, binaries, threads, a):
     open(f"{d}/lb.conf", "w").write(nginx_lb(d, threads))
     open(f"{d}/lb.cfg", "w").write(haproxy_lb(threads))
     lbs = [
         procs.start(["nginx", "-c", f"{d}/lb.conf", "-p", d]),
         procs.start(["haproxy", "-f", f"{d}/lb.cfg"]),
-        procs.start(["bash", "-c", "exec " + tower_lb_cmd(binary, threads)]),
+        procs.start(["bash", "-c", "exec " + tower_lb_cmd(binaries["lb"], threads)]),
     ]
+    ports = dict(PORTS)
+    if a.floor:
+        open(f"{d}/tcp.cfg", "w").write(haproxy_lb(threads, tcp=True))
+        lbs.append(procs.start(["haproxy", "-f", f"{d}/tcp.cfg"]))
+        lbs.append(procs.start(["bash", "-c", "exec " + tcp_forward_cmd(binaries["tcp_forward"], threads)]))
+        ports.update(FLOORS)
     try:
-        for name, port in PORTS.items():
+        for name, port in ports.items():
             if not wait_http(port):
                 raise RuntimeError(f"{name} on port {port} never answered 200; see {d}/out.log")
-        names = list(PORTS)
+        names = list(ports)
         # The process group of each balancer (each started in a session of its own), for its
         # CPU time; `direct` is the backends' nginx, shared with the others, so not counted.
         groups = {"nginx": lbs[0].pid, "haproxy": lbs[1].pid, "tower-lb": lbs[2].pid, "direct": None}
+        if a.floor:
+            groups.update({"haproxy-tcp": lbs[3].pid, "tcp-forward": lbs[4].pid})
         res = {n: [] for n in names}
         for r in range(a.rounds):
             # Rotate the order each round so no target always runs first or last.
             order = names[r % len(names):] + names[:r % len(names)]
             for n in order:
-                res[n].append(measured(PORTS[n], a.conns, a.secs, groups[n]))
+                res[n].append(measured(ports[n], a.conns, a.secs, groups[n]))
         print(f"\n## {threads} thread(s): wrk -t1 -c{a.conns} -d{a.secs}s, {a.rounds} rounds, median")
         print(f"| target | rps | p99 ms | errors | balancer CPU us/request |\n|---|---:|---:|---:|---:|")
         med = {}
@@ -224,6 +246,13 @@ def run_threads(procs, d, binary, threads, a):
         for other in ("haproxy", "nginx"):
             print(f"ratio tower-lb/{other} CPU per request: {med['tower-lb'][2] / med[other][2]:.2f} "
                   "(below 1: cheaper)")
+        if a.floor:
+            print("floors (L4 forwarders, no HTTP work):")
+            for floor in FLOORS:
+                for other in ("haproxy", "tower-lb"):
+                    per = [res[floor][i][0] / res[other][i][0] for i in range(a.rounds)]
+                    print(f"  ratio {floor}/{other} rps: median {statistics.median(per):.2f} "
+                          f"(rounds {', '.join(f'{x:.2f}' for x in per)})")
         if a.high_conns:
             print(f"\n{a.high_conns} connections, {a.secs}s each:")
             for n in ("haproxy", "nginx", "tower-lb"):
@@ -243,13 +272,16 @@ def main():
                     help="connections for the error check round; 0 skips it (default 1000)")
     ap.add_argument("--secs", type=int, default=5, help="seconds per wrk run (default 5)")
     ap.add_argument("--rounds", type=int, default=3, help="rounds per thread count (default 3)")
-    ap.add_argument("--no-build", action="store_true", help="use the existing release binary")
+    ap.add_argument("--no-build", action="store_true", help="use the existing release binaries")
+    ap.add_argument("--no-floor", dest="floor", action="store_false",
+                    help="skip the L4 floors (HAProxy mode tcp, examples/tcp_forward.rs)")
     a = ap.parse_args()
 
     ensure_tools()
-    binary = os.path.join(ROOT, "target", "release", "examples", "lb")
+    binaries = {n: os.path.join(ROOT, "target", "release", "examples", n) for n in ("lb", "tcp_forward")}
     if not a.no_build:
-        subprocess.run(["cargo", "build", "--release", "--example", "lb"], cwd=ROOT, check=True)
+        subprocess.run(["cargo", "build", "--release", "--example", "lb", "--example", "tcp_forward"],
+                       cwd=ROOT, check=True)
     try:
         import resource
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -270,7 +302,7 @@ def main():
         print(f"# tower-lb vs HAProxy vs nginx — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
         print(f"machine: {os.cpu_count()} cores, {cpu}")
         for t in a.threads:
-            run_threads(procs, d, binary, t, a)
+            run_threads(procs, d, binaries, t, a)
         return 0
     finally:
         procs.stop()
