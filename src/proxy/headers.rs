@@ -67,10 +67,13 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
         let mut connection = headers.get_all(header::CONNECTION).iter();
         match (connection.next(), connection.next()) {
             (Some(value), None) => {
-                // A cheap clone: hyper's header values share the read buffer.
-                let value = value.clone();
-                headers.remove(header::CONNECTION);
-                upgrade = remove_named(headers, &value, present);
+                // `keep-alive`, the usual value, names no header to remove.
+                let keep_alive = value.as_bytes().eq_ignore_ascii_case(b"keep-alive");
+                if let Some(value) = headers.remove(header::CONNECTION) {
+                    if !keep_alive {
+                        upgrade = remove_named(headers, &value, present);
+                    }
+                }
             }
             _ => {
                 let values: Vec<HeaderValue> = headers
@@ -268,6 +271,18 @@ mod tests {
     fn single_connection_value_is_handled() {
         let mut h = map(&[("connection", "close"), ("x-foo", "1")]);
         strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h["x-foo"], "1");
+    }
+
+    #[test]
+    fn connection_keep_alive_alone_is_removed_with_the_fixed_ones() {
+        let mut h = map(&[
+            ("connection", "Keep-Alive"),
+            ("keep-alive", "timeout=5"),
+            ("x-foo", "1"),
+        ]);
+        assert_eq!(strip_hop_by_hop(&mut h), None);
         assert_eq!(h.len(), 1);
         assert_eq!(h["x-foo"], "1");
     }
