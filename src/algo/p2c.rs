@@ -49,13 +49,26 @@ pub(crate) fn two_choices<C: PartialOrd>(
     ready: &mut impl FnMut(usize) -> bool,
     cost: impl Fn(usize) -> C,
 ) -> Option<usize> {
+    two_choices_by(rng, n, ready, |a, b| cost(b) < cost(a))
+}
+
+/// [`two_choices`] with the comparison given whole: `cheaper(a, b)` tells whether `b` is
+/// cheaper than `a` (a tie keeps `a` first). For costs that compare more cheaply as a pair than
+/// one by one.
+#[inline]
+pub(crate) fn two_choices_by(
+    rng: &Rng,
+    n: usize,
+    ready: &mut impl FnMut(usize) -> bool,
+    cheaper: impl FnOnce(usize, usize) -> bool,
+) -> Option<usize> {
     match n {
         0 => None,
         1 => ready(0).then_some(0),
         _ => {
             let a = rng.below(n);
             let b = (a + 1 + rng.below(n - 1)) % n;
-            let (first, second) = if cost(b) < cost(a) { (b, a) } else { (a, b) };
+            let (first, second) = if cheaper(a, b) { (b, a) } else { (a, b) };
             if ready(first) {
                 return Some(first);
             }
