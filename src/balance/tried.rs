@@ -12,7 +12,32 @@ use super::endpoint::Stats;
 /// with [`NoAvailableBackend`](crate::NoAvailableBackend).
 #[derive(Clone, Default)]
 pub struct Tried {
-    backends: Arc<Mutex<Vec<Arc<Stats>>>>,
+    backends: Arc<Mutex<Backends>>,
+}
+
+/// How many backends a [`Tried`] holds without allocating: a first attempt and two retries, as
+/// the [retry layer](crate::retry::RetryLayer) allows by default.
+const INLINE: usize = 3;
+
+/// The backends tried, the first few inline: most requests are sent once, and a list on the
+/// heap would cost an allocation for each.
+#[derive(Default)]
+struct Backends {
+    inline: [Option<Arc<Stats>>; INLINE],
+    more: Vec<Arc<Stats>>,
+}
+
+impl Backends {
+    fn iter(&self) -> impl Iterator<Item = &Arc<Stats>> {
+        self.inline.iter().flatten().chain(&self.more)
+    }
+
+    fn push(&mut self, stats: Arc<Stats>) {
+        match self.inline.iter_mut().find(|slot| slot.is_none()) {
+            Some(slot) => *slot = Some(stats),
+            None => self.more.push(stats),
+        }
+    }
 }
 
 impl Tried {
@@ -23,7 +48,7 @@ impl Tried {
 
     /// How many backends the request has been sent to.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().iter().count()
     }
 
     /// Whether the request has not been sent anywhere yet.
@@ -39,7 +64,7 @@ impl Tried {
         self.lock().push(stats);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Stats>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Backends> {
         self.backends
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -49,5 +74,28 @@ impl Tried {
 impl fmt::Debug for Tried {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Tried").field("len", &self.len()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::balance::endpoint::Endpoint;
+
+    #[test]
+    fn backends_past_the_inline_ones_are_kept_too() {
+        let tried = Tried::new();
+        let backends: Vec<Arc<Stats>> = (0..INLINE + 2)
+            .map(|i| Arc::clone(Endpoint::new(i, 1).stats_arc()))
+            .collect();
+        assert!(tried.is_empty());
+        for (i, stats) in backends.iter().enumerate() {
+            assert!(!tried.contains(stats));
+            tried.clone().push(Arc::clone(stats));
+            assert!(tried.contains(stats), "backend {i}");
+            assert_eq!(tried.len(), i + 1);
+        }
+        let other = Endpoint::new(99, 1);
+        assert!(!tried.contains(other.stats_arc()));
     }
 }
