@@ -2,8 +2,9 @@
 
 use std::net::SocketAddr;
 
+use http::header::HeaderName;
 use http::request::Parts;
-use http::{Extensions, HeaderMap, Method, Request, Uri, Version};
+use http::{Extensions, HeaderValue, Method, Request, Uri, Version};
 use hyper::upgrade::OnUpgrade;
 
 use super::body::RetryBody;
@@ -12,6 +13,9 @@ use crate::balance::Tried;
 
 /// A request head to send again: method, URI, version, headers and extensions.
 ///
+/// The headers are kept as a list: one allocation, where a copy of the map takes two (and
+/// most requests are never sent again). The map is built again for a retry.
+///
 /// Copying a head's extensions means a new map and a box per entry; the server's requests
 /// carry only the ones below (the peer address, the upgrade, the backends tried), which are
 /// copied one by one instead. A head with any other extension keeps a copy of the whole map.
@@ -19,7 +23,8 @@ pub(crate) struct Head {
     method: Method,
     uri: Uri,
     version: Version,
-    headers: HeaderMap,
+    // In the map's order: a name's values together, in the order they came.
+    headers: Vec<(HeaderName, HeaderValue)>,
     extensions: Copied,
 }
 
@@ -55,11 +60,18 @@ impl Head {
         } else {
             Copied::All(ext.clone())
         };
+        let mut headers = Vec::with_capacity(parts.headers.len());
+        headers.extend(
+            parts
+                .headers
+                .iter()
+                .map(|(name, value)| (name.clone(), value.clone())),
+        );
         Self {
             method: parts.method.clone(),
             uri: parts.uri.clone(),
             version: parts.version,
-            headers: parts.headers.clone(),
+            headers,
             extensions,
         }
     }
@@ -103,7 +115,11 @@ impl Head {
         *req.method_mut() = head.method;
         *req.uri_mut() = head.uri;
         *req.version_mut() = head.version;
-        *req.headers_mut() = head.headers;
+        let headers = req.headers_mut();
+        headers.reserve(head.headers.len());
+        for (name, value) in head.headers {
+            headers.append(name, value);
+        }
         match head.extensions {
             Copied::All(ext) => *req.extensions_mut() = ext,
             Copied::Known {
