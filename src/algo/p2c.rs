@@ -66,8 +66,8 @@ pub(crate) fn two_choices_by(
         0 => None,
         1 => ready(0).then_some(0),
         _ => {
-            let a = rng.below(n);
-            let b = (a + 1 + rng.below(n - 1)) % n;
+            let (a, skip) = rng.two_below(n, n - 1);
+            let b = (a + 1 + skip) % n;
             let (first, second) = if cheaper(a, b) { (b, a) } else { (a, b) };
             if ready(first) {
                 return Some(first);
