@@ -14,6 +14,7 @@ use futures_util::task::AtomicWaker;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use super::future::Timer;
 use super::limit::Slot;
 use super::pool::{Host, Sender};
 
@@ -114,16 +115,15 @@ impl<B> Drop for UploadBody<B> {
 pub struct BackendBody<B = Incoming> {
     inner: Incoming,
     slot: Option<Slot>,
-    // The connection, to put back in the pool once the body has ended.
-    reuse: Option<(Sender<B>, Arc<Host<B>>)>,
+    // The connection and its response timer, to put back in the pool once the body has ended.
+    reuse: Option<Reuse<B>>,
 }
 
+/// A connection to put back in the pool: its sender, its response timer and its host.
+pub(crate) type Reuse<B> = (Sender<B>, Option<Timer>, Arc<Host<B>>);
+
 impl<B> BackendBody<B> {
-    pub(crate) fn new(
-        inner: Incoming,
-        slot: Option<Slot>,
-        reuse: Option<(Sender<B>, Arc<Host<B>>)>,
-    ) -> Self {
+    pub(crate) fn new(inner: Incoming, slot: Option<Slot>, reuse: Option<Reuse<B>>) -> Self {
         let mut body = Self { inner, slot, reuse };
         if body.inner.is_end_stream() {
             // No body at all: hyper may never poll it.
@@ -135,8 +135,8 @@ impl<B> BackendBody<B> {
     /// The backend is done with this request: its slot frees and its connection is reused.
     fn end(&mut self) {
         self.slot = None;
-        if let Some((sender, host)) = self.reuse.take() {
-            host.checkin(sender);
+        if let Some((sender, timer, host)) = self.reuse.take() {
+            host.checkin(sender, timer);
         }
     }
 

@@ -40,15 +40,45 @@ type Sent<B> = Pin<
     >,
 >;
 
+/// The response timer of a connection.
+///
+/// It stays with the connection in the pool between requests: the next request on it moves
+/// the deadline later, a compare-and-swap while the timer is still registered, rather than
+/// registering a new timer in the runtime's timer wheel and removing it again.
+pub(crate) struct Timer {
+    sleep: Pin<Box<Sleep>>,
+    // The runtime whose timer driver it is registered with; it is reused only there.
+    runtime: tokio::runtime::Id,
+}
+
+impl Timer {
+    /// A timer expiring `timeout` from now: `pooled`, when it belongs to the current runtime,
+    /// or a new one.
+    fn start(pooled: Option<Self>, timeout: Duration) -> Self {
+        let runtime = tokio::runtime::Handle::current().id();
+        let deadline = Instant::now() + timeout;
+        match pooled {
+            Some(mut timer) if timer.runtime == runtime => {
+                timer.sleep.as_mut().reset(deadline);
+                timer
+            }
+            _ => Self {
+                sleep: Box::pin(tokio::time::sleep_until(deadline)),
+                runtime,
+            },
+        }
+    }
+}
+
 pin_project! {
     /// Response future of [`HttpBackend`](super::HttpBackend): the backend's response head,
     /// with hop-by-hop headers removed and the body streaming behind it.
     pub struct ResponseFuture<B = Incoming> {
         attempt: Attempt<B>,
         // The deadline: for the next upload chunk while the body is being sent, then for
-        // the response head. `None` without a timeout.
-        #[pin]
-        sleep: Option<Sleep>,
+        // the response head. `None` without a timeout. It goes back to the pool with the
+        // connection.
+        sleep: Option<Timer>,
         timeout: Duration,
         // Until the request body is sent.
         upload: Option<Arc<Upload>>,
@@ -91,19 +121,23 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    /// Sends `req` on a pooled connection, or on a new one.
-    fn start(host: &Host<B>, req: Request<UploadBody<B>>) -> Self {
-        match host.checkout() {
-            Some(sender) if sender.is_ready() => Self::send(sender, req, true),
-            Some(sender) => Self::Ready {
-                sender: Some(sender),
-                req: Some(req),
-            },
-            None => Self::Connect {
+    /// Sends `req` on a pooled connection, with the connection's timer, or on a new one.
+    fn start(host: &Host<B>, req: Request<UploadBody<B>>) -> (Self, Option<Timer>) {
+        let Some((sender, timer)) = host.checkout() else {
+            let connect = Self::Connect {
                 connecting: host.connect(),
                 req: Some(req),
-            },
+            };
+            return (connect, None);
+        };
+        if sender.is_ready() {
+            return (Self::send(sender, req, true), timer);
         }
+        let ready = Self::Ready {
+            sender: Some(sender),
+            req: Some(req),
+        };
+        (ready, timer)
     }
 
     fn send(mut sender: Sender<B>, req: Request<UploadBody<B>>, reused: bool) -> Self {
@@ -129,9 +163,10 @@ where
         slot: Option<Slot>,
         upgrade: Option<Box<Upgrade>>,
     ) -> Self {
+        let (attempt, timer) = Attempt::start(&host, req);
         Self {
-            attempt: Attempt::start(&host, req),
-            sleep: timeout.map(tokio::time::sleep),
+            attempt,
+            sleep: timeout.map(|timeout| Timer::start(timer, timeout)),
             timeout: timeout.unwrap_or_default(),
             upload,
             seen: 0,
@@ -234,7 +269,7 @@ where
                         Poll::Ready(Err(_)) => {
                             let host = this.host.as_ref().expect("a host for every attempt");
                             let req = req.take().expect("polled after completion");
-                            *this.attempt = Attempt::start(host, req);
+                            *this.attempt = Attempt::start(host, req).0;
                         }
                         Poll::Pending => break,
                     }
@@ -257,7 +292,10 @@ where
                         }
                         Poll::Ready(Ok(mut res)) => {
                             strip_hop_by_hop(res.headers_mut());
-                            let reuse = sender.take().map(|sender| (sender, Arc::clone(host)));
+                            // The timer goes back to the pool with the connection.
+                            let reuse = sender
+                                .take()
+                                .map(|sender| (sender, this.sleep.take(), Arc::clone(host)));
                             let slot = this.slot.take();
                             return Poll::Ready(Ok(
                                 res.map(|body| BackendBody::new(body, slot, reuse))
@@ -273,7 +311,7 @@ where
                                         error = %error.error(),
                                         "pooled connection closed; sending on another",
                                     );
-                                    *this.attempt = Attempt::start(host, req);
+                                    *this.attempt = Attempt::start(host, req).0;
                                     continue;
                                 }
                             }
@@ -290,7 +328,7 @@ where
             }
         }
 
-        let Some(mut sleep) = this.sleep.as_pin_mut() else {
+        let Some(Timer { sleep, .. }) = this.sleep.as_mut() else {
             return Poll::Pending;
         };
         if let Some(up) = this.upload.as_ref() {

@@ -18,7 +18,10 @@
 //!   from hyper untouched and goes out on another connection, as hyper-util's
 //!   `retry_canceled_requests` does; a request that fails on a new connection is an error;
 //! - connections idle for longer than the idle timeout are dropped when met at checkout, and by
-//!   a task that sweeps the pool every idle timeout.
+//!   a task that sweeps the pool every idle timeout;
+//! - a connection keeps its response timer between requests: a request on a pooled connection
+//!   moves the timer's deadline later, which is a compare-and-swap while the timer is still
+//!   registered, instead of registering a new timer and removing it again.
 //!
 //! Requests go out in origin form (`GET /path HTTP/1.1`), with the `Host` the caller set.
 
@@ -43,6 +46,7 @@ use tracing::debug;
 
 use super::body::UploadBody;
 use super::error::{BackendTimeout, BackendUnavailable};
+use super::future::Timer;
 use crate::BoxError;
 
 /// The sending side of one backend connection.
@@ -135,6 +139,7 @@ impl<B> Shared<B> {
 /// One idle connection.
 struct Idle<B> {
     sender: Sender<B>,
+    timer: Option<Timer>,
     since: Instant,
 }
 
@@ -161,20 +166,20 @@ impl<B> Host<B> {
     }
 
     /// The most recently used idle connection of this thread's stack, if any is still open
-    /// and not idle for too long.
+    /// and not idle for too long, with its response timer if it has one.
     #[inline]
-    pub(crate) fn checkout(&self) -> Option<Sender<B>> {
+    pub(crate) fn checkout(&self) -> Option<(Sender<B>, Option<Timer>)> {
         let mut list = lock(&self.idle[worker_slot(self.idle.len())]);
         let top = list.pop()?;
         let idle_timeout = self.settings.idle_timeout;
         let now = idle_timeout.map(|_| Instant::now());
         if now.is_none_or(|now| top.usable(now, idle_timeout)) {
-            return Some(top.sender);
+            return Some((top.sender, top.timer));
         }
         // Older ones lie below; drop any stale one met on the way.
         while let Some(idle) = list.pop() {
             if now.is_none_or(|now| idle.usable(now, idle_timeout)) {
-                return Some(idle.sender);
+                return Some((idle.sender, idle.timer));
             }
         }
         None
@@ -186,22 +191,30 @@ impl<B> Host<B> {
     /// Its task may not have taken in the end of the response yet (when it runs on another
     /// thread): it is put back all the same, and whoever takes it waits the moment it takes to
     /// be ready.
-    pub(crate) fn checkin(&self, sender: Sender<B>) {
+    pub(crate) fn checkin(&self, sender: Sender<B>, timer: Option<Timer>) {
         if sender.is_closed() || self.settings.max_idle == 0 {
             return;
         }
-        self.push(sender);
+        self.push(sender, timer);
     }
 
-    fn push(&self, sender: Sender<B>) {
+    fn push(&self, sender: Sender<B>, timer: Option<Timer>) {
         let since = Instant::now();
-        {
+        let full = {
             let mut list = lock(&self.idle[worker_slot(self.idle.len())]);
             if list.len() >= self.settings.max_idle {
-                return;
+                Some((sender, timer))
+            } else {
+                list.push(Idle {
+                    sender,
+                    timer,
+                    since,
+                });
+                None
             }
-            list.push(Idle { sender, since });
-        }
+        };
+        // Closed outside the lock.
+        drop(full);
     }
 
     /// Starts the pool's sweeping task, once.
@@ -470,6 +483,54 @@ mod tests {
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
         let host = b.shared_host();
         assert_eq!(host.idle.iter().map(|l| lock(l).len()).sum::<usize>(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_pooled_connections_response_timer_is_armed_again_for_each_request() {
+        // A backend that answers `ok` at once, except to `/hang`, which it never answers.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                        if req.uri().path() == "/hang" {
+                            std::future::pending::<()>().await;
+                        }
+                        Ok::<_, Infallible>(Response::new(Full::new(bytes::Bytes::from("ok"))))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        let timeout = Duration::from_millis(100);
+        let client = ProxyClient::builder().response_timeout(timeout).build();
+        let mut b = http_backend(addr, client);
+        get(&mut b).await;
+        // The connection's timer expires while it is idle in the pool...
+        tokio::time::pause();
+        tokio::time::advance(timeout * 2).await;
+        tokio::time::resume();
+        // ...and the next request on it still gets its whole timeout.
+        get(&mut b).await;
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "the connection was reused"
+        );
+        let start = Instant::now();
+        let req = Request::get("/hang").body(Empty::new()).unwrap();
+        let err = b.ready().await.unwrap().call(req).await.unwrap_err();
+        assert!(start.elapsed() >= timeout);
+        let err = err.downcast_ref::<BackendTimeout>().expect("a timeout");
+        assert!(!err.is_connect());
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]
