@@ -85,6 +85,20 @@ impl Entry {
     fn key(self) -> (u64, u64) {
         (self.load, self.seq)
     }
+
+    /// `other` if its key is lower, else `self`, chosen by masks rather than a branch: which
+    /// side wins follows no pattern the branch predictor could learn.
+    #[inline]
+    fn min_branchless(self, other: Entry) -> Entry {
+        let lower = (other.load < self.load) | ((other.load == self.load) & (other.seq < self.seq));
+        let mask = u64::from(lower).wrapping_neg();
+        let pick = |a: u64, b: u64| (b & mask) | (a & !mask);
+        Entry {
+            load: pick(self.load, other.load),
+            seq: pick(self.seq, other.seq),
+            index: pick(u64::from(self.index), u64::from(other.index)) as u32,
+        }
+    }
 }
 
 /// The tournament tree over one set of backends. See the [module docs](self).
@@ -208,6 +222,26 @@ impl LeastConnTable {
         }
     }
 
+    /// Recomputes every node above backend `i`'s leaf, up to the root, without reading them.
+    ///
+    /// For a pick: the picked backend was the best at every level of its path, so every node
+    /// there changes, and reading each to stop where nothing changed would find nothing to
+    /// stop at. (Should another thread have changed the tree meanwhile, each node written is
+    /// still the best of its two children.)
+    #[inline]
+    fn fix_path(&self, i: usize) {
+        let mut k = self.width + i;
+        let mut best = self.read(k);
+        while k > 1 {
+            best = best.min_branchless(self.read(k ^ 1));
+            k >>= 1;
+            let node = &self.nodes[k];
+            node.load.store(best.load, Relaxed);
+            node.seq.store(best.seq, Relaxed);
+            node.index.store(best.index, Relaxed);
+        }
+    }
+
     /// Re-reads backend `i`'s load.
     #[inline]
     fn refresh<K>(&self, i: usize, endpoint: &Endpoint<K>) {
@@ -219,8 +253,10 @@ impl LeastConnTable {
     #[inline]
     fn picked<K>(&self, i: usize, endpoints: &[Arc<Endpoint<K>>]) {
         let seq = self.seq.fetch_add(1, Relaxed);
-        self.leaf(i).seq.store(seq, Relaxed);
-        self.refresh(i, &endpoints[i]);
+        let leaf = self.leaf(i);
+        leaf.seq.store(seq, Relaxed);
+        leaf.load.store(self.load_of(&endpoints[i]), Relaxed);
+        self.fix_path(i);
         if seq % RETRY_EVERY == 0 && self.any_set_aside.load(Relaxed) {
             self.retry_set_aside(endpoints);
         }
