@@ -85,14 +85,15 @@ impl Rtt {
     /// Feeds one response time in.
     pub(crate) fn observe(&self, rtt_ns: u64, now: u64, default_ns: f64, decay_ns: f64) {
         let (cost, stamp) = self.sample(default_ns);
-        let w = decay_weight(now.saturating_sub(stamp), decay_ns);
-        let current = cost * w;
         let rtt = rtt_ns as f64;
-        let next = if rtt > current {
-            // Peak: a slower sample replaces the estimate at once.
+        // As Finagle's `PeakEwma` and tower's `RttEstimate::update` do: a sample slower than
+        // the estimate replaces it at once (the peak); a faster one is averaged in, weighted by
+        // the time since the last update.
+        let next = if rtt > cost {
             rtt
         } else {
-            current * w + rtt * (1.0 - w)
+            let w = decay_weight(now.saturating_sub(stamp), decay_ns);
+            cost * w + rtt * (1.0 - w)
         };
         self.stamp_ns.store(now, Relaxed);
         self.cost_ns.store(next.to_bits(), Relaxed);
@@ -235,6 +236,24 @@ mod tests {
         tokio::time::advance(Duration::from_secs(30)).await;
         rtt.observe(1_000_000, now_ns(), default, decay);
         assert!(rtt.cost_at(now_ns(), default, decay) < 5e6);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_faster_sample_is_averaged_in_by_the_time_since_the_last() {
+        let rtt = Rtt::new();
+        let (default, decay) = (30e6, 10e9);
+        rtt.observe(200_000_000, now_ns(), default, decay);
+        // One decay period later: the old estimate keeps 1/e of its weight, once.
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let now = now_ns();
+        rtt.observe(100_000_000, now, default, decay);
+        let w = (-1.0f64).exp();
+        let expected = 200e6 * w + 100e6 * (1.0 - w);
+        let got = rtt.cost_at(now, default, decay);
+        assert!((got - expected).abs() < 1e3, "{got} vs {expected}");
+        // A second sample at the same instant moves nothing: no time has passed.
+        rtt.observe(10_000_000, now, default, decay);
+        assert!((rtt.cost_at(now, default, decay) - expected).abs() < 1e3);
     }
 
     #[test]
