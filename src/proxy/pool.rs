@@ -383,7 +383,8 @@ mod tests {
     use super::*;
     use crate::proxy::{HttpBackend, ProxyClient};
 
-    /// A backend answering `ok` to everything; counts the connections it accepted.
+    /// A backend answering `ok` at once to everything but `/hang`, which it never answers;
+    /// counts the connections it accepted.
     async fn backend() -> (SocketAddr, Arc<AtomicUsize>) {
         backend_with(true).await
     }
@@ -399,7 +400,10 @@ mod tests {
                 let (stream, _) = listener.accept().await.unwrap();
                 count.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(|_: Request<Incoming>| async {
+                    let svc = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                        if req.uri().path() == "/hang" {
+                            std::future::pending::<()>().await;
+                        }
                         Ok::<_, Infallible>(Response::new(Full::new(bytes::Bytes::from("ok"))))
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -487,28 +491,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_pooled_connections_response_timer_is_armed_again_for_each_request() {
-        // A backend that answers `ok` at once, except to `/hang`, which it never answers.
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let count = Arc::clone(&accepted);
-        tokio::spawn(async move {
-            loop {
-                let (stream, _) = listener.accept().await.unwrap();
-                count.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(|req: Request<Incoming>| async move {
-                        if req.uri().path() == "/hang" {
-                            std::future::pending::<()>().await;
-                        }
-                        Ok::<_, Infallible>(Response::new(Full::new(bytes::Bytes::from("ok"))))
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
+        let (addr, accepted) = backend().await;
         let timeout = Duration::from_millis(100);
         let client = ProxyClient::builder().response_timeout(timeout).build();
         let mut b = http_backend(addr, client);
