@@ -45,10 +45,14 @@ def per_algorithm():
     print("| algo | request only | ours 3 | ours 100 | ours 10 000 "
           "| tower p2c 3 | tower p2c 100 | tower p2c 10 000 |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for algo in ALGOS:
-        base = median(algo, "request_only")
-        ours = [median(algo, "tower-lb", n) for n in SIZES]
-        theirs = [median(algo, "tower-p2c", n) for n in SIZES]
+    # Per algorithm: (request only, ours at SIZES, tower p2c at SIZES), read once for both tables.
+    rows = {
+        algo: (median(algo, "request_only"),
+               [median(algo, "tower-lb", n) for n in SIZES],
+               [median(algo, "tower-p2c", n) for n in SIZES])
+        for algo in ALGOS
+    }
+    for algo, (base, ours, theirs) in rows.items():
         print(f"| {algo} | {ns(base)} | " + " | ".join(map(ns, ours + theirs)) + " |")
     ewma = [median("LT", "tower-p2c-peak-ewma", n) for n in SIZES]
     if any(ewma):
@@ -61,10 +65,7 @@ def per_algorithm():
     print("| algo | own 3 | own 100 | own 10 000 | ≤ 100 ns own at 10 000 "
           "| ours/p2c 3 | ours/p2c 100 | ours/p2c 10 000 | 10 000 / 3 |")
     print("|---|---:|---:|---:|:---:|---:|---:|---:|---:|")
-    for algo in ALGOS:
-        base = median(algo, "request_only")
-        ours = [median(algo, "tower-lb", n) for n in SIZES]
-        theirs = [median(algo, "tower-p2c", n) for n in SIZES]
+    for algo, (base, ours, theirs) in rows.items():
         own = [None if o is None or base is None else o - base for o in ours]
         ok = "–" if own[2] is None else ("yes" if own[2] <= 100 else "**no**")
         scale = ratio(ours[2], ours[0])
@@ -73,7 +74,7 @@ def per_algorithm():
         cells = [ns(x) for x in own] + [ok] + [ratio(o, t) for o, t in zip(ours, theirs)] + [scale]
         print(f"| {algo} | " + " | ".join(cells) + " |")
     if any(ewma):
-        lt = [median("LT", "tower-lb", n) for n in SIZES]
+        lt = rows["LT"][1]
         print()
         print("LT / (tower p2c + PeakEwma): "
               + ", ".join(f"{n}: {ratio(a, b)}" for n, a, b in zip(SIZES, lt, ewma)))
