@@ -307,7 +307,6 @@ mod cli {
             .filter_map(|arg| Some((arg.get_long()?, arg.get_action().takes_values())))
             .chain([("help", false), ("version", false)])
             .collect();
-        let takes_value = |name: &str| flags.iter().any(|&(n, v)| n == name && v);
         let shorts_with_value: Vec<char> = command
             .get_arguments()
             .filter(|arg| arg.get_action().takes_values())
@@ -345,8 +344,8 @@ mod cli {
                 Some((name, _)) => (name, true),
                 None => (flag, false),
             };
-            if flags.iter().any(|&(n, _)| n == name) {
-                value_next = !inline_value && takes_value(name);
+            if let Some(&(_, takes_value)) = flags.iter().find(|&&(n, _)| n == name) {
+                value_next = !inline_value && takes_value;
                 out.push(if dashes == 1 {
                     format!("-{s}").into()
                 } else {
