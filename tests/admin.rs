@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, Uri, header};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use serde_json::Value;
-use support::{DEADLINE, HttpClient, Lb, Reply, backend, backend_on, eventually, start};
+use support::{HttpClient, Lb, Reply, backend, backend_on, eventually, start};
 use tower_lb::Algo;
 use tower_lb::health::OutlierDetection;
 use tower_lb::server::Config;
@@ -38,24 +38,8 @@ async fn admin_request(
     if let Some(token) = token {
         req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
     }
-    let req = req
-        .body(Full::new(Bytes::copy_from_slice(
-            body.unwrap_or("").as_bytes(),
-        )))
-        .unwrap();
-    let exchange = async {
-        let res = client.request(req).await.expect("a response");
-        let (parts, body) = res.into_parts();
-        let body = body.collect().await.expect("the whole body").to_bytes();
-        Reply {
-            status: parts.status,
-            headers: parts.headers,
-            body: String::from_utf8(body.to_vec()).expect("a UTF-8 body"),
-        }
-    };
-    tokio::time::timeout(DEADLINE, exchange)
-        .await
-        .expect("an answer in time")
+    let body = Bytes::copy_from_slice(body.unwrap_or("").as_bytes());
+    support::send_request(client, req.body(Full::new(body)).unwrap()).await
 }
 
 fn address(url: &str) -> String {

@@ -180,7 +180,12 @@ pub async fn send(
     if let Some(ct) = content_type {
         req = req.header(http::header::CONTENT_TYPE, ct);
     }
-    let req = req.body(Full::new(body)).unwrap();
+    send_request(client, req.body(Full::new(body)).unwrap()).await
+}
+
+/// Sends `req` and reads the whole response, within [`DEADLINE`].
+pub async fn send_request(client: &HttpClient, req: Request<Full<Bytes>>) -> Reply {
+    let url = req.uri().to_string();
     let exchange = async {
         let res = client.request(req).await.expect("a response");
         let (parts, body) = res.into_parts();
