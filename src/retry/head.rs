@@ -19,6 +19,7 @@ use crate::balance::Tried;
 /// Copying a head's extensions means a new map and a box per entry; the server's requests
 /// carry only the ones below (the peer address, the upgrade, the backends tried), which are
 /// copied one by one instead. A head with any other extension keeps a copy of the whole map.
+#[derive(Clone)]
 pub(crate) struct Head {
     method: Method,
     uri: Uri,
@@ -28,6 +29,7 @@ pub(crate) struct Head {
     extensions: Copied,
 }
 
+#[derive(Clone)]
 enum Copied {
     Known {
         peer: Option<PeerAddr>,
@@ -89,27 +91,7 @@ impl Head {
         let head = if last {
             this.take()?
         } else {
-            let head = this.as_ref()?;
-            Self {
-                method: head.method.clone(),
-                uri: head.uri.clone(),
-                version: head.version,
-                headers: head.headers.clone(),
-                extensions: match &head.extensions {
-                    Copied::Known {
-                        peer,
-                        connect_info,
-                        upgrade,
-                        tried,
-                    } => Copied::Known {
-                        peer: *peer,
-                        connect_info: *connect_info,
-                        upgrade: upgrade.clone(),
-                        tried: tried.clone(),
-                    },
-                    Copied::All(ext) => Copied::All(ext.clone()),
-                },
-            }
+            this.as_ref()?.clone()
         };
         let mut req = Request::new(RetryBody::empty());
         *req.method_mut() = head.method;
