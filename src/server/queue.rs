@@ -90,9 +90,14 @@ where
         Poll::Ready(Ok(()))
     }
 
+    /// A request that finds a backend costs nothing more than the balancer's own `call`.
     #[inline]
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        self.dispatch(req)
+        match self.balance.try_call(req) {
+            Ok(inner) => ResponseFuture::called(inner),
+            Err(_) if self.timeout.is_zero() => ResponseFuture::called(BalanceFuture::no_backend()),
+            Err(req) => self.enqueue(req),
+        }
     }
 }
 
@@ -102,28 +107,18 @@ where
     D::Key: Send + Sync + 'static,
     P: Pick<D::Key> + Send + Sync + 'static,
 {
-    /// [`call`](Service::call) through a shared reference: a request that finds a backend
-    /// costs one clone of the balancer (a reference count), as calling the balancer would.
-    #[inline]
-    pub(crate) fn dispatch<B, RB>(&self, req: Request<B>) -> ResponseFuture<Inner<D, B>>
+    /// Queues a request no backend could take: boxed, with a clone of the balancer.
+    fn enqueue<B, RB>(&self, req: Request<B>) -> ResponseFuture<Inner<D, B>>
     where
         D::Service:
             Service<Request<B>, Response = http::Response<RB>> + Clone + Send + Sync + 'static,
         <D::Service as Service<Request<B>>>::Error: Into<BoxError>,
         B: Send + 'static,
     {
-        let mut balance = self.balance.clone();
-        let req = match balance.try_call(req) {
-            Ok(inner) => return ResponseFuture::called(inner),
-            Err(_) if self.timeout.is_zero() => {
-                return ResponseFuture::called(BalanceFuture::no_backend());
-            }
-            Err(req) => req,
-        };
         let now = Instant::now();
         let deadline = now + self.timeout;
         let mut wait = Box::pin(Wait {
-            balance,
+            balance: self.balance.clone(),
             req: None,
             deadline,
             tick: tokio::time::sleep_until(deadline.min(now + RECHECK)),
@@ -315,19 +310,19 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn without_a_queue_timeout_no_ready_backend_fails_at_once() {
-        let (q, open, _) = queue(Duration::ZERO);
-        let mut fut = task::spawn(q.dispatch(request()));
+        let (mut q, open, _) = queue(Duration::ZERO);
+        let mut fut = task::spawn(q.call(request()));
         let err = assert_ready!(fut.poll()).unwrap_err();
         assert!(err.is::<NoAvailableBackend>());
         open.store(true, Ordering::SeqCst);
-        let res = assert_ready_ok!(task::spawn(q.dispatch(request())).poll());
+        let res = assert_ready_ok!(task::spawn(q.call(request())).poll());
         assert_eq!(*res.body().get_ref(), "served");
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_freed_slot_wakes_a_queued_request_at_once() {
-        let (q, open, freed) = queue(Duration::from_secs(5));
-        let mut fut = task::spawn(q.dispatch(request()));
+        let (mut q, open, freed) = queue(Duration::from_secs(5));
+        let mut fut = task::spawn(q.call(request()));
         assert_pending!(fut.poll());
         open.store(true, Ordering::SeqCst);
         freed.notify();
@@ -338,8 +333,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_backend_that_comes_back_is_found_at_the_next_recheck() {
-        let (q, open, _) = queue(Duration::from_secs(5));
-        let mut fut = task::spawn(q.dispatch(request()));
+        let (mut q, open, _) = queue(Duration::from_secs(5));
+        let mut fut = task::spawn(q.call(request()));
         assert_pending!(fut.poll());
         tokio::time::advance(Duration::from_secs(1)).await;
         assert_pending!(fut.poll());
@@ -353,9 +348,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_queued_request_fails_when_the_queue_timeout_passes() {
         let timeout = Duration::from_millis(500);
-        let (q, _open, freed) = queue(timeout);
+        let (mut q, _open, freed) = queue(timeout);
         let start = Instant::now();
-        let err = q.dispatch(request()).await.unwrap_err();
+        let err = q.call(request()).await.unwrap_err();
         assert!(err.is::<NoAvailableBackend>());
         assert_eq!(start.elapsed(), timeout);
         // Its registration is gone: nobody is waiting any more.
