@@ -97,13 +97,26 @@ async fn settle() {
     }
 }
 
-/// The next change of a health-checked stream, which must be an insert; its service.
-async fn next_insert<D, P>(discover: &mut HealthCheckDiscover<D, P>) -> HealthCheck<D::Service>
+/// Lets `duration` pass on the paused clock, then lets the probe tasks run what is ready.
+async fn elapse(duration: Duration) {
+    sleep(duration).await;
+    settle().await;
+}
+
+/// Feeds `service` under `key` to the stream `discover` is built on; the health-checked
+/// service it inserts.
+async fn insert<D, P>(
+    tx: &Feed<D::Key, D::Service>,
+    discover: &mut HealthCheckDiscover<D, P>,
+    key: D::Key,
+    service: D::Service,
+) -> HealthCheck<D::Service>
 where
     D: tower::discover::Discover + Unpin,
     D::Key: Hash + Eq + Clone + std::fmt::Debug + Send + Sync + 'static,
     P: Probe<D::Key>,
 {
+    tx.send(Change::Insert(key, service)).unwrap();
     match discover.next().await {
         Some(Ok(Change::Insert(_, service))) => service,
         _ => panic!("expected an insert"),
@@ -120,18 +133,15 @@ async fn goes_pending_after_fall_failures_and_not_before() {
         .layer(stream);
     let (backend, _handle) = mock::pair::<Req, Res>();
     switches.set(0, false);
-    tx.send(Change::Insert(0, backend)).unwrap();
-    let mut svc = mock::Spawn::new(next_insert(&mut discover).await);
+    let mut svc = mock::Spawn::new(insert(&tx, &mut discover, 0, backend).await);
 
     settle().await; // the first probe runs at once
     assert_eq!(switches.calls(0), 1);
     assert_ready_ok!(svc.poll_ready(), "1 failure of 3");
-    sleep(Duration::from_secs(1)).await;
-    settle().await;
+    elapse(Duration::from_secs(1)).await;
     assert_eq!(switches.calls(0), 2);
     assert_ready_ok!(svc.poll_ready(), "2 failures of 3");
-    sleep(Duration::from_secs(1)).await;
-    settle().await;
+    elapse(Duration::from_secs(1)).await;
     assert_eq!(switches.calls(0), 3);
     assert_pending!(svc.poll_ready(), "3 failures of 3");
     assert_eq!(svc.get_ref().health().health(), Health::Unhealthy);
@@ -147,17 +157,14 @@ async fn ready_again_after_rise_successes() {
         .layer(stream);
     let (backend, _handle) = mock::pair::<Req, Res>();
     switches.set(0, false);
-    tx.send(Change::Insert(0, backend)).unwrap();
-    let mut svc = mock::Spawn::new(next_insert(&mut discover).await);
+    let mut svc = mock::Spawn::new(insert(&tx, &mut discover, 0, backend).await);
     settle().await;
     assert_pending!(svc.poll_ready(), "fall 1: down after one failure");
 
     switches.set(0, true);
-    sleep(Duration::from_secs(1)).await;
-    settle().await;
+    elapse(Duration::from_secs(1)).await;
     assert_pending!(svc.poll_ready(), "1 pass of 2");
-    sleep(Duration::from_secs(1)).await;
-    settle().await;
+    elapse(Duration::from_secs(1)).await;
     assert_ready_ok!(svc.poll_ready(), "2 passes of 2");
 }
 
@@ -169,11 +176,9 @@ async fn initially_unhealthy_backend_waits_for_its_first_pass() {
         .initially_unhealthy()
         .layer(stream);
     let (backend, _handle) = mock::pair::<Req, Res>();
-    tx.send(Change::Insert(0, backend)).unwrap();
-    let mut svc = mock::Spawn::new(next_insert(&mut discover).await);
+    let mut svc = mock::Spawn::new(insert(&tx, &mut discover, 0, backend).await);
     assert_pending!(svc.poll_ready());
-    sleep(Duration::from_millis(100)).await;
-    settle().await;
+    elapse(Duration::from_millis(100)).await;
     assert_ready_ok!(svc.poll_ready());
 }
 
@@ -185,14 +190,11 @@ async fn probe_timeout_counts_as_failure() {
     let monitor = layer.monitor();
     let mut discover = layer.layer(stream);
     let (backend, _handle) = mock::pair::<Req, Res>();
-    tx.send(Change::Insert(0, backend)).unwrap();
-    let mut svc = mock::Spawn::new(next_insert(&mut discover).await);
+    let mut svc = mock::Spawn::new(insert(&tx, &mut discover, 0, backend).await);
 
-    sleep(Duration::from_millis(1999)).await;
-    settle().await;
+    elapse(Duration::from_millis(1999)).await;
     assert_ready_ok!(svc.poll_ready(), "the probe has not timed out yet");
-    sleep(Duration::from_millis(1)).await;
-    settle().await;
+    elapse(Duration::from_millis(1)).await;
     assert_pending!(svc.poll_ready(), "a timed-out probe is a failure");
     let snapshot = monitor.get(&0).unwrap();
     assert_eq!(
@@ -210,19 +212,15 @@ async fn probes_every_interval() {
         .interval(Duration::from_secs(5))
         .layer(stream);
     let (backend, _handle) = mock::pair::<Req, Res>();
-    tx.send(Change::Insert(0, backend)).unwrap();
-    let _svc = next_insert(&mut discover).await;
+    let _svc = insert(&tx, &mut discover, 0, backend).await;
 
     settle().await;
     assert_eq!(switches.calls(0), 1, "first probe at once");
-    sleep(Duration::from_millis(4999)).await;
-    settle().await;
+    elapse(Duration::from_millis(4999)).await;
     assert_eq!(switches.calls(0), 1, "not before the interval");
-    sleep(Duration::from_millis(1)).await;
-    settle().await;
+    elapse(Duration::from_millis(1)).await;
     assert_eq!(switches.calls(0), 2);
-    sleep(Duration::from_secs(20)).await;
-    settle().await;
+    elapse(Duration::from_secs(20)).await;
     assert_eq!(switches.calls(0), 6);
 }
 
@@ -234,9 +232,7 @@ async fn remove_stops_probing() {
     let monitor = layer.monitor();
     let mut discover = layer.layer(stream);
     for i in 0..2 {
-        tx.send(Change::Insert(i, mock::pair::<Req, Res>().0))
-            .unwrap();
-        next_insert(&mut discover).await;
+        insert(&tx, &mut discover, i, mock::pair::<Req, Res>().0).await;
     }
     settle().await;
     assert_eq!(monitor.len(), 2);
@@ -244,8 +240,7 @@ async fn remove_stops_probing() {
     tx.send(Change::Remove(0)).unwrap();
     assert!(matches!(discover.next().await, Some(Ok(Change::Remove(0)))));
     let calls = switches.calls(0);
-    sleep(Duration::from_secs(10)).await;
-    settle().await;
+    elapse(Duration::from_secs(10)).await;
     assert_eq!(switches.calls(0), calls, "no probe after removal");
     assert_eq!(switches.calls(1), 11, "the other backend is still probed");
     assert_eq!(monitor.len(), 1);
@@ -259,13 +254,10 @@ async fn dropping_the_stream_stops_probing() {
     let layer = HealthCheckLayer::new(probe(&switches)).interval(Duration::from_secs(1));
     let monitor = layer.monitor();
     let mut discover = layer.layer(stream);
-    tx.send(Change::Insert(0, mock::pair::<Req, Res>().0))
-        .unwrap();
-    next_insert(&mut discover).await;
+    insert(&tx, &mut discover, 0, mock::pair::<Req, Res>().0).await;
     settle().await;
     drop(discover);
-    sleep(Duration::from_secs(10)).await;
-    settle().await;
+    elapse(Duration::from_secs(10)).await;
     assert_eq!(switches.calls(0), 1);
     assert!(monitor.is_empty());
 }
@@ -278,27 +270,30 @@ async fn weight_update_keeps_state_and_a_single_probe_task() {
     let monitor = layer.monitor();
     let mut discover = layer.layer(stream);
     switches.set(0, false);
-    tx.send(Change::Insert(
+    let first = insert(
+        &tx,
+        &mut discover,
         Weighted::new(0, 1),
         mock::pair::<Req, Res>().0,
-    ))
-    .unwrap();
-    let first = next_insert(&mut discover).await;
+    )
+    .await;
     settle().await;
     assert_eq!(first.health().health(), Health::Unhealthy);
 
-    tx.send(Change::Insert(
-        Weighted::new(0, 5),
-        mock::pair::<Req, Res>().0,
-    ))
-    .unwrap();
-    let mut second = mock::Spawn::new(next_insert(&mut discover).await);
+    let mut second = mock::Spawn::new(
+        insert(
+            &tx,
+            &mut discover,
+            Weighted::new(0, 5),
+            mock::pair::<Req, Res>().0,
+        )
+        .await,
+    );
     assert!(Arc::ptr_eq(first.health(), second.get_ref().health()));
     assert_pending!(second.poll_ready(), "still down after the weight update");
 
     let calls = switches.calls(0);
-    sleep(Duration::from_secs(3)).await;
-    settle().await;
+    elapse(Duration::from_secs(3)).await;
     assert_eq!(switches.calls(0), calls + 3, "one probe task, not two");
     let backends = monitor.backends();
     assert_eq!(backends.len(), 1);
@@ -326,9 +321,7 @@ async fn slow_probe_does_not_delay_others() {
     let mut discover = layer.layer(stream);
     switches.set(1, false);
     for i in 0..2 {
-        tx.send(Change::Insert(i, mock::pair::<Req, Res>().0))
-            .unwrap();
-        next_insert(&mut discover).await;
+        insert(&tx, &mut discover, i, mock::pair::<Req, Res>().0).await;
     }
     settle().await;
     assert_eq!(monitor.get(&1).unwrap().status, Health::Unhealthy);
@@ -338,8 +331,7 @@ async fn slow_probe_does_not_delay_others() {
         "backend 0 is still being checked"
     );
 
-    sleep(Duration::from_secs(5)).await;
-    settle().await;
+    elapse(Duration::from_secs(5)).await;
     assert_eq!(switches.calls(1), 6);
     assert_eq!(switches.calls(0), 1);
 }
@@ -353,8 +345,7 @@ async fn waiter_is_woken_when_backend_becomes_healthy() {
         .layer(stream);
     switches.set(0, false);
     let (backend, _handle) = mock::pair::<Req, Res>();
-    tx.send(Change::Insert(0, backend)).unwrap();
-    let service = next_insert(&mut discover).await;
+    let service = insert(&tx, &mut discover, 0, backend).await;
     settle().await;
     let mut waiter = mock::Spawn::new(service.clone());
     let mut other = mock::Spawn::new(service);
@@ -362,13 +353,11 @@ async fn waiter_is_woken_when_backend_becomes_healthy() {
     assert_pending!(other.poll_ready());
     assert!(!waiter.is_woken());
 
-    sleep(Duration::from_secs(1)).await;
-    settle().await;
+    elapse(Duration::from_secs(1)).await;
     assert!(!waiter.is_woken(), "a failed check does not wake");
 
     switches.set(0, true);
-    sleep(Duration::from_secs(1)).await;
-    settle().await;
+    elapse(Duration::from_secs(1)).await;
     assert!(
         waiter.is_woken(),
         "every waiter is woken, not only the last"
@@ -387,8 +376,7 @@ async fn ready_awaits_recovery() {
         .layer(stream);
     switches.set(0, false);
     let backend = service_fn(|_: Req| async { Ok::<_, Infallible>(Res::new("ok")) });
-    tx.send(Change::Insert(0, backend)).unwrap();
-    let service = next_insert(&mut discover).await;
+    let service = insert(&tx, &mut discover, 0, backend).await;
     settle().await;
     let waiting = tokio::spawn(async move {
         let res = service.oneshot(Req::new(())).await.unwrap();
@@ -430,8 +418,7 @@ async fn balancer_never_picks_unhealthy_backend_and_fails_fast_when_all_are() {
 
     switches.set(0, false);
     switches.set(2, false);
-    sleep(Duration::from_secs(1)).await;
-    settle().await;
+    elapse(Duration::from_secs(1)).await;
     let error = send().await.unwrap_err();
     assert!(
         error.downcast_ref::<NoAvailableBackend>().is_some(),
@@ -439,8 +426,7 @@ async fn balancer_never_picks_unhealthy_backend_and_fails_fast_when_all_are() {
     );
 
     switches.set(1, true);
-    sleep(Duration::from_secs(1)).await;
-    settle().await;
+    elapse(Duration::from_secs(1)).await;
     for _ in 0..3 {
         assert_eq!(send().await.unwrap(), "b");
     }
@@ -458,8 +444,9 @@ async fn monitor_probes_now_and_overrides_status() {
     for i in 0..2 {
         let (backend, handle) = mock::pair::<Req, Res>();
         handles.push(handle);
-        tx.send(Change::Insert(i, backend)).unwrap();
-        services.push(mock::Spawn::new(next_insert(&mut discover).await));
+        services.push(mock::Spawn::new(
+            insert(&tx, &mut discover, i, backend).await,
+        ));
     }
     settle().await;
     let mut listed: Vec<_> = monitor
@@ -482,15 +469,13 @@ async fn monitor_probes_now_and_overrides_status() {
         monitor.get(&0).unwrap().last_error.as_deref(),
         Some("backend 0 is down")
     );
-    sleep(Duration::from_secs(9)).await;
-    settle().await;
+    elapse(Duration::from_secs(9)).await;
     assert_eq!(
         switches.calls(0),
         2,
         "next regular check one interval after"
     );
-    sleep(Duration::from_secs(1)).await;
-    settle().await;
+    elapse(Duration::from_secs(1)).await;
     assert_eq!(switches.calls(0), 3);
 
     assert_eq!(
@@ -516,24 +501,18 @@ async fn streams_of_one_layer_share_a_backend_and_its_task() {
     let (tx_b, stream_b) = channel();
     let mut a = layer.layer(stream_a);
     let mut b = layer.layer(stream_b);
-    tx_a.send(Change::Insert(0, mock::pair::<Req, Res>().0))
-        .unwrap();
-    tx_b.send(Change::Insert(0, mock::pair::<Req, Res>().0))
-        .unwrap();
-    let from_a = next_insert(&mut a).await;
-    let from_b = next_insert(&mut b).await;
+    let from_a = insert(&tx_a, &mut a, 0, mock::pair::<Req, Res>().0).await;
+    let from_b = insert(&tx_b, &mut b, 0, mock::pair::<Req, Res>().0).await;
     assert!(Arc::ptr_eq(from_a.health(), from_b.health()));
     settle().await;
     assert_eq!(switches.calls(0), 1);
 
     drop(a);
-    sleep(Duration::from_secs(2)).await;
-    settle().await;
+    elapse(Duration::from_secs(2)).await;
     assert_eq!(switches.calls(0), 3, "still checked for stream b");
     tx_b.send(Change::Remove(0)).unwrap();
     b.next().await;
-    sleep(Duration::from_secs(2)).await;
-    settle().await;
+    elapse(Duration::from_secs(2)).await;
     assert_eq!(switches.calls(0), 3);
     assert!(monitor.is_empty());
 }

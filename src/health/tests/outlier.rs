@@ -61,8 +61,9 @@ async fn backends(
     let mut discover = layer.layer(stream);
     let mut services = Vec::new();
     for i in 0..n {
-        tx.send(Change::Insert(i, backend(&answers, i))).unwrap();
-        services.push(mock::Spawn::new(next_insert(&mut discover).await));
+        services.push(mock::Spawn::new(
+            insert(&tx, &mut discover, i, backend(&answers, i)).await,
+        ));
     }
     // The stream keeps the backends checked for as long as it lives.
     tokio::spawn(async move {
@@ -147,10 +148,12 @@ async fn outlier_detection_is_off_unless_set() {
     let layer = HealthCheckLayer::new(probe(&switches));
     let monitor = layer.monitor();
     let mut discover = layer.layer(stream);
-    tx.send(Change::Insert(0, backend(&answers, 0))).unwrap();
-    let mut svc = vec![mock::Spawn::new(next_insert(&mut discover).await)];
-    tx.send(Change::Insert(1, backend(&answers, 1))).unwrap();
-    svc.push(mock::Spawn::new(next_insert(&mut discover).await));
+    let mut svc = vec![mock::Spawn::new(
+        insert(&tx, &mut discover, 0, backend(&answers, 0)).await,
+    )];
+    svc.push(mock::Spawn::new(
+        insert(&tx, &mut discover, 1, backend(&answers, 1)).await,
+    ));
     answer(&answers, &mut svc, 0, 503, 50).await;
     assert_ready_ok!(svc[0].poll_ready());
     let snapshot = monitor.get(&0).unwrap();
@@ -182,8 +185,7 @@ async fn ejection_ends_after_base_then_lasts_longer_each_time_up_to_the_max() {
         settle().await;
         assert_pending!(svc[0].poll_ready(), "ejection {nth} is not over yet");
         assert!(!svc[0].is_woken());
-        sleep(Duration::from_millis(1)).await;
-        settle().await;
+        elapse(Duration::from_millis(1)).await;
         assert!(
             svc[0].is_woken(),
             "the waiter is woken when ejection {nth} ends"
@@ -204,12 +206,10 @@ async fn ejection_count_starts_over_after_a_max_ejection_time_without_one() {
         .max_ejection(Duration::from_secs(60));
     let (answers, _, monitor, mut svc) = backends(2, outlier).await;
     answer(&answers, &mut svc, 0, 503, 1).await;
-    sleep(Duration::from_secs(10)).await;
-    settle().await;
+    elapse(Duration::from_secs(10)).await;
     answer(&answers, &mut svc, 0, 503, 1).await;
     assert_eq!(monitor.get(&0).unwrap().ejections, 2);
-    sleep(Duration::from_secs(20)).await;
-    settle().await;
+    elapse(Duration::from_secs(20)).await;
 
     sleep(Duration::from_secs(59)).await;
     assert_eq!(monitor.get(&0).unwrap().ejections, 2, "not yet forgotten");
@@ -285,8 +285,7 @@ async fn active_checks_go_on_while_ejected_and_still_take_it_down() {
     let (answers, switches, monitor, mut svc) = backends(2, outlier).await;
     let calls = switches.calls(0);
     answer(&answers, &mut svc, 0, 504, 1).await;
-    sleep(Duration::from_secs(20)).await;
-    settle().await;
+    elapse(Duration::from_secs(20)).await;
     assert_eq!(
         switches.calls(0),
         calls + 2,
@@ -295,21 +294,18 @@ async fn active_checks_go_on_while_ejected_and_still_take_it_down() {
     assert_eq!(monitor.get(&0).unwrap().status, Health::Healthy);
 
     switches.set(0, false);
-    sleep(Duration::from_secs(10)).await;
-    settle().await;
+    elapse(Duration::from_secs(10)).await;
     let snapshot = monitor.get(&0).unwrap();
     assert_eq!(snapshot.status, Health::Unhealthy);
     assert_eq!(snapshot.state, BackendState::Unhealthy, "down and ejected");
     assert!(snapshot.ejected_until.is_some());
 
     // The ejection ends at 45 s, but the backend stays down until it passes a check.
-    sleep(Duration::from_secs(15)).await;
-    settle().await;
+    elapse(Duration::from_secs(15)).await;
     assert_eq!(monitor.get(&0).unwrap().ejected_until, None);
     assert_pending!(svc[0].poll_ready(), "ejection over, still down");
     switches.set(0, true);
-    sleep(Duration::from_secs(5)).await;
-    settle().await;
+    elapse(Duration::from_secs(5)).await;
     assert_ready_ok!(svc[0].poll_ready(), "up at the next passed check");
 }
 
@@ -351,8 +347,9 @@ async fn removed_backend_frees_its_share_of_ejections() {
     let mut discover = layer.layer(stream);
     let mut svc = Vec::new();
     for i in 0..3 {
-        tx.send(Change::Insert(i, backend(&answers, i))).unwrap();
-        svc.push(mock::Spawn::new(next_insert(&mut discover).await));
+        svc.push(mock::Spawn::new(
+            insert(&tx, &mut discover, i, backend(&answers, i)).await,
+        ));
     }
     answer(&answers, &mut svc, 0, 503, 1).await;
     assert!(svc[0].get_ref().health().is_ejected());
@@ -398,8 +395,7 @@ async fn balancer_never_picks_an_ejected_backend() {
     assert_eq!(state(&monitor, 1), BackendState::Ejected);
 
     answers.set(1, 200);
-    sleep(Duration::from_secs(30)).await;
-    settle().await;
+    elapse(Duration::from_secs(30)).await;
     let mut picked = Vec::new();
     for _ in 0..6 {
         picked.push(send().await.unwrap());

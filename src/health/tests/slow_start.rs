@@ -67,8 +67,7 @@ async fn a_steady_then_b(
         Some(WINDOW),
         "a new backend ramps up"
     );
-    sleep(WINDOW).await;
-    settle().await;
+    elapse(WINDOW).await;
     assert_eq!(
         remaining(monitor, 0),
         None,
@@ -187,26 +186,23 @@ async fn backend_ramps_again_when_it_comes_back() {
             *res.status_mut() = http::StatusCode::from_u16(answers.load(SeqCst) as u16).unwrap();
             async move { Ok::<_, Infallible>(res) }
         });
-        tx.send(Change::Insert(i, backend)).unwrap();
-        svc.push(mock::Spawn::new(next_insert(&mut discover).await));
+        svc.push(mock::Spawn::new(
+            insert(&tx, &mut discover, i, backend).await,
+        ));
     }
-    sleep(WINDOW).await;
-    settle().await;
+    elapse(WINDOW).await;
     assert_eq!(remaining(&monitor, 0), None);
 
     // Down by its checks, then up: a new ramp from the passed check.
     switches.set(0, false);
-    sleep(Duration::from_secs(10)).await;
-    settle().await;
+    elapse(Duration::from_secs(10)).await;
     assert_eq!(remaining(&monitor, 0), None, "no ramp while down");
     switches.set(0, true);
-    sleep(Duration::from_secs(10)).await;
-    settle().await;
+    elapse(Duration::from_secs(10)).await;
     assert_eq!(remaining(&monitor, 0), Some(WINDOW));
 
     // Ejected, then back: a new ramp from the end of the ejection.
-    sleep(WINDOW).await;
-    settle().await;
+    elapse(WINDOW).await;
     assert_eq!(remaining(&monitor, 1), None);
     answers.store(503, SeqCst);
     while !svc[1].poll_ready().is_ready() {
@@ -216,8 +212,7 @@ async fn backend_ramps_again_when_it_comes_back() {
     answers.store(200, SeqCst);
     assert_eq!(monitor.get(&1).unwrap().state, BackendState::Ejected);
     assert_eq!(remaining(&monitor, 1), None);
-    sleep(Duration::from_secs(30)).await;
-    settle().await;
+    elapse(Duration::from_secs(30)).await;
     assert_eq!(monitor.get(&1).unwrap().state, BackendState::Healthy);
     assert_eq!(remaining(&monitor, 1), Some(WINDOW));
 }
@@ -230,12 +225,9 @@ async fn a_caller_waiting_on_a_ramping_backend_gets_it_and_keeps_it_until_called
         .slow_start(WINDOW);
     let (tx, stream) = channel();
     let mut discover = layer.layer(stream);
-    tx.send(Change::Insert(0, backend("a"))).unwrap();
-    let _a = next_insert(&mut discover).await;
-    sleep(WINDOW).await;
-    settle().await;
-    tx.send(Change::Insert(1, backend("b"))).unwrap();
-    let b = next_insert(&mut discover).await;
+    let _a = insert(&tx, &mut discover, 0, backend("a")).await;
+    elapse(WINDOW).await;
+    let b = insert(&tx, &mut discover, 1, backend("b")).await;
 
     // b admits about one request in ten now; a waiting caller is asked again until it does.
     let mut spawned = mock::Spawn::new(b.clone());
