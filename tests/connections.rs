@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{Instant, timeout};
 use tower_lb::proxy::ProxyClientBuilder;
 use tower_lb::server::{Config, Server};
 
-use support::{DEADLINE, Lb, backend, eventually, send, start};
+use support::{DEADLINE, Lb, backend, eventually, read_head, read_to_end, send, start};
 
 const NO_SERVER: &str = r#"{"status":"error","data":"error no available server"}"#;
 const BACKEND_TIMEOUT: &str = r#"{"status":"error","data":"error backend timeout"}"#;
@@ -23,31 +23,6 @@ const REQUEST_TIMEOUT: &str = r#"{"status":"fail","data":{"title":"request timeo
 const BAD_REQUEST: &str = r#"{"status":"fail","data":{"title":"bad request"}}"#;
 const HEADERS_TOO_LARGE: &str =
     r#"{"status":"fail","data":{"title":"request header fields too large"}}"#;
-
-/// Reads up to the end of a response head, byte by byte.
-async fn read_head(stream: &mut (impl AsyncRead + Unpin)) -> String {
-    let mut head = Vec::new();
-    let read = async {
-        while !head.ends_with(b"\r\n\r\n") {
-            let byte = stream.read_u8().await.expect("a response head");
-            head.push(byte);
-        }
-    };
-    timeout(DEADLINE, read).await.expect("a head in time");
-    String::from_utf8(head).unwrap()
-}
-
-/// Reads until the peer closes; a reset counts as closed.
-async fn read_to_end(stream: &mut TcpStream) -> String {
-    let mut out = Vec::new();
-    match timeout(DEADLINE, stream.read_to_end(&mut out)).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
-        Ok(Err(e)) => panic!("read: {e}"),
-        Err(_) => panic!("the connection was not closed within {DEADLINE:?}"),
-    }
-    String::from_utf8(out).unwrap()
-}
 
 /// One whole response to a `GET {path}` on an open connection (the backend's bodies to these
 /// paths have a `Content-Length`).

@@ -1,6 +1,8 @@
 //! `tower_lb::proxy` end to end: a real backend (`backend_server`), an `HttpBackend` served by a
 //! small hyper server, and a hyper client, all on 127.0.0.1.
 
+mod support;
+
 use std::convert::Infallible;
 use std::hash::{DefaultHasher, Hasher};
 use std::net::SocketAddr;
@@ -11,9 +13,9 @@ use http::{HeaderMap, Method, Request, StatusCode, Version};
 use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use support::{DEADLINE, HttpClient, client, read_to_end};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
@@ -23,8 +25,6 @@ use tower_lb::proxy::{
     BackendTimeout, BackendUnavailable, HttpBackend, ProxyClient, ProxyClientBuilder,
     error_response,
 };
-
-const DEADLINE: Duration = Duration::from_secs(10);
 
 /// Serves `backend` on 127.0.0.1:0 the way the standalone balancer does: the peer address as
 /// an extension, errors as JSend responses. Returns the proxy's address.
@@ -67,9 +67,7 @@ impl Setup {
     }
 
     async fn with_client(client: ProxyClientBuilder) -> Self {
-        let backend = backend_server::spawn("127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
+        let backend = support::backend().await;
         let http = HttpBackend::new(backend.url().parse().unwrap(), client.build());
         let proxy = serve_proxy(http).await;
         Self { backend, proxy }
@@ -80,20 +78,13 @@ impl Setup {
     }
 }
 
-fn client() -> Client<HttpConnector, Full<Bytes>> {
-    Client::builder(TokioExecutor::new()).build_http()
-}
-
 struct Reply {
     status: StatusCode,
     headers: HeaderMap,
     body: Bytes,
 }
 
-async fn send_with(
-    client: &Client<HttpConnector, Full<Bytes>>,
-    req: Request<Full<Bytes>>,
-) -> Reply {
+async fn send_with(client: &HttpClient, req: Request<Full<Bytes>>) -> Reply {
     timeout(DEADLINE, async {
         let res = client.request(req).await.unwrap();
         let (parts, body) = res.into_parts();
@@ -373,12 +364,7 @@ async fn backend_connections_are_kept_alive_and_reused() {
 
 #[tokio::test]
 async fn refused_backend_is_502_jsend() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::closed_port().await;
     let mut http = HttpBackend::new(
         format!("http://127.0.0.1:{port}").parse().unwrap(),
         ProxyClient::new(),
@@ -450,19 +436,14 @@ async fn http10_and_http2_clients_are_forwarded_as_http11() {
         .write_all(b"GET /headers HTTP/1.0\r\nHost: old.example\r\n\r\n")
         .await
         .unwrap();
-    let mut raw = Vec::new();
-    timeout(DEADLINE, stream.read_to_end(&mut raw))
-        .await
-        .unwrap()
-        .unwrap();
-    let raw = String::from_utf8(raw).unwrap();
+    let raw = read_to_end(&mut stream).await;
     assert!(raw.starts_with("HTTP/1.0 200 OK\r\n"), "{raw}");
     let body = raw.split_once("\r\n\r\n").unwrap().1;
     let seen: serde_json::Value = serde_json::from_str(body).unwrap();
     assert_eq!(seen["host"], "old.example");
 
     // HTTP/2 with prior knowledge: `:authority` becomes the backend's Host.
-    let h2: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
+    let h2: HttpClient = Client::builder(TokioExecutor::new())
         .http2_only(true)
         .build_http();
     let req = Request::get(s.url("/headers"))
@@ -478,9 +459,7 @@ async fn http10_and_http2_clients_are_forwarded_as_http11() {
 
 #[tokio::test]
 async fn base_path_is_prepended() {
-    let backend = backend_server::spawn("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let backend = support::backend().await;
     let http = HttpBackend::new(
         format!("{}/status", backend.url()).parse().unwrap(),
         ProxyClient::new(),
@@ -509,12 +488,7 @@ async fn expect_100_continue_uploads_go_through() {
         .unwrap();
     assert_eq!(&head, b"HTTP/1.1 100 Continue\r\n\r\n");
     stream.write_all(b"hello").await.unwrap();
-    let mut raw = Vec::new();
-    timeout(DEADLINE, stream.read_to_end(&mut raw))
-        .await
-        .unwrap()
-        .unwrap();
-    let raw = String::from_utf8(raw).unwrap();
+    let raw = read_to_end(&mut stream).await;
     assert!(raw.starts_with("HTTP/1.1 200 OK\r\n"), "{raw}");
     assert!(raw.ends_with("\r\n\r\nhello"), "{raw}");
 }
@@ -545,12 +519,7 @@ async fn chunked_upload(
     }
     let _ = stream.write_all(b"0\r\n\r\n").await;
     let uploaded = start.elapsed();
-    let mut raw = Vec::new();
-    timeout(DEADLINE, stream.read_to_end(&mut raw))
-        .await
-        .unwrap()
-        .unwrap();
-    (String::from_utf8(raw).unwrap(), uploaded, start.elapsed())
+    (read_to_end(&mut stream).await, uploaded, start.elapsed())
 }
 
 #[tokio::test]

@@ -14,6 +14,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower_lb::health::HealthMonitor;
@@ -228,6 +230,34 @@ pub async fn backend() -> backend_server::Handle {
 /// A backend on `addr`.
 pub async fn backend_on(addr: SocketAddr) -> backend_server::Handle {
     backend_server::spawn(addr).await.expect("start a backend")
+}
+
+/// Reads up to the end of a response head (`\r\n\r\n`), byte by byte so that nothing after
+/// it is consumed, within [`DEADLINE`].
+pub async fn read_head(stream: &mut (impl AsyncRead + Unpin)) -> String {
+    let mut head = Vec::new();
+    let read = async {
+        while !head.ends_with(b"\r\n\r\n") {
+            let byte = stream.read_u8().await.expect("a response head");
+            head.push(byte);
+        }
+    };
+    tokio::time::timeout(DEADLINE, read)
+        .await
+        .expect("a head in time");
+    String::from_utf8(head).expect("a UTF-8 head")
+}
+
+/// Reads until the peer closes, within [`DEADLINE`]; a reset counts as closed.
+pub async fn read_to_end(stream: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    match tokio::time::timeout(DEADLINE, stream.read_to_end(&mut out)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Ok(Err(e)) => panic!("read: {e}"),
+        Err(_) => panic!("the connection was not closed within {DEADLINE:?}"),
+    }
+    String::from_utf8(out).expect("UTF-8")
 }
 
 /// A port on 127.0.0.1 where nothing listens.
