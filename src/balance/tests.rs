@@ -197,13 +197,7 @@ async fn request_counts_in_flight_until_body_ends() {
         }
     });
     let mut lb = LoadBalance::new(ServiceList::new(vec![backend]), Algo::LeastConn);
-    let res = lb
-        .ready()
-        .await
-        .unwrap()
-        .call(http::Request::new(()))
-        .await
-        .unwrap();
+    let res = call(&mut lb).await.unwrap();
     let endpoint = lb.endpoints()[0].clone();
     assert_eq!(endpoint.in_flight(), 1, "headers arrived, body still open");
     let mut body = res.into_body();
