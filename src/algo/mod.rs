@@ -219,12 +219,17 @@ pub(crate) mod test_support {
 
     /// Endpoints keyed 0.. with the given weights, slots set as a balancer would.
     pub(crate) fn endpoints(weights: &[u32]) -> Vec<Arc<Endpoint<usize>>> {
-        weights
+        keyed(&weights.iter().copied().enumerate().collect::<Vec<_>>())
+    }
+
+    /// Endpoints with the given keys and weights, slots set as a balancer would.
+    pub(crate) fn keyed(backends: &[(usize, u32)]) -> Vec<Arc<Endpoint<usize>>> {
+        backends
             .iter()
             .enumerate()
-            .map(|(i, &w)| {
-                let e = Arc::new(Endpoint::new(i, w));
-                e.stats().set_slot(i);
+            .map(|(slot, &(key, weight))| {
+                let e = Arc::new(Endpoint::new(key, weight));
+                e.stats().set_slot(slot);
                 e
             })
             .collect()

@@ -274,21 +274,8 @@ mod tests {
 
     use super::*;
     use crate::algo::rng::Rng;
-    use crate::algo::test_support::pick_n;
+    use crate::algo::test_support::{keyed, pick_n};
     use crate::client_ip::PeerAddr;
-
-    /// Endpoints with the given keys and weights, slots set as a balancer would.
-    fn keyed(backends: &[(usize, u32)]) -> Vec<Arc<Endpoint<usize>>> {
-        backends
-            .iter()
-            .enumerate()
-            .map(|(slot, &(key, weight))| {
-                let e = Arc::new(Endpoint::new(key, weight));
-                e.stats().set_slot(slot);
-                e
-            })
-            .collect()
-    }
 
     fn request_from(ip: IpAddr) -> http::Request<()> {
         let mut req = http::Request::new(());
