@@ -1,5 +1,5 @@
-use std::collections::HashSet;
 use std::collections::hash_map::Entry as MapEntry;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::hash::Hash;
 use std::pin::Pin;
@@ -175,38 +175,33 @@ where
 
 impl<K: Hash + Eq + fmt::Debug> Members<K> {
     fn remove(&mut self, key: &K) {
-        if self.own.remove(key) {
-            release(&self.backends, key);
+        if self.own.remove(key) && release(&mut self.backends.lock(), key) {
+            tracing::debug!(backend = ?key, "health checks stopped");
         }
     }
 }
 
-/// Drops one stream's hold on `key`; the last one stops its checks.
-fn release<K: Hash + Eq + fmt::Debug>(backends: &Backends<K>, key: &K) {
-    let mut map = backends.lock();
-    if let Some(entry) = map.get_mut(key) {
-        entry.owners -= 1;
-        if entry.owners == 0 {
-            entry.task.abort();
-            entry.health.leave();
-            map.remove(key);
-            tracing::debug!(backend = ?key, "health checks stopped");
-        }
+/// Drops one stream's hold on `key`; the last one stops its checks (and `true` is returned).
+fn release<K: Hash + Eq>(map: &mut HashMap<K, Entry<K>>, key: &K) -> bool {
+    let Some(entry) = map.get_mut(key) else {
+        return false;
+    };
+    entry.owners -= 1;
+    if entry.owners > 0 {
+        return false;
     }
+    if let Some(entry) = map.remove(key) {
+        entry.task.abort();
+        entry.health.leave();
+    }
+    true
 }
 
 impl<K: Hash + Eq> Drop for Members<K> {
     fn drop(&mut self) {
         let mut map = self.backends.lock();
         for key in self.own.drain() {
-            if let MapEntry::Occupied(mut slot) = map.entry(key) {
-                slot.get_mut().owners -= 1;
-                if slot.get().owners == 0 {
-                    let entry = slot.remove();
-                    entry.task.abort();
-                    entry.health.leave();
-                }
-            }
+            release(&mut map, &key);
         }
     }
 }
