@@ -67,17 +67,30 @@ struct Seen {
 
 type Log = Arc<Mutex<Vec<Seen>>>;
 
-/// A backend that fails with `script`, one error per attempt, then answers `200 ok`.
-fn scripted(
-    script: impl IntoIterator<Item = Outcome>,
-) -> (
-    impl Service<Req, Response = Response<&'static str>, Error = BoxError, Future: Send>
+/// (request id, backend) of each attempt, for [`balancer`].
+type Attempts = Arc<Mutex<Vec<(String, &'static str)>>>;
+
+/// What the test backends are: services a `Retry` and a balancer can wrap.
+trait TestBackend:
+    Service<Req, Response = Response<&'static str>, Error = BoxError, Future: Send + 'static>
     + Clone
     + Send
     + Sync
-    + 'static,
-    Log,
-) {
+    + 'static
+{
+}
+
+impl<S> TestBackend for S where
+    S: Service<Req, Response = Response<&'static str>, Error = BoxError, Future: Send + 'static>
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// A backend that fails with `script`, one error per attempt, then answers `200 ok`.
+fn scripted(script: impl IntoIterator<Item = Outcome>) -> (impl TestBackend, Log) {
     let script = Arc::new(Mutex::new(script.into_iter().collect::<VecDeque<_>>()));
     let log = Log::default();
     let seen = Arc::clone(&log);
@@ -103,16 +116,7 @@ fn scripted(
     (svc, log)
 }
 
-fn always_failing(
-    outcome: Outcome,
-) -> (
-    impl Service<Req, Response = Response<&'static str>, Error = BoxError, Future: Send>
-    + Clone
-    + Send
-    + Sync
-    + 'static,
-    Log,
-) {
+fn always_failing(outcome: Outcome) -> (impl TestBackend, Log) {
     scripted(std::iter::repeat_n(outcome, 100_000))
 }
 
@@ -430,28 +434,10 @@ async fn a_retry_waits_until_the_service_is_ready() {
 
 /// A balancer over backends named `a`, `b`, `c`...; those in `failing` refuse every request.
 /// Returns it and the log of (request id, backend) attempts.
-#[allow(clippy::type_complexity)]
 fn balancer(
     names: &[&'static str],
     failing: &[&'static str],
-) -> (
-    LoadBalance<
-        ServiceList<
-            Vec<
-                impl Service<
-                    Req,
-                    Response = Response<&'static str>,
-                    Error = BoxError,
-                    Future: Send + 'static,
-                > + Clone
-                + Send
-                + Sync
-                + 'static,
-            >,
-        >,
-    >,
-    Arc<Mutex<Vec<(String, &'static str)>>>,
-) {
+) -> (LoadBalance<ServiceList<Vec<impl TestBackend>>>, Attempts) {
     let log = Arc::new(Mutex::new(Vec::new()));
     let backends = names
         .iter()
