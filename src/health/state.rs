@@ -32,6 +32,15 @@ impl Health {
             Self::Unhealthy => "unhealthy",
         }
     }
+
+    /// The verdict of the checks in a status word: its `DOWN` bit.
+    const fn of(status: u8) -> Self {
+        if status & DOWN == 0 {
+            Self::Healthy
+        } else {
+            Self::Unhealthy
+        }
+    }
 }
 
 impl fmt::Display for Health {
@@ -237,11 +246,7 @@ impl BackendHealth {
 
     /// The status from the health checks.
     pub fn health(&self) -> Health {
-        if self.status() & DOWN == 0 {
-            Health::Healthy
-        } else {
-            Health::Unhealthy
-        }
+        Health::of(self.status())
     }
 
     /// Where the backend stands: healthy, unhealthy or ejected.
@@ -280,7 +285,7 @@ impl BackendHealth {
         let status = self.status();
         let now = Instant::now();
         HealthSnapshot {
-            status: self.health(),
+            status: Health::of(status),
             last_check: detail.last_check.map(|(at, _)| at),
             since_last_check: detail.last_check.map(|(_, at)| at.elapsed()),
             last_error: detail.last_error.clone(),
@@ -358,11 +363,7 @@ impl BackendHealth {
             Health::Healthy => self.change(&mut pool, |s| s & !DOWN),
             Health::Unhealthy => self.change(&mut pool, |s| s | DOWN),
         };
-        if previous & DOWN == 0 {
-            Health::Healthy
-        } else {
-            Health::Unhealthy
-        }
+        Health::of(previous)
     }
 
     /// Applies `f` to the status under the pool's lock and keeps the layer's counts; returns
