@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{Instant, timeout};
 use tower_lb::proxy::ProxyClientBuilder;
-use tower_lb::server::{Config, Server};
+use tower_lb::server::Config;
 
 use support::{DEADLINE, Lb, backend, eventually, read_head, read_to_end, send, start};
 
@@ -516,20 +516,8 @@ async fn a_queued_request_fails_with_503_when_the_queue_timeout_passes() {
 
 #[tokio::test]
 async fn graceful_shutdown_finishes_requests_in_flight_and_closes_idle_connections() {
-    let b = backend().await;
-    let server = Server::bind(
-        Config::new()
-            .bind(([127, 0, 0, 1], 0))
-            .backend(b.url().parse().unwrap())
-            .shutdown_timeout(Duration::from_secs(5)),
-    )
-    .await
-    .unwrap();
-    let addr = server.local_addr();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(server.run(async {
-        let _ = stopped.await;
-    }));
+    let (b, mut lb) = lb_with(Config::new().shutdown_timeout(Duration::from_secs(5))).await;
+    let addr = lb.addr;
 
     // An idle keep-alive connection, and ten requests in flight.
     let mut idle = TcpStream::connect(addr).await.unwrap();
@@ -549,7 +537,7 @@ async fn graceful_shutdown_finishes_requests_in_flight_and_closes_idle_connectio
     .await;
 
     let stopping = Instant::now();
-    stop.send(()).unwrap();
+    lb.signal_stop();
     // The idle connection is closed at once.
     assert_eq!(read_to_end(&mut idle).await, "");
     assert!(stopping.elapsed() < Duration::from_millis(400));
@@ -564,32 +552,15 @@ async fn graceful_shutdown_finishes_requests_in_flight_and_closes_idle_connectio
         assert_eq!(reply.status, StatusCode::OK);
         assert_eq!(reply.body, "slept 500 ms\n");
     }
-    timeout(DEADLINE, running)
-        .await
-        .expect("the server stops")
-        .unwrap()
-        .expect("run returns Ok");
+    lb.stop().await;
     assert!(stopping.elapsed() < Duration::from_secs(3));
 }
 
 #[tokio::test]
 async fn requests_still_in_flight_at_the_end_of_the_grace_period_are_cut() {
-    let b = backend().await;
     let grace = Duration::from_millis(300);
-    let server = Server::bind(
-        Config::new()
-            .bind(([127, 0, 0, 1], 0))
-            .backend(b.url().parse().unwrap())
-            .shutdown_timeout(grace),
-    )
-    .await
-    .unwrap();
-    let addr = server.local_addr();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(server.run(async {
-        let _ = stopped.await;
-    }));
-    let mut slow = TcpStream::connect(addr).await.unwrap();
+    let (b, lb) = lb_with(Config::new().shutdown_timeout(grace)).await;
+    let mut slow = TcpStream::connect(lb.addr).await.unwrap();
     slow.write_all(b"GET /sleep?ms=5000 HTTP/1.1\r\nHost: lb\r\n\r\n")
         .await
         .unwrap();
@@ -598,8 +569,7 @@ async fn requests_still_in_flight_at_the_end_of_the_grace_period_are_cut() {
     })
     .await;
     let stopping = Instant::now();
-    stop.send(()).unwrap();
-    timeout(DEADLINE, running).await.unwrap().unwrap().unwrap();
+    lb.stop().await;
     let took = stopping.elapsed();
     assert!(took >= grace && took < Duration::from_secs(3), "{took:?}");
     assert_eq!(read_to_end(&mut slow).await, "", "the request was cut");

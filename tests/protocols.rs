@@ -98,21 +98,14 @@ async fn an_upgrade_the_backend_declines_is_an_ordinary_response() {
 #[tokio::test]
 async fn an_open_tunnel_is_closed_at_the_end_of_the_grace_period() {
     let b = backend().await;
-    let server = tower_lb::server::Server::bind(
+    let lb = start(
         Config::new()
-            .bind(([127, 0, 0, 1], 0))
             .backend(b.url().parse().unwrap())
             .shutdown_timeout(Duration::from_millis(300)),
     )
-    .await
-    .unwrap();
-    let addr = server.local_addr();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(server.run(async {
-        let _ = stopped.await;
-    }));
+    .await;
 
-    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut stream = TcpStream::connect(lb.addr).await.unwrap();
     stream.write_all(UPGRADE.as_bytes()).await.unwrap();
     assert!(
         read_head(&mut stream)
@@ -124,12 +117,7 @@ async fn an_open_tunnel_is_closed_at_the_end_of_the_grace_period() {
     assert_eq!(read_exact(&mut stream, 4).await, b"ping");
 
     let stopping = Instant::now();
-    stop.send(()).unwrap();
-    timeout(DEADLINE, running)
-        .await
-        .expect("the server stops in time")
-        .unwrap()
-        .unwrap();
+    lb.stop().await;
     let took = stopping.elapsed();
     assert!(
         took >= Duration::from_millis(250),

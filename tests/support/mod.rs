@@ -117,11 +117,16 @@ impl Lb {
         picks
     }
 
-    /// Stops gracefully and waits for the server to return.
-    pub async fn stop(mut self) {
+    /// Tells the server to stop gracefully, without waiting for it: [`Lb::stop`] waits.
+    pub fn signal_stop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+    }
+
+    /// Stops gracefully and waits for the server to return.
+    pub async fn stop(mut self) {
+        self.signal_stop();
         if let Some(task) = self.task.take() {
             tokio::time::timeout(DEADLINE, task)
                 .await
@@ -134,9 +139,7 @@ impl Lb {
 
 impl Drop for Lb {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.signal_stop();
     }
 }
 
