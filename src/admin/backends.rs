@@ -1,5 +1,6 @@
 //! `GET /backends`: the registry, the balancer's counters and the health checks, joined.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -104,9 +105,9 @@ pub(crate) fn list(
     retired: &[Arc<Endpoint<Weighted<Uri>>>],
     health: impl Fn(&Uri) -> Option<HealthSnapshot>,
 ) -> Vec<BackendInfo> {
-    let find = |uri: &Uri, among: &[Arc<Endpoint<Weighted<Uri>>>]| {
-        among.iter().find(|e| e.key().key() == uri).cloned()
-    };
+    // One lookup per registered backend, not a scan of the set for each.
+    let in_set: HashMap<&Uri, &Endpoint<Weighted<Uri>>> =
+        endpoints.iter().map(|e| (e.key().key(), &**e)).collect();
     let mut list = Vec::with_capacity(registered.len() + retired.len());
     for (uri, weight) in &registered {
         let snapshot = health(uri);
@@ -115,8 +116,8 @@ pub(crate) fn list(
             Some(BackendState::Ejected) => BackendPhase::Ejected,
             _ => BackendPhase::Healthy,
         };
-        let endpoint = find(uri, endpoints);
-        list.push(info(uri, *weight, state, endpoint.as_deref(), snapshot));
+        let endpoint = in_set.get(uri).copied();
+        list.push(info(uri, *weight, state, endpoint, snapshot));
     }
     for endpoint in retired {
         let uri = endpoint.key().key();
