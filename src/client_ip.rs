@@ -75,9 +75,8 @@ impl ClientIp {
         let hops = headers
             .get_all(&X_FORWARDED_FOR)
             .iter()
-            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-            .collect::<Vec<_>>();
-        for hop in hops.into_iter().rev() {
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','));
+        for hop in hops.rev() {
             match std::str::from_utf8(hop).map(|h| h.trim().parse::<IpAddr>()) {
                 Ok(Ok(ip)) if self.is_trusted(ip) => continue,
                 Ok(Ok(ip)) => return ip,
