@@ -15,7 +15,7 @@ use tokio::time::{Instant, timeout};
 use tower_lb::proxy::ProxyClientBuilder;
 use tower_lb::server::Config;
 
-use support::{DEADLINE, Lb, backend, eventually, read_head, read_to_end, send, start};
+use support::{DEADLINE, Lb, backend, eventually, lb_with, read_head, read_to_end, send, start};
 
 const NO_SERVER: &str = r#"{"status":"error","data":"error no available server"}"#;
 const BACKEND_TIMEOUT: &str = r#"{"status":"error","data":"error backend timeout"}"#;
@@ -46,12 +46,6 @@ async fn get_on(stream: &mut TcpStream, path: &str) -> String {
         .unwrap()
         .unwrap();
     head + std::str::from_utf8(&body).unwrap()
-}
-
-async fn lb_with(config: Config) -> (backend_server::Handle, Lb) {
-    let b = backend().await;
-    let lb = start(config.backend(b.url().parse().unwrap())).await;
-    (b, lb)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

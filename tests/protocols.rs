@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 use tower_lb::server::Config;
 
-use support::{DEADLINE, backend, read_head, read_to_end, start};
+use support::{DEADLINE, lb_with, read_head, read_to_end};
 
 /// Reads exactly `n` bytes.
 async fn read_exact(stream: &mut TcpStream, n: usize) -> Vec<u8> {
@@ -32,8 +32,7 @@ const UPGRADE: &str =
 
 #[tokio::test]
 async fn websocket_upgrade_is_tunnelled_to_the_backend_both_ways() {
-    let b = backend().await;
-    let lb = start(Config::new().backend(b.url().parse().unwrap())).await;
+    let (_b, lb) = lb_with(Config::new()).await;
 
     let mut stream = TcpStream::connect(lb.addr).await.unwrap();
     stream.write_all(UPGRADE.as_bytes()).await.unwrap();
@@ -61,8 +60,7 @@ async fn websocket_upgrade_is_tunnelled_to_the_backend_both_ways() {
 
 #[tokio::test]
 async fn an_upgrade_the_backend_declines_is_an_ordinary_response() {
-    let b = backend().await;
-    let lb = start(Config::new().backend(b.url().parse().unwrap())).await;
+    let (_b, lb) = lb_with(Config::new()).await;
 
     // `/` ignores the upgrade: the client gets the 200 and the connection stays HTTP.
     let mut stream = TcpStream::connect(lb.addr).await.unwrap();
@@ -97,13 +95,7 @@ async fn an_upgrade_the_backend_declines_is_an_ordinary_response() {
 
 #[tokio::test]
 async fn an_open_tunnel_is_closed_at_the_end_of_the_grace_period() {
-    let b = backend().await;
-    let lb = start(
-        Config::new()
-            .backend(b.url().parse().unwrap())
-            .shutdown_timeout(Duration::from_millis(300)),
-    )
-    .await;
+    let (_b, lb) = lb_with(Config::new().shutdown_timeout(Duration::from_millis(300))).await;
 
     let mut stream = TcpStream::connect(lb.addr).await.unwrap();
     stream.write_all(UPGRADE.as_bytes()).await.unwrap();
@@ -128,8 +120,7 @@ async fn an_open_tunnel_is_closed_at_the_end_of_the_grace_period() {
 
 #[tokio::test]
 async fn http2_client_reaches_http1_backends() {
-    let b = backend().await;
-    let lb = start(Config::new().backend(b.url().parse().unwrap())).await;
+    let (b, lb) = lb_with(Config::new()).await;
     let client = Client::builder(TokioExecutor::new())
         .http2_only(true)
         .build_http::<Empty<Bytes>>();
@@ -172,8 +163,7 @@ async fn http2_client_reaches_http1_backends() {
 
 #[tokio::test]
 async fn http10_client_gets_a_complete_response_and_the_connection_closed() {
-    let b = backend().await;
-    let lb = start(Config::new().backend(b.url().parse().unwrap())).await;
+    let (b, lb) = lb_with(Config::new()).await;
     let greeting = format!("Hello from Rust server at {}\n", b.addr());
 
     // Without keep-alive, the connection closes after one response.
@@ -207,8 +197,7 @@ async fn http10_client_gets_a_complete_response_and_the_connection_closed() {
 
 #[tokio::test]
 async fn http10_client_that_asks_for_keep_alive_keeps_its_connection() {
-    let b = backend().await;
-    let lb = start(Config::new().backend(b.url().parse().unwrap())).await;
+    let (b, lb) = lb_with(Config::new()).await;
     let greeting = format!("Hello from Rust server at {}\n", b.addr());
 
     let mut stream = TcpStream::connect(lb.addr).await.unwrap();
@@ -239,13 +228,7 @@ async fn http10_client_that_asks_for_keep_alive_keeps_its_connection() {
 
 #[tokio::test]
 async fn http2_request_with_oversized_headers_gets_431_and_the_connection_survives() {
-    let b = backend().await;
-    let lb = start(
-        Config::new()
-            .max_header_size(16 * 1024)
-            .backend(b.url().parse().unwrap()),
-    )
-    .await;
+    let (_b, lb) = lb_with(Config::new().max_header_size(16 * 1024)).await;
     // One HTTP/2 connection, both requests on it.
     let stream = TcpStream::connect(lb.addr).await.unwrap();
     let (mut h2, conn) = hyper::client::conn::http2::handshake(
@@ -279,13 +262,7 @@ async fn http2_request_with_oversized_headers_gets_431_and_the_connection_surviv
 #[tokio::test]
 async fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
     let idle = Duration::from_millis(400);
-    let b = backend().await;
-    let lb = start(
-        Config::new()
-            .idle_timeout(idle)
-            .backend(b.url().parse().unwrap()),
-    )
-    .await;
+    let (_b, lb) = lb_with(Config::new().idle_timeout(idle)).await;
     let stream = TcpStream::connect(lb.addr).await.unwrap();
     let (mut h2, conn) = hyper::client::conn::http2::handshake(
         TokioExecutor::new(),

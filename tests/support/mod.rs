@@ -64,6 +64,13 @@ pub async fn start(config: Config) -> Lb {
     }
 }
 
+/// Starts a [`Server`] with `config` over one fresh [`backend`].
+pub async fn lb_with(config: Config) -> (backend_server::Handle, Lb) {
+    let b = backend().await;
+    let lb = start(config.backend(b.url().parse().unwrap())).await;
+    (b, lb)
+}
+
 impl Lb {
     /// `http://127.0.0.1:PORT{path}`.
     pub fn url(&self, path: &str) -> String {
