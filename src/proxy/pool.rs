@@ -170,19 +170,14 @@ impl<B> Host<B> {
     #[inline]
     pub(crate) fn checkout(&self) -> Option<(Sender<B>, Option<Timer>)> {
         let mut list = lock(&self.idle[worker_slot(self.idle.len())]);
-        let top = list.pop()?;
+        let mut top = list.pop()?;
         let idle_timeout = self.settings.idle_timeout;
         let now = idle_timeout.map(|_| Instant::now());
-        if now.is_none_or(|now| top.usable(now, idle_timeout)) {
-            return Some((top.sender, top.timer));
-        }
         // Older ones lie below; drop any stale one met on the way.
-        while let Some(idle) = list.pop() {
-            if now.is_none_or(|now| idle.usable(now, idle_timeout)) {
-                return Some((idle.sender, idle.timer));
-            }
+        while now.is_some_and(|now| !top.usable(now, idle_timeout)) {
+            top = list.pop()?;
         }
-        None
+        Some((top.sender, top.timer))
     }
 
     /// Puts a connection whose response has ended back, or drops it when it is closed or the
