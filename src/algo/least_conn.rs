@@ -150,12 +150,7 @@ impl LeastConnTable {
         });
         table.nodes = inner.chain(leaves).collect();
         for k in (1..width).rev() {
-            let (left, right) = (table.read(2 * k), table.read(2 * k + 1));
-            let best = if right.key() < left.key() {
-                right
-            } else {
-                left
-            };
+            let best = table.read(2 * k).min_branchless(table.read(2 * k + 1));
             table.write(k, best, table.read(k));
         }
         table
