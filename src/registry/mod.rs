@@ -103,14 +103,6 @@ where
         }
     }
 
-    fn state(&self) -> MutexGuard<'_, State<K, S>> {
-        // The state is left consistent at every await-free step, so a poisoned lock is usable.
-        self.inner
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// Adds a backend, or updates its weight if it is registered already (`0` is read as `1`).
     pub fn register(&self, key: K, weight: u32) -> Registration {
         let weight = weight.max(1);
@@ -207,6 +199,16 @@ where
     }
 }
 
+impl<K, S> Registry<K, S> {
+    fn state(&self) -> MutexGuard<'_, State<K, S>> {
+        // The state is left consistent at every await-free step, so a poisoned lock is usable.
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 impl<K, S> State<K, S> {
     fn in_order(&self) -> Vec<(&K, u32)> {
         let mut all: Vec<_> = self.backends.iter().collect();
@@ -225,11 +227,7 @@ impl<K, S> Clone for Registry<K, S> {
 
 impl<K: fmt::Debug, S> fmt::Debug for Registry<K, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = self
-            .inner
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let state = self.state();
         f.debug_struct("Registry")
             .field("backends", &state.backends)
             .field("subscribers", &state.subscribers.len())
