@@ -18,20 +18,12 @@ use http::{Method, Request, StatusCode};
 use http_body::Frame;
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
-use support::{Lb, backend, eventually, greeter, pick_from, start};
+use support::{Lb, backend, backends, eventually, greeter, name, pick_from, spec, specs, start};
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 use tower_lb::admin::BackendSpec;
 use tower_lb::server::Config;
 use tower_lb::{Algo, ClientIp};
-
-fn spec(handle: &backend_server::Handle, weight: u32) -> BackendSpec {
-    BackendSpec::new(&handle.url(), weight).unwrap()
-}
-
-fn name(handle: &backend_server::Handle) -> String {
-    handle.addr().to_string()
-}
 
 /// The `i`-th client address of a block: `127.{block}.{i / 250}.{i % 250 + 2}`.
 fn client(block: u8, i: usize) -> IpAddr {
@@ -186,10 +178,10 @@ async fn weighted_round_robin_3_2_1_gives_exact_shares_without_bursts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sticky_round_robin_keeps_each_client_ip_and_replaces_only_a_removed_backends_clients() {
-    let backends = [backend().await, backend().await, backend().await];
+    let backends = backends(3).await;
     let config = Config::new()
         .algo(Algo::StickyRoundRobin)
-        .backends_from(backends.iter().map(|b| spec(b, 1)));
+        .backends_from(specs(&backends));
     let lb = start(config).await;
     let clients: Vec<IpAddr> = (0..9).map(|i| client(0, i)).collect();
 
@@ -246,10 +238,10 @@ async fn sticky_round_robin_keeps_each_client_ip_and_replaces_only_a_removed_bac
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn source_ip_hash_keeps_a_client_on_one_backend_across_connections() {
-    let backends = [backend().await, backend().await, backend().await];
+    let backends = backends(3).await;
     let config = Config::new()
         .algo(Algo::SourceIpHash)
-        .backends_from(backends.iter().map(|b| spec(b, 1)));
+        .backends_from(specs(&backends));
     let lb = start(config).await;
 
     for i in 0..6 {
@@ -272,13 +264,10 @@ async fn source_ip_hash_keeps_a_client_on_one_backend_across_connections() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn source_ip_hash_moves_only_the_clients_of_a_removed_or_added_backend() {
-    let mut backends = Vec::new();
-    for _ in 0..10 {
-        backends.push(backend().await);
-    }
+    let backends = backends(10).await;
     let config = Config::new()
         .algo(Algo::SourceIpHash)
-        .backends_from(backends.iter().map(|b| spec(b, 1)));
+        .backends_from(specs(&backends));
     let lb = start(config).await;
     let clients: Vec<IpAddr> = (0..200).map(|i| client(1, i)).collect();
 
@@ -344,16 +333,10 @@ async fn source_ip_hash_moves_only_the_clients_of_a_removed_or_added_backend() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn source_ip_hash_ignores_a_spoofed_forwarded_for() {
-    let backends = [
-        backend().await,
-        backend().await,
-        backend().await,
-        backend().await,
-        backend().await,
-    ];
+    let backends = backends(5).await;
     let config = Config::new()
         .algo(Algo::SourceIpHash)
-        .backends_from(backends.iter().map(|b| spec(b, 1)));
+        .backends_from(specs(&backends));
     let lb = start(config).await;
     let ip = client(2, 0);
 
@@ -368,17 +351,11 @@ async fn source_ip_hash_ignores_a_spoofed_forwarded_for() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn source_ip_hash_follows_forwarded_for_from_trusted_proxies() {
-    let backends = [
-        backend().await,
-        backend().await,
-        backend().await,
-        backend().await,
-        backend().await,
-    ];
+    let backends = backends(5).await;
     let config = Config::new()
         .algo(Algo::SourceIpHash)
         .client_ip(ClientIp::trusting(["127.0.0.0/8".parse().unwrap()]))
-        .backends_from(backends.iter().map(|b| spec(b, 1)));
+        .backends_from(specs(&backends));
     let lb = start(config).await;
     let (proxy_a, proxy_b) = (client(2, 10), client(2, 11));
 
@@ -470,10 +447,10 @@ async fn finish(long: Vec<(mpsc::Sender<Bytes>, JoinHandle<http::Response<Bytes>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn least_conn_sends_nothing_to_backends_busy_with_long_requests() {
-    let backends = [backend().await, backend().await, backend().await];
+    let backends = backends(3).await;
     let config = Config::new()
         .algo(Algo::LeastConn)
-        .backends_from(backends.iter().map(|b| spec(b, 1)));
+        .backends_from(specs(&backends));
     let lb = start(config).await;
 
     // Two long requests take two different backends.
@@ -507,11 +484,11 @@ async fn least_conn_sends_nothing_to_backends_busy_with_long_requests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn power_of_two_choices_sends_nothing_to_a_busy_backend() {
-    let backends = [backend().await, backend().await, backend().await];
+    let backends = backends(3).await;
     let config = Config::new()
         .algo(Algo::PowerOfTwoChoices)
         .seed(11)
-        .backends_from(backends.iter().map(|b| spec(b, 1)));
+        .backends_from(specs(&backends));
     let lb = start(config).await;
 
     let long = vec![long_request(&lb).await];
@@ -597,13 +574,13 @@ async fn concurrent_picks(lb: &Lb, n: usize, concurrency: usize) -> Vec<String> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn least_time_gives_a_slow_backend_a_small_share() {
-    let fast = [backend().await, backend().await];
+    let fast = backends(2).await;
     let (slow, _slow) = slow_backend(Duration::from_millis(100)).await;
     let slow_spec = BackendSpec::new(&format!("http://{slow}"), 1).unwrap();
     let config = Config::new()
         .algo(Algo::LeastTime)
         .seed(5)
-        .backends_from(fast.iter().map(|b| spec(b, 1)))
+        .backends_from(specs(&fast))
         .backend(slow_spec);
     let lb = start(config).await;
 
@@ -625,11 +602,11 @@ async fn least_time_gives_a_slow_backend_a_small_share() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_gives_every_backend_a_share() {
-    let backends = [backend().await, backend().await, backend().await];
+    let backends = backends(3).await;
     let config = Config::new()
         .algo(Algo::Random)
         .seed(3)
-        .backends_from(backends.iter().map(|b| spec(b, 1)));
+        .backends_from(specs(&backends));
     let lb = start(config).await;
 
     let picks = lb.picks(300).await;

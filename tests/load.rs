@@ -10,28 +10,18 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use support::{DEADLINE, Lb, backend, connect, exchange, get_request, greeter, start};
+use support::{
+    DEADLINE, Lb, backends, connect, exchange, get_request, greeter, name, specs, start,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
-use tower_lb::admin::BackendSpec;
 use tower_lb::server::Config;
-
-fn spec(handle: &backend_server::Handle) -> BackendSpec {
-    BackendSpec::new(&handle.url(), 1).unwrap()
-}
-
-fn name(handle: &backend_server::Handle) -> String {
-    handle.addr().to_string()
-}
 
 /// A balancer over `n` fresh backends.
 async fn lb_over(n: usize) -> (Lb, Vec<backend_server::Handle>) {
-    let mut backends = Vec::with_capacity(n);
-    for _ in 0..n {
-        backends.push(backend().await);
-    }
-    let lb = start(Config::new().backends_from(backends.iter().map(spec))).await;
+    let backends = backends(n).await;
+    let lb = start(Config::new().backends_from(specs(&backends))).await;
     (lb, backends)
 }
 

@@ -18,9 +18,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use support::{DEADLINE, HttpClient, Lb, backend, eventually, send, start};
+use support::{DEADLINE, HttpClient, Lb, backends, eventually, send, specs, start};
 use tower_lb::Algo;
-use tower_lb::admin::BackendSpec;
 use tower_lb::health::{Health, OutlierDetection};
 use tower_lb::server::Config;
 
@@ -32,17 +31,13 @@ const KILL_AFTER: usize = REQUESTS / 2;
 /// Failures in a row that eject a backend.
 const EJECT_AFTER: u32 = 5;
 
-fn spec(handle: &backend_server::Handle) -> BackendSpec {
-    BackendSpec::new(&handle.url(), 1).unwrap()
-}
-
 /// A balancer over `backends`, round robin; health checks far enough apart that a killed
 /// backend stays in rotation for the whole test (the first check runs at start-up).
 async fn balancer(backends: &[backend_server::Handle], config: Config) -> Lb {
     let config = config
         .algo(Algo::RoundRobin)
         .health_interval(Duration::from_secs(60))
-        .backends_from(backends.iter().map(spec));
+        .backends_from(specs(backends));
     let lb = start(config).await;
     eventually(
         "every backend passed its first check and is in the balancer",
@@ -104,7 +99,7 @@ async fn get(client: &HttpClient, url: &str) -> Outcome {
 /// killed once `KILL_AFTER` responses have arrived; outlier ejection after
 /// [`EJECT_AFTER`] failures in a row. Returns every outcome.
 async fn load_with_a_kill(config: Config) -> Vec<Outcome> {
-    let mut backends = vec![backend().await, backend().await, backend().await];
+    let mut backends = backends(3).await;
     let config =
         config.outlier_detection(OutlierDetection::new().consecutive_failures(EJECT_AFTER));
     let lb = balancer(&backends, config).await;
@@ -194,7 +189,7 @@ async fn without_retries_the_same_kill_fails_gets_with_502() {
 
 /// Two backends, the first killed: round robin sends every other request to it.
 async fn one_of_two_killed(config: Config) -> (Lb, backend_server::Handle) {
-    let backends = vec![backend().await, backend().await];
+    let backends = backends(2).await;
     let lb = balancer(&backends, config).await;
     let mut backends = backends.into_iter();
     backends.next().unwrap().kill().await;
@@ -264,7 +259,7 @@ async fn retry_non_idempotent_retries_posts_without_a_body() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_every_backend_is_dead_the_answer_is_502_not_503() {
-    let backends = vec![backend().await, backend().await];
+    let backends = backends(2).await;
     let lb = balancer(&backends, Config::new()).await;
     for b in backends {
         b.kill().await;

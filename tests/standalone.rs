@@ -7,19 +7,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use http::{StatusCode, Uri};
-use support::{Lb, backend, backend_on, eventually, start};
+use support::{Lb, backend, backend_on, backends, eventually, name, spec, specs, start};
 use tower_lb::Algo;
-use tower_lb::admin::BackendSpec;
 use tower_lb::health::Health;
 use tower_lb::server::Config;
-
-fn spec(handle: &backend_server::Handle, weight: u32) -> BackendSpec {
-    BackendSpec::new(&handle.url(), weight).unwrap()
-}
-
-fn name(handle: &backend_server::Handle) -> String {
-    handle.addr().to_string()
-}
 
 #[tokio::test]
 async fn no_backend_is_503_with_the_jsend_error() {
@@ -38,10 +29,10 @@ async fn no_backend_is_503_with_the_jsend_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_robin_rotates_exactly_over_three_backends() {
-    let backends = [backend().await, backend().await, backend().await];
+    let backends = backends(3).await;
     let config = Config::new()
         .algo(Algo::RoundRobin)
-        .backends_from(backends.iter().map(|b| spec(b, 1)));
+        .backends_from(specs(&backends));
     let lb = start(config).await;
 
     let picks = lb.picks(12).await;
@@ -190,12 +181,12 @@ async fn shutdown_lets_a_request_in_flight_finish() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_algorithm_serves_over_http() {
-    let backends = [backend().await, backend().await, backend().await];
+    let backends = backends(3).await;
     for algo in Algo::ALL {
         let config = Config::new()
             .algo(algo)
             .seed(7)
-            .backends_from(backends.iter().map(|b| spec(b, 1)));
+            .backends_from(specs(&backends));
         let lb = start(config).await;
         let mut counts = HashMap::new();
         for pick in lb.picks(30).await {

@@ -7,21 +7,18 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use http::StatusCode;
-use support::{DEADLINE, backend, connect, exchange, get_request, greeter, start};
-use tower_lb::admin::BackendSpec;
+use support::{DEADLINE, backends, connect, exchange, get_request, greeter, specs, start};
 use tower_lb::server::Config;
 
 fn config_over(backends: &[backend_server::Handle], workers: usize) -> Config {
-    Config::new().workers(workers).backends_from(
-        backends
-            .iter()
-            .map(|b| BackendSpec::new(&b.url(), 1).unwrap()),
-    )
+    Config::new()
+        .workers(workers)
+        .backends_from(specs(backends))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_spread_over_the_workers_which_share_the_balancer() {
-    let backends = [backend().await, backend().await, backend().await];
+    let backends = backends(3).await;
     let lb = start(config_over(&backends, 3)).await;
 
     // One connection at a time: a single worker would need one backend connection per
@@ -47,7 +44,7 @@ async fn connections_spread_over_the_workers_which_share_the_balancer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_shutdown_lets_every_worker_finish_its_requests() {
-    let backends = [backend().await];
+    let backends = backends(1).await;
     let lb = start(config_over(&backends, 2)).await;
     let addr = lb.addr;
 

@@ -18,6 +18,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tower_lb::admin::BackendSpec;
 use tower_lb::health::HealthMonitor;
 use tower_lb::server::{Backend, Balancer, Config, Server};
 use tower_lb::{Registry, Weighted};
@@ -235,6 +236,30 @@ where
 /// A backend on 127.0.0.1 and a free port; its greeting names `addr`.
 pub async fn backend() -> backend_server::Handle {
     backend_on("127.0.0.1:0".parse().unwrap()).await
+}
+
+/// `n` backends as [`backend`] starts them.
+pub async fn backends(n: usize) -> Vec<backend_server::Handle> {
+    let mut backends = Vec::with_capacity(n);
+    for _ in 0..n {
+        backends.push(backend().await);
+    }
+    backends
+}
+
+/// `handle` with `weight`, as the balancer's configuration takes it.
+pub fn spec(handle: &backend_server::Handle, weight: u32) -> BackendSpec {
+    BackendSpec::new(&handle.url(), weight).unwrap()
+}
+
+/// Each of `backends` with weight 1.
+pub fn specs(backends: &[backend_server::Handle]) -> Vec<BackendSpec> {
+    backends.iter().map(|b| spec(b, 1)).collect()
+}
+
+/// How `handle` names itself in its greeting (see [`greeter`]): its `host:port`.
+pub fn name(handle: &backend_server::Handle) -> String {
+    handle.addr().to_string()
 }
 
 /// A backend on `addr`.
