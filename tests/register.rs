@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, StatusCode, Uri, header};
 use serde_json::json;
-use support::{Lb, Reply, backend, closed_port, eventually, send, start};
+use support::{Lb, Reply, backend, closed_port, send, start};
 use tower_lb::Algo;
 use tower_lb::health::Health;
 use tower_lb::server::Config;
@@ -295,17 +295,11 @@ async fn registered_backend_is_checked_every_interval() {
     let uri: Uri = b.url().parse().unwrap();
 
     b.kill().await;
-    eventually("the killed backend is taken out", || async {
-        (lb.health.get(&uri)?.status == Health::Unhealthy).then_some(())
-    })
-    .await;
+    lb.wait_health(&uri, Health::Unhealthy).await;
     assert_eq!(lb.get("/").await.status, StatusCode::SERVICE_UNAVAILABLE);
 
     let _b = support::backend_on(addr).await;
-    eventually("the restarted backend is put back", || async {
-        (lb.health.get(&uri)?.status == Health::Healthy).then_some(())
-    })
-    .await;
+    lb.wait_health(&uri, Health::Healthy).await;
     assert_eq!(lb.pick().await.unwrap(), addr.to_string());
     lb.stop().await;
 }

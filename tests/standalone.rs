@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use http::{StatusCode, Uri};
-use support::{Lb, backend, backend_on, backends, eventually, name, spec, specs, start};
+use support::{backend, backend_on, backends, eventually, name, spec, specs, start};
 use tower_lb::Algo;
 use tower_lb::health::Health;
 use tower_lb::server::Config;
@@ -74,14 +74,6 @@ async fn weighted_round_robin_follows_the_smooth_sequence() {
     lb.stop().await;
 }
 
-/// Waits until `lb` reports `backend` with `health`.
-async fn wait_health(lb: &Lb, backend: &Uri, health: Health) {
-    eventually(&format!("{backend} is {health}"), || async {
-        (lb.health.get(backend)?.status == health).then_some(())
-    })
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_backend_is_taken_out_and_put_back_when_it_recovers() {
     let (stays, flaps) = (backend().await, backend().await);
@@ -96,12 +88,12 @@ async fn failed_backend_is_taken_out_and_put_back_when_it_recovers() {
     assert!(both.contains(&name(&flaps)) && both.contains(&name(&stays)));
 
     flaps.kill().await;
-    wait_health(&lb, &flaps_uri, Health::Unhealthy).await;
+    lb.wait_health(&flaps_uri, Health::Unhealthy).await;
     // Out: every request goes to the other backend, none fails.
     assert_eq!(lb.picks(6).await, vec![name(&stays); 6]);
 
     let flaps = backend_on(flaps_addr).await;
-    wait_health(&lb, &flaps_uri, Health::Healthy).await;
+    lb.wait_health(&flaps_uri, Health::Healthy).await;
     // In again: round robin reaches it within two requests.
     let picks = lb.picks(2).await;
     assert!(picks.contains(&name(&flaps)), "{picks:?}");
@@ -120,7 +112,7 @@ async fn every_backend_down_is_503_then_service_resumes() {
     assert_eq!(lb.pick().await.unwrap(), addr.to_string());
 
     only.kill().await;
-    wait_health(&lb, &uri, Health::Unhealthy).await;
+    lb.wait_health(&uri, Health::Unhealthy).await;
     let reply = lb.get("/").await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(
@@ -129,7 +121,7 @@ async fn every_backend_down_is_503_then_service_resumes() {
     );
 
     let _only = backend_on(addr).await;
-    wait_health(&lb, &uri, Health::Healthy).await;
+    lb.wait_health(&uri, Health::Healthy).await;
     assert_eq!(lb.pick().await.unwrap(), addr.to_string());
     lb.stop().await;
 }

@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower_lb::admin::BackendSpec;
-use tower_lb::health::HealthMonitor;
+use tower_lb::health::{Health, HealthMonitor};
 use tower_lb::server::{Backend, Balancer, Config, Server};
 use tower_lb::{Registry, Weighted};
 
@@ -130,6 +130,14 @@ impl Lb {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+    }
+
+    /// Waits until the balancer reports `backend` with `health`.
+    pub async fn wait_health(&self, backend: &Uri, health: Health) {
+        eventually(&format!("{backend} is {health}"), || async {
+            (self.health.get(backend)?.status == health).then_some(())
+        })
+        .await;
     }
 
     /// Stops gracefully and waits for the server to return.
