@@ -120,22 +120,15 @@ async fn drain_under_load(algo: Algo) {
             lb.get(&format!("/sleep?ms={LONG_MS}")).await
         }));
     }
-    let in_flight = |lb: &Lb| {
-        lb.balancer
-            .endpoints()
-            .iter()
-            .map(|e| (e.key().key().to_string(), e.in_flight()))
-            .collect::<Vec<_>>()
-    };
     eventually("the long requests are in flight", || async {
-        let total: usize = in_flight(&lb).iter().map(|(_, n)| n).sum();
+        let total: usize = lb.in_flight().values().sum();
         (total == LONG).then_some(())
     })
     .await;
     // Drain the backend with the most of them.
-    let (drained_uri, long_on_drained) =
-        in_flight(&lb).into_iter().max_by_key(|(_, n)| *n).unwrap();
-    let (drained, kept) = if drained_uri.trim_end_matches('/') == a.url() {
+    let (drained_name, long_on_drained) =
+        lb.in_flight().into_iter().max_by_key(|(_, n)| *n).unwrap();
+    let (drained, kept) = if drained_name == support::name(&a) {
         (a, b)
     } else {
         (b, a)

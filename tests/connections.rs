@@ -374,11 +374,10 @@ async fn connections_beyond_the_cap_wait_until_one_closes() {
 
 /// The backend whose request is in flight, per the balancer's counters.
 fn busy_backend(lb: &Lb) -> Option<String> {
-    lb.balancer
-        .endpoints()
-        .iter()
-        .find(|e| e.in_flight() > 0)
-        .map(|e| e.key().key().authority().unwrap().to_string())
+    lb.in_flight()
+        .into_iter()
+        .find(|(_, n)| *n > 0)
+        .map(|(name, _)| name)
 }
 
 /// Starts `GET path` and returns once its response head has arrived, with the connection (the

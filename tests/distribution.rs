@@ -83,22 +83,10 @@ async fn wait_for_set(lb: &Lb, names: &[String]) {
     .await;
 }
 
-/// Requests in flight at the balancer, by backend.
-fn in_flight(lb: &Lb) -> BTreeMap<String, usize> {
-    lb.balancer
-        .endpoints()
-        .iter()
-        .map(|e| {
-            let name = e.key().key().authority().unwrap().to_string();
-            (name, e.in_flight())
-        })
-        .collect()
-}
-
 /// Waits until exactly `n` requests are in flight at the balancer.
 async fn settle(lb: &Lb, n: usize) {
     eventually(&format!("{n} requests are in flight"), || {
-        let total: usize = in_flight(lb).values().sum();
+        let total: usize = lb.in_flight().values().sum();
         async move { (total == n).then_some(()) }
     })
     .await;
@@ -417,7 +405,7 @@ async fn long_request(lb: &Lb) -> (mpsc::Sender<Bytes>, JoinHandle<http::Respons
 
 /// The backends with requests in flight.
 fn busy(lb: &Lb) -> Vec<String> {
-    in_flight(lb)
+    lb.in_flight()
         .into_iter()
         .filter(|(_, n)| *n > 0)
         .map(|(name, _)| name)
@@ -460,7 +448,7 @@ async fn least_conn_sends_nothing_to_backends_busy_with_long_requests() {
         settle(&lb, n).await;
     }
     let occupied = busy(&lb);
-    assert_eq!(occupied.len(), 2, "{:?}", in_flight(&lb));
+    assert_eq!(occupied.len(), 2, "{:?}", lb.in_flight());
 
     // Every short request goes to the third.
     let picks = short_requests(&lb, 20, 2).await;

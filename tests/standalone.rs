@@ -155,11 +155,7 @@ async fn shutdown_lets_a_request_in_flight_finish() {
     };
     // Wait until the request is in flight at the balancer.
     eventually("the slow request is in flight", || async {
-        lb.balancer
-            .endpoints()
-            .iter()
-            .any(|e| e.in_flight() > 0)
-            .then_some(())
+        lb.in_flight().values().any(|&n| n > 0).then_some(())
     })
     .await;
     let addr = lb.addr;

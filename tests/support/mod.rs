@@ -4,6 +4,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -130,6 +131,18 @@ impl Lb {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+    }
+
+    /// Requests in flight at the balancer, by backend `host:port` (a backend's [`name`]).
+    pub fn in_flight(&self) -> BTreeMap<String, usize> {
+        self.balancer
+            .endpoints()
+            .iter()
+            .map(|e| {
+                let name = e.key().key().authority().unwrap().to_string();
+                (name, e.in_flight())
+            })
+            .collect()
     }
 
     /// Waits until the balancer reports `backend` with `health`.
