@@ -287,8 +287,27 @@ fn status_of(answer: &[u8]) -> Option<u16> {
     Some(status.parse().unwrap())
 }
 
-/// The balancer still serves ordinary requests.
-async fn still_serves(lb: &Lb, backends: &[backend_server::Handle]) {
+/// Sends `request` (`what` it is) on a raw connection: the balancer answers `status` or
+/// closes the connection, and then still serves ordinary requests.
+async fn refused_or_closed(
+    lb: &Lb,
+    backends: &[backend_server::Handle],
+    what: &str,
+    request: &[u8],
+    status: u16,
+) {
+    let answer = raw_exchange(lb, request)
+        .await
+        .unwrap_or_else(|| panic!("{what}: neither an answer nor a close"));
+    if let Some(got) = status_of(&answer) {
+        assert_eq!(
+            got,
+            status,
+            "{what}: {:?}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    // The balancer still serves ordinary requests.
     for _ in 0..backends.len() {
         let answered = lb.pick().await.expect("a normal request succeeds");
         assert!(backends.iter().any(|b| name(b) == answered), "{answered}");
@@ -319,18 +338,7 @@ async fn malformed_requests_get_400_or_a_close_and_the_balancer_keeps_serving() 
         ),
     ];
     for (what, request) in cases {
-        let answer = raw_exchange(&lb, request)
-            .await
-            .unwrap_or_else(|| panic!("{what}: neither an answer nor a close"));
-        if let Some(status) = status_of(&answer) {
-            assert_eq!(
-                status,
-                400,
-                "{what}: {:?}",
-                String::from_utf8_lossy(&answer)
-            );
-        }
-        still_serves(&lb, &backends).await;
+        refused_or_closed(&lb, &backends, what, request, 400).await;
     }
     // None of it was forwarded: the balancer served only the normal requests.
     let served: u64 = lb
@@ -358,18 +366,7 @@ async fn oversized_headers_get_431_or_a_close_and_the_balancer_keeps_serving() {
     }
     many.push_str("\r\n");
     for (what, request) in [("a 100 KiB header", one_big), ("500 headers", many)] {
-        let answer = raw_exchange(&lb, request.as_bytes())
-            .await
-            .unwrap_or_else(|| panic!("{what}: neither an answer nor a close"));
-        if let Some(status) = status_of(&answer) {
-            assert_eq!(
-                status,
-                431,
-                "{what}: {:?}",
-                String::from_utf8_lossy(&answer)
-            );
-        }
-        still_serves(&lb, &backends).await;
+        refused_or_closed(&lb, &backends, what, request.as_bytes(), 431).await;
     }
     lb.stop().await;
 }
