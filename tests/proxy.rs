@@ -20,11 +20,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
 use tower::Service;
-use tower_lb::PeerAddr;
 use tower_lb::proxy::{
     BackendTimeout, BackendUnavailable, HttpBackend, ProxyClient, ProxyClientBuilder,
     error_response,
 };
+use tower_lb::{BoxError, PeerAddr};
 
 /// Serves `backend` on 127.0.0.1:0 the way the standalone balancer does: the peer address as
 /// an extension, errors as JSend responses. Returns the proxy's address.
@@ -108,6 +108,26 @@ async fn get(url: String) -> Reply {
 
 fn json(body: &Bytes) -> serde_json::Value {
     serde_json::from_slice(body).unwrap()
+}
+
+/// An `HttpBackend` forwarding to `http://{addr}` with a default client.
+fn http_backend<B>(addr: impl std::fmt::Display) -> HttpBackend<B>
+where
+    B: http_body::Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    HttpBackend::new(
+        format!("http://{addr}").parse().unwrap(),
+        ProxyClient::new(),
+    )
+}
+
+/// The error `GET path` fails with on `http`, as a middleware would see it.
+async fn call_err(http: &mut HttpBackend<Full<Bytes>>, path: &str) -> BoxError {
+    http.call(Request::get(path).body(Full::default()).unwrap())
+        .await
+        .unwrap_err()
 }
 
 #[tokio::test]
@@ -205,11 +225,7 @@ async fn hop_by_hop_response_headers_never_reach_the_client() {
             });
         }
     });
-    let http = HttpBackend::new(
-        format!("http://{addr}").parse().unwrap(),
-        ProxyClient::new(),
-    );
-    let proxy = serve_proxy(http).await;
+    let proxy = serve_proxy(http_backend(addr)).await;
     let res = get(format!("http://{proxy}/")).await;
     assert_eq!(res.status, 200);
     assert_eq!(res.body, "ok");
@@ -365,23 +381,13 @@ async fn backend_connections_are_kept_alive_and_reused() {
 #[tokio::test]
 async fn refused_backend_is_502_jsend() {
     let port = support::closed_port().await;
-    let mut http = HttpBackend::new(
-        format!("http://127.0.0.1:{port}").parse().unwrap(),
-        ProxyClient::new(),
-    );
+    let backend = format!("127.0.0.1:{port}");
     // The typed error, as a middleware would see it.
-    let err = http
-        .call(Request::get("/").body(Full::<Bytes>::default()).unwrap())
-        .await
-        .unwrap_err();
+    let err = call_err(&mut http_backend(&backend), "/").await;
     let unavailable = err.downcast_ref::<BackendUnavailable>().unwrap();
     assert_eq!(unavailable.backend().port_u16(), Some(port));
 
-    let proxy = serve_proxy(HttpBackend::new(
-        format!("http://127.0.0.1:{port}").parse().unwrap(),
-        ProxyClient::new(),
-    ))
-    .await;
+    let proxy = serve_proxy(http_backend(&backend)).await;
     let res = get(format!("http://{proxy}/")).await;
     assert_eq!(res.status, StatusCode::BAD_GATEWAY);
     assert_eq!(res.headers["content-type"], "application/json");
@@ -414,14 +420,7 @@ async fn slow_backend_is_504_jsend_after_the_response_timeout() {
             .response_timeout(Duration::from_millis(100))
             .build(),
     );
-    let err = http
-        .call(
-            Request::get("/sleep?ms=3000")
-                .body(Full::<Bytes>::default())
-                .unwrap(),
-        )
-        .await
-        .unwrap_err();
+    let err = call_err(&mut http, "/sleep?ms=3000").await;
     let timeout = err.downcast_ref::<BackendTimeout>().unwrap();
     assert!(!timeout.is_connect());
 }
@@ -590,14 +589,7 @@ async fn backend_closing_before_responding_is_502_unavailable() {
             drop(stream);
         }
     });
-    let mut http = HttpBackend::new(
-        format!("http://{addr}").parse().unwrap(),
-        ProxyClient::new(),
-    );
-    let err = http
-        .call(Request::get("/").body(Full::<Bytes>::default()).unwrap())
-        .await
-        .unwrap_err();
+    let err = call_err(&mut http_backend(addr), "/").await;
     assert!(err.is::<BackendUnavailable>(), "{err:?}");
     let res = error_response(&err);
     assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
