@@ -109,12 +109,7 @@ impl Lb {
         if reply.status != StatusCode::OK {
             return Err(reply);
         }
-        Ok(reply
-            .body
-            .trim()
-            .strip_prefix("Hello from Rust server at ")
-            .unwrap_or_else(|| panic!("not a greeting: {:?}", reply.body))
-            .to_owned())
+        Ok(greeter(reply.body.as_bytes()))
     }
 
     /// `n` backends picked in a row.
