@@ -48,6 +48,11 @@ async fn get_on(stream: &mut TcpStream, path: &str) -> String {
     head + std::str::from_utf8(&body).unwrap()
 }
 
+/// Whether `GET /` on `stream` is answered `200 OK`.
+async fn served(stream: &mut TcpStream) -> bool {
+    get_on(stream, "/").await.starts_with("HTTP/1.1 200 OK")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slowloris_clients_do_not_slow_others_and_get_408_after_the_header_timeout() {
     let header_timeout = Duration::from_secs(1);
@@ -118,18 +123,10 @@ async fn idle_keep_alive_connections_are_closed_after_the_idle_timeout() {
     let mut stream = TcpStream::connect(lb.addr).await.unwrap();
     // Requests within the idle timeout of each other keep the connection.
     for _ in 0..3 {
-        assert!(
-            get_on(&mut stream, "/")
-                .await
-                .starts_with("HTTP/1.1 200 OK")
-        );
+        assert!(served(&mut stream).await);
         tokio::time::sleep(idle / 2).await;
     }
-    assert!(
-        get_on(&mut stream, "/")
-            .await
-            .starts_with("HTTP/1.1 200 OK")
-    );
+    assert!(served(&mut stream).await);
     let answered = Instant::now();
     // Then it is closed, without a response.
     assert_eq!(read_to_end(&mut stream).await, "");
@@ -150,18 +147,10 @@ async fn idle_and_header_timeouts_are_counted_apart_on_keep_alive_connections() 
     )
     .await;
     let mut stream = TcpStream::connect(lb.addr).await.unwrap();
-    assert!(
-        get_on(&mut stream, "/")
-            .await
-            .starts_with("HTTP/1.1 200 OK")
-    );
+    assert!(served(&mut stream).await);
     // Idle for longer than the header timeout: still open, the idle timeout applies.
     tokio::time::sleep(header_timeout * 3).await;
-    assert!(
-        get_on(&mut stream, "/")
-            .await
-            .starts_with("HTTP/1.1 200 OK")
-    );
+    assert!(served(&mut stream).await);
     // A head started and left unfinished: 408 once the header timeout has passed.
     stream.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
     let started = Instant::now();
@@ -345,12 +334,8 @@ async fn connections_beyond_the_cap_wait_until_one_closes() {
 
     let mut first = TcpStream::connect(lb.addr).await.unwrap();
     let mut second = TcpStream::connect(lb.addr).await.unwrap();
-    assert!(get_on(&mut first, "/").await.starts_with("HTTP/1.1 200 OK"));
-    assert!(
-        get_on(&mut second, "/")
-            .await
-            .starts_with("HTTP/1.1 200 OK")
-    );
+    assert!(served(&mut first).await);
+    assert!(served(&mut second).await);
 
     // The third connects (the kernel queues it) but is not served while two are open.
     let mut third = TcpStream::connect(lb.addr).await.unwrap();
@@ -514,7 +499,7 @@ async fn graceful_shutdown_finishes_requests_in_flight_and_closes_idle_connectio
 
     // An idle keep-alive connection, and ten requests in flight.
     let mut idle = TcpStream::connect(addr).await.unwrap();
-    assert!(get_on(&mut idle, "/").await.starts_with("HTTP/1.1 200 OK"));
+    assert!(served(&mut idle).await);
     let client = support::client();
     let url = format!("http://{addr}/sleep?ms=500");
     let in_flight: Vec<_> = (0..10)
