@@ -169,6 +169,16 @@ async fn drain_under_load(algo: Algo) {
 
     let reply = drain(&lb, &drained.url()).await;
     drained_flag.store(true, Ordering::SeqCst);
+    // Requests picked just before the drain may still be on their way to the backend; once
+    // only the long ones are left on it, its request count is final.
+    eventually(
+        "only the long requests are left on the drained backend",
+        || async {
+            let left: usize = lb.balancer.retired().iter().map(|e| e.in_flight()).sum();
+            (left <= long_on_drained).then_some(())
+        },
+    )
+    .await;
     let requests_at_drain = drained.stats().requests();
     assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
     let json = reply.json();
