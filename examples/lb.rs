@@ -24,7 +24,7 @@ mod cli {
     use std::time::Duration;
 
     use clap::{CommandFactory, Parser};
-    use ipnet::IpNet;
+    use tower_lb::IpNet;
     use tower_lb::admin::{AdminToken, BackendSpec};
     use tower_lb::health::OutlierDetection;
     use tower_lb::proxy::ProxyClientBuilder;

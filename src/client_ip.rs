@@ -1,7 +1,8 @@
 //! Which client a request comes from, for source-IP hashing and sticky sessions.
 //!
 //! The client is the TCP peer of the connection, read from the request extensions: our
-//! [`PeerAddr`] (the standalone server inserts it) or axum's `ConnectInfo<SocketAddr>`.
+//! [`PeerAddr`] (the standalone server inserts it) or, with the `axum` feature, axum's
+//! `ConnectInfo<SocketAddr>`.
 //! `X-Forwarded-For` is believed only when the peer is one of the operator's trusted proxies
 //! ([`ClientIp::trusting`]); then the client is the right-most address in it that is not itself
 //! a trusted proxy. By default the header is ignored: otherwise any client could write one and
@@ -10,7 +11,8 @@
 use std::net::{IpAddr, SocketAddr};
 
 use http::{HeaderMap, Request, header::HeaderName};
-use ipnet::IpNet;
+
+use crate::IpNet;
 
 /// The connection's remote address, as a request extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -48,13 +50,17 @@ impl ClientIp {
         self.trusted.iter().any(|net| net.contains(&ip))
     }
 
-    /// The peer address carried in the request's extensions.
+    /// The peer address carried in the request's extensions: [`PeerAddr`] or, with the `axum`
+    /// feature, axum's `ConnectInfo<SocketAddr>`.
     pub fn peer_of<B>(req: &Request<B>) -> Option<SocketAddr> {
         let ext = req.extensions();
-        ext.get::<PeerAddr>().map(|p| p.0).or_else(|| {
+        let peer = ext.get::<PeerAddr>().map(|p| p.0);
+        #[cfg(feature = "axum")]
+        let peer = peer.or_else(|| {
             ext.get::<axum::extract::ConnectInfo<SocketAddr>>()
                 .map(|c| c.0)
-        })
+        });
+        peer
     }
 
     /// The client's IP address for `req`, or `None` if the request carries no peer address.
@@ -138,6 +144,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "axum")]
     fn axum_connect_info_is_read() {
         let mut r = Request::new(());
         r.extensions_mut()

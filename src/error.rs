@@ -1,6 +1,11 @@
-//! Error types.
+//! Error types, shared by every part of the crate: a backend service of your own (a tonic
+//! channel, say) returns [`BackendUnavailable`] or [`BackendTimeout`] to tell the retry layer
+//! and the error answers what went wrong, as the HTTP proxy does.
 
 use std::fmt;
+use std::time::Duration;
+
+use http::uri::Authority;
 
 /// The boxed error that services in this crate return.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -27,3 +32,98 @@ impl fmt::Display for NoAvailableBackend {
 }
 
 impl std::error::Error for NoAvailableBackend {}
+
+/// The backend could not be reached, or dropped the connection before sending a response.
+///
+/// Covers a refused or failed connect and a connection that was reset or closed before any
+/// byte of the response head arrived. [`source`](std::error::Error::source) holds the underlying error.
+/// [`proxy::error_response`](crate::proxy::error_response) (feature `proxy`) maps it to `502 Bad Gateway`.
+#[derive(Debug)]
+pub struct BackendUnavailable {
+    backend: Authority,
+    source: BoxError,
+}
+
+impl BackendUnavailable {
+    /// Creates the error for `backend`, caused by `source`.
+    pub fn new(backend: Authority, source: impl Into<BoxError>) -> Self {
+        Self {
+            backend,
+            source: source.into(),
+        }
+    }
+
+    /// The backend's address.
+    pub fn backend(&self) -> &Authority {
+        &self.backend
+    }
+}
+
+impl fmt::Display for BackendUnavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "backend {} unavailable", self.backend)
+    }
+}
+
+impl std::error::Error for BackendUnavailable {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
+}
+
+/// The backend did not accept the connection, or did not send its response head, in time.
+///
+/// The proxy client's `connect_timeout` and `response_timeout` produce it.
+/// [`proxy::error_response`](crate::proxy::error_response) (feature `proxy`) maps it to `504 Gateway Timeout`.
+#[derive(Debug, Clone)]
+pub struct BackendTimeout {
+    backend: Authority,
+    connect: bool,
+    after: Option<Duration>,
+}
+
+impl BackendTimeout {
+    /// The TCP connect to `backend` timed out.
+    pub fn connect(backend: Authority) -> Self {
+        Self {
+            backend,
+            connect: true,
+            after: None,
+        }
+    }
+
+    /// `backend` sent no response head within `after`.
+    pub fn response(backend: Authority, after: Duration) -> Self {
+        Self {
+            backend,
+            connect: false,
+            after: Some(after),
+        }
+    }
+
+    /// The backend's address.
+    pub fn backend(&self) -> &Authority {
+        &self.backend
+    }
+
+    /// Whether the connect timed out (rather than the wait for the response head).
+    pub fn is_connect(&self) -> bool {
+        self.connect
+    }
+}
+
+impl fmt::Display for BackendTimeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.connect, self.after) {
+            (true, _) => write!(f, "connect to backend {} timed out", self.backend),
+            (false, Some(after)) => write!(
+                f,
+                "backend {} sent no response within {after:?}",
+                self.backend
+            ),
+            (false, None) => write!(f, "backend {} timed out", self.backend),
+        }
+    }
+}
+
+impl std::error::Error for BackendTimeout {}

@@ -41,24 +41,39 @@
 //!
 //! [tower]: https://docs.rs/tower
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod admin;
 pub mod algo;
 pub mod balance;
 pub mod client_ip;
 mod error;
 pub mod health;
+mod ip_net;
+#[cfg(feature = "proxy")]
+#[cfg_attr(docsrs, doc(cfg(feature = "proxy")))]
 pub mod jsend;
+#[cfg(feature = "proxy")]
+#[cfg_attr(docsrs, doc(cfg(feature = "proxy")))]
 pub mod proxy;
 pub mod registry;
 pub mod retry;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod server;
 mod weight;
 
 pub use self::algo::Algo;
 pub use self::balance::{Balance, Endpoint, LoadBalance, LoadBalanceLayer, Stats, TrackedBody};
 pub use self::client_ip::{ClientIp, PeerAddr};
-pub use self::error::{BoxError, NoAvailableBackend};
-pub use self::health::{HealthCheckLayer, HttpProbe};
+pub use self::error::{BackendTimeout, BackendUnavailable, BoxError, NoAvailableBackend};
+pub use self::health::HealthCheckLayer;
+#[cfg(feature = "proxy")]
+#[cfg_attr(docsrs, doc(cfg(feature = "proxy")))]
+pub use self::health::HttpProbe;
+pub use self::ip_net::{InvalidIpNet, IpNet};
 pub use self::registry::{Registration, Registry, RegistryDiscover};
 pub use self::retry::{Retry, RetryLayer};
 pub use self::weight::{Weight, Weighted};

@@ -4,8 +4,8 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
 
+use crate::IpNet;
 use http::{HeaderMap, HeaderValue, Request, StatusCode, Uri, header};
-use ipnet::IpNet;
 
 use crate::client_ip::ClientIp;
 

@@ -9,7 +9,9 @@ use http::StatusCode;
 pub struct UnhealthyStatus(StatusCode);
 
 impl UnhealthyStatus {
-    pub(crate) const fn new(status: StatusCode) -> Self {
+    /// The error for an answer with `status`; a [`Probe`](super::Probe) of your own may
+    /// return it too.
+    pub const fn new(status: StatusCode) -> Self {
         Self(status)
     }
 

@@ -134,14 +134,17 @@
 //! # }
 //! ```
 //!
-//! With HTTP backends keyed by [`Uri`](http::Uri), as a standalone balancer would:
+//! With HTTP backends keyed by [`Uri`](http::Uri), as a standalone balancer would (`HttpProbe`
+//! needs the `proxy` feature):
 //!
 //! ```no_run
 //! use std::time::Duration;
 //! use tower::ServiceBuilder;
+//! # #[cfg(feature = "proxy")]
 //! use tower_lb::health::{HealthCheckLayer, HttpProbe};
 //! use tower_lb::{Algo, LoadBalanceLayer, Registry};
 //!
+//! # #[cfg(feature = "proxy")]
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
 //! # let make_client = |_uri: &http::Uri| tower::service_fn(|_: http::Request<String>| async {
@@ -166,11 +169,14 @@
 //! }
 //! # drop(lb);
 //! # }
+//! # #[cfg(not(feature = "proxy"))] fn main() {}
 //! ```
 
 mod discover;
 mod error;
 pub mod future;
+#[cfg(feature = "proxy")]
+mod http_probe;
 mod layer;
 mod monitor;
 mod outlier;
@@ -181,12 +187,13 @@ mod state;
 
 pub use self::discover::HealthCheckDiscover;
 pub use self::error::{InvalidProbeUri, ProbeTimedOut, UnhealthyStatus};
+#[cfg(feature = "proxy")]
+#[cfg_attr(docsrs, doc(cfg(feature = "proxy")))]
+pub use self::http_probe::{HttpProbe, HttpProbeFuture};
 pub use self::layer::HealthCheckLayer;
 pub use self::monitor::HealthMonitor;
 pub use self::outlier::{OutlierDetection, ResponseStatus};
-pub use self::probe::{
-    HttpProbe, HttpProbeFuture, Probe, ProbeFn, ProbeFnFuture, ProbeTarget, probe_fn,
-};
+pub use self::probe::{Probe, ProbeFn, ProbeFnFuture, ProbeTarget, probe_fn};
 pub use self::service::HealthCheck;
 pub use self::state::{BackendHealth, BackendState, Health, HealthSnapshot};
 

@@ -27,15 +27,16 @@ const MIN_EJECTION: Duration = Duration::from_millis(1);
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_lb::health::{HealthCheckLayer, HttpProbe, OutlierDetection};
+/// use tower_lb::health::{HealthCheckLayer, OutlierDetection, probe_fn};
 ///
 /// let outliers = OutlierDetection::new()
 ///     .consecutive_failures(3)
 ///     .base_ejection(Duration::from_secs(10))
 ///     .max_ejection(Duration::from_secs(120))
 ///     .max_ejection_percent(34);
+/// # let probe = probe_fn(|_: &http::Uri| async { Ok::<(), std::io::Error>(()) });
 /// # let _: HealthCheckLayer<_, http::Uri> =
-/// HealthCheckLayer::new(HttpProbe::new("/health")).outlier_detection(outliers);
+/// HealthCheckLayer::new(probe).outlier_detection(outliers);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]

@@ -517,6 +517,7 @@ async fn streams_of_one_layer_share_a_backend_and_its_task() {
     assert!(monitor.is_empty());
 }
 
+#[cfg(feature = "proxy")]
 mod http_probe {
     use std::net::SocketAddr;
 

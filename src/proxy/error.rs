@@ -1,112 +1,14 @@
 //! Why forwarding failed, and the response the client gets instead.
 
 use std::error::Error as StdError;
-use std::fmt;
 use std::io;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::uri::Authority;
 use http::{Response, StatusCode};
 use http_body_util::Full;
 
-use crate::{BoxError, NoAvailableBackend, jsend};
-
-/// The backend could not be reached, or dropped the connection before sending a response.
-///
-/// Covers a refused or failed connect and a connection that was reset or closed before any
-/// byte of the response head arrived. [`source`](StdError::source) holds the underlying error.
-/// [`error_response`] maps it to `502 Bad Gateway`.
-#[derive(Debug)]
-pub struct BackendUnavailable {
-    backend: Authority,
-    source: BoxError,
-}
-
-impl BackendUnavailable {
-    /// Creates the error for `backend`, caused by `source`.
-    pub fn new(backend: Authority, source: impl Into<BoxError>) -> Self {
-        Self {
-            backend,
-            source: source.into(),
-        }
-    }
-
-    /// The backend's address.
-    pub fn backend(&self) -> &Authority {
-        &self.backend
-    }
-}
-
-impl fmt::Display for BackendUnavailable {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "backend {} unavailable", self.backend)
-    }
-}
-
-impl StdError for BackendUnavailable {
-    fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        Some(&*self.source)
-    }
-}
-
-/// The backend did not accept the connection, or did not send its response head, in time.
-///
-/// See [`ProxyClientBuilder::connect_timeout`](super::ProxyClientBuilder::connect_timeout) and
-/// [`ProxyClientBuilder::response_timeout`](super::ProxyClientBuilder::response_timeout).
-/// [`error_response`] maps it to `504 Gateway Timeout`.
-#[derive(Debug, Clone)]
-pub struct BackendTimeout {
-    backend: Authority,
-    connect: bool,
-    after: Option<Duration>,
-}
-
-impl BackendTimeout {
-    /// The TCP connect to `backend` timed out.
-    pub fn connect(backend: Authority) -> Self {
-        Self {
-            backend,
-            connect: true,
-            after: None,
-        }
-    }
-
-    /// `backend` sent no response head within `after`.
-    pub fn response(backend: Authority, after: Duration) -> Self {
-        Self {
-            backend,
-            connect: false,
-            after: Some(after),
-        }
-    }
-
-    /// The backend's address.
-    pub fn backend(&self) -> &Authority {
-        &self.backend
-    }
-
-    /// Whether the connect timed out (rather than the wait for the response head).
-    pub fn is_connect(&self) -> bool {
-        self.connect
-    }
-}
-
-impl fmt::Display for BackendTimeout {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.connect, self.after) {
-            (true, _) => write!(f, "connect to backend {} timed out", self.backend),
-            (false, Some(after)) => write!(
-                f,
-                "backend {} sent no response within {after:?}",
-                self.backend
-            ),
-            (false, None) => write!(f, "backend {} timed out", self.backend),
-        }
-    }
-}
-
-impl StdError for BackendTimeout {}
+use crate::{BackendTimeout, BackendUnavailable, BoxError, NoAvailableBackend, jsend};
 
 /// The body of the `503` sent when no backend is available.
 pub const NO_AVAILABLE_SERVER: &str = "error no available server";
@@ -158,6 +60,9 @@ pub(crate) fn classify(err: hyper::Error, backend: &Authority) -> BoxError {
 
 #[cfg(test)]
 mod tests {
+    use std::fmt;
+    use std::time::Duration;
+
     use super::*;
     use http::header;
     use http_body_util::BodyExt;

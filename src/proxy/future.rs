@@ -18,11 +18,12 @@ use tokio::time::{Instant, Sleep};
 use tracing::debug;
 
 use super::body::{BackendBody, Upload, UploadBody};
-use super::error::{BackendTimeout, classify};
+use super::error::classify;
 use super::headers::{restore_upgrade, strip_hop_by_hop};
 use super::limit::Slot;
 use super::pool::{Connecting, Host, Sender};
 use super::upgrade::Tunnels;
+use crate::BackendTimeout;
 use crate::BoxError;
 
 /// The client's side of a connection upgrade, waiting for the backend's `101`.

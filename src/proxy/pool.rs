@@ -45,9 +45,9 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use super::body::UploadBody;
-use super::error::{BackendTimeout, BackendUnavailable};
 use super::future::Timer;
 use crate::BoxError;
+use crate::{BackendTimeout, BackendUnavailable};
 
 /// The sending side of one backend connection.
 pub(crate) type Sender<B> = http1::SendRequest<UploadBody<B>>;

@@ -1,11 +1,8 @@
 //! The copy of a request head kept for its retries.
 
-use std::net::SocketAddr;
-
 use http::header::HeaderName;
 use http::request::Parts;
 use http::{Extensions, HeaderValue, Method, Request, Uri, Version};
-use hyper::upgrade::OnUpgrade;
 
 use super::body::RetryBody;
 use crate::PeerAddr;
@@ -17,8 +14,8 @@ use crate::balance::Tried;
 /// most requests are never sent again). The map is built again for a retry.
 ///
 /// Copying a head's extensions means a new map and a box per entry; the server's requests
-/// carry only the ones below (the peer address, the upgrade, the backends tried), which are
-/// copied one by one instead. A head with any other extension keeps a copy of the whole map.
+/// carry only the [`Known`] ones, which are copied one by one instead. A head with any other
+/// extension keeps a copy of the whole map.
 #[derive(Clone)]
 pub(crate) struct Head {
     method: Method,
@@ -31,36 +28,67 @@ pub(crate) struct Head {
 
 #[derive(Clone)]
 enum Copied {
-    Known {
-        peer: Option<PeerAddr>,
-        connect_info: Option<axum::extract::ConnectInfo<SocketAddr>>,
-        upgrade: Option<OnUpgrade>,
-        tried: Option<Tried>,
-    },
+    Known(Known),
     All(Extensions),
+}
+
+/// The extensions a proxied request carries: the peer address, the upgrade, the backends
+/// tried (and axum's peer address, with that feature).
+#[derive(Clone, Default)]
+struct Known {
+    peer: Option<PeerAddr>,
+    #[cfg(feature = "axum")]
+    connect_info: Option<axum::extract::ConnectInfo<std::net::SocketAddr>>,
+    #[cfg(feature = "proxy")]
+    upgrade: Option<hyper::upgrade::OnUpgrade>,
+    tried: Option<Tried>,
+}
+
+impl Known {
+    /// A copy of `ext`, if it holds known extensions only.
+    fn copy(ext: &Extensions) -> Option<Self> {
+        let mut found = 0;
+        let known = Self {
+            peer: copy_one(ext, &mut found),
+            #[cfg(feature = "axum")]
+            connect_info: copy_one(ext, &mut found),
+            #[cfg(feature = "proxy")]
+            upgrade: copy_one(ext, &mut found),
+            tried: copy_one(ext, &mut found),
+        };
+        (found == ext.len()).then_some(known)
+    }
+
+    fn insert_into(self, ext: &mut Extensions) {
+        insert_one(ext, self.peer);
+        #[cfg(feature = "axum")]
+        insert_one(ext, self.connect_info);
+        #[cfg(feature = "proxy")]
+        insert_one(ext, self.upgrade);
+        insert_one(ext, self.tried);
+    }
+}
+
+/// A copy of `ext`'s `T`, counted in `found`.
+fn copy_one<T: Clone + Send + Sync + 'static>(ext: &Extensions, found: &mut usize) -> Option<T> {
+    let value = ext.get::<T>().cloned();
+    *found += usize::from(value.is_some());
+    value
+}
+
+fn insert_one<T: Clone + Send + Sync + 'static>(ext: &mut Extensions, value: Option<T>) {
+    if let Some(value) = value {
+        ext.insert(value);
+    }
 }
 
 impl Head {
     /// A copy of `parts`.
     pub(crate) fn copy(parts: &Parts) -> Self {
         let ext = &parts.extensions;
-        let peer = ext.get::<PeerAddr>().copied();
-        let connect_info = ext.get::<axum::extract::ConnectInfo<SocketAddr>>().cloned();
-        let upgrade = ext.get::<OnUpgrade>().cloned();
-        let tried = ext.get::<Tried>().cloned();
-        let known = usize::from(peer.is_some())
-            + usize::from(connect_info.is_some())
-            + usize::from(upgrade.is_some())
-            + usize::from(tried.is_some());
-        let extensions = if known == ext.len() {
-            Copied::Known {
-                peer,
-                connect_info,
-                upgrade,
-                tried,
-            }
-        } else {
-            Copied::All(ext.clone())
+        let extensions = match Known::copy(ext) {
+            Some(known) => Copied::Known(known),
+            None => Copied::All(ext.clone()),
         };
         let mut headers = Vec::with_capacity(parts.headers.len());
         headers.extend(
@@ -104,26 +132,7 @@ impl Head {
         }
         match head.extensions {
             Copied::All(ext) => *req.extensions_mut() = ext,
-            Copied::Known {
-                peer,
-                connect_info,
-                upgrade,
-                tried,
-            } => {
-                let ext = req.extensions_mut();
-                if let Some(peer) = peer {
-                    ext.insert(peer);
-                }
-                if let Some(connect_info) = connect_info {
-                    ext.insert(connect_info);
-                }
-                if let Some(upgrade) = upgrade {
-                    ext.insert(upgrade);
-                }
-                if let Some(tried) = tried {
-                    ext.insert(tried);
-                }
-            }
+            Copied::Known(known) => known.insert_into(req.extensions_mut()),
         }
         Some(req)
     }

@@ -48,9 +48,8 @@
 //! ```
 //! use http_body_util::Empty;
 //! use tower::{discover::ServiceList, service_fn, Service, ServiceBuilder, ServiceExt};
-//! use tower_lb::proxy::BackendUnavailable;
 //! use tower_lb::retry::{RetryBody, RetryLayer};
-//! use tower_lb::{Algo, BoxError, LoadBalance};
+//! use tower_lb::{Algo, BackendUnavailable, BoxError, LoadBalance};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {

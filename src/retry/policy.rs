@@ -9,8 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use http::Method;
 use tower::retry::budget::Budget;
 
-use crate::BoxError;
-use crate::proxy::{BackendTimeout, BackendUnavailable};
+use crate::{BackendTimeout, BackendUnavailable, BoxError};
 
 /// The methods retried by default: the idempotent ones of RFC 9110 §9.2.2 that a proxy sees.
 pub(crate) const IDEMPOTENT: [Method; 5] = [

@@ -16,8 +16,8 @@ use tower_test::mock;
 
 use super::*;
 use crate::balance::Tried;
-use crate::proxy::{BackendTimeout, BackendUnavailable};
 use crate::{Algo, BoxError, LoadBalance, NoAvailableBackend};
+use crate::{BackendTimeout, BackendUnavailable};
 
 type Body = Full<Bytes>;
 type Req = Request<RetryBody<Body>>;

@@ -1,7 +1,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use ipnet::IpNet;
+use crate::IpNet;
 
 use crate::Algo;
 use crate::admin::{AdminToken, BackendSpec};
