@@ -109,7 +109,7 @@ impl<F> fmt::Debug for ProbeFnFuture<F> {
     }
 }
 
-/// A discovery key that names an HTTP backend, so [`HttpProbe`] can check it.
+/// A discovery key that names an HTTP backend, so `HttpProbe` (feature `proxy`) can check it.
 ///
 /// Implemented for [`Uri`] (`http://10.0.0.1:8080`, optionally with a path prefix),
 /// [`SocketAddr`] (checked over plain HTTP) and [`Weighted`] keys of either.
