@@ -52,6 +52,7 @@ pub mod proxy;
 pub mod registry;
 pub mod retry;
 pub mod server;
+pub mod stats;
 mod weight;
 
 pub use self::algo::Algo;
@@ -61,4 +62,5 @@ pub use self::error::{BoxError, NoAvailableBackend};
 pub use self::health::{HealthCheckLayer, HttpProbe};
 pub use self::registry::{Registration, Registry, RegistryDiscover};
 pub use self::retry::{Retry, RetryLayer};
+pub use self::stats::{BackendSnapshot, BalancerSnapshot};
 pub use self::weight::{Weight, Weighted};
