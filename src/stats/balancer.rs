@@ -14,8 +14,8 @@ use crate::{Algo, Balance};
 /// A balancer's numbers at one moment: its own, and those of each backend. See the
 /// [module docs](super) for what each means.
 ///
-/// Take one with [`Balance::snapshot`] or [`Balance::snapshot_with`]; a server adds its
-/// connections and queue (see [`Server::stats`](crate::server::Server::stats)). The numbers
+/// Take one with [`Balance::snapshot`] or [`Balance::snapshot_with`]; the standalone server's
+/// `Server::stats` adds its connections and queue. The numbers
 /// are read one by one, without stopping traffic: they are each exact, but not a consistent
 /// cut across counters.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,8 +27,10 @@ pub struct BalancerSnapshot<K> {
     /// The backends in the set, in pick order, then those that have left it but still finish
     /// requests in flight ([`removed`](BackendSnapshot::removed)).
     pub backends: Vec<BackendSnapshot<K>>,
-    /// Requests answered with [`NoAvailableBackend`](crate::NoAvailableBackend) (a `503`):
-    /// no backend could take them, at once or within the queue timeout.
+    /// Requests the balancer answered with [`NoAvailableBackend`](crate::NoAvailableBackend)
+    /// (a `503`): no backend could take them, at once or within the queue timeout. Each
+    /// attempt counts: a retry that finds no other backend counts too, although the
+    /// [retry layer](crate::retry) then reports the first attempt's error.
     pub no_backend: u64,
     /// The queue in front of the balancer, if there is one.
     pub queue: Option<QueueSnapshot>,

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 ///
 /// The queue holds one in an `Arc`: [`enqueue`](Self::enqueue) when a request starts waiting
 /// for a backend (the guard it returns counts it as waiting until dropped), and
-/// [`timed_out`](Self::timed_out) when one gives up; each is one relaxed atomic add. A request
-/// that finds a backend at once never touches them.
+/// [`Queued::timed_out`] when one gives up; each is one relaxed atomic add. A request that
+/// finds a backend at once never touches them.
 #[derive(Default)]
 pub struct QueueCounters {
     waiting: AtomicU64,
@@ -62,6 +62,14 @@ impl fmt::Debug for QueueCounters {
 #[must_use = "the request counts as waiting only while this lives"]
 pub struct Queued {
     counters: Arc<QueueCounters>,
+}
+
+impl Queued {
+    /// The request reached the queue timeout without a backend: one more timeout, and it no
+    /// longer waits.
+    pub fn timed_out(self) {
+        self.counters.timed_out();
+    }
 }
 
 impl Drop for Queued {

@@ -8,8 +8,8 @@
 //! values: a [`BalancerSnapshot`] with a [`BackendSnapshot`] per backend, from
 //! [`Balance::snapshot`](crate::Balance::snapshot) (a balancer alone),
 //! [`Balance::snapshot_with`](crate::Balance::snapshot_with) (with its
-//! [`HealthMonitor`](crate::health::HealthMonitor)) or
-//! [`Server::stats`](crate::server::Server::stats) (everything). Taking one reads each atomic
+//! [`HealthMonitor`](crate::health::HealthMonitor)) or the standalone server's
+//! `Server::stats` (everything). Taking one reads each atomic
 //! once and never blocks a request.
 //!
 //! Counters are `u64` that only grow from the moment their owner was created (a backend's,

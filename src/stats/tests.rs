@@ -354,8 +354,7 @@ fn queue_counters_count_waiting_requests_and_timeouts() {
         }
     );
     drop(first);
-    counters.timed_out();
-    drop(second);
+    second.timed_out();
     assert_eq!(
         counters.snapshot(),
         QueueSnapshot {
