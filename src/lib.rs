@@ -63,6 +63,7 @@ pub mod retry;
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod server;
+pub mod stats;
 mod weight;
 
 pub use self::algo::Algo;
@@ -76,4 +77,5 @@ pub use self::health::HttpProbe;
 pub use self::ip_net::{InvalidIpNet, IpNet};
 pub use self::registry::{Registration, Registry, RegistryDiscover};
 pub use self::retry::{Retry, RetryLayer};
+pub use self::stats::{BackendSnapshot, BalancerSnapshot};
 pub use self::weight::{Weight, Weighted};

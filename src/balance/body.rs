@@ -100,8 +100,13 @@ where
         let mut inner = this.inner;
         let polled = inner.as_mut().poll_frame(cx);
         match &polled {
-            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => {
+            Poll::Ready(None) => {
                 this.in_flight.take();
+            }
+            Poll::Ready(Some(Err(_))) => {
+                if let Some(in_flight) = this.in_flight.take() {
+                    in_flight.stats().record_body_error();
+                }
             }
             Poll::Ready(Some(Ok(_))) => {
                 if inner.is_end_stream() {

@@ -2,7 +2,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
+use http::StatusCode;
+
 use crate::algo::least_time::Rtt;
+use crate::stats::Responses;
 
 /// One backend as a balancer sees it: its discovery key and its live counters.
 ///
@@ -58,11 +61,21 @@ impl<K: fmt::Debug> fmt::Debug for Endpoint<K> {
 }
 
 /// Live counters of one backend; see [`Endpoint::stats`].
+///
+/// Each is one relaxed atomic, bumped on the request path; read them together as a
+/// [`BackendSnapshot`](crate::stats::BackendSnapshot) (see the [`stats`](crate::stats) module
+/// for what each number means).
 pub struct Stats {
     weight: AtomicU32,
     in_flight: AtomicUsize,
-    served: AtomicU64,
+    /// Responses by status class: `1xx` to `5xx`, then any other code (`600` to `999`).
+    responses: [AtomicU64; CLASSES],
+    /// Errors from the backend's service: no response head.
     failures: AtomicU64,
+    /// Response bodies that failed after the head.
+    body_errors: AtomicU64,
+    /// Requests sent here that had been sent to another backend before.
+    retries: AtomicU64,
     removed: AtomicBool,
     /// Position in the current set, `usize::MAX` once removed. Lets a finishing request tell
     /// the picker which slot's load changed without a lookup.
@@ -75,8 +88,10 @@ impl Stats {
         Self {
             weight: AtomicU32::new(weight.max(1)),
             in_flight: AtomicUsize::new(0),
-            served: AtomicU64::new(0),
+            responses: Default::default(),
             failures: AtomicU64::new(0),
+            body_errors: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
             removed: AtomicBool::new(false),
             slot: AtomicUsize::new(usize::MAX),
             rtt: Rtt::new(),
@@ -95,14 +110,47 @@ impl Stats {
         self.in_flight.load(Relaxed)
     }
 
-    /// Requests that got a response from this backend.
+    /// Requests that got a response from this backend, whatever its status.
     pub fn served(&self) -> u64 {
-        self.served.load(Relaxed)
+        self.responses().total()
     }
 
-    /// Requests that failed with an error from this backend's service.
+    /// Responses from this backend by status class.
+    pub fn responses(&self) -> Responses {
+        let [
+            informational,
+            success,
+            redirection,
+            client_error,
+            server_error,
+            other,
+        ] = self.responses.each_ref().map(|n| n.load(Relaxed));
+        Responses {
+            informational,
+            success,
+            redirection,
+            client_error,
+            server_error,
+            other,
+        }
+    }
+
+    /// Requests that failed with an error from this backend's service (connection refused,
+    /// timed out, closed before a response head): transport failures.
     pub fn failures(&self) -> u64 {
         self.failures.load(Relaxed)
+    }
+
+    /// Responses whose body failed after the head arrived (the backend closed or reset the
+    /// connection mid-body). Their head is counted in [`responses`](Self::responses) too.
+    pub fn body_errors(&self) -> u64 {
+        self.body_errors.load(Relaxed)
+    }
+
+    /// Requests sent to this backend that had been sent to another one before: retries, as
+    /// recorded by a [`Tried`](super::Tried) in the request's extensions.
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Relaxed)
     }
 
     /// Whether the backend has left the set (it may still finish requests in flight).
@@ -143,14 +191,44 @@ impl Stats {
         self.in_flight.fetch_sub(1, Relaxed);
     }
 
+    /// A response head arrived with `status`.
     #[inline]
+    pub(crate) fn record_response(&self, status: StatusCode) {
+        self.responses[class(status)].fetch_add(1, Relaxed);
+    }
+
+    /// A `200 OK` arrived, for tests that fill counters by hand.
+    #[cfg(test)]
     pub(crate) fn record_served(&self) {
-        self.served.fetch_add(1, Relaxed);
+        self.record_response(StatusCode::OK);
     }
 
     #[inline]
     pub(crate) fn record_failure(&self) {
         self.failures.fetch_add(1, Relaxed);
+    }
+
+    #[cold]
+    pub(crate) fn record_body_error(&self) {
+        self.body_errors.fetch_add(1, Relaxed);
+    }
+
+    #[inline]
+    pub(crate) fn record_retry(&self) {
+        self.retries.fetch_add(1, Relaxed);
+    }
+}
+
+/// Status classes counted apart: `1xx` to `5xx` and the rest.
+const CLASSES: usize = 6;
+
+/// The index of `status`'s class in [`Stats::responses`]: `0` for `1xx` … `4` for `5xx`,
+/// `5` for codes `600` and up.
+#[inline]
+fn class(status: StatusCode) -> usize {
+    match status.as_u16() / 100 {
+        n @ 1..=5 => usize::from(n) - 1,
+        _ => CLASSES - 1,
     }
 }
 
@@ -159,8 +237,10 @@ impl fmt::Debug for Stats {
         f.debug_struct("Stats")
             .field("weight", &self.weight())
             .field("in_flight", &self.in_flight())
-            .field("served", &self.served())
+            .field("responses", &self.responses())
             .field("failures", &self.failures())
+            .field("body_errors", &self.body_errors())
+            .field("retries", &self.retries())
             .field("removed", &self.is_removed())
             .finish()
     }

@@ -123,8 +123,7 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        self.try_call(req)
-            .unwrap_or_else(|_| ResponseFuture::no_backend())
+        self.try_call(req).unwrap_or_else(|_| self.no_backend())
     }
 }
 

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::pin::Pin;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Waker};
 
@@ -29,6 +30,8 @@ pub(crate) struct Shared<K, S, P: Pick<K>> {
     pub(crate) set: ArcSwap<Set<K, S, P::Table>>,
     pub(crate) picker: P,
     task: Option<AbortHandle>,
+    /// Requests answered with `NoAvailableBackend` (see `Balance::no_backend`).
+    pub(crate) no_backend: AtomicU64,
 }
 
 impl<K, S, P: Pick<K>> Drop for Shared<K, S, P> {
@@ -182,6 +185,7 @@ where
             set: ArcSwap::from_pointee(set),
             picker,
             task,
+            no_backend: AtomicU64::new(0),
         }
     })
 }

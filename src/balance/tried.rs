@@ -60,8 +60,16 @@ impl Tried {
         self.lock().iter().any(|s| Arc::ptr_eq(s, stats))
     }
 
+    /// Records that the request is sent to the backend with `stats`; a request already sent
+    /// elsewhere counts as a retry on it.
     pub(crate) fn push(&self, stats: Arc<Stats>) {
-        self.lock().push(stats);
+        let mut backends = self.lock();
+        // Backends fill the inline slots first, in order, so the first is empty only before
+        // the first attempt.
+        if backends.inline[0].is_some() {
+            stats.record_retry();
+        }
+        backends.push(stats);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Backends> {
@@ -97,5 +105,18 @@ mod tests {
         }
         let other = Endpoint::new(99, 1);
         assert!(!tried.contains(other.stats_arc()));
+    }
+
+    #[test]
+    fn every_backend_after_the_first_counts_a_retry() {
+        let tried = Tried::new();
+        let backends: Vec<Arc<Stats>> = (0..INLINE + 1)
+            .map(|i| Arc::clone(Endpoint::new(i, 1).stats_arc()))
+            .collect();
+        for stats in &backends {
+            tried.push(Arc::clone(stats));
+        }
+        let retries: Vec<u64> = backends.iter().map(|s| s.retries()).collect();
+        assert_eq!(retries, [0, 1, 1, 1]);
     }
 }

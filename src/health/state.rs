@@ -126,6 +126,8 @@ pub struct HealthSnapshot {
     pub consecutive_successes: u32,
     /// Checks run since the backend was added.
     pub checks: u64,
+    /// Checks failed since the backend was added (of [`checks`](Self::checks)).
+    pub checks_failed: u64,
     /// Where the backend stands: healthy, unhealthy (from the checks) or ejected (by outlier
     /// detection).
     pub state: BackendState,
@@ -154,6 +156,7 @@ struct Detail {
     consecutive_failures: u32,
     consecutive_successes: u32,
     checks: u64,
+    checks_failed: u64,
     /// Ejections in the current streak.
     ejections: u32,
     total_ejections: u64,
@@ -292,6 +295,7 @@ impl BackendHealth {
             consecutive_failures: detail.consecutive_failures,
             consecutive_successes: detail.consecutive_successes,
             checks: detail.checks,
+            checks_failed: detail.checks_failed,
             state: BackendState::of(status),
             response_failures: self.response_failures.load(Ordering::Relaxed),
             ejections: self.streak(&detail, now),
@@ -342,6 +346,7 @@ impl BackendHealth {
                     .then_some(Health::Healthy)
             }
             Err(error) => {
+                detail.checks_failed += 1;
                 detail.consecutive_failures = detail.consecutive_failures.saturating_add(1);
                 detail.consecutive_successes = 0;
                 detail.last_error = Some(error.to_string());
@@ -630,6 +635,7 @@ mod tests {
         assert_eq!(snapshot.consecutive_failures, 2);
         assert_eq!(snapshot.last_error.as_deref(), Some("boom"));
         assert_eq!(snapshot.checks, 4);
+        assert_eq!(snapshot.checks_failed, 3);
 
         assert_eq!(health.record(&Ok(()), 3, 2), None);
         assert_eq!(health.record(&Ok(()), 3, 2), None);

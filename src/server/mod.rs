@@ -135,6 +135,7 @@ use self::service::{Client, Handler, Routes, Serve};
 use crate::admin::Admin;
 use crate::health::{Health, HealthCheckLayer, HealthMonitor, HttpProbe};
 use crate::proxy::HttpBackend;
+use crate::stats::BalancerSnapshot;
 use crate::{Algo, LoadBalanceLayer, Registry, RetryLayer, Weighted};
 
 pub use self::config::Config;
@@ -266,6 +267,12 @@ impl Server {
     /// The balancer, with its live set of backends and their counters.
     pub fn balancer(&self) -> &Balancer {
         &self.routes.balancer
+    }
+
+    /// Every number the server keeps, read now: the balancer's and its backends', with their
+    /// health. See [`stats`](crate::stats) for what each means.
+    pub fn stats(&self) -> BalancerSnapshot<Weighted<Uri>> {
+        self.balancer().snapshot_with(&self.monitor)
     }
 
     /// Serves until `shutdown` completes, then shuts down gracefully: stops accepting,
