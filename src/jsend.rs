@@ -38,7 +38,12 @@ pub fn body<T: Serialize>(status: Status, data: &T) -> Bytes {
 
 /// A complete JSend response with `Content-Type: application/json`.
 pub fn response<T: Serialize>(code: StatusCode, status: Status, data: &T) -> Response<Full<Bytes>> {
-    let mut res = Response::new(Full::new(body(status, data)));
+    build(code, status, data).map(Full::new)
+}
+
+/// A JSend response, its body as bytes.
+fn build<T: Serialize>(code: StatusCode, status: Status, data: &T) -> Response<Bytes> {
+    let mut res = Response::new(body(status, data));
     *res.status_mut() = code;
     res.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -47,19 +52,57 @@ pub fn response<T: Serialize>(code: StatusCode, status: Status, data: &T) -> Res
     res
 }
 
+/// The `data` of a [`fail`].
+#[derive(Serialize)]
+struct Title<'a> {
+    title: &'a str,
+}
+
 /// `{"status":"fail","data":{"title":message}}` with `code`.
 pub fn fail(code: StatusCode, message: impl Into<String>) -> Response<Full<Bytes>> {
-    #[derive(Serialize)]
-    struct Title {
-        title: String,
+    let message = message.into();
+    response(code, Status::Fail, &Title { title: &message })
+}
+
+/// [`fail`] as the bytes of a whole HTTP/1.1 response that closes the connection: for the
+/// answers a server writes to a connection itself, outside any HTTP library, just before it
+/// closes it (a request head that timed out, or one that could not be parsed).
+///
+/// The status line, then the headers of [`response`] (`content-type: application/json`),
+/// `content-length` and `connection: close`, names in lowercase as hyper writes them.
+pub(crate) fn fail_http1(code: StatusCode, message: &str) -> Bytes {
+    http1_closing(build(code, Status::Fail, &Title { title: message }))
+}
+
+/// `res` as HTTP/1.1 bytes, with its `Content-Length` and `Connection: close`.
+fn http1_closing(res: Response<Bytes>) -> Bytes {
+    let (head, body) = res.into_parts();
+    let code = head.status;
+    let mut out = Vec::with_capacity(128 + body.len());
+    let mut line = |parts: &[&[u8]]| {
+        for part in parts {
+            out.extend_from_slice(part);
+        }
+        out.extend_from_slice(b"\r\n");
+    };
+    line(&[
+        b"HTTP/1.1 ",
+        code.as_str().as_bytes(),
+        b" ",
+        code.canonical_reason().unwrap_or("").as_bytes(),
+    ]);
+    for (name, value) in &head.headers {
+        line(&[name.as_str().as_bytes(), b": ", value.as_bytes()]);
     }
-    response(
-        code,
-        Status::Fail,
-        &Title {
-            title: message.into(),
-        },
-    )
+    line(&[
+        header::CONTENT_LENGTH.as_str().as_bytes(),
+        b": ",
+        body.len().to_string().as_bytes(),
+    ]);
+    line(&[header::CONNECTION.as_str().as_bytes(), b": close"]);
+    line(&[]);
+    out.extend_from_slice(&body);
+    out.into()
 }
 
 /// `{"status":"error","data":message}` with `code`.
@@ -80,5 +123,21 @@ mod tests {
         let res = fail(StatusCode::NOT_FOUND, "x not alive, registration failed.");
         assert_eq!(res.status(), 404);
         assert_eq!(res.headers()[header::CONTENT_TYPE], "application/json");
+    }
+
+    #[test]
+    fn a_fail_renders_as_a_closing_http1_response() {
+        assert_eq!(
+            fail_http1(StatusCode::REQUEST_TIMEOUT, "request timeout"),
+            &b"HTTP/1.1 408 Request Timeout\r\n\
+content-type: application/json\r\n\
+content-length: 52\r\n\
+connection: close\r\n\
+\r\n\
+{\"status\":\"fail\",\"data\":{\"title\":\"request timeout\"}}"[..]
+        );
+        // A code without a reason phrase keeps the space before the (empty) phrase.
+        let text = fail_http1(StatusCode::from_u16(499).unwrap(), "x");
+        assert!(text.starts_with(b"HTTP/1.1 499 \r\n"), "{text:?}");
     }
 }
