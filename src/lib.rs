@@ -41,6 +41,7 @@
 //!
 //! [tower]: https://docs.rs/tower
 
+mod addr;
 pub mod admin;
 pub mod algo;
 pub mod balance;
@@ -54,6 +55,7 @@ pub mod retry;
 pub mod server;
 mod weight;
 
+pub use self::addr::{BackendAddr, InvalidBackendAddr};
 pub use self::algo::Algo;
 pub use self::balance::{Balance, Endpoint, LoadBalance, LoadBalanceLayer, Stats, TrackedBody};
 pub use self::client_ip::{ClientIp, PeerAddr};
