@@ -528,6 +528,7 @@ mod http_probe {
     use tokio::net::TcpListener;
 
     use super::*;
+    use crate::BackendAddr;
 
     /// A server answering 200 on `/health` and `/api/health`, 500 elsewhere.
     async fn server() -> SocketAddr {
@@ -553,7 +554,7 @@ mod http_probe {
         addr
     }
 
-    fn uri(s: &str) -> Uri {
+    fn uri(s: &str) -> BackendAddr {
         s.parse().unwrap()
     }
 
@@ -571,26 +572,34 @@ mod http_probe {
                 "http://10.0.0.1:8080/api/",
                 "http://10.0.0.1:8080/api/health",
             ),
-            ("10.0.0.1:8080", "http://10.0.0.1:8080/health"),
-            ("https://example.com/x/?q=1", "https://example.com/x/health"),
         ] {
-            assert_eq!(probe.uri_for(&uri(base)).unwrap(), uri(want), "{base}");
+            assert_eq!(probe.uri_for(&uri(base)).unwrap(), want, "{base}");
         }
         let probe = HttpProbe::new("ready?full=1");
         assert_eq!(probe.path(), "/ready?full=1");
         assert_eq!(
             probe.uri_for(&uri("http://h:1/a/")).unwrap(),
-            uri("http://h:1/a/ready?full=1")
+            "http://h:1/a/ready?full=1"
         );
         assert_eq!(HttpProbe::default().path(), "/health");
-        assert!(probe.uri_for(&uri("/only/a/path")).is_err());
+        assert!(HttpProbe::new("/a b").uri_for(&uri("http://h:1")).is_err());
+        // Keys that are no backend address: the check fails at once, naming the key.
+        for key in [
+            "10.0.0.1:8080",
+            "https://example.com/x/?q=1",
+            "/only/a/path",
+        ] {
+            let key: Uri = key.parse().unwrap();
+            let error = ProbeTarget::backend_addr(&key).unwrap_err();
+            assert!(error.to_string().contains("invalid address"), "{error}");
+        }
     }
 
     #[tokio::test]
     async fn passes_on_2xx_and_fails_otherwise() {
         let addr = server().await;
         let base = uri(&format!("http://{addr}"));
-        let check = |probe: HttpProbe, base: Uri| async move {
+        let check = |probe: HttpProbe, base: BackendAddr| async move {
             tokio::time::timeout(Duration::from_secs(5), probe.probe(&base))
                 .await
                 .expect("probe finished")
