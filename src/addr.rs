@@ -135,11 +135,11 @@ impl BackendAddr {
         } else {
             PathAndQuery::try_from(format!("/{path_and_query}"))?
         };
-        Ok(Uri::builder()
+        Uri::builder()
             .scheme(Scheme::HTTP)
             .authority(self.authority.clone())
             .path_and_query(self.join(path_and_query)?)
-            .build()?)
+            .build()
     }
 
     /// The address as a [`Uri`]: its normal form, with path `/` when it has no prefix.

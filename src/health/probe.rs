@@ -175,7 +175,11 @@ const USER_AGENT: &str = "tower-lb-health-check";
 /// open a fresh connection each time), a check reuses an idle keep-alive connection of the
 /// pool when there is one, and its connection goes back to the pool once the answer is read: a
 /// backend whose pooled connections are all broken, or which no longer accepts new ones, fails
-/// its check as a request would. A check takes no place under the backend's
+/// its check as a request would. The pool keeps a backend's connections while its forwarding
+/// service ([`HttpBackend`](crate::proxy::HttpBackend) on the same client) lives; with none —
+/// the check at registration, before the backend has one, or a probe with a client of its own
+/// — a check's connection closes after it, and each check opens a fresh one, as HAProxy's do.
+/// A check takes no place under the backend's
 /// [cap](crate::proxy::ProxyClientBuilder::max_conns_per_backend), as HAProxy's checks do not
 /// count toward a server's `maxconn`. The client's response timeout applies, and the layer's
 /// (or the caller's) timeout for the whole check on top. [`new`](Self::new) makes a client of
