@@ -17,14 +17,13 @@ use axum::Router;
 use axum::body::Body;
 use axum::error_handling::HandleErrorLayer;
 use axum::routing::get;
-use http::Uri;
 use tower::ServiceBuilder;
 use tower_lb::health::{HealthCheckLayer, HttpProbe};
 use tower_lb::proxy::{HttpBackend, ProxyClient};
-use tower_lb::{Algo, BoxError, LoadBalanceLayer, Registry};
+use tower_lb::{Algo, BackendAddr, BoxError, LoadBalanceLayer, Registry};
 
 /// The app: its own routes, and `/api` balanced over whatever `registry` holds.
-fn app(registry: &Registry<Uri, HttpBackend<Body>>) -> Router {
+fn app(registry: &Registry<BackendAddr, HttpBackend<Body>>) -> Router {
     let balancer = ServiceBuilder::new()
         // Turn balancer and backend errors (no backend ready, refused, timed out) into
         // 503/502/504 JSend answers.
@@ -42,9 +41,9 @@ fn app(registry: &Registry<Uri, HttpBackend<Body>>) -> Router {
 }
 
 /// A registry whose backends are HTTP servers reached through one pooled client.
-fn registry() -> Registry<Uri, HttpBackend<Body>> {
+fn registry() -> Registry<BackendAddr, HttpBackend<Body>> {
     let client = ProxyClient::builder().build::<Body>();
-    Registry::new(move |uri: &Uri| HttpBackend::new(uri.clone(), client.clone()))
+    Registry::new(move |addr: &BackendAddr| HttpBackend::new(addr.clone(), client.clone()))
 }
 
 #[tokio::main]

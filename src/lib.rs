@@ -43,6 +43,7 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod addr;
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod admin;
@@ -66,6 +67,7 @@ pub mod server;
 pub mod stats;
 mod weight;
 
+pub use self::addr::{BackendAddr, InvalidBackendAddr};
 pub use self::algo::Algo;
 pub use self::balance::{Balance, Endpoint, LoadBalance, LoadBalanceLayer, Stats, TrackedBody};
 pub use self::client_ip::{ClientIp, PeerAddr};

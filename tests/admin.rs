@@ -11,13 +11,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Method, Request, StatusCode, Uri, header};
+use http::{Method, Request, StatusCode, header};
 use http_body_util::Full;
 use serde_json::Value;
 use support::{HttpClient, Lb, Reply, backend, backend_on, eventually, start};
-use tower_lb::Algo;
 use tower_lb::health::OutlierDetection;
 use tower_lb::server::Config;
+use tower_lb::{Algo, BackendAddr};
 
 /// Sends an admin request to `base` (a balancer's or its admin listener's address), with a
 /// JSON body and a bearer token if given.
@@ -187,7 +187,10 @@ async fn drain_under_load(algo: Algo) {
     assert_eq!(json["data"]["state"], "draining", "{json}");
     let reported = json["data"]["in_flight"].as_u64().unwrap() as usize;
     assert!(reported >= long_on_drained, "{json}");
-    assert!(!lb.registry.contains(&drained.url().parse::<Uri>().unwrap()));
+    assert!(
+        !lb.registry
+            .contains(&drained.url().parse::<BackendAddr>().unwrap())
+    );
 
     // Listed as draining while the long requests run.
     let entry = listed(&lb, &drained.url())
@@ -221,7 +224,7 @@ async fn drain_under_load(algo: Algo) {
     assert!(lb.balancer.retired().is_empty());
     assert!(
         lb.health
-            .get(&drained.url().parse::<Uri>().unwrap())
+            .get(&drained.url().parse::<BackendAddr>().unwrap())
             .is_none()
     );
     Arc::into_inner(lb)

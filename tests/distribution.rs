@@ -65,7 +65,7 @@ fn serving(lb: &Lb) -> Vec<String> {
         .balancer
         .endpoints()
         .iter()
-        .map(|e| e.key().key().authority().unwrap().to_string())
+        .map(|e| e.key().key().authority().to_string())
         .collect();
     names.sort();
     names
@@ -154,7 +154,7 @@ async fn weighted_round_robin_3_2_1_gives_exact_shares_without_bursts() {
         .endpoints()
         .iter()
         .map(|e| {
-            let name = e.key().key().authority().unwrap().to_string();
+            let name = e.key().key().authority().to_string();
             (name, e.weight())
         })
         .collect();

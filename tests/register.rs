@@ -7,12 +7,12 @@ mod support;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Method, StatusCode, Uri, header};
+use http::{Method, StatusCode, header};
 use serde_json::json;
 use support::{Lb, Reply, backend, closed_port, send, start};
-use tower_lb::Algo;
 use tower_lb::health::Health;
 use tower_lb::server::Config;
+use tower_lb::{Algo, BackendAddr};
 
 /// A balancer with one backend registered through `/register`, which must keep serving.
 async fn lb_with_a_backend() -> (Lb, backend_server::Handle) {
@@ -85,7 +85,7 @@ async fn weight_defaults_to_one_and_addresses_are_normalised() {
     assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
     assert_eq!(reply.json()["data"]["server"], b.url());
     // One backend, with the new weight.
-    let uri: Uri = b.url().parse().unwrap();
+    let uri: BackendAddr = b.url().parse().unwrap();
     assert_eq!(lb.registry.backends(), vec![(uri, 2)]);
     lb.stop().await;
 }
@@ -292,7 +292,7 @@ async fn registered_backend_is_checked_every_interval() {
         .register(&format!(r#"{{"address": "{}"}}"#, b.url()))
         .await;
     assert_eq!(reply.status, StatusCode::OK);
-    let uri: Uri = b.url().parse().unwrap();
+    let uri: BackendAddr = b.url().parse().unwrap();
 
     b.kill().await;
     lb.wait_health(&uri, Health::Unhealthy).await;

@@ -6,11 +6,11 @@ mod support;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use http::{StatusCode, Uri};
+use http::StatusCode;
 use support::{backend, backend_on, backends, eventually, name, spec, specs, start};
-use tower_lb::Algo;
 use tower_lb::health::Health;
 use tower_lb::server::Config;
+use tower_lb::{Algo, BackendAddr};
 
 #[tokio::test]
 async fn no_backend_is_503_with_the_jsend_error() {
@@ -78,7 +78,7 @@ async fn weighted_round_robin_follows_the_smooth_sequence() {
 async fn failed_backend_is_taken_out_and_put_back_when_it_recovers() {
     let (stays, flaps) = (backend().await, backend().await);
     let flaps_addr = flaps.addr();
-    let flaps_uri: Uri = spec(&flaps, 1).address().clone();
+    let flaps_uri: BackendAddr = spec(&flaps, 1).address().clone();
     let config = Config::new()
         .health_interval(Duration::from_secs(1))
         .health_timeout(Duration::from_millis(500))

@@ -4,9 +4,11 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
 
-use crate::IpNet;
-use http::{HeaderMap, HeaderValue, Request, StatusCode, Uri, header};
+use http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 
+use crate::IpNet;
+
+use crate::addr::BackendAddr;
 use crate::client_ip::ClientIp;
 
 /// The networks that may use the admin API without a token by default: loopback,
@@ -164,7 +166,7 @@ fn bearer(value: &HeaderValue) -> Option<&[u8]> {
 /// Whether a backend may be registered: with no networks, any; otherwise its host must be an
 /// IP address in one of them. A host name is refused, since what it resolves to may change
 /// after the check.
-pub(crate) fn check_backend(uri: &Uri, allowed: &[IpNet]) -> Result<(), String> {
+pub(crate) fn check_backend(addr: &BackendAddr, allowed: &[IpNet]) -> Result<(), String> {
     if allowed.is_empty() {
         return Ok(());
     }
@@ -175,9 +177,8 @@ pub(crate) fn check_backend(uri: &Uri, allowed: &[IpNet]) -> Result<(), String> 
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let host = uri.host().unwrap_or("");
-    let literal = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
-    let Ok(ip) = literal.unwrap_or(host).parse::<IpAddr>() else {
+    let host = addr.host();
+    let Some(ip) = addr.ip() else {
         return Err(format!(
             "backend host {host:?} is a name: only IP addresses in the allowed networks ({}) \
              may be registered",
@@ -306,7 +307,7 @@ mod tests {
 
     #[test]
     fn backends_are_checked_against_the_allowed_networks() {
-        let uri = |s: &str| s.parse::<Uri>().unwrap();
+        let uri = |s: &str| s.parse::<BackendAddr>().unwrap();
         assert_eq!(check_backend(&uri("http://example.com"), &[]), Ok(()));
         let allowed: Vec<IpNet> =
             vec!["127.0.0.1/32".parse().unwrap(), "fd00::/8".parse().unwrap()];

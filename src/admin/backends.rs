@@ -4,11 +4,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::Uri;
 use serde::Serialize;
 use tower::discover::Discover;
 
-use super::parse::address_string;
+use crate::addr::BackendAddr;
 use crate::algo::Pick;
 use crate::balance::{Balance, Endpoint};
 use crate::health::{BackendState, HealthSnapshot};
@@ -16,44 +15,27 @@ use crate::weight::Weighted;
 
 /// What the admin API reads of a running balancer: the backends in its set and those it
 /// still finishes requests on. Implemented by every [`Balance`] keyed by
-/// [`Weighted<Uri>`], such as the [`Server`](crate::server::Server)'s.
+/// [`Weighted<BackendAddr>`], such as the [`Server`](crate::server::Server)'s.
 pub trait BalancerView: Send + Sync + 'static {
     /// The backends in the current set ([`Balance::endpoints`]).
-    fn endpoints(&self) -> Vec<Arc<Endpoint<Weighted<Uri>>>>;
+    fn endpoints(&self) -> Vec<Arc<Endpoint<Weighted<BackendAddr>>>>;
     /// Backends removed from the set with requests still in flight ([`Balance::retired`]).
-    fn retired(&self) -> Vec<Arc<Endpoint<Weighted<Uri>>>>;
+    fn retired(&self) -> Vec<Arc<Endpoint<Weighted<BackendAddr>>>>;
 }
 
 impl<D, P> BalancerView for Balance<D, P>
 where
-    D: Discover<Key = Weighted<Uri>>,
-    P: Pick<Weighted<Uri>>,
+    D: Discover<Key = Weighted<BackendAddr>>,
+    P: Pick<Weighted<BackendAddr>>,
     Self: Send + Sync + 'static,
 {
-    fn endpoints(&self) -> Vec<Arc<Endpoint<Weighted<Uri>>>> {
+    fn endpoints(&self) -> Vec<Arc<Endpoint<Weighted<BackendAddr>>>> {
         Balance::endpoints(self)
     }
 
-    fn retired(&self) -> Vec<Arc<Endpoint<Weighted<Uri>>>> {
+    fn retired(&self) -> Vec<Arc<Endpoint<Weighted<BackendAddr>>>> {
         Balance::retired(self)
     }
-}
-
-/// Where a backend stands, as `GET /backends` reports it in `state`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BackendPhase {
-    /// Registered, passes its health checks, not ejected: it takes requests (during a slow
-    /// start, a growing share of them).
-    Healthy,
-    /// Registered, but failed its active health checks: it takes no requests until it passes.
-    Unhealthy,
-    /// Registered and passes its checks, but ejected by outlier detection for failing
-    /// requests: it takes none until the ejection ends.
-    Ejected,
-    /// Deregistered (`DELETE /register`) with requests still in flight: it takes no new ones
-    /// and leaves the list when the last one ends.
-    Draining,
 }
 
 /// One backend in the `GET /backends` list. The field names are part of the API.
@@ -71,12 +53,12 @@ pub enum BackendPhase {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct BackendInfo {
-    /// The normalised address, as `POST /register` reported it.
-    pub address: String,
+    /// The normalised address, as `POST /register` reported it (a string in JSON).
+    pub address: BackendAddr,
     /// The weight.
     pub weight: u32,
     /// Healthy, unhealthy, ejected or draining.
-    pub state: BackendPhase,
+    pub state: BackendState,
     /// Requests sent to it whose response body has not ended.
     pub in_flight: usize,
     /// Requests it answered (any status).
@@ -98,24 +80,21 @@ pub struct BackendInfo {
 
 /// Joins the registered backends (in registration order), the balancer's set and retired
 /// backends, and the health checks into the `GET /backends` list. Removed backends still
-/// finishing requests come last, as [`Draining`](BackendPhase::Draining).
+/// finishing requests come last, as [`Draining`](BackendState::Draining).
 pub(crate) fn list(
-    registered: Vec<(Uri, u32)>,
-    endpoints: &[Arc<Endpoint<Weighted<Uri>>>],
-    retired: &[Arc<Endpoint<Weighted<Uri>>>],
-    health: impl Fn(&Uri) -> Option<HealthSnapshot>,
+    registered: Vec<(BackendAddr, u32)>,
+    endpoints: &[Arc<Endpoint<Weighted<BackendAddr>>>],
+    retired: &[Arc<Endpoint<Weighted<BackendAddr>>>],
+    health: impl Fn(&BackendAddr) -> Option<HealthSnapshot>,
 ) -> Vec<BackendInfo> {
     // One lookup per registered backend, not a scan of the set for each.
-    let in_set: HashMap<&Uri, &Endpoint<Weighted<Uri>>> =
+    let in_set: HashMap<&BackendAddr, &Endpoint<Weighted<BackendAddr>>> =
         endpoints.iter().map(|e| (e.key().key(), &**e)).collect();
     let mut list = Vec::with_capacity(registered.len() + retired.len());
     for (uri, weight) in &registered {
         let snapshot = health(uri);
-        let state = match snapshot.as_ref().map(|s| s.state) {
-            Some(BackendState::Unhealthy) => BackendPhase::Unhealthy,
-            Some(BackendState::Ejected) => BackendPhase::Ejected,
-            _ => BackendPhase::Healthy,
-        };
+        // Not checked yet: healthy, as a new backend starts.
+        let state = snapshot.as_ref().map_or(BackendState::Healthy, |s| s.state);
         let endpoint = in_set.get(uri).copied();
         list.push(info(uri, *weight, state, endpoint, snapshot));
     }
@@ -128,7 +107,7 @@ pub(crate) fn list(
         list.push(info(
             uri,
             endpoint.weight(),
-            BackendPhase::Draining,
+            BackendState::Draining,
             Some(endpoint),
             None,
         ));
@@ -137,16 +116,16 @@ pub(crate) fn list(
 }
 
 fn info(
-    uri: &Uri,
+    uri: &BackendAddr,
     weight: u32,
-    state: BackendPhase,
-    endpoint: Option<&Endpoint<Weighted<Uri>>>,
+    state: BackendState,
+    endpoint: Option<&Endpoint<Weighted<BackendAddr>>>,
     snapshot: Option<HealthSnapshot>,
 ) -> BackendInfo {
     let stats = endpoint.map(Endpoint::stats);
     let snapshot = snapshot.as_ref();
     BackendInfo {
-        address: address_string(uri),
+        address: uri.clone(),
         weight,
         state,
         in_flight: stats.map_or(0, |s| s.in_flight()),
@@ -237,7 +216,7 @@ mod tests {
 
     #[test]
     fn list_joins_registry_balancer_and_health() {
-        let uri = |p: u16| -> Uri { format!("http://127.0.0.1:{p}").parse().unwrap() };
+        let uri = |p: u16| -> BackendAddr { format!("http://127.0.0.1:{p}").parse().unwrap() };
         let endpoint = |p: u16, w: u32| Arc::new(Endpoint::new(Weighted::new(uri(p), w), w));
         let (a, b, gone) = (endpoint(1, 3), endpoint(2, 1), endpoint(3, 2));
         for _ in 0..10 {
@@ -250,7 +229,7 @@ mod tests {
         for _ in 0..4 {
             gone.stats().record_served();
         }
-        let health = |u: &Uri| {
+        let health = |u: &BackendAddr| {
             let h = crate::health::BackendHealth::new(crate::health::Health::Healthy);
             if *u == uri(2) {
                 h.record(&Err("connection refused".into()), 1, 1);
@@ -265,16 +244,48 @@ mod tests {
         );
         let summary: Vec<_> = listed
             .iter()
-            .map(|i| (i.address.as_str(), i.weight, i.state, i.in_flight, i.served))
+            .map(|i| {
+                (
+                    i.address.to_string(),
+                    i.weight,
+                    i.state,
+                    i.in_flight,
+                    i.served,
+                )
+            })
             .collect();
         assert_eq!(
             summary,
             [
-                ("http://127.0.0.1:1", 3, BackendPhase::Healthy, 2, 10),
-                ("http://127.0.0.1:2", 1, BackendPhase::Unhealthy, 0, 0),
+                (
+                    String::from("http://127.0.0.1:1"),
+                    3,
+                    BackendState::Healthy,
+                    2,
+                    10
+                ),
+                (
+                    String::from("http://127.0.0.1:2"),
+                    1,
+                    BackendState::Unhealthy,
+                    0,
+                    0
+                ),
                 // Registered, not in the balancer yet.
-                ("http://127.0.0.1:4", 7, BackendPhase::Healthy, 0, 0),
-                ("http://127.0.0.1:3", 2, BackendPhase::Draining, 1, 4),
+                (
+                    String::from("http://127.0.0.1:4"),
+                    7,
+                    BackendState::Healthy,
+                    0,
+                    0
+                ),
+                (
+                    String::from("http://127.0.0.1:3"),
+                    2,
+                    BackendState::Draining,
+                    1,
+                    4
+                ),
             ]
         );
         assert_eq!(listed[0].failures, 1);

@@ -30,7 +30,7 @@
 //! `weight` is optional ([`DEFAULT_WEIGHT`]); `DELETE` ignores it. A missing `Content-Type` is
 //! read as JSON; `application/json` and any `application/*+json`, with parameters, are JSON.
 //!
-//! **Addresses are normalised** ([`parse_address`]): lower-case scheme and host, no `:80`, no
+//! **Addresses are normalised** ([`BackendAddr`](crate::BackendAddr)): lower-case scheme and host, no `:80`, no
 //! trailing `/`. So `http://x:1` and `http://x:1/` are one backend, and registering an address
 //! again (in any spelling) updates its weight. The answer reports the normal form.
 //!
@@ -77,16 +77,16 @@
 //! use bytes::Bytes;
 //! use http_body_util::{BodyExt, Full};
 //! use tower::ServiceExt;
-//! use tower_lb::{PeerAddr, Registry};
+//! use tower_lb::{BackendAddr, PeerAddr, Registry};
 //! use tower_lb::admin::Admin;
 //! use tower_lb::health::probe_fn;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
 //! // Each backend's service would be an `HttpBackend`; here just its address.
-//! let registry = Registry::new(|uri: &http::Uri| uri.clone());
+//! let registry = Registry::new(|addr: &BackendAddr| addr.clone());
 //! // In a server, `HttpProbe::new("/health")`; here every backend is alive.
-//! let probe = probe_fn(|_: &http::Uri| async { Ok::<_, Infallible>(()) });
+//! let probe = probe_fn(|_: &BackendAddr| async { Ok::<_, Infallible>(()) });
 //! let admin = Admin::new(registry.clone(), probe);
 //!
 //! let mut req = http::Request::post("/register")
@@ -109,7 +109,7 @@ mod parse;
 mod service;
 
 pub use self::access::{AdminToken, InvalidToken, LOOPBACK};
-pub use self::backends::{BackendInfo, BackendPhase, BalancerView};
+pub use self::backends::{BackendInfo, BalancerView};
 pub use self::parse::{
     BackendSpec, DEFAULT_WEIGHT, MAX_BODY, MAX_WEIGHT, RegisterError, parse_address,
     parse_deregistration, parse_registration,

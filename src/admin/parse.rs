@@ -3,8 +3,10 @@
 use std::fmt;
 use std::str::FromStr;
 
-use http::{StatusCode, Uri};
+use http::StatusCode;
 use serde_json::{Map, Value};
+
+use crate::addr::{BackendAddr, InvalidBackendAddr};
 
 /// The weight of a backend registered without one.
 pub const DEFAULT_WEIGHT: u32 = 1;
@@ -15,7 +17,7 @@ pub const MAX_WEIGHT: u32 = 1000;
 /// The largest `/register` body accepted, in bytes (64 KiB).
 pub const MAX_BODY: usize = 64 * 1024;
 
-/// A backend to register: a normalised address and a weight in `1..=`[`MAX_WEIGHT`].
+/// A backend to register: a [`BackendAddr`] and a weight in `1..=`[`MAX_WEIGHT`].
 ///
 /// Built by [`parse_registration`] from a `/register` body, or parsed from `URL[=WEIGHT]`
 /// (the command-line form) with [`FromStr`]. Displays as `URL` (without the weight), the
@@ -31,21 +33,21 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendSpec {
-    address: Uri,
+    address: BackendAddr,
     weight: u32,
 }
 
 impl BackendSpec {
-    /// A backend at `address` (validated and normalised by [`parse_address`]) with `weight`.
+    /// A backend at `address` (validated and normalised as a [`BackendAddr`]) with `weight`.
     pub fn new(address: &str, weight: u32) -> Result<Self, RegisterError> {
         Ok(Self {
-            address: parse_address(address)?,
+            address: address.parse()?,
             weight: check_weight(i128::from(weight))?,
         })
     }
 
     /// The normalised address.
-    pub fn address(&self) -> &Uri {
+    pub fn address(&self) -> &BackendAddr {
         &self.address
     }
 
@@ -55,14 +57,14 @@ impl BackendSpec {
     }
 
     /// Returns the address and the weight.
-    pub fn into_parts(self) -> (Uri, u32) {
+    pub fn into_parts(self) -> (BackendAddr, u32) {
         (self.address, self.weight)
     }
 }
 
 impl fmt::Display for BackendSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(&address_string(&self.address))
+        fmt::Display::fmt(&self.address, f)
     }
 }
 
@@ -108,7 +110,7 @@ pub enum RegisterError {
         /// What it should have been.
         expected: &'static str,
     },
-    /// The address is not an absolute `http://` URL with a host (see [`parse_address`]).
+    /// The address is not an absolute `http://` URL with a host (see [`BackendAddr`]).
     BadAddress {
         /// The address as given.
         address: String,
@@ -161,10 +163,18 @@ impl fmt::Display for RegisterError {
 
 impl std::error::Error for RegisterError {}
 
+impl From<InvalidBackendAddr> for RegisterError {
+    /// A [`BadAddress`](RegisterError::BadAddress), with the same message.
+    fn from(error: InvalidBackendAddr) -> Self {
+        let (address, reason) = error.into_parts();
+        Self::BadAddress { address, reason }
+    }
+}
+
 /// Parses and validates a `/register` body: `{"address": "http://host:port", "weight": 5}`.
 ///
 /// `weight` is optional ([`DEFAULT_WEIGHT`]) and must be an integer in `1..=`[`MAX_WEIGHT`];
-/// `address` must pass [`parse_address`]. Any other field is an
+/// `address` must be a valid [`BackendAddr`]. Any other field is an
 /// [`UnknownField`](RegisterError::UnknownField). Pure and total: it never panics, whatever
 /// the bytes.
 ///
@@ -195,11 +205,11 @@ pub fn parse_registration(body: &[u8]) -> Result<BackendSpec, RegisterError> {
 /// ```
 /// use tower_lb::admin::parse_deregistration;
 ///
-/// let uri = parse_deregistration(br#"{"address": "http://127.0.0.1:1080/", "weight": 0}"#).unwrap();
-/// assert_eq!(uri, "http://127.0.0.1:1080".parse::<http::Uri>().unwrap());
+/// let addr = parse_deregistration(br#"{"address": "http://127.0.0.1:1080/", "weight": 0}"#).unwrap();
+/// assert_eq!(addr, "http://127.0.0.1:1080".parse::<tower_lb::BackendAddr>().unwrap());
 /// assert!(parse_deregistration(br#"{"weight": 1}"#).is_err());
 /// ```
-pub fn parse_deregistration(body: &[u8]) -> Result<Uri, RegisterError> {
+pub fn parse_deregistration(body: &[u8]) -> Result<BackendAddr, RegisterError> {
     address_field(&object(body)?)
 }
 
@@ -222,10 +232,10 @@ fn object(body: &[u8]) -> Result<Map<String, Value>, RegisterError> {
     Ok(fields)
 }
 
-fn address_field(fields: &Map<String, Value>) -> Result<Uri, RegisterError> {
+fn address_field(fields: &Map<String, Value>) -> Result<BackendAddr, RegisterError> {
     match fields.get("address") {
         None => Err(RegisterError::MissingAddress),
-        Some(Value::String(address)) => parse_address(address),
+        Some(Value::String(address)) => Ok(address.parse()?),
         Some(_) => Err(RegisterError::WrongType {
             field: "address",
             expected: "a string",
@@ -259,16 +269,13 @@ fn check_weight(weight: i128) -> Result<u32, RegisterError> {
     }
 }
 
-/// Validates and normalises a backend address.
+/// Validates and normalises a backend address: [`BackendAddr`]'s [`FromStr`], with its error
+/// as a [`RegisterError::BadAddress`] (the same message), as `/register` reports it.
 ///
 /// The address must be an absolute `http://` URL with a host, an optional port
 /// (`1..=65535`) and an optional path prefix (requests are forwarded under it); user info, a
-/// query or a fragment are refused. `https://` is recognised but refused: the balancer speaks
-/// plain HTTP to its backends (TLS to backends is not built in).
-///
-/// The normal form has a lower-case scheme and host, no default port (`:80`) and no trailing
-/// `/`, so `http://x:1`, `http://x:1/`, `HTTP://X:1//` name one backend, and so do `http://x`
-/// and `http://x:80`.
+/// query or a fragment are refused. `https://` is recognised but refused. The normal form has
+/// a lower-case scheme and host, no default port (`:80`) and no trailing `/`.
 ///
 /// ```
 /// use tower_lb::admin::parse_address;
@@ -277,61 +284,8 @@ fn check_weight(weight: i128) -> Result<u32, RegisterError> {
 /// assert!(parse_address("ftp://x").is_err());
 /// assert!(parse_address("http://").is_err());
 /// ```
-pub fn parse_address(address: &str) -> Result<Uri, RegisterError> {
-    let bad = |reason| RegisterError::BadAddress {
-        address: address.to_owned(),
-        reason,
-    };
-    const ABSOLUTE: &str = "expected an absolute http:// URL with a host";
-    if address.contains('#') {
-        return Err(bad("a fragment is not allowed"));
-    }
-    let uri: Uri = address.parse().map_err(|_| bad(ABSOLUTE))?;
-    let scheme = match uri.scheme_str() {
-        None => return Err(bad(ABSOLUTE)),
-        Some(s) if s.eq_ignore_ascii_case("http") => "http",
-        Some(s) if s.eq_ignore_ascii_case("https") => {
-            return Err(bad(
-                "https backends are not supported: the balancer speaks plain HTTP to backends",
-            ));
-        }
-        Some(_) => return Err(bad("the scheme must be http")),
-    };
-    let authority = uri.authority().ok_or_else(|| bad(ABSOLUTE))?;
-    if authority.as_str().contains('@') {
-        return Err(bad("user info is not allowed"));
-    }
-    let host = authority.host();
-    if host.is_empty() {
-        return Err(bad(ABSOLUTE));
-    }
-    // `Authority::port_u16` is `None` both for no port and for an unparsable one.
-    let has_port = authority.as_str().len() > host.len();
-    let port = match (has_port, authority.port_u16()) {
-        (false, _) => None,
-        (true, Some(0) | None) => return Err(bad("the port must be between 1 and 65535")),
-        (true, Some(p)) => Some(p),
-    };
-    if uri.query().is_some() {
-        return Err(bad("a query is not allowed"));
-    }
-    let default_port = 80;
-    let mut normal = format!("{scheme}://{}", host.to_ascii_lowercase());
-    if let Some(port) = port.filter(|&p| p != default_port) {
-        normal.push(':');
-        normal.push_str(&port.to_string());
-    }
-    normal.push_str(uri.path().trim_end_matches('/'));
-    normal.parse().map_err(|_| bad(ABSOLUTE))
-}
-
-/// The address as the API reports it: the URI without the `/` that an empty path displays as.
-pub(crate) fn address_string(uri: &Uri) -> String {
-    let mut s = uri.to_string();
-    if uri.path() == "/" && s.ends_with('/') {
-        s.pop();
-    }
-    s
+pub fn parse_address(address: &str) -> Result<BackendAddr, RegisterError> {
+    Ok(address.parse()?)
 }
 
 #[cfg(test)]
@@ -459,16 +413,16 @@ mod tests {
     fn addresses_are_normalised() {
         let same = ["http://x:1", "http://x:1/", "HTTP://X:1//", "Http://x:1"];
         for a in same {
-            let uri = parse_address(a).unwrap();
-            assert_eq!(uri, parse_address("http://x:1").unwrap(), "{a}");
-            assert_eq!(address_string(&uri), "http://x:1");
+            let addr = parse_address(a).unwrap();
+            assert_eq!(addr, parse_address("http://x:1").unwrap(), "{a}");
+            assert_eq!(addr.to_string(), "http://x:1");
         }
         assert_eq!(
-            address_string(&parse_address("http://x:80/").unwrap()),
+            parse_address("http://x:80/").unwrap().to_string(),
             "http://x"
         );
         assert_eq!(
-            address_string(&parse_address("http://x:443/a/b/").unwrap()),
+            parse_address("http://x:443/a/b/").unwrap().to_string(),
             "http://x:443/a/b"
         );
     }
@@ -495,7 +449,7 @@ mod tests {
 
     #[test]
     fn deregistration_needs_an_address_and_ignores_the_weight() {
-        let uri = parse_address("http://127.0.0.1:1080").unwrap();
+        let addr = parse_address("http://127.0.0.1:1080").unwrap();
         for body in [
             r#"{"address": "http://127.0.0.1:1080"}"#,
             r#"{"address": "HTTP://127.0.0.1:1080/", "weight": 5}"#,
@@ -504,7 +458,7 @@ mod tests {
         ] {
             assert_eq!(
                 parse_deregistration(body.as_bytes()),
-                Ok(uri.clone()),
+                Ok(addr.clone()),
                 "{body}"
             );
         }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::IpNet;
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body::Body;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use serde::Serialize;
@@ -16,9 +16,8 @@ use tower::Service;
 
 use super::access::{Access, AdminToken, check_backend};
 use super::backends::{self, BalancerView};
-use super::parse::{
-    MAX_BODY, RegisterError, address_string, parse_deregistration, parse_registration,
-};
+use super::parse::{MAX_BODY, RegisterError, parse_deregistration, parse_registration};
+use crate::addr::BackendAddr;
 use crate::client_ip::ClientIp;
 use crate::health::{HealthMonitor, Probe};
 use crate::registry::Registry;
@@ -38,7 +37,7 @@ pub fn is_admin_path(path: &str) -> bool {
     path == REGISTER_PATH || path == BACKENDS_PATH
 }
 
-type Confirm = dyn Fn(&Uri, u32) -> bool + Send + Sync;
+type Confirm = dyn Fn(&BackendAddr, u32) -> bool + Send + Sync;
 type BoxFuture = Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send>>;
 
 /// The admin API as a [`Service`]. See the [module docs](super).
@@ -47,14 +46,14 @@ type BoxFuture = Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, Infal
 /// serve): route the paths of [`is_admin_path`] to it. Clones share the registry and the probe.
 #[must_use]
 pub struct Admin<S, P> {
-    registry: Registry<Uri, S>,
+    registry: Registry<BackendAddr, S>,
     probe: P,
     timeout: Duration,
     confirm: Option<Arc<Confirm>>,
     access: Access,
     allowed: Arc<[IpNet]>,
     view: Option<Arc<dyn BalancerView>>,
-    monitor: Option<HealthMonitor<Weighted<Uri>>>,
+    monitor: Option<HealthMonitor<Weighted<BackendAddr>>>,
 }
 
 impl<S, P> Admin<S, P> {
@@ -63,7 +62,7 @@ impl<S, P> Admin<S, P> {
     /// It serves loopback peers only, registers any address, and lists backends with the
     /// registry's weights alone until given a [`balancer`](Self::balancer) and a
     /// [`monitor`](Self::monitor).
-    pub fn new(registry: Registry<Uri, S>, probe: P) -> Self {
+    pub fn new(registry: Registry<BackendAddr, S>, probe: P) -> Self {
         Self {
             registry,
             probe,
@@ -92,7 +91,7 @@ impl<S, P> Admin<S, P> {
     /// weight, and marks it healthy (it has just passed a check).
     pub fn wait_until<F>(mut self, serving: F) -> Self
     where
-        F: Fn(&Uri, u32) -> bool + Send + Sync + 'static,
+        F: Fn(&BackendAddr, u32) -> bool + Send + Sync + 'static,
     {
         self.confirm = Some(Arc::new(serving));
         self
@@ -131,13 +130,13 @@ impl<S, P> Admin<S, P> {
     }
 
     /// The health checks whose results `GET /backends` reports.
-    pub fn monitor(mut self, monitor: HealthMonitor<Weighted<Uri>>) -> Self {
+    pub fn monitor(mut self, monitor: HealthMonitor<Weighted<BackendAddr>>) -> Self {
         self.monitor = Some(monitor);
         self
     }
 
     /// The registry backends are added to.
-    pub fn registry(&self) -> &Registry<Uri, S> {
+    pub fn registry(&self) -> &Registry<BackendAddr, S> {
         &self.registry
     }
 
@@ -181,7 +180,7 @@ impl<S, P: fmt::Debug> fmt::Debug for Admin<S, P> {
 impl<S, P, B> Service<Request<B>> for Admin<S, P>
 where
     S: Send + 'static,
-    P: Probe<Uri>,
+    P: Probe<BackendAddr>,
     B: Body + Send + 'static,
     B::Data: Send,
     B::Error: Into<BoxError>,
@@ -360,7 +359,7 @@ async fn poll_until(timeout: Duration, done: impl Fn() -> bool) -> bool {
 
 impl<S, P> Admin<S, P>
 where
-    P: Probe<Uri>,
+    P: Probe<BackendAddr>,
 {
     async fn register<B>(self, body: B) -> Response<Full<Bytes>>
     where
@@ -372,7 +371,7 @@ where
             Err(res) => return res,
         };
         let (uri, weight) = spec.into_parts();
-        let address = address_string(&uri);
+        let address = uri.to_string();
         if let Err(reason) = check_backend(&uri, &self.allowed) {
             tracing::info!(backend = %address, %reason, "registration refused: backend not allowed");
             return jsend::fail(StatusCode::FORBIDDEN, reason);
@@ -417,7 +416,7 @@ where
             Ok(uri) => uri,
             Err(res) => return res,
         };
-        let address = address_string(&uri);
+        let address = uri.to_string();
         if !self.registry.deregister(&uri) {
             return jsend::fail(
                 StatusCode::NOT_FOUND,
@@ -427,7 +426,8 @@ where
         let in_flight = match &self.view {
             None => None,
             Some(view) => {
-                let in_set = |e: &Arc<crate::Endpoint<Weighted<Uri>>>| e.key().key() == &uri;
+                let in_set =
+                    |e: &Arc<crate::Endpoint<Weighted<BackendAddr>>>| e.key().key() == &uri;
                 if !poll_until(self.timeout, || !view.endpoints().iter().any(in_set)).await {
                     tracing::warn!(backend = %address, "deregistered, but still in the balancer's set");
                 }

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode, Uri, header};
+use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, StreamBody};
 use serde_json::{Value, json};
 use tower::{Service, ServiceExt};
@@ -13,14 +13,14 @@ use tower::{Service, ServiceExt};
 use super::*;
 use crate::balance::Endpoint;
 use crate::health::{Probe, probe_fn};
-use crate::{PeerAddr, Registry, Weighted};
+use crate::{BackendAddr, PeerAddr, Registry, Weighted};
 
-type TestRegistry = Registry<Uri, Uri>;
+type TestRegistry = Registry<BackendAddr, BackendAddr>;
 
 /// A probe that passes for port 1080 and fails for every other.
-fn probe() -> impl Probe<Uri> {
-    probe_fn(|uri: &Uri| {
-        let alive = uri.port_u16() == Some(1080);
+fn probe() -> impl Probe<BackendAddr> {
+    probe_fn(|uri: &BackendAddr| {
+        let alive = uri.port() == 1080;
         async move {
             if alive {
                 Ok(())
@@ -31,8 +31,8 @@ fn probe() -> impl Probe<Uri> {
     })
 }
 
-fn admin() -> (Admin<Uri, impl Probe<Uri>>, TestRegistry) {
-    let registry = Registry::new(|uri: &Uri| uri.clone());
+fn admin() -> (Admin<BackendAddr, impl Probe<BackendAddr>>, TestRegistry) {
+    let registry = Registry::new(|uri: &BackendAddr| uri.clone());
     (Admin::new(registry.clone(), probe()), registry)
 }
 
@@ -98,7 +98,7 @@ async fn live_backend_is_registered_and_reported() {
         json,
         json!({"status": "success", "data": {"server": "http://127.0.0.1:1080", "weight": 5}})
     );
-    let uri: Uri = "http://127.0.0.1:1080".parse().unwrap();
+    let uri: BackendAddr = "http://127.0.0.1:1080".parse().unwrap();
     assert_eq!(registry.backends(), vec![(uri, 5)]);
 }
 
@@ -135,8 +135,8 @@ async fn dead_backend_is_404_and_not_registered() {
 
 #[tokio::test(start_paused = true)]
 async fn backend_that_does_not_answer_in_time_is_not_alive() {
-    let registry: TestRegistry = Registry::new(|uri: &Uri| uri.clone());
-    let hangs = probe_fn(|_: &Uri| std::future::pending::<Result<(), Infallible>>());
+    let registry: TestRegistry = Registry::new(|uri: &BackendAddr| uri.clone());
+    let hangs = probe_fn(|_: &BackendAddr| std::future::pending::<Result<(), Infallible>>());
     let mut admin = Admin::new(registry.clone(), hangs).timeout(Duration::from_millis(300));
     let started = tokio::time::Instant::now();
     let (status, json, _) = send(&mut admin, post(r#"{"address": "http://10.0.0.1"}"#)).await;
@@ -299,11 +299,11 @@ async fn bodies_over_64_kib_are_413() {
 
 #[tokio::test]
 async fn wait_until_delays_the_answer_until_serving() {
-    let registry: TestRegistry = Registry::new(|uri: &Uri| uri.clone());
+    let registry: TestRegistry = Registry::new(|uri: &BackendAddr| uri.clone());
     let polls = Arc::new(AtomicUsize::new(0));
     let seen = Arc::clone(&polls);
     let mut admin = Admin::new(registry, probe()).wait_until(move |uri, weight| {
-        assert_eq!((uri.port_u16(), weight), (Some(1080), 3));
+        assert_eq!((uri.port(), weight), (1080, 3));
         seen.fetch_add(1, Ordering::SeqCst) >= 2
     });
     let (status, _, _) = send(
@@ -329,11 +329,11 @@ fn futures_are_send() {
 /// others that still have requests in flight.
 struct FakeBalancer {
     registry: TestRegistry,
-    endpoints: Vec<Arc<Endpoint<Weighted<Uri>>>>,
+    endpoints: Vec<Arc<Endpoint<Weighted<BackendAddr>>>>,
 }
 
 impl BalancerView for FakeBalancer {
-    fn endpoints(&self) -> Vec<Arc<Endpoint<Weighted<Uri>>>> {
+    fn endpoints(&self) -> Vec<Arc<Endpoint<Weighted<BackendAddr>>>> {
         let registered = self.registry.backends();
         let endpoints = self.endpoints.iter();
         endpoints
@@ -342,7 +342,7 @@ impl BalancerView for FakeBalancer {
             .collect()
     }
 
-    fn retired(&self) -> Vec<Arc<Endpoint<Weighted<Uri>>>> {
+    fn retired(&self) -> Vec<Arc<Endpoint<Weighted<BackendAddr>>>> {
         let live = self.endpoints();
         let endpoints = self.endpoints.iter();
         endpoints
@@ -352,7 +352,12 @@ impl BalancerView for FakeBalancer {
     }
 }
 
-fn endpoint(uri: &str, weight: u32, in_flight: usize, served: u64) -> Arc<Endpoint<Weighted<Uri>>> {
+fn endpoint(
+    uri: &str,
+    weight: u32,
+    in_flight: usize,
+    served: u64,
+) -> Arc<Endpoint<Weighted<BackendAddr>>> {
     let e = Arc::new(Endpoint::new(
         Weighted::new(uri.parse().unwrap(), weight),
         weight,
@@ -368,8 +373,8 @@ fn endpoint(uri: &str, weight: u32, in_flight: usize, served: u64) -> Arc<Endpoi
 
 /// An admin over two registered backends, `:1080` (weight 2, 3 requests in flight) and
 /// `:1081` (weight 1, idle), with a balancer that holds them.
-fn admin_with_balancer() -> (Admin<Uri, impl Probe<Uri>>, TestRegistry) {
-    let registry: TestRegistry = Registry::new(|uri: &Uri| uri.clone());
+fn admin_with_balancer() -> (Admin<BackendAddr, impl Probe<BackendAddr>>, TestRegistry) {
+    let registry: TestRegistry = Registry::new(|uri: &BackendAddr| uri.clone());
     registry.register("http://127.0.0.1:1080".parse().unwrap(), 2);
     registry.register("http://127.0.0.1:1081".parse().unwrap(), 1);
     let balancer = FakeBalancer {
@@ -463,16 +468,16 @@ async fn delete_without_a_balancer_reports_draining_with_unknown_requests() {
 #[tokio::test(start_paused = true)]
 async fn delete_waits_for_the_balancer_to_drop_the_backend_but_not_forever() {
     /// A balancer that never applies the removal.
-    struct Stuck(Vec<Arc<Endpoint<Weighted<Uri>>>>);
+    struct Stuck(Vec<Arc<Endpoint<Weighted<BackendAddr>>>>);
     impl BalancerView for Stuck {
-        fn endpoints(&self) -> Vec<Arc<Endpoint<Weighted<Uri>>>> {
+        fn endpoints(&self) -> Vec<Arc<Endpoint<Weighted<BackendAddr>>>> {
             self.0.clone()
         }
-        fn retired(&self) -> Vec<Arc<Endpoint<Weighted<Uri>>>> {
+        fn retired(&self) -> Vec<Arc<Endpoint<Weighted<BackendAddr>>>> {
             Vec::new()
         }
     }
-    let registry: TestRegistry = Registry::new(|uri: &Uri| uri.clone());
+    let registry: TestRegistry = Registry::new(|uri: &BackendAddr| uri.clone());
     registry.register("http://127.0.0.1:1080".parse().unwrap(), 1);
     let mut admin = Admin::new(registry.clone(), probe())
         .timeout(Duration::from_millis(250))
@@ -547,12 +552,16 @@ async fn backends_lists_every_field_with_the_balancers_counters() {
 }
 
 /// Requests refused by the access check change nothing and never reach the probe.
-fn counting_admin() -> (Admin<Uri, impl Probe<Uri>>, TestRegistry, Arc<AtomicUsize>) {
-    let registry: TestRegistry = Registry::new(|uri: &Uri| uri.clone());
+fn counting_admin() -> (
+    Admin<BackendAddr, impl Probe<BackendAddr>>,
+    TestRegistry,
+    Arc<AtomicUsize>,
+) {
+    let registry: TestRegistry = Registry::new(|uri: &BackendAddr| uri.clone());
     registry.register("http://127.0.0.1:1081".parse().unwrap(), 1);
     let probes = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&probes);
-    let probe = probe_fn(move |_: &Uri| {
+    let probe = probe_fn(move |_: &BackendAddr| {
         counted.fetch_add(1, Ordering::SeqCst);
         async { Ok::<_, Infallible>(()) }
     });

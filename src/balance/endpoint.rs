@@ -198,7 +198,7 @@ impl Stats {
     }
 
     /// A `200 OK` arrived, for tests that fill counters by hand.
-    #[cfg(test)]
+    #[cfg(all(test, feature = "server"))]
     pub(crate) fn record_served(&self) {
         self.record_response(StatusCode::OK);
     }

@@ -55,6 +55,7 @@ pub struct InvalidProbeUri {
 }
 
 impl InvalidProbeUri {
+    #[cfg(feature = "proxy")]
     pub(crate) fn new(uri: impl Into<String>, source: Option<http::Error>) -> Self {
         Self {
             uri: uri.into(),

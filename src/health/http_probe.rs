@@ -1,4 +1,4 @@
-//! [`HttpProbe`]: the active health check over HTTP.
+//! [`HttpProbe`]: the active health check over HTTP, through the forwarding client.
 
 use std::fmt;
 use std::future::Future;
@@ -6,78 +6,98 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use bytes::{Buf, Bytes};
-use http::Uri;
-use http::uri::Scheme;
+use bytes::Buf;
+use http::header::USER_AGENT as USER_AGENT_HEADER;
+use http::uri::PathAndQuery;
+use http::{HeaderMap, HeaderValue, Uri};
 use http_body::Body;
-use http_body_util::Empty;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use pin_project_lite::pin_project;
 
 use super::error::{InvalidProbeUri, UnhealthyStatus};
 use super::probe::{Probe, ProbeTarget};
-use crate::BoxError;
-
-type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+use crate::proxy::future::ResponseFuture;
+use crate::proxy::{self, BackendBody, ProxyClient};
+use crate::{BackendAddr, BoxError};
 
 /// At most this much of a health-check response body is read (so that the connection can be
 /// reused); the rest is dropped with the connection.
 const MAX_DRAIN: usize = 64 * 1024;
 
+/// The `User-Agent` of every check.
+const USER_AGENT: &str = "tower-lb-health-check";
+
 /// Checks HTTP backends with `GET <backend><path>`; a `2xx` answer is a pass.
 ///
 /// Anything else fails the check: another status ([`UnhealthyStatus`]), a connection error, or
-/// (under [`HealthCheckLayer`](super::HealthCheckLayer)) the timeout. Clones share one pooled
-/// HTTP/1 client, so checks reuse their keep-alive connections.
+/// (under [`HealthCheckLayer`](super::HealthCheckLayer)) the timeout.
 ///
-/// The path is appended to the backend's base URI: for backend `http://10.0.0.1:8080/api/`
-/// and path `/health` the check is `GET http://10.0.0.1:8080/api/health`.
+/// The path goes under the backend's path prefix: for backend `http://10.0.0.1:8080/api/` and
+/// path `/health` the check is `GET /api/health` to `10.0.0.1:8080`.
+///
+/// # One client for checks and traffic
+///
+/// Checks go through a [`ProxyClient`], the client that forwards requests: give it the
+/// balancer's own with [`with_client`](Self::with_client) (the
+/// [`Server`](crate::server::Server) does), and a check takes the very path a request takes —
+/// the same connection pool, connector (`TCP_NODELAY`, name resolution) and connect timeout —
+/// so it judges what traffic meets. Like Envoy's health checks (and unlike HAProxy's, which
+/// open a fresh connection each time), a check reuses an idle keep-alive connection of the
+/// pool when there is one, and its connection goes back to the pool once the answer is read: a
+/// backend whose pooled connections are all broken, or which no longer accepts new ones, fails
+/// its check as a request would. The pool keeps a backend's connections while its forwarding
+/// service ([`HttpBackend`](crate::proxy::HttpBackend) on the same client) lives; with none —
+/// the check at registration, before the backend has one, or a probe with a client of its own
+/// — a check's connection closes after it, and each check opens a fresh one, as HAProxy's do.
+/// A check takes no place under the backend's
+/// [cap](crate::proxy::ProxyClientBuilder::max_conns_per_backend), as HAProxy's checks do not
+/// count toward a server's `maxconn`. The client's response timeout applies, and the layer's
+/// (or the caller's) timeout for the whole check on top. [`new`](Self::new) makes a client of
+/// its own, with the default settings.
+///
+/// `B` is the client's request body type; a check sends no body.
 ///
 /// It can also be called directly, for instance to check a backend before registering it:
 ///
 /// ```no_run
+/// use tower_lb::BackendAddr;
 /// use tower_lb::health::{HttpProbe, Probe};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// let probe = HttpProbe::new("/health");
-/// let backend: http::Uri = "http://127.0.0.1:8080".parse().unwrap();
+/// let backend: BackendAddr = "http://127.0.0.1:8080".parse().unwrap();
 /// match probe.probe(&backend).await {
 ///     Ok(()) => println!("healthy"),
 ///     Err(error) => println!("not registered: {error}"),
 /// }
 /// # }
 /// ```
-#[derive(Clone)]
-pub struct HttpProbe {
+pub struct HttpProbe<B = Incoming> {
     path: Arc<str>,
-    client: HttpClient,
+    /// The path, parsed; `None` if it is not a valid path and query (every check fails).
+    target: Option<PathAndQuery>,
+    client: ProxyClient<B>,
 }
 
 impl HttpProbe {
-    /// Checks `path` (a leading `/` is added if missing; it may carry a query).
+    /// Checks `path` (a leading `/` is added if missing; it may carry a query) with a client
+    /// of its own.
     pub fn new(path: impl Into<String>) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(1)
-            .build(connector);
-        Self::with_client(client, path)
+        Self::with_client(ProxyClient::new(), path)
     }
+}
 
-    /// Checks `path` with a client of your own (connect timeout, pool size, …).
-    pub fn with_client(
-        client: Client<HttpConnector, Empty<Bytes>>,
-        path: impl Into<String>,
-    ) -> Self {
+impl<B> HttpProbe<B> {
+    /// Checks `path` through `client`: the balancer's own, so that checks and traffic share
+    /// one connection path.
+    pub fn with_client(client: ProxyClient<B>, path: impl Into<String>) -> Self {
         let mut path = path.into();
         if !path.starts_with('/') {
             path.insert(0, '/');
         }
         Self {
+            target: PathAndQuery::try_from(path.as_str()).ok(),
             path: path.into(),
             client,
         }
@@ -88,43 +108,40 @@ impl HttpProbe {
         &self.path
     }
 
-    /// The URI checked for the backend at `base`: its scheme (`http` if none) and authority, its
-    /// path without a trailing `/`, then this probe's path.
-    pub fn uri_for(&self, base: &Uri) -> Result<Uri, InvalidProbeUri> {
-        let Some(authority) = base.authority() else {
-            return Err(InvalidProbeUri::new(base.to_string(), None));
-        };
-        let scheme = base.scheme().cloned().unwrap_or(Scheme::HTTP);
-        let prefix = base.path().trim_end_matches('/');
-        Uri::builder()
-            .scheme(scheme)
-            .authority(authority.clone())
-            .path_and_query(format!("{prefix}{}", self.path))
-            .build()
-            .map_err(|error| InvalidProbeUri::new(base.to_string(), Some(error)))
+    /// The client checks go through.
+    pub fn client(&self) -> &ProxyClient<B> {
+        &self.client
     }
 
-    /// Checks the backend at `base` (see [`uri_for`](Self::uri_for)).
-    pub fn check(&self, base: &Uri) -> HttpProbeFuture {
-        let state = match self.uri_for(base) {
-            Ok(uri) => {
-                let request = http::Request::get(uri)
-                    .header(http::header::USER_AGENT, "tower-lb-health-check")
-                    .body(Empty::new());
-                match request {
-                    Ok(request) => State::Requesting {
-                        inner: self.client.request(request),
-                    },
-                    Err(error) => State::Failed {
-                        error: Some(error.into()),
-                    },
-                }
-            }
-            Err(error) => State::Failed {
-                error: Some(error.into()),
-            },
+    /// The URI checked for the backend at `addr`: its address with this probe's path under
+    /// its prefix ([`BackendAddr::uri_with`]).
+    pub fn uri_for(&self, addr: &BackendAddr) -> Result<Uri, InvalidProbeUri> {
+        addr.uri_with(&self.path)
+            .map_err(|error| InvalidProbeUri::new(format!("{addr}{}", self.path), Some(error)))
+    }
+}
+
+impl<B> HttpProbe<B>
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    /// Checks the backend at `addr` (see [`uri_for`](Self::uri_for)).
+    pub fn check(&self, addr: &BackendAddr) -> HttpProbeFuture<B> {
+        let Some(target) = self.target.clone() else {
+            return HttpProbeFuture::failed(self.uri_for(addr).err().map_or_else(
+                || format!("invalid health check path {:?}", self.path).into(),
+                Into::into,
+            ));
         };
-        HttpProbeFuture { state }
+        let mut headers = HeaderMap::with_capacity(2);
+        headers.insert(USER_AGENT_HEADER, HeaderValue::from_static(USER_AGENT));
+        HttpProbeFuture {
+            state: State::Requesting {
+                inner: proxy::get(&self.client, addr, target, headers),
+            },
+        }
     }
 }
 
@@ -135,51 +152,77 @@ impl Default for HttpProbe {
     }
 }
 
-impl fmt::Debug for HttpProbe {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HttpProbe")
-            .field("path", &self.path)
-            .finish_non_exhaustive()
+impl<B> Clone for HttpProbe<B> {
+    fn clone(&self) -> Self {
+        Self {
+            path: Arc::clone(&self.path),
+            target: self.target.clone(),
+            client: self.client.clone(),
+        }
     }
 }
 
-impl<K: ProbeTarget> Probe<K> for HttpProbe {
-    type Future = HttpProbeFuture;
+impl<B> fmt::Debug for HttpProbe<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpProbe")
+            .field("path", &self.path)
+            .field("client", &self.client)
+            .finish()
+    }
+}
+
+impl<K, B> Probe<K> for HttpProbe<B>
+where
+    K: ProbeTarget,
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    type Future = HttpProbeFuture<B>;
 
     fn probe(&self, key: &K) -> Self::Future {
-        match key.base_uri() {
-            Ok(base) => self.check(&base),
-            Err(error) => HttpProbeFuture {
-                state: State::Failed {
-                    error: Some(error.into()),
-                },
-            },
+        match key.backend_addr() {
+            Ok(addr) => self.check(&addr),
+            Err(error) => HttpProbeFuture::failed(error.into()),
         }
     }
 }
 
 pin_project! {
     /// One check by an [`HttpProbe`].
-    pub struct HttpProbeFuture {
+    pub struct HttpProbeFuture<B = Incoming> {
         #[pin]
-        state: State,
+        state: State<B>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State {
+    enum State<B> {
         Failed { error: Option<BoxError> },
         Requesting {
             #[pin]
-            inner: hyper_util::client::legacy::ResponseFuture,
+            inner: ResponseFuture<B>,
         },
         // A 2xx arrived; its body is read so the connection goes back to the pool.
-        Draining { body: Incoming, read: usize },
+        Draining { body: BackendBody<B>, read: usize },
     }
 }
 
-impl Future for HttpProbeFuture {
+impl<B> HttpProbeFuture<B> {
+    fn failed(error: BoxError) -> Self {
+        Self {
+            state: State::Failed { error: Some(error) },
+        }
+    }
+}
+
+impl<B> Future for HttpProbeFuture<B>
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
     type Output = Result<(), BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -221,7 +264,7 @@ impl Future for HttpProbeFuture {
     }
 }
 
-impl fmt::Debug for HttpProbeFuture {
+impl<B> fmt::Debug for HttpProbeFuture<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpProbeFuture").finish_non_exhaustive()
     }

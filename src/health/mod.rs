@@ -27,9 +27,15 @@
 //! | [`slow_start`](HealthCheckLayer::slow_start) | off |
 //!
 //! Probes: [`HttpProbe`] sends `GET <backend><path>` (`/health` by default) and passes on a
-//! `2xx`; [`probe_fn`] makes one from a closure. A [`HealthMonitor`], from
+//! `2xx`, through the same [`ProxyClient`](crate::proxy::ProxyClient) (pool, connector,
+//! timeouts) as the traffic it judges when given the balancer's client; [`probe_fn`] makes one
+//! from a closure. A [`HealthMonitor`], from
 //! [`HealthCheckLayer::monitor`], lists every backend's [`HealthSnapshot`] and lets an
 //! operator check one now or set its status by hand.
+//!
+//! Where a backend stands is one type, [`BackendState`] (healthy, unhealthy, ejected,
+//! draining), shared with the admin API's listing; [`Health`] is only the verdict of the
+//! active checks (up or down).
 //!
 //! A re-insert of a key that is present (a weight update from a
 //! [`Registry`](crate::Registry)) keeps its health and its probe task.
@@ -106,7 +112,7 @@
 //! registry.register("a", 1);
 //! registry.register("b", 1);
 //!
-//! // A real balancer would use `HttpProbe::new("/health")` with `Uri` keys.
+//! // A real balancer would use `HttpProbe::new("/health")` with `BackendAddr` keys.
 //! let probe = probe_fn(|backend: &Weighted<&'static str>| {
 //!     let up = *backend.key() != "b";
 //!     async move { if up { Ok(()) } else { Err("connection refused") } }
@@ -134,8 +140,8 @@
 //! # }
 //! ```
 //!
-//! With HTTP backends keyed by [`Uri`](http::Uri), as a standalone balancer would (`HttpProbe`
-//! needs the `proxy` feature):
+//! With HTTP backends keyed by [`BackendAddr`](crate::BackendAddr), as a standalone balancer
+//! would (`HttpProbe` needs the `proxy` feature):
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -147,7 +153,7 @@
 //! # #[cfg(feature = "proxy")]
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
-//! # let make_client = |_uri: &http::Uri| tower::service_fn(|_: http::Request<String>| async {
+//! # let make_client = |_addr: &tower_lb::BackendAddr| tower::service_fn(|_: http::Request<String>| async {
 //! #     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
 //! # });
 //! let registry = Registry::new(make_client);

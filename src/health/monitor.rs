@@ -52,7 +52,8 @@ impl<K> Backends<K> {
 /// Get one from [`HealthCheckLayer::monitor`](super::HealthCheckLayer::monitor). It sees the
 /// backends of every stream the layer (or a clone of it) built, from the moment they are
 /// inserted until they are removed. Lookups take any borrowed form of the key, so with
-/// [`Weighted<Uri>`](crate::Weighted) keys you can look up by `Uri`.
+/// [`Weighted<BackendAddr>`](crate::Weighted) keys you can look up by
+/// [`BackendAddr`](crate::BackendAddr).
 pub struct HealthMonitor<K> {
     backends: Arc<Backends<K>>,
 }

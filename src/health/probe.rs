@@ -8,12 +8,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use http::Uri;
-use http::uri::Scheme;
 use pin_project_lite::pin_project;
 
-use super::error::InvalidProbeUri;
-use crate::BoxError;
 use crate::weight::Weighted;
+use crate::{BackendAddr, BoxError, InvalidBackendAddr};
 
 /// Checks whether the backend named by a discovery key `K` is healthy.
 ///
@@ -111,33 +109,34 @@ impl<F> fmt::Debug for ProbeFnFuture<F> {
 
 /// A discovery key that names an HTTP backend, so `HttpProbe` (feature `proxy`) can check it.
 ///
-/// Implemented for [`Uri`] (`http://10.0.0.1:8080`, optionally with a path prefix),
-/// [`SocketAddr`] (checked over plain HTTP) and [`Weighted`] keys of either.
+/// Implemented for [`BackendAddr`], for [`Uri`] (`http://10.0.0.1:8080`, optionally with a
+/// path prefix; the rules of [`BackendAddr`]'s `FromStr`), for [`SocketAddr`] (checked over
+/// plain HTTP) and for [`Weighted`] keys of any of them.
 pub trait ProbeTarget {
-    /// The backend's base URI; the probe's path is appended to its path.
-    fn base_uri(&self) -> Result<Cow<'_, Uri>, InvalidProbeUri>;
+    /// The backend's address; the probe's path goes under its prefix.
+    fn backend_addr(&self) -> Result<Cow<'_, BackendAddr>, InvalidBackendAddr>;
 }
 
-impl ProbeTarget for Uri {
-    fn base_uri(&self) -> Result<Cow<'_, Uri>, InvalidProbeUri> {
+impl ProbeTarget for BackendAddr {
+    fn backend_addr(&self) -> Result<Cow<'_, BackendAddr>, InvalidBackendAddr> {
         Ok(Cow::Borrowed(self))
     }
 }
 
+impl ProbeTarget for Uri {
+    fn backend_addr(&self) -> Result<Cow<'_, BackendAddr>, InvalidBackendAddr> {
+        BackendAddr::try_from(self).map(Cow::Owned)
+    }
+}
+
 impl ProbeTarget for SocketAddr {
-    fn base_uri(&self) -> Result<Cow<'_, Uri>, InvalidProbeUri> {
-        Uri::builder()
-            .scheme(Scheme::HTTP)
-            .authority(self.to_string())
-            .path_and_query("/")
-            .build()
-            .map(Cow::Owned)
-            .map_err(|error| InvalidProbeUri::new(self.to_string(), Some(error)))
+    fn backend_addr(&self) -> Result<Cow<'_, BackendAddr>, InvalidBackendAddr> {
+        BackendAddr::try_from(*self).map(Cow::Owned)
     }
 }
 
 impl<T: ProbeTarget> ProbeTarget for Weighted<T> {
-    fn base_uri(&self) -> Result<Cow<'_, Uri>, InvalidProbeUri> {
-        self.key().base_uri()
+    fn backend_addr(&self) -> Result<Cow<'_, BackendAddr>, InvalidBackendAddr> {
+        self.key().backend_addr()
     }
 }

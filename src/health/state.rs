@@ -13,7 +13,15 @@ use super::outlier::OutlierDetection;
 use super::pool::{DOWN, EJECTED, Pool, PoolGuard, RAMPING, UNAVAILABLE};
 use crate::BoxError;
 
-/// Whether a backend passes its health checks.
+/// The verdict of a backend's active health checks: up or down.
+///
+/// This is not where the backend stands — for that there is one type, [`BackendState`], which
+/// also says whether it is ejected or draining. `Health` is what the checks decide (and what
+/// an operator [sets by hand](BackendHealth::set_health), or a layer [starts
+/// with](super::HealthCheckLayer::initial)): a backend ejected by outlier detection still
+/// passes its checks, so its health is `Healthy` while its state is
+/// [`Ejected`](BackendState::Ejected). It is [`BackendState::Unhealthy`] exactly when its
+/// health is `Unhealthy`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Health {
@@ -49,35 +57,47 @@ impl fmt::Display for Health {
     }
 }
 
-/// Where a backend stands, as a listing (such as the admin API's) shows it.
+/// Where a backend stands: the one state type that health checks, the admin API's listing
+/// (`GET /backends`, field `state`) and metrics share.
 ///
-/// Unlike [`Health`], which is the verdict of the active checks alone, it also says whether
-/// outlier detection has ejected the backend. A backend both down and ejected is `Unhealthy`:
-/// it comes back only once its checks pass, whenever the ejection ends.
+/// It joins the verdict of the active checks ([`Health`]), outlier detection's ejections and
+/// deregistration. A backend both down and ejected is `Unhealthy`: it comes back only once its
+/// checks pass, whenever the ejection ends. A backend in its slow-start ramp is `Healthy`
+/// (see [`HealthSnapshot::slow_start_remaining`]).
+///
+/// Serialised (`serde`) and displayed in lower case: `"healthy"`, `"unhealthy"`, `"ejected"`,
+/// `"draining"`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum BackendState {
-    /// Passes its checks and is not ejected: it takes requests (during a slow start, a share
-    /// of them).
+    /// Registered, passes its checks and not ejected: it takes requests (during a slow start,
+    /// a growing share of them).
     #[default]
     Healthy,
-    /// Failed its active checks.
+    /// Registered, but failed its active checks: it takes no requests until it passes.
     Unhealthy,
-    /// Passes its checks, but was ejected by outlier detection for failing requests.
+    /// Registered and passes its checks, but ejected by outlier detection for failing
+    /// requests: it takes none until the ejection ends.
     Ejected,
+    /// Deregistered with requests still in flight: it takes no new ones and is gone when the
+    /// last one ends. The health checks never report it (they stop at deregistration); the
+    /// admin API's listing does.
+    Draining,
 }
 
 impl BackendState {
-    /// `"healthy"`, `"unhealthy"` or `"ejected"`.
+    /// `"healthy"`, `"unhealthy"`, `"ejected"` or `"draining"`.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Healthy => "healthy",
             Self::Unhealthy => "unhealthy",
             Self::Ejected => "ejected",
+            Self::Draining => "draining",
         }
     }
 
+    /// The state of a checked backend from its status word: never `Draining`.
     const fn of(status: u8) -> Self {
         if status & DOWN != 0 {
             Self::Unhealthy
@@ -112,7 +132,8 @@ const MIN_ADMIT: u64 = u64::MAX / 10;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HealthSnapshot {
-    /// The current status.
+    /// The verdict of the active checks (an ejected backend is still `Healthy` here; see
+    /// [`state`](Self::state)).
     pub status: Health,
     /// When the last check finished, `None` before the first one.
     pub last_check: Option<SystemTime>,
@@ -129,7 +150,7 @@ pub struct HealthSnapshot {
     /// Checks failed since the backend was added (of [`checks`](Self::checks)).
     pub checks_failed: u64,
     /// Where the backend stands: healthy, unhealthy (from the checks) or ejected (by outlier
-    /// detection).
+    /// detection); never `Draining`, which the health checks do not see.
     pub state: BackendState,
     /// Responses failed in a row (errors, `502`, `503`, `504`), counted only with outlier
     /// detection on; back to 0 at each ejection attempt.
@@ -661,5 +682,21 @@ mod tests {
             serde_json::to_string(&Health::Healthy).unwrap(),
             "\"healthy\""
         );
+    }
+
+    #[test]
+    fn backend_state_displays_and_serializes_lowercase() {
+        for (state, text) in [
+            (BackendState::Healthy, "healthy"),
+            (BackendState::Unhealthy, "unhealthy"),
+            (BackendState::Ejected, "ejected"),
+            (BackendState::Draining, "draining"),
+        ] {
+            assert_eq!(state.to_string(), text);
+            assert_eq!(
+                serde_json::to_string(&state).unwrap(),
+                format!("\"{text}\"")
+            );
+        }
     }
 }

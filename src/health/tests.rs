@@ -529,6 +529,7 @@ mod http_probe {
     use tokio::net::TcpListener;
 
     use super::*;
+    use crate::BackendAddr;
 
     /// A server answering 200 on `/health` and `/api/health`, 500 elsewhere.
     async fn server() -> SocketAddr {
@@ -554,7 +555,7 @@ mod http_probe {
         addr
     }
 
-    fn uri(s: &str) -> Uri {
+    fn uri(s: &str) -> BackendAddr {
         s.parse().unwrap()
     }
 
@@ -572,26 +573,34 @@ mod http_probe {
                 "http://10.0.0.1:8080/api/",
                 "http://10.0.0.1:8080/api/health",
             ),
-            ("10.0.0.1:8080", "http://10.0.0.1:8080/health"),
-            ("https://example.com/x/?q=1", "https://example.com/x/health"),
         ] {
-            assert_eq!(probe.uri_for(&uri(base)).unwrap(), uri(want), "{base}");
+            assert_eq!(probe.uri_for(&uri(base)).unwrap(), want, "{base}");
         }
         let probe = HttpProbe::new("ready?full=1");
         assert_eq!(probe.path(), "/ready?full=1");
         assert_eq!(
             probe.uri_for(&uri("http://h:1/a/")).unwrap(),
-            uri("http://h:1/a/ready?full=1")
+            "http://h:1/a/ready?full=1"
         );
         assert_eq!(HttpProbe::default().path(), "/health");
-        assert!(probe.uri_for(&uri("/only/a/path")).is_err());
+        assert!(HttpProbe::new("/a b").uri_for(&uri("http://h:1")).is_err());
+        // Keys that are no backend address: the check fails at once, naming the key.
+        for key in [
+            "10.0.0.1:8080",
+            "https://example.com/x/?q=1",
+            "/only/a/path",
+        ] {
+            let key: Uri = key.parse().unwrap();
+            let error = ProbeTarget::backend_addr(&key).unwrap_err();
+            assert!(error.to_string().contains("invalid address"), "{error}");
+        }
     }
 
     #[tokio::test]
     async fn passes_on_2xx_and_fails_otherwise() {
         let addr = server().await;
         let base = uri(&format!("http://{addr}"));
-        let check = |probe: HttpProbe, base: Uri| async move {
+        let check = |probe: HttpProbe, base: BackendAddr| async move {
             tokio::time::timeout(Duration::from_secs(5), probe.probe(&base))
                 .await
                 .expect("probe finished")
@@ -634,6 +643,57 @@ mod http_probe {
             .await
             .unwrap_err();
         assert!(error.downcast_ref::<UnhealthyStatus>().is_none(), "{error}");
+    }
+
+    /// A server answering 200 to everything that counts the connections it accepted.
+    async fn counting_server() -> (SocketAddr, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                count.fetch_add(1, SeqCst);
+                let service = hyper::service::service_fn(|_: http::Request<_>| async {
+                    Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(b"ok"))))
+                });
+                tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+            }
+        });
+        (addr, accepted)
+    }
+
+    #[tokio::test]
+    async fn checks_and_traffic_share_the_clients_connections() {
+        use http_body_util::{BodyExt, Empty};
+
+        use crate::proxy::{HttpBackend, ProxyClient};
+
+        let (addr, accepted) = counting_server().await;
+        let backend: BackendAddr = format!("http://{addr}").parse().unwrap();
+        let client = ProxyClient::<Empty<Bytes>>::new();
+        // The backend's forwarding service, as a registry makes it; it keeps its connections.
+        let mut http = HttpBackend::new(backend.clone(), client.clone());
+        let probe = HttpProbe::with_client(client, "/health");
+        probe.probe(&backend).await.unwrap();
+        probe.probe(&backend).await.unwrap();
+        assert_eq!(accepted.load(SeqCst), 1, "checks reuse their connection");
+
+        // A request goes out on the connection the checks opened...
+        let req = http::Request::get("/").body(Empty::new()).unwrap();
+        let res = http.ready().await.unwrap().call(req).await.unwrap();
+        assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "ok");
+        assert_eq!(accepted.load(SeqCst), 1, "one pool for checks and traffic");
+        // ...and a check after it on the request's.
+        probe.probe(&backend).await.unwrap();
+        assert_eq!(accepted.load(SeqCst), 1);
+
+        // With no forwarding service to keep the backend's connections (a probe with a client
+        // of its own, or the check at registration), each check has a connection of its own.
+        let alone = HttpProbe::new("/health");
+        alone.probe(&backend).await.unwrap();
+        alone.probe(&backend).await.unwrap();
+        assert_eq!(accepted.load(SeqCst), 3);
     }
 
     #[tokio::test]

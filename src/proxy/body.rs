@@ -49,16 +49,28 @@ impl Upload {
     }
 }
 
-/// A request body that reports to an [`Upload`], if it has one.
+/// A request body that reports to an [`Upload`], if it has one; or no body at all (a health
+/// check's, on the same connections as the requests, whose body type it cannot make).
 #[derive(Debug)]
 pub(crate) struct UploadBody<B> {
-    inner: B,
+    inner: Option<B>,
     upload: Option<Arc<Upload>>,
 }
 
 impl<B> UploadBody<B> {
     pub(crate) fn new(inner: B, upload: Option<Arc<Upload>>) -> Self {
-        Self { inner, upload }
+        Self {
+            inner: Some(inner),
+            upload,
+        }
+    }
+
+    /// An empty body.
+    pub(crate) fn empty() -> Self {
+        Self {
+            inner: None,
+            upload: None,
+        }
     }
 }
 
@@ -71,12 +83,15 @@ impl<B: Body + Unpin> Body for UploadBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = &mut *self;
-        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let frame = ready!(Pin::new(&mut *inner).poll_frame(cx));
         if let Some(upload) = &this.upload {
             match &frame {
                 Some(Ok(_)) => {
                     upload.frames.fetch_add(1, Ordering::AcqRel);
-                    if this.inner.is_end_stream() {
+                    if inner.is_end_stream() {
                         upload.finish();
                     }
                 }
@@ -87,11 +102,13 @@ impl<B: Body + Unpin> Body for UploadBody<B> {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(B::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), B::size_hint)
     }
 }
 

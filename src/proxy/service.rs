@@ -5,9 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::{BufMut, BytesMut};
-use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderValue, Request, Response, Uri, Version, header};
+use http::uri::{Authority, PathAndQuery};
+use http::{HeaderValue, Method, Request, Response, Uri, Version, header};
 use http_body::Body;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
@@ -21,7 +20,7 @@ use super::headers::{
 };
 use super::limit::{Limit, Slot};
 use super::pool::Host;
-use crate::{BoxError, PeerAddr};
+use crate::{BackendAddr, BoxError, PeerAddr};
 
 /// Forwards each request to one backend; see the [module docs](super).
 ///
@@ -42,82 +41,39 @@ struct Shared<B> {
     // The backend's connections, found once.
     host: Arc<Host<B>>,
     limit: Option<Arc<Limit>>,
-    base: Uri,
-    authority: Authority,
-    /// The base URI's path without its trailing `/`; empty when the base has no path.
-    prefix: Box<str>,
+    addr: BackendAddr,
 }
-
-/// The base URI given to [`HttpBackend::try_new`] is not `http://host[:port][/prefix]`.
-#[derive(Debug, Clone)]
-pub struct InvalidBackendUri {
-    uri: Uri,
-}
-
-impl fmt::Display for InvalidBackendUri {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid backend uri `{}`: expected http://host[:port][/prefix] without a query",
-            self.uri
-        )
-    }
-}
-
-impl std::error::Error for InvalidBackendUri {}
 
 impl<B> HttpBackend<B> {
-    /// Forwards to `base` (`http://127.0.0.1:1080`, or with a path prefix such as
+    /// Forwards to `addr` (`http://127.0.0.1:1080`, or with a path prefix such as
     /// `http://10.0.0.5:8080/api`) through `client`.
     ///
-    /// # Panics
-    ///
-    /// If `base` is not an `http` URI with an authority; see [`try_new`](Self::try_new).
-    pub fn new(base: Uri, client: ProxyClient<B>) -> Self {
-        match Self::try_new(base, client) {
-            Ok(s) => s,
-            Err(e) => panic!("{e}"),
-        }
-    }
-
-    /// Like [`new`](Self::new), but returns an error for a base URI that is not
-    /// `http://host[:port][/prefix]` (no scheme means `http`).
-    pub fn try_new(base: Uri, client: ProxyClient<B>) -> Result<Self, InvalidBackendUri> {
-        let invalid = |uri: &Uri| InvalidBackendUri { uri: uri.clone() };
-        // No scheme means `http`; requests go out in origin form, so only the check remains.
-        if base.scheme().is_some_and(|s| *s != Scheme::HTTP) {
-            return Err(invalid(&base));
-        }
-        let authority = base.authority().cloned().ok_or_else(|| invalid(&base))?;
-        if base.query().is_some() {
-            return Err(invalid(&base));
-        }
-        let prefix = base.path().trim_end_matches('/').into();
+    /// It cannot fail: a [`BackendAddr`] is valid once parsed, so a bad address is an error
+    /// where it is parsed ([`InvalidBackendAddr`](crate::InvalidBackendAddr)), never here.
+    pub fn new(addr: BackendAddr, client: ProxyClient<B>) -> Self {
         let limit = client
             .max_conns_per_backend
             .map(|max| Limit::new(max, Arc::clone(&client.freed)));
-        let host = client.pool.host(&authority);
-        Ok(Self {
+        let host = client.pool.host(addr.authority());
+        Self {
             slot: None,
             shared: Arc::new(Shared {
                 client,
                 host,
                 limit,
-                base,
-                authority,
-                prefix,
+                addr,
             }),
-        })
+        }
     }
 
-    /// The base URI requests are forwarded to.
-    pub fn base(&self) -> &Uri {
-        &self.shared.base
+    /// The backend's address, which requests are forwarded to.
+    pub fn addr(&self) -> &BackendAddr {
+        &self.shared.addr
     }
 
     /// The backend's `host:port`.
     pub fn authority(&self) -> &Authority {
-        &self.shared.authority
+        self.shared.addr.authority()
     }
 
     /// The client requests go through.
@@ -149,19 +105,10 @@ impl<B> Shared<B> {
         // Origin form (`/path?query`): the connection is to the backend already.
         let original = std::mem::take(&mut parts.uri).into_parts();
         let original_authority = original.authority;
-        let path = original.path_and_query;
-        let path = if self.prefix.is_empty() {
-            path.unwrap_or_else(|| PathAndQuery::from_static("/"))
-        } else {
-            let path = path.as_ref().map_or("/", PathAndQuery::as_str);
-            let mut buf = BytesMut::with_capacity(self.prefix.len() + path.len() + 1);
-            buf.put_slice(self.prefix.as_bytes());
-            if !path.starts_with('/') {
-                buf.put_u8(b'/');
-            }
-            buf.put_slice(path.as_bytes());
-            PathAndQuery::from_maybe_shared(buf.freeze())?
-        };
+        let path = original
+            .path_and_query
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let path = self.addr.join(path)?;
         parts.uri = Uri::from(path);
         parts.version = Version::HTTP_11;
 
@@ -189,7 +136,7 @@ impl<B> Shared<B> {
                 // An HTTP/1.0 request without `Host`: the backend's own, as clients send.
                 headers.insert(
                     header::HOST,
-                    HeaderValue::from_str(self.authority.as_str())?,
+                    HeaderValue::from_str(self.addr.authority().as_str())?,
                 );
                 headers.remove(&X_FORWARDED_HOST)
             }
@@ -264,6 +211,48 @@ where
     }
 }
 
+/// A bodiless `GET` of `path_and_query` (under the backend's prefix) on the backend at
+/// `addr`, through `client`'s pool: the connections, connector and timeouts traffic uses, as
+/// an [`HttpProbe`](crate::health::HttpProbe) sends its checks. It takes no place under the
+/// backend's cap (as HAProxy's checks do not count toward a server's `maxconn`). The request
+/// carries `Host` (the backend's) and `headers`.
+pub(crate) fn get<B>(
+    client: &ProxyClient<B>,
+    addr: &BackendAddr,
+    path_and_query: PathAndQuery,
+    headers: http::HeaderMap,
+) -> ResponseFuture<B>
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let request = addr
+        .join(path_and_query)
+        .map_err(BoxError::from)
+        .and_then(|target| {
+            let mut req = Request::new(UploadBody::empty());
+            *req.method_mut() = Method::GET;
+            *req.uri_mut() = Uri::from(target);
+            *req.version_mut() = Version::HTTP_11;
+            *req.headers_mut() = headers;
+            let host = HeaderValue::from_str(addr.authority().as_str())?;
+            req.headers_mut().insert(header::HOST, host);
+            Ok(req)
+        });
+    match request {
+        Ok(req) => ResponseFuture::new(
+            client.pool.host(addr.authority()),
+            req,
+            client.response_timeout,
+            None,
+            None,
+            None,
+        ),
+        Err(error) => ResponseFuture::failed(error),
+    }
+}
+
 impl<B> Clone for HttpBackend<B> {
     /// A clone without the original's place under the cap.
     fn clone(&self) -> Self {
@@ -277,7 +266,7 @@ impl<B> Clone for HttpBackend<B> {
 impl<B> fmt::Debug for HttpBackend<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpBackend")
-            .field("base", &self.shared.base)
+            .field("addr", &self.shared.addr)
             .field("client", &self.shared.client)
             .field("limit", &self.shared.limit)
             .finish()
@@ -333,8 +322,9 @@ mod tests {
             let parts = rewrite(&b, Request::get("/x?y=1").body(()).unwrap());
             assert_eq!(parts.uri, "/api/x?y=1");
         }
-        let b = backend("127.0.0.1:1080");
-        assert_eq!(b.base(), "127.0.0.1:1080");
+        let b = backend("http://127.0.0.1:1080/");
+        assert_eq!(b.addr().to_string(), "http://127.0.0.1:1080");
+        assert_eq!(b.authority(), "127.0.0.1:1080");
         let parts = rewrite(&b, Request::get("/").body(()).unwrap());
         assert_eq!(parts.uri, "/");
     }
@@ -399,10 +389,10 @@ mod tests {
     }
 
     #[test]
-    fn non_http_bases_are_rejected() {
-        let client = ProxyClient::<Incoming>::new();
+    fn non_http_bases_are_rejected_when_parsed() {
+        // An `HttpBackend` takes a `BackendAddr`, so a bad base fails to parse, with its name.
         for base in ["https://127.0.0.1:1080", "/just/a/path", "http://h:1/?q=1"] {
-            let err = HttpBackend::try_new(base.parse().unwrap(), client.clone()).unwrap_err();
+            let err = base.parse::<BackendAddr>().unwrap_err();
             assert!(err.to_string().contains(base), "{err}");
         }
     }

@@ -125,7 +125,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::Uri;
 use tokio::net::{TcpListener, TcpStream};
 use tower::{Layer, ServiceBuilder};
 
@@ -136,7 +135,7 @@ use crate::admin::Admin;
 use crate::health::{Health, HealthCheckLayer, HealthMonitor, HttpProbe};
 use crate::proxy::HttpBackend;
 use crate::stats::BalancerSnapshot;
-use crate::{Algo, LoadBalanceLayer, Registry, RetryLayer, Weighted};
+use crate::{Algo, BackendAddr, LoadBalanceLayer, Registry, RetryLayer, Weighted};
 
 pub use self::config::Config;
 pub use self::service::{Backend, Balancer, ResponseBody};
@@ -152,8 +151,8 @@ pub struct Server {
     local_addr: SocketAddr,
     /// The separate admin listener and its address, with [`Config::admin_bind`].
     admin: Option<(TcpListener, SocketAddr)>,
-    registry: Registry<Uri, Backend>,
-    monitor: HealthMonitor<Weighted<Uri>>,
+    registry: Registry<BackendAddr, Backend>,
+    monitor: HealthMonitor<Weighted<BackendAddr>>,
     routes: Arc<Routes>,
     algo: Algo,
     health_interval: Duration,
@@ -189,13 +188,15 @@ impl Server {
             client.clone(),
         );
         let freed = std::sync::Arc::clone(&client.freed);
+        // Checks go through the client that forwards requests: one connection path for both.
+        let probe = HttpProbe::with_client(client.clone(), config.health_path.clone());
+        // A `BackendAddr` is valid once parsed: making its service cannot fail.
         let registry =
-            Registry::new(move |uri: &Uri| HttpBackend::new(uri.clone(), client.clone()));
+            Registry::new(move |addr: &BackendAddr| HttpBackend::new(addr.clone(), client.clone()));
         for backend in &config.backends {
             registry.register(backend.address().clone(), backend.weight());
         }
 
-        let probe = HttpProbe::new(config.health_path.clone());
         let mut health = HealthCheckLayer::new(probe.clone())
             .interval(config.health_interval)
             .timeout(config.health_timeout)
@@ -253,14 +254,14 @@ impl Server {
     }
 
     /// The set of backends: register and deregister them programmatically, as `/register`
-    /// does (but without the check at registration). Keys are normalised addresses; see
-    /// [`admin::parse_address`](crate::admin::parse_address).
-    pub fn registry(&self) -> &Registry<Uri, Backend> {
+    /// does (but without the check at registration). Keys are normalised addresses
+    /// ([`BackendAddr`]).
+    pub fn registry(&self) -> &Registry<BackendAddr, Backend> {
         &self.registry
     }
 
     /// The health of every registered backend.
-    pub fn health(&self) -> &HealthMonitor<Weighted<Uri>> {
+    pub fn health(&self) -> &HealthMonitor<Weighted<BackendAddr>> {
         &self.monitor
     }
 
@@ -271,7 +272,7 @@ impl Server {
 
     /// Every number the server keeps, read now: the balancer's and its backends', with their
     /// health. See [`stats`](crate::stats) for what each means.
-    pub fn stats(&self) -> BalancerSnapshot<Weighted<Uri>> {
+    pub fn stats(&self) -> BalancerSnapshot<Weighted<BackendAddr>> {
         self.balancer().snapshot_with(&self.monitor)
     }
 
@@ -544,8 +545,8 @@ async fn accept_error(error: io::Error) {
 /// passed the check at registration.
 fn serving(
     balancer: Balancer,
-    monitor: HealthMonitor<Weighted<Uri>>,
-) -> impl Fn(&Uri, u32) -> bool + Send + Sync + 'static {
+    monitor: HealthMonitor<Weighted<BackendAddr>>,
+) -> impl Fn(&BackendAddr, u32) -> bool + Send + Sync + 'static {
     move |uri, weight| {
         let in_set = balancer
             .endpoints()

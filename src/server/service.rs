@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use http::{Request, Response, Uri};
+use http::{Request, Response};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
@@ -21,14 +21,15 @@ use crate::balance::TrackedBody;
 use crate::health::{HealthCheckDiscover, HttpProbe};
 use crate::proxy::{self, BackendBody, HttpBackend, ProxyClient};
 use crate::retry::{self, Retry, RetryBody};
-use crate::{LoadBalance, NoAvailableBackend, PeerAddr, RegistryDiscover};
+use crate::{BackendAddr, LoadBalance, NoAvailableBackend, PeerAddr, RegistryDiscover};
 
 /// The balancer a [`Server`](super::Server) runs: its algorithm over the health-checked
 /// backends of its registry.
 pub type Balancer = LoadBalance<BackendSet>;
 
 /// The health-checked backends of the registry.
-type BackendSet = HealthCheckDiscover<RegistryDiscover<Uri, Backend>, HttpProbe>;
+type BackendSet =
+    HealthCheckDiscover<RegistryDiscover<BackendAddr, Backend>, HttpProbe<RetryBody<Incoming>>>;
 
 /// The service that forwards to one backend. Its requests carry a [`RetryBody`]: the
 /// client's body, or an empty one when a request is [retried](crate::retry).
@@ -48,7 +49,7 @@ pub(crate) struct Routes {
     pub(crate) balancer: Balancer,
     /// The balancer with its queue, under retries.
     pub(crate) proxy: Retry<Proxy>,
-    pub(crate) admin: Admin<Backend, HttpProbe>,
+    pub(crate) admin: Admin<Backend, HttpProbe<RetryBody<Incoming>>>,
 }
 
 /// Which routes a listener serves.

@@ -398,6 +398,7 @@ async fn a_snapshot_takes_the_queue_and_connection_numbers_it_is_given() {
     assert_eq!(stats.connections.map(|c| c.open), Some(1));
 }
 
+#[cfg(feature = "server")]
 #[tokio::test]
 async fn a_server_reads_its_balancer_and_health() {
     let config = crate::server::Config::new()

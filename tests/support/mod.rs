@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, StatusCode, Uri};
+use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 use tower_lb::admin::BackendSpec;
 use tower_lb::health::{Health, HealthMonitor};
 use tower_lb::server::{Backend, Balancer, Config, Server};
-use tower_lb::{Registry, Weighted};
+use tower_lb::{BackendAddr, Registry, Weighted};
 
 /// Everything a test waits for is bounded by this.
 pub const DEADLINE: Duration = Duration::from_secs(10);
@@ -32,8 +32,8 @@ pub struct Lb {
     pub addr: SocketAddr,
     /// The separate admin listener, with `Config::admin_bind`.
     pub admin_addr: Option<SocketAddr>,
-    pub registry: Registry<Uri, Backend>,
-    pub health: HealthMonitor<Weighted<Uri>>,
+    pub registry: Registry<BackendAddr, Backend>,
+    pub health: HealthMonitor<Weighted<BackendAddr>>,
     pub balancer: Balancer,
     pub client: HttpClient,
     stop: Option<oneshot::Sender<()>>,
@@ -134,14 +134,14 @@ impl Lb {
             .endpoints()
             .iter()
             .map(|e| {
-                let name = e.key().key().authority().unwrap().to_string();
+                let name = e.key().key().authority().to_string();
                 (name, e.in_flight())
             })
             .collect()
     }
 
     /// Waits until the balancer reports `backend` with `health`.
-    pub async fn wait_health(&self, backend: &Uri, health: Health) {
+    pub async fn wait_health(&self, backend: &BackendAddr, health: Health) {
         eventually(&format!("{backend} is {health}"), || async {
             (self.health.get(backend)?.status == health).then_some(())
         })
