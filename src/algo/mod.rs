@@ -22,11 +22,14 @@ use std::time::Duration;
 
 use crate::balance::{Endpoint, Stats};
 
+pub(crate) mod clock;
 mod dynamic;
+pub(crate) mod hash;
 pub mod least_conn;
 pub mod least_time;
 pub mod p2c;
 pub mod random;
+pub(crate) mod refused;
 pub(crate) mod rng;
 pub mod round_robin;
 pub mod source_ip_hash;
