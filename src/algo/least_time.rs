@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use super::Pick;
+use super::{AlgoConfig, Configure};
 use super::clock::now_ns;
 use super::p2c::two_choices_by;
 use super::rng::Rng;
@@ -174,6 +175,12 @@ impl LeastTime {
 impl Default for LeastTime {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+impl Configure for LeastTime {
+    fn configure(config: &AlgoConfig) -> Self {
+        config.seed.map_or_else(Self::new, Self::from_rng_seed)
     }
 }
 

@@ -40,6 +40,7 @@ use std::sync::Arc;
 use super::hash::{GOLDEN, fmix64, ip_hash, key_hash};
 use super::refused::Refused;
 use super::{Pick, RoundRobin};
+use super::{AlgoConfig, Configure};
 use crate::balance::Endpoint;
 use crate::client_ip::ClientIp;
 
@@ -177,6 +178,12 @@ impl SourceIpHashTable {
             refused.insert(owner);
         }
         None
+    }
+}
+
+impl Configure for SourceIpHash {
+    fn configure(config: &AlgoConfig) -> Self {
+        Self::new().client_ip(config.client_ip.clone())
     }
 }
 

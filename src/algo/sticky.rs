@@ -38,6 +38,7 @@ use http::header::{COOKIE, HeaderName};
 use super::clock::now_ns;
 use super::hash::{PassThrough, fmix64, ip_hash, seeded_bytes_hash};
 use super::{Pick, RoundRobin};
+use super::{AlgoConfig, Configure};
 use crate::balance::{Endpoint, Stats};
 use crate::client_ip::ClientIp;
 
@@ -267,6 +268,12 @@ impl Shard {
             let (_, &mut cutoff, _) = seen.select_nth_unstable(k);
             self.clients.retain(|_, p| p.last_seen > cutoff);
         }
+    }
+}
+
+impl Configure for StickyRoundRobin {
+    fn configure(config: &AlgoConfig) -> Self {
+        Self::new().key(StickyKey::ClientIp(config.client_ip.clone()))
     }
 }
 

@@ -33,6 +33,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use super::Pick;
+use super::{AlgoConfig, Configure};
 use super::refused::Refused;
 use crate::balance::Endpoint;
 
@@ -171,6 +172,12 @@ pub(crate) fn smooth_sequence(weights: &[u64]) -> Vec<u32> {
         sequence.push(rep);
     }
     sequence
+}
+
+impl Configure for WeightedRoundRobin {
+    fn configure(_: &AlgoConfig) -> Self {
+        Self::new()
+    }
 }
 
 impl<K: Send + Sync + 'static> Pick<K> for WeightedRoundRobin {
