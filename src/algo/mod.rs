@@ -402,6 +402,16 @@ mod tests {
     }
 
     #[test]
+    fn readme_shows_the_custom_pick_example_verbatim() {
+        let readme = include_str!("../../README.md");
+        let example = include_str!("../../examples/custom_pick.rs");
+        assert!(
+            readme.contains(&format!("```rust\n{example}```\n")),
+            "README.md's \"Writing your own algorithm\" must show examples/custom_pick.rs as it is"
+        );
+    }
+
+    #[test]
     fn default_is_round_robin() {
         assert_eq!(Algo::default(), Algo::RoundRobin);
         assert_eq!(Algo::ALL.len(), 8);
