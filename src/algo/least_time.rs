@@ -24,8 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use super::Pick;
-use super::{AlgoConfig, Configure};
+use super::{AlgoConfig, Configure, Pick};
 use super::clock::now_ns;
 use super::p2c::two_choices_by;
 use super::rng::Rng;

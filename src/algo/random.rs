@@ -6,8 +6,7 @@
 
 use std::sync::Arc;
 
-use super::Pick;
-use super::{AlgoConfig, Configure};
+use super::{AlgoConfig, Configure, Pick};
 use super::rng::Rng;
 use crate::balance::Endpoint;
 

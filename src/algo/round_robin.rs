@@ -7,8 +7,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
-use super::Pick;
-use super::{AlgoConfig, Configure};
+use super::{AlgoConfig, Configure, Pick};
 use crate::balance::Endpoint;
 
 /// Round robin picker. See the [module docs](self).

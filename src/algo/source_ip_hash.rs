@@ -39,8 +39,7 @@ use std::sync::Arc;
 
 use super::hash::{GOLDEN, fmix64, ip_hash, key_hash};
 use super::refused::Refused;
-use super::{Pick, RoundRobin};
-use super::{AlgoConfig, Configure};
+use super::{AlgoConfig, Configure, Pick, RoundRobin};
 use crate::balance::Endpoint;
 use crate::client_ip::ClientIp;
 

@@ -37,8 +37,7 @@ use http::header::{COOKIE, HeaderName};
 
 use super::clock::now_ns;
 use super::hash::{PassThrough, fmix64, ip_hash, seeded_bytes_hash};
-use super::{Pick, RoundRobin};
-use super::{AlgoConfig, Configure};
+use super::{AlgoConfig, Configure, Pick, RoundRobin};
 use crate::balance::{Endpoint, Stats};
 use crate::client_ip::ClientIp;
 

@@ -32,8 +32,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
-use super::Pick;
-use super::{AlgoConfig, Configure};
+use super::{AlgoConfig, Configure, Pick};
 use super::refused::Refused;
 use crate::balance::Endpoint;
 
