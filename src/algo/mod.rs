@@ -33,7 +33,7 @@
 //!    its short names (canonical first), long name, other accepted names, and a "choose it
 //!    when" phrase. From that line the list declares the module and re-exports the picker, and
 //!    generates the variant, [`Algo::ALL`], the names, parsing and display, [`Algo::about`]
-//!    (which the standalone balancer's `--help` reads) and [`AlgoPick`]'s dispatch.
+//!    (for the standalone balancer's `--help`) and [`AlgoPick`]'s dispatch.
 //!
 //! Then give it a row in the table above (a unit test fails until the table matches the list)
 //! and in the README's.
