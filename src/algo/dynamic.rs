@@ -1,19 +1,33 @@
 //! [`AlgoPick`]: the picker chosen at run time from an [`Algo`].
+//!
+//! Generated from the `algorithms!` list in the [parent module](super): one variant per
+//! algorithm in [`AlgoPick`] and [`AlgoTable`], dispatched with a `match` (no boxing, no
+//! virtual call), each picker built by its [`Configure`] impl.
 
 use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::least_conn::LeastConnTable;
-use super::random::RandomTable;
-use super::source_ip_hash::SourceIpHashTable;
-use super::weighted_round_robin::WeightedRoundRobinTable;
-use super::{
-    Algo, LeastConn, LeastTime, Pick, PowerOfTwoChoices, Random, RoundRobin, SourceIpHash,
-    StickyKey, StickyRoundRobin, WeightedRoundRobin,
-};
+use super::{Algo, Pick};
 use crate::balance::{Endpoint, Stats};
 use crate::client_ip::ClientIp;
+
+/// The run-time settings [`AlgoPick`] builds a picker from.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AlgoConfig {
+    /// How clients are identified: the IP hashed by source IP hash, the default client key of
+    /// sticky round robin.
+    pub(crate) client_ip: ClientIp,
+    /// A fixed seed for the random choices, for reproducible runs; `None` seeds from the OS.
+    pub(crate) seed: Option<u64>,
+}
+
+/// How [`AlgoPick`] builds an algorithm's picker: every picker in the `algorithms!` list
+/// implements it, in its own file.
+pub(crate) trait Configure {
+    /// The picker for these settings.
+    fn configure(config: &AlgoConfig) -> Self;
+}
 
 /// The picker for an [`Algo`], dispatched with a `match`.
 ///
@@ -27,36 +41,13 @@ use crate::client_ip::ClientIp;
 #[derive(Debug)]
 pub struct AlgoPick {
     algo: Algo,
+    config: AlgoConfig,
     inner: Inner,
 }
 
+/// The table of the picker inside an [`AlgoPick`], built by its [`Pick::build`].
 #[derive(Debug)]
-enum Inner {
-    RoundRobin(RoundRobin),
-    WeightedRoundRobin(WeightedRoundRobin),
-    StickyRoundRobin(StickyRoundRobin),
-    LeastConn(LeastConn),
-    PowerOfTwoChoices(PowerOfTwoChoices),
-    SourceIpHash(SourceIpHash),
-    LeastTime(LeastTime),
-    Random(Random),
-}
-
-/// The table of the picker inside an [`AlgoPick`].
-#[derive(Debug)]
-pub enum AlgoTable {
-    /// The picker keeps no table: round robin, sticky round robin, power of two choices and
-    /// least time.
-    None,
-    /// [`WeightedRoundRobin`]'s table.
-    WeightedRoundRobin(WeightedRoundRobinTable),
-    /// [`LeastConn`]'s table.
-    LeastConn(LeastConnTable),
-    /// [`SourceIpHash`]'s table.
-    SourceIpHash(SourceIpHashTable),
-    /// [`Random`]'s table.
-    Random(RandomTable),
-}
+pub struct AlgoTable(Table);
 
 impl AlgoPick {
     /// The picker for `algo`.
@@ -64,34 +55,23 @@ impl AlgoPick {
     /// `client_ip` says how clients are identified: the IP hashed by [`Algo::SourceIpHash`] and
     /// the default client key of [`Algo::StickyRoundRobin`].
     pub fn new(algo: Algo, client_ip: ClientIp) -> Self {
-        let inner = match algo {
-            Algo::RoundRobin => Inner::RoundRobin(RoundRobin::new()),
-            Algo::WeightedRoundRobin => Inner::WeightedRoundRobin(WeightedRoundRobin::new()),
-            Algo::StickyRoundRobin => {
-                Inner::StickyRoundRobin(StickyRoundRobin::new().key(StickyKey::ClientIp(client_ip)))
-            }
-            Algo::LeastConn => Inner::LeastConn(LeastConn::new()),
-            Algo::PowerOfTwoChoices => Inner::PowerOfTwoChoices(PowerOfTwoChoices::new()),
-            Algo::SourceIpHash => Inner::SourceIpHash(SourceIpHash::new().client_ip(client_ip)),
-            Algo::LeastTime => Inner::LeastTime(LeastTime::new()),
-            Algo::Random => Inner::Random(Random::new()),
+        let config = AlgoConfig {
+            client_ip,
+            seed: None,
         };
-        Self { algo, inner }
+        let inner = Inner::new(algo, &config);
+        Self {
+            algo,
+            config,
+            inner,
+        }
     }
 
     /// Reseeds the random choices (of `PTC`, `LT` and `Random`), for reproducible runs.
     #[must_use]
     pub fn seeded(mut self, seed: u64) -> Self {
-        match &mut self.inner {
-            Inner::PowerOfTwoChoices(p) => *p = PowerOfTwoChoices::from_seed(seed),
-            Inner::LeastTime(p) => *p = LeastTime::from_rng_seed(seed),
-            Inner::Random(p) => *p = Random::from_seed(seed),
-            Inner::RoundRobin(_)
-            | Inner::WeightedRoundRobin(_)
-            | Inner::StickyRoundRobin(_)
-            | Inner::LeastConn(_)
-            | Inner::SourceIpHash(_) => {}
-        }
+        self.config.seed = Some(seed);
+        self.inner = Inner::new(self.algo, &self.config);
         self
     }
 
@@ -107,74 +87,91 @@ fn foreign_table() -> ! {
     unreachable!("table built by another picker")
 }
 
-impl<K: Hash + Eq + Clone + Send + Sync + 'static> Pick<K> for AlgoPick {
-    type Table = AlgoTable;
-
-    fn build(&self, endpoints: &[Arc<Endpoint<K>>]) -> AlgoTable {
-        match &self.inner {
-            Inner::RoundRobin(_)
-            | Inner::StickyRoundRobin(_)
-            | Inner::PowerOfTwoChoices(_)
-            | Inner::LeastTime(_) => AlgoTable::None,
-            Inner::WeightedRoundRobin(p) => AlgoTable::WeightedRoundRobin(p.build(endpoints)),
-            Inner::LeastConn(p) => AlgoTable::LeastConn(p.build(endpoints)),
-            Inner::SourceIpHash(p) => AlgoTable::SourceIpHash(p.build(endpoints)),
-            Inner::Random(p) => AlgoTable::Random(Pick::<K>::build(p, endpoints)),
+/// Defines [`Inner`] and [`Table`] (one variant per algorithm) and [`AlgoPick`]'s [`Pick`] impl:
+/// each method matches on the variant and calls that picker's own method.
+macro_rules! define_dispatch {
+    ($(
+        $(#[$attr:meta])*
+        $variant:ident => $module:ident::$picker:ident,
+        [$short:literal $(, $alt:literal)*], $long:literal, [$($alias:literal),*], $about:literal;
+    )*) => {
+        /// The picker of each algorithm.
+        #[derive(Debug)]
+        enum Inner {
+            $($variant(super::$picker),)*
         }
-    }
 
-    #[inline]
-    fn pick<B>(
-        &self,
-        table: &AlgoTable,
-        endpoints: &[Arc<Endpoint<K>>],
-        req: &http::Request<B>,
-        ready: &mut impl FnMut(usize) -> bool,
-    ) -> Option<usize> {
-        match (&self.inner, table) {
-            (Inner::RoundRobin(p), _) => p.pick(&(), endpoints, req, ready),
-            (Inner::StickyRoundRobin(p), _) => p.pick(&(), endpoints, req, ready),
-            (Inner::PowerOfTwoChoices(p), _) => p.pick(&(), endpoints, req, ready),
-            (Inner::LeastTime(p), _) => p.pick(&(), endpoints, req, ready),
-            (Inner::WeightedRoundRobin(p), AlgoTable::WeightedRoundRobin(t)) => {
-                p.pick(t, endpoints, req, ready)
+        /// The table of each algorithm's picker; a picker's table type is the same for every
+        /// key type, so `()` stands for any.
+        #[derive(Debug)]
+        enum Table {
+            $($variant(<super::$picker as Pick<()>>::Table),)*
+        }
+
+        impl Inner {
+            fn new(algo: Algo, config: &AlgoConfig) -> Self {
+                match algo {
+                    $(Algo::$variant => Self::$variant(Configure::configure(config)),)*
+                }
             }
-            (Inner::LeastConn(p), AlgoTable::LeastConn(t)) => p.pick(t, endpoints, req, ready),
-            (Inner::SourceIpHash(p), AlgoTable::SourceIpHash(t)) => {
-                p.pick(t, endpoints, req, ready)
+        }
+
+        impl<K: Hash + Eq + Clone + Send + Sync + 'static> Pick<K> for AlgoPick {
+            type Table = AlgoTable;
+
+            fn build(&self, endpoints: &[Arc<Endpoint<K>>]) -> AlgoTable {
+                AlgoTable(match &self.inner {
+                    $(Inner::$variant(p) => Table::$variant(Pick::<K>::build(p, endpoints)),)*
+                })
             }
-            (Inner::Random(p), AlgoTable::Random(t)) => p.pick(t, endpoints, req, ready),
-            (
-                Inner::WeightedRoundRobin(_)
-                | Inner::LeastConn(_)
-                | Inner::SourceIpHash(_)
-                | Inner::Random(_),
-                _,
-            ) => foreign_table(),
+
+            #[inline]
+            fn pick<B>(
+                &self,
+                table: &AlgoTable,
+                endpoints: &[Arc<Endpoint<K>>],
+                req: &http::Request<B>,
+                ready: &mut impl FnMut(usize) -> bool,
+            ) -> Option<usize> {
+                match (&self.inner, &table.0) {
+                    $((Inner::$variant(p), Table::$variant(t)) => p.pick(t, endpoints, req, ready),)*
+                    _ => foreign_table(),
+                }
+            }
+
+            #[inline]
+            fn observes_load(&self) -> bool {
+                match &self.inner {
+                    $(Inner::$variant(p) => Pick::<K>::observes_load(p),)*
+                }
+            }
+
+            #[inline]
+            fn load_changed(&self, table: &AlgoTable, endpoints: &[Arc<Endpoint<K>>], slot: usize) {
+                match (&self.inner, &table.0) {
+                    $((Inner::$variant(p), Table::$variant(t)) => p.load_changed(t, endpoints, slot),)*
+                    _ => foreign_table(),
+                }
+            }
+
+            #[inline]
+            fn tracks_latency(&self) -> bool {
+                match &self.inner {
+                    $(Inner::$variant(p) => Pick::<K>::tracks_latency(p),)*
+                }
+            }
+
+            #[inline]
+            fn observe_latency(&self, stats: &Stats, rtt: Duration) {
+                match &self.inner {
+                    $(Inner::$variant(p) => Pick::<K>::observe_latency(p, stats, rtt),)*
+                }
+            }
         }
-    }
-
-    fn observes_load(&self) -> bool {
-        matches!(self.inner, Inner::LeastConn(_))
-    }
-
-    #[inline]
-    fn load_changed(&self, table: &AlgoTable, endpoints: &[Arc<Endpoint<K>>], slot: usize) {
-        if let (Inner::LeastConn(p), AlgoTable::LeastConn(t)) = (&self.inner, table) {
-            p.load_changed(t, endpoints, slot);
-        }
-    }
-
-    fn tracks_latency(&self) -> bool {
-        matches!(self.inner, Inner::LeastTime(_))
-    }
-
-    fn observe_latency(&self, stats: &Stats, rtt: Duration) {
-        if let Inner::LeastTime(p) = &self.inner {
-            p.observe(stats, rtt);
-        }
-    }
+    };
 }
+
+algorithms!(define_dispatch);
 
 #[cfg(test)]
 mod tests {
@@ -274,6 +271,30 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn same_seed_same_picks_and_seeding_keeps_the_client_ip() {
+        let eps = endpoints(&[3, 1, 2, 1, 1]);
+        for algo in [Algo::PowerOfTwoChoices, Algo::LeastTime, Algo::Random] {
+            let a = AlgoPick::new(algo, ClientIp::peer()).seeded(7);
+            let b = AlgoPick::new(algo, ClientIp::peer()).seeded(7);
+            let c = AlgoPick::new(algo, ClientIp::peer()).seeded(8);
+            let picks = pick_n(&a, &eps, 200, |_| true);
+            assert_eq!(picks, pick_n(&b, &eps, 200, |_| true), "{algo}");
+            assert_ne!(picks, pick_n(&c, &eps, 200, |_| true), "{algo}");
+        }
+        // A seeded source IP hash still believes the trusted proxy.
+        let trusting = ClientIp::trusting(["10.0.0.0/8".parse().unwrap()]);
+        let seeded = AlgoPick::new(Algo::SourceIpHash, trusting).seeded(7);
+        let table = seeded.build(&eps);
+        let placed: std::collections::HashSet<_> = (0..32)
+            .map(|c| {
+                let req = from("10.1.1.1:9000", Some(&format!("198.51.100.{c}")));
+                seeded.pick(&table, &eps, &req, &mut |_| true).unwrap()
+            })
+            .collect();
+        assert!(placed.len() > 1, "{placed:?}");
     }
 
     #[tokio::test]

@@ -32,7 +32,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::Pick;
+use super::{AlgoConfig, Configure, Pick};
 use crate::balance::Endpoint;
 
 /// How many picks pass before backends set aside as not ready are considered again.
@@ -308,6 +308,12 @@ impl LeastConnTable {
             self.set_aside(i);
         }
         None
+    }
+}
+
+impl Configure for LeastConn {
+    fn configure(_: &AlgoConfig) -> Self {
+        Self::new()
     }
 }
 

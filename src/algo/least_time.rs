@@ -21,28 +21,16 @@
 //! a fifth-degree Taylor polynomial instead of `exp()`, with a relative error below 3e-14.
 
 use std::sync::Arc;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use tokio::time::Instant;
-
-use super::Pick;
+use super::{AlgoConfig, Configure, Pick};
+use super::clock::now_ns;
 use super::p2c::two_choices_by;
 use super::rng::Rng;
 use crate::balance::{Endpoint, Stats};
 
 const NEVER: u64 = u64::MAX;
-
-fn base() -> Instant {
-    static BASE: OnceLock<Instant> = OnceLock::new();
-    *BASE.get_or_init(Instant::now)
-}
-
-#[inline]
-pub(crate) fn now_ns() -> u64 {
-    Instant::now().saturating_duration_since(base()).as_nanos() as u64
-}
 
 /// A backend's Peak-EWMA response-time estimate, lock-free.
 ///
@@ -186,6 +174,12 @@ impl LeastTime {
 impl Default for LeastTime {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+impl Configure for LeastTime {
+    fn configure(config: &AlgoConfig) -> Self {
+        config.seed.map_or_else(Self::new, Self::from_rng_seed)
     }
 }
 

@@ -14,6 +14,29 @@
 //! | `SIH` | [`SourceIpHash`] | per-client caches; same client → same backend |
 //! | `LT` | [`LeastTime`] | backends of different or varying speed |
 //! | `Random` | [`Random`] | several balancers share one fleet |
+//!
+//! A picker of your own is any type implementing [`Pick`], run with
+//! [`Balance::with_picker`](crate::Balance::with_picker); the README's "Writing your own
+//! algorithm" walks through one (`examples/custom_pick.rs`).
+//!
+//! # Adding an algorithm
+//!
+//! An algorithm of this crate is one file and one line:
+//!
+//! 1. `src/algo/<name>.rs` holds its picker: the type and its [`Pick`] impl, a `Configure` impl
+//!    that builds it from the run-time settings of [`AlgoPick`] (how clients are identified, an
+//!    optional seed), module docs (what it does, when to choose it, where it comes from) and
+//!    unit tests. Its [`Pick::Table`] must not depend on the key type. Helpers shared by several
+//!    algorithms have their own modules: `hash` (stable hashes), `clock` (the nanosecond clock),
+//!    `rng` (the seedable random source) and `refused` (backends that refused during a pick).
+//! 2. One line in the `algorithms!` list of this file: the [`Algo`] variant, `module::Picker`,
+//!    its short names (canonical first), long name, other accepted names, and a "choose it
+//!    when" phrase. From that line the list declares the module and re-exports the picker, and
+//!    generates the variant, [`Algo::ALL`], the names, parsing and display, [`Algo::about`]
+//!    (for the standalone balancer's `--help`) and [`AlgoPick`]'s dispatch.
+//!
+//! Then give it a row in the table above (a unit test fails until the table matches the list)
+//! and in the README's.
 
 use std::fmt;
 use std::str::FromStr;
@@ -22,26 +45,128 @@ use std::time::Duration;
 
 use crate::balance::{Endpoint, Stats};
 
-mod dynamic;
-pub mod least_conn;
-pub mod least_time;
-pub mod p2c;
-pub mod random;
-pub(crate) mod rng;
-pub mod round_robin;
-pub mod source_ip_hash;
-pub mod sticky;
-pub mod weighted_round_robin;
+/// The one list of algorithms, one line each:
+///
+/// `Variant => module::Picker, [short names, canonical first], "long-name", [other names],
+/// "choose it when";`
+///
+/// It calls `$then!` with the lines: `define_algo!` below (modules, [`Algo`] and its names)
+/// and `define_dispatch!` in `dynamic.rs` ([`AlgoPick`]). The `#[default]` line is
+/// [`Algo::default`]. Names parse case-insensitively, with `_` for `-`.
+macro_rules! algorithms {
+    ($then:ident) => {
+        $then! {
+            // Variant          => module::Picker,                            [short names],   "long name",             [aliases],                             "choose it when";
+            #[default]
+            RoundRobin          => round_robin::RoundRobin,                   ["RR"],          "round-robin",           ["roundrobin"],                        "equal backends, uniform requests";
+            WeightedRoundRobin  => weighted_round_robin::WeightedRoundRobin,  ["WRR"],         "weighted-round-robin",  ["weighted"],                          "backends of different capacity";
+            StickyRoundRobin    => sticky::StickyRoundRobin,                  ["SRR"],         "sticky-round-robin",    ["sticky"],                            "clients keep state on a backend (sessions)";
+            LeastConn           => least_conn::LeastConn,                     ["LC"],          "least-conn",            ["least-connections", "leastconn"],    "long or uneven requests";
+            PowerOfTwoChoices   => p2c::PowerOfTwoChoices,                    ["PTC", "P2C"],  "power-of-two-choices",  [],                                    "many backends, a robust default";
+            SourceIpHash        => source_ip_hash::SourceIpHash,              ["SIH"],         "source-ip-hash",        ["ip-hash", "source"],                 "per-client caches; same client → same backend";
+            LeastTime           => least_time::LeastTime,                     ["LT"],          "least-time",            ["least-response-time", "peak-ewma"],  "backends of different or varying speed";
+            Random              => random::Random,                            ["Random"],      "random",                ["rand"],                              "several balancers share one fleet";
+        }
+    };
+}
 
+/// Declares each algorithm's module and re-exports its picker; defines [`Algo`] and its names.
+macro_rules! define_algo {
+    ($(
+        $(#[$attr:meta])*
+        $variant:ident => $module:ident::$picker:ident,
+        [$short:literal $(, $alt:literal)*], $long:literal, [$($alias:literal),*], $about:literal;
+    )*) => {
+        $(
+            pub mod $module;
+            pub use self::$module::$picker;
+        )*
+
+        /// The balancing algorithms, by name.
+        ///
+        /// Parses case-insensitively from the short names `RR`, `WRR`, `SRR`, `LC`, `PTC` (or
+        /// `P2C`), `SIH`, `LT`, `Random` and the long names (`round-robin`, `least-conn`, …);
+        /// displays as the canonical short name.
+        ///
+        /// ```
+        /// use tower_lb::Algo;
+        /// assert_eq!("lc".parse::<Algo>().unwrap(), Algo::LeastConn);
+        /// assert_eq!("power-of-two-choices".parse::<Algo>().unwrap(), Algo::PowerOfTwoChoices);
+        /// assert_eq!(Algo::SourceIpHash.to_string(), "SIH");
+        /// assert_eq!(Algo::LeastConn.about(), "long or uneven requests");
+        /// assert!("fastest".parse::<Algo>().unwrap_err().to_string().contains("WRR"));
+        /// ```
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+        pub enum Algo {
+            $(
+                #[doc = concat!("[`", stringify!($picker), "`] (`", $short, "`): ", $about, ".")]
+                $(#[$attr])*
+                $variant,
+            )*
+        }
+
+        impl Algo {
+            /// Every algorithm, in the order of the docs.
+            pub const ALL: [Algo; [$(Algo::$variant),*].len()] = [$(Algo::$variant),*];
+
+            /// The canonical short name, as `Display` prints it.
+            pub const fn short_name(self) -> &'static str {
+                match self {
+                    $(Algo::$variant => $short,)*
+                }
+            }
+
+            /// Every short name, the canonical one first (`PTC`, `P2C`).
+            pub const fn short_names(self) -> &'static [&'static str] {
+                match self {
+                    $(Algo::$variant => &[$short $(, $alt)*],)*
+                }
+            }
+
+            /// The long name.
+            pub const fn long_name(self) -> &'static str {
+                match self {
+                    $(Algo::$variant => $long,)*
+                }
+            }
+
+            /// Other names it parses from, besides its short and long names.
+            pub const fn aliases(self) -> &'static [&'static str] {
+                match self {
+                    $(Algo::$variant => &[$($alias),*],)*
+                }
+            }
+
+            /// When to choose it, in a few words (the "choose it when" column of the
+            /// [module docs](self)).
+            pub const fn about(self) -> &'static str {
+                match self {
+                    $(Algo::$variant => $about,)*
+                }
+            }
+
+            /// The name of its picker type.
+            #[cfg(test)]
+            const fn picker_name(self) -> &'static str {
+                match self {
+                    $(Algo::$variant => stringify!($picker),)*
+                }
+            }
+        }
+    };
+}
+
+algorithms!(define_algo);
+
+mod clock;
+mod dynamic;
+mod hash;
+mod refused;
+pub(crate) mod rng;
+
+pub(crate) use self::dynamic::{AlgoConfig, Configure};
 pub use self::dynamic::{AlgoPick, AlgoTable};
-pub use self::least_conn::LeastConn;
-pub use self::least_time::LeastTime;
-pub use self::p2c::PowerOfTwoChoices;
-pub use self::random::Random;
-pub use self::round_robin::RoundRobin;
-pub use self::source_ip_hash::SourceIpHash;
-pub use self::sticky::{StickyKey, StickyRoundRobin};
-pub use self::weighted_round_robin::WeightedRoundRobin;
+pub use self::sticky::StickyKey;
 
 /// A balancing algorithm: picks one ready backend out of the current set.
 ///
@@ -86,95 +211,6 @@ pub trait Pick<K>: Send + Sync + 'static {
     fn observe_latency(&self, _stats: &Stats, _rtt: Duration) {}
 }
 
-/// The balancing algorithms, by name.
-///
-/// Parses case-insensitively from the short names `RR`, `WRR`, `SRR`, `LC`, `PTC` (or `P2C`),
-/// `SIH`, `LT`, `Random` and the long names (`round-robin`, `least-conn`, …); displays as the
-/// canonical short name.
-///
-/// ```
-/// use tower_lb::Algo;
-/// assert_eq!("lc".parse::<Algo>().unwrap(), Algo::LeastConn);
-/// assert_eq!("power-of-two-choices".parse::<Algo>().unwrap(), Algo::PowerOfTwoChoices);
-/// assert_eq!(Algo::SourceIpHash.to_string(), "SIH");
-/// assert!("fastest".parse::<Algo>().unwrap_err().to_string().contains("WRR"));
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Algo {
-    /// [`RoundRobin`].
-    #[default]
-    RoundRobin,
-    /// [`WeightedRoundRobin`].
-    WeightedRoundRobin,
-    /// [`StickyRoundRobin`].
-    StickyRoundRobin,
-    /// [`LeastConn`].
-    LeastConn,
-    /// [`PowerOfTwoChoices`].
-    PowerOfTwoChoices,
-    /// [`SourceIpHash`].
-    SourceIpHash,
-    /// [`LeastTime`].
-    LeastTime,
-    /// [`Random`].
-    Random,
-}
-
-impl Algo {
-    /// Every algorithm, in the order of the docs.
-    pub const ALL: [Algo; 8] = [
-        Algo::RoundRobin,
-        Algo::WeightedRoundRobin,
-        Algo::StickyRoundRobin,
-        Algo::LeastConn,
-        Algo::PowerOfTwoChoices,
-        Algo::SourceIpHash,
-        Algo::LeastTime,
-        Algo::Random,
-    ];
-
-    /// The canonical short name, as `Display` prints it.
-    pub const fn short_name(self) -> &'static str {
-        match self {
-            Algo::RoundRobin => "RR",
-            Algo::WeightedRoundRobin => "WRR",
-            Algo::StickyRoundRobin => "SRR",
-            Algo::LeastConn => "LC",
-            Algo::PowerOfTwoChoices => "PTC",
-            Algo::SourceIpHash => "SIH",
-            Algo::LeastTime => "LT",
-            Algo::Random => "Random",
-        }
-    }
-
-    /// The long name.
-    pub const fn long_name(self) -> &'static str {
-        match self {
-            Algo::RoundRobin => "round-robin",
-            Algo::WeightedRoundRobin => "weighted-round-robin",
-            Algo::StickyRoundRobin => "sticky-round-robin",
-            Algo::LeastConn => "least-conn",
-            Algo::PowerOfTwoChoices => "power-of-two-choices",
-            Algo::SourceIpHash => "source-ip-hash",
-            Algo::LeastTime => "least-time",
-            Algo::Random => "random",
-        }
-    }
-
-    fn aliases(self) -> &'static [&'static str] {
-        match self {
-            Algo::RoundRobin => &["rr", "round-robin", "roundrobin"],
-            Algo::WeightedRoundRobin => &["wrr", "weighted-round-robin", "weighted"],
-            Algo::StickyRoundRobin => &["srr", "sticky-round-robin", "sticky"],
-            Algo::LeastConn => &["lc", "least-conn", "least-connections", "leastconn"],
-            Algo::PowerOfTwoChoices => &["ptc", "p2c", "power-of-two-choices"],
-            Algo::SourceIpHash => &["sih", "source-ip-hash", "ip-hash", "source"],
-            Algo::LeastTime => &["lt", "least-time", "least-response-time", "peak-ewma"],
-            Algo::Random => &["random", "rand"],
-        }
-    }
-}
-
 impl fmt::Display for Algo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(self.short_name())
@@ -194,7 +230,12 @@ impl fmt::Display for UnknownAlgo {
             let sep = if i == 0 { "" } else { ", " };
             write!(f, "{sep}{} ({})", algo.short_name(), algo.long_name())?;
         }
-        f.write_str(", P2C")
+        for algo in Algo::ALL {
+            for alt in &algo.short_names()[1..] {
+                write!(f, ", {alt}")?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -204,10 +245,15 @@ impl FromStr for Algo {
     type Err = UnknownAlgo;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let lower = s.trim().to_ascii_lowercase().replace('_', "-");
+        let name = s.trim().replace('_', "-");
+        let is = |known: &&str| known.eq_ignore_ascii_case(&name);
         Algo::ALL
             .into_iter()
-            .find(|algo| algo.aliases().contains(&lower.as_str()))
+            .find(|algo| {
+                algo.short_names().iter().any(is)
+                    || is(&algo.long_name())
+                    || algo.aliases().iter().any(is)
+            })
             .ok_or_else(|| UnknownAlgo { name: s.to_owned() })
     }
 }
@@ -281,6 +327,96 @@ mod tests {
         assert_eq!("least_conn".parse::<Algo>(), Ok(Algo::LeastConn));
     }
 
+    /// Its short names, long name and aliases.
+    fn all_names(algo: Algo) -> Vec<&'static str> {
+        let mut names = algo.short_names().to_vec();
+        names.push(algo.long_name());
+        names.extend(algo.aliases());
+        names
+    }
+
+    #[test]
+    fn every_name_parses_back_to_its_algorithm() {
+        for algo in Algo::ALL {
+            assert_eq!(algo.short_names()[0], algo.short_name());
+            for name in all_names(algo) {
+                assert_eq!(name.parse::<Algo>(), Ok(algo), "{name}");
+                assert_eq!(name.to_uppercase().parse::<Algo>(), Ok(algo), "{name}");
+                assert_eq!(name.replace('-', "_").parse::<Algo>(), Ok(algo), "{name}");
+                assert_eq!(format!(" {name}\t").parse::<Algo>(), Ok(algo), "{name}");
+            }
+            assert_eq!(algo.to_string(), algo.short_name());
+            assert_eq!(format!("{algo:>4}"), format!("{:>4}", algo.short_name()));
+        }
+    }
+
+    #[test]
+    fn no_name_belongs_to_two_algorithms() {
+        let mut seen = std::collections::HashMap::new();
+        for algo in Algo::ALL {
+            for name in all_names(algo) {
+                let name = name.to_ascii_lowercase();
+                assert!(!name.contains('_'), "{name}: names are spelled with '-'");
+                if let Some(other) = seen.insert(name.clone(), algo) {
+                    assert_eq!(other, algo, "{name} names both {other} and {algo}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_algo_says_when_to_choose_it() {
+        for algo in Algo::ALL {
+            let about = algo.about();
+            assert!(!about.trim().is_empty(), "{algo}");
+            assert!(
+                !about.contains('\n') && !about.ends_with('.'),
+                "{algo}: {about:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn module_docs_table_matches_the_list() {
+        let rows: Vec<&str> = include_str!("mod.rs")
+            .lines()
+            .filter(|line| line.starts_with("//! | `"))
+            .collect();
+        let expected: Vec<String> = Algo::ALL
+            .iter()
+            .map(|algo| {
+                let shorts: Vec<String> = algo
+                    .short_names()
+                    .iter()
+                    .map(|s| format!("`{s}`"))
+                    .collect();
+                format!(
+                    "//! | {} | [`{}`] | {} |",
+                    shorts.join(" / "),
+                    algo.picker_name(),
+                    algo.about()
+                )
+            })
+            .collect();
+        assert_eq!(rows, expected);
+    }
+
+    #[test]
+    fn readme_shows_the_custom_pick_example_verbatim() {
+        let readme = include_str!("../../README.md");
+        let example = include_str!("../../examples/custom_pick.rs");
+        assert!(
+            readme.contains(&format!("```rust\n{example}```\n")),
+            "README.md's \"Writing your own algorithm\" must show examples/custom_pick.rs as it is"
+        );
+    }
+
+    #[test]
+    fn default_is_round_robin() {
+        assert_eq!(Algo::default(), Algo::RoundRobin);
+        assert_eq!(Algo::ALL.len(), 8);
+    }
+
     #[test]
     fn unknown_name_lists_valid_ones() {
         let err = "fastest".parse::<Algo>().unwrap_err().to_string();
@@ -288,5 +424,11 @@ mod tests {
             assert!(err.contains(algo.short_name()), "{err}");
         }
         assert!(err.contains("\"fastest\""));
+        assert_eq!(
+            err,
+            "unknown algorithm \"fastest\"; valid: RR (round-robin), WRR (weighted-round-robin), \
+             SRR (sticky-round-robin), LC (least-conn), PTC (power-of-two-choices), \
+             SIH (source-ip-hash), LT (least-time), Random (random), P2C"
+        );
     }
 }

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use super::Pick;
+use super::{AlgoConfig, Configure, Pick};
 use super::rng::Rng;
 use crate::balance::Endpoint;
 
@@ -79,6 +79,12 @@ pub(crate) fn two_choices_by(
                 .map(|step| (second + step) % n)
                 .find(|&i| i != first && ready(i))
         }
+    }
+}
+
+impl Configure for PowerOfTwoChoices {
+    fn configure(config: &AlgoConfig) -> Self {
+        config.seed.map_or_else(Self::new, Self::from_seed)
     }
 }
 

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use super::Pick;
+use super::{AlgoConfig, Configure, Pick};
 use super::rng::Rng;
 use crate::balance::Endpoint;
 
@@ -42,6 +42,12 @@ impl Default for Random {
 #[derive(Debug)]
 pub struct RandomTable {
     cumulative: Option<Box<[u64]>>,
+}
+
+impl Configure for Random {
+    fn configure(config: &AlgoConfig) -> Self {
+        config.seed.map_or_else(Self::new, Self::from_seed)
+    }
 }
 
 impl<K: Send + Sync + 'static> Pick<K> for Random {

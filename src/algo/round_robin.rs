@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
-use super::Pick;
+use super::{AlgoConfig, Configure, Pick};
 use crate::balance::Endpoint;
 
 /// Round robin picker. See the [module docs](self).
@@ -42,6 +42,12 @@ impl RoundRobin {
             }
         }
         None
+    }
+}
+
+impl Configure for RoundRobin {
+    fn configure(_: &AlgoConfig) -> Self {
+        Self::new()
     }
 }
 

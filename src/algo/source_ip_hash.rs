@@ -34,12 +34,12 @@
 //! each), which moves some clients when the total weight crosses the cap.
 
 use std::fmt;
-use std::hash::{Hash, Hasher};
-use std::net::IpAddr;
+use std::hash::Hash;
 use std::sync::Arc;
 
-use super::weighted_round_robin::Refused;
-use super::{Pick, RoundRobin};
+use super::hash::{GOLDEN, fmix64, ip_hash, key_hash};
+use super::refused::Refused;
+use super::{AlgoConfig, Configure, Pick, RoundRobin};
 use crate::balance::Endpoint;
 use crate::client_ip::ClientIp;
 
@@ -90,62 +90,6 @@ impl fmt::Debug for SourceIpHashTable {
             .field("points", &self.hashes.len())
             .field("index", &self.index.len())
             .finish()
-    }
-}
-
-/// MurmurHash3's 64-bit finalizer: a bijection that mixes every input bit into every output bit.
-#[inline]
-pub(crate) const fn fmix64(mut k: u64) -> u64 {
-    k ^= k >> 33;
-    k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    k ^= k >> 33;
-    k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    k ^ (k >> 33)
-}
-
-const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
-
-/// FNV-1a, finished with [`fmix64`]: a fixed hash of a key's `Hash` bytes.
-#[derive(Debug)]
-struct StableHasher(u64);
-
-impl StableHasher {
-    const fn new() -> Self {
-        Self(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Hasher for StableHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 ^= u64::from(b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        fmix64(self.0)
-    }
-}
-
-/// The stable hash of a backend key.
-pub(crate) fn key_hash<K: Hash>(key: &K) -> u64 {
-    let mut hasher = StableHasher::new();
-    key.hash(&mut hasher);
-    hasher.finish()
-}
-
-/// The ring position of a client IP; an IPv4-mapped IPv6 address hashes as its IPv4 address.
-#[inline]
-pub(crate) fn ip_hash(ip: IpAddr) -> u64 {
-    match ip.to_canonical() {
-        IpAddr::V4(v4) => fmix64(u64::from(u32::from(v4)) ^ GOLDEN),
-        IpAddr::V6(v6) => {
-            let bits = u128::from(v6);
-            fmix64(bits as u64 ^ fmix64((bits >> 64) as u64))
-        }
     }
 }
 
@@ -236,6 +180,12 @@ impl SourceIpHashTable {
     }
 }
 
+impl Configure for SourceIpHash {
+    fn configure(config: &AlgoConfig) -> Self {
+        Self::new().client_ip(config.client_ip.clone())
+    }
+}
+
 impl<K: Hash + Send + Sync + 'static> Pick<K> for SourceIpHash {
     type Table = SourceIpHashTable;
 
@@ -270,7 +220,7 @@ impl<K: Hash + Send + Sync + 'static> Pick<K> for SourceIpHash {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
-    use std::net::{Ipv4Addr, SocketAddr};
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
     use super::*;
     use crate::algo::rng::Rng;

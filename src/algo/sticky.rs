@@ -29,15 +29,15 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use http::header::{COOKIE, HeaderName};
 
-use super::least_time::now_ns;
-use super::source_ip_hash::{fmix64, ip_hash};
-use super::{Pick, RoundRobin};
+use super::clock::now_ns;
+use super::hash::{PassThrough, fmix64, ip_hash, seeded_bytes_hash};
+use super::{AlgoConfig, Configure, Pick, RoundRobin};
 use crate::balance::{Endpoint, Stats};
 use crate::client_ip::ClientIp;
 
@@ -115,28 +115,6 @@ struct Placement {
 struct Shard {
     clients: HashMap<u64, Placement, BuildHasherDefault<PassThrough>>,
     last_sweep: u64,
-}
-
-/// The table's keys are already hashes.
-#[derive(Debug, Default)]
-struct PassThrough(u64);
-
-impl Hasher for PassThrough {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    #[inline]
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0
-    }
 }
 
 impl StickyRoundRobin {
@@ -225,13 +203,9 @@ impl StickyRoundRobin {
         }
     }
 
-    /// FNV-1a from the seed, finished with a full mix.
+    /// The seeded hash of a header or cookie value.
     fn hash_bytes(&self, bytes: &[u8]) -> u64 {
-        let mut h = 0xcbf2_9ce4_8422_2325 ^ self.seed;
-        for &b in bytes {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        fmix64(h ^ bytes.len() as u64)
+        seeded_bytes_hash(self.seed, bytes)
     }
 
     #[inline]
@@ -293,6 +267,12 @@ impl Shard {
             let (_, &mut cutoff, _) = seen.select_nth_unstable(k);
             self.clients.retain(|_, p| p.last_seen > cutoff);
         }
+    }
+}
+
+impl Configure for StickyRoundRobin {
+    fn configure(config: &AlgoConfig) -> Self {
+        Self::new().key(StickyKey::ClientIp(config.client_ip.clone()))
     }
 }
 
