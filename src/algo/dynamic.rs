@@ -167,6 +167,10 @@ macro_rules! define_dispatch {
                     $(Inner::$variant(p) => Pick::<K>::observe_latency(p, stats, rtt),)*
                 }
             }
+
+            fn algo(&self) -> Option<Algo> {
+                Some(self.algo)
+            }
         }
     };
 }

@@ -209,6 +209,12 @@ pub trait Pick<K>: Send + Sync + 'static {
 
     /// A response from the backend with these `stats` arrived `rtt` after its request was sent.
     fn observe_latency(&self, _stats: &Stats, _rtt: Duration) {}
+
+    /// The [`Algo`] this picker runs, if it is one of the crate's, for reports such as
+    /// [`Balance::snapshot`](crate::Balance::snapshot); `None` by default.
+    fn algo(&self) -> Option<Algo> {
+        None
+    }
 }
 
 impl fmt::Display for Algo {

@@ -1,13 +1,12 @@
 //! The numbers of one balancer, and how to read them from a [`Balance`].
 
-use std::any::Any;
 use std::hash::Hash;
 
 use tower::discover::Discover;
 
 use super::backend::{BackendSnapshot, Responses};
 use super::counters::{ConnectionCounters, ConnectionsSnapshot, QueueCounters, QueueSnapshot};
-use crate::algo::{AlgoPick, Pick};
+use crate::algo::Pick;
 use crate::health::HealthMonitor;
 use crate::{Algo, Balance};
 
@@ -21,8 +20,8 @@ use crate::{Algo, Balance};
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct BalancerSnapshot<K> {
-    /// The algorithm, when the picker is an [`AlgoPick`] (as in a
-    /// [`LoadBalance`](crate::LoadBalance)); `None` for another picker.
+    /// The algorithm, as the picker reports it ([`Pick::algo`]): set for a
+    /// [`LoadBalance`](crate::LoadBalance), `None` for a picker of your own.
     pub algorithm: Option<Algo>,
     /// The backends in the set, in pick order, then those that have left it but still finish
     /// requests in flight ([`removed`](BackendSnapshot::removed)).
@@ -77,9 +76,7 @@ where
     ///
     /// Reads one atomic per number, off the request path; requests go on meanwhile.
     pub fn snapshot(&self) -> BalancerSnapshot<D::Key> {
-        let algorithm = (self.picker() as &dyn Any)
-            .downcast_ref::<AlgoPick>()
-            .map(AlgoPick::algo);
+        let algorithm = self.picker().algo();
         let backends = self
             .endpoints()
             .iter()
