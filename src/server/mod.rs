@@ -271,9 +271,11 @@ impl Server {
     }
 
     /// Every number the server keeps, read now: the balancer's and its backends', with their
-    /// health. See [`stats`](crate::stats) for what each means.
+    /// health, and the client connections. See [`stats`](crate::stats) for what each means.
     pub fn stats(&self) -> BalancerSnapshot<Weighted<BackendAddr>> {
-        self.balancer().snapshot_with(&self.monitor)
+        self.balancer()
+            .snapshot_with(&self.monitor)
+            .with_connections(self.connections.counters())
     }
 
     /// Serves until `shutdown` completes, then shuts down gracefully: stops accepting,

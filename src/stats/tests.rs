@@ -409,4 +409,6 @@ async fn a_server_reads_its_balancer_and_health() {
     assert_eq!(stats.algorithm, Some(Algo::LeastConn));
     assert!(stats.backends.is_empty());
     assert_eq!(stats.no_backend, 0);
+    let connections = stats.connections.expect("a server counts its connections");
+    assert_eq!((connections.open, connections.accepted), (0, 0));
 }

@@ -23,6 +23,7 @@ use super::timed_io::TimedIo;
 use super::tracked::Tracked;
 use crate::BoxError;
 use crate::server::service::Client;
+use crate::stats::ConnectionCounters;
 
 /// What a connection is allowed; from the [`Config`](crate::server::Config).
 #[derive(Debug, Clone, Copy)]
@@ -44,6 +45,8 @@ pub(crate) struct Connections {
     stage: watch::Sender<Stage>,
     /// Connections parked now: idle, with no hyper state.
     parked: Arc<AtomicUsize>,
+    /// Connections accepted and open, shared by every worker.
+    counters: Arc<ConnectionCounters>,
     client: Client,
 }
 
@@ -90,6 +93,7 @@ impl Connections {
                 .map(|max| Arc::new(Semaphore::new(max))),
             stage: watch::Sender::new(Stage::Serving),
             parked: Arc::default(),
+            counters: Arc::default(),
             client,
         }
     }
@@ -103,6 +107,7 @@ impl Connections {
             cap: self.cap.clone(),
             stage: watch::Sender::new(Stage::Serving),
             parked: Arc::default(),
+            counters: Arc::clone(&self.counters),
             client: self.client.clone(),
         }
     }
@@ -118,6 +123,11 @@ impl Connections {
     /// Connections open now (upgraded ones excluded).
     pub(crate) fn count(&self) -> usize {
         self.stage.receiver_count()
+    }
+
+    /// Connections accepted and open (upgraded ones excluded), for every worker.
+    pub(crate) fn counters(&self) -> &Arc<ConnectionCounters> {
+        &self.counters
     }
 
     /// Idle keep-alive connections parked now, without hyper's buffers.
@@ -176,6 +186,7 @@ impl Connections {
             stage: self.stage.subscribe(),
             parked: Arc::clone(&self.parked),
             peer,
+            _open: self.counters.open(),
         };
         tokio::spawn(connection.serve(io, service));
     }

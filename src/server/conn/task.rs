@@ -23,6 +23,7 @@ use super::state::ConnState;
 use super::timed_io::{TimedIo, Woke};
 use super::tracked::Tracked;
 use crate::BoxError;
+use crate::stats::OpenConnection;
 
 /// One client connection's task.
 pub(super) struct Connection {
@@ -30,6 +31,8 @@ pub(super) struct Connection {
     pub(super) stage: watch::Receiver<Stage>,
     pub(super) parked: Arc<AtomicUsize>,
     pub(super) peer: SocketAddr,
+    /// Counts the connection as open until its task ends.
+    pub(super) _open: OpenConnection,
 }
 
 /// hyper's HTTP/1 connection, as a connection's task runs it.
