@@ -49,9 +49,11 @@ mod error;
 pub mod health;
 pub mod jsend;
 pub mod proxy;
+pub mod queue;
 pub mod registry;
 pub mod retry;
 pub mod server;
+mod wait_list;
 mod weight;
 
 pub use self::algo::Algo;
@@ -59,6 +61,7 @@ pub use self::balance::{Balance, Endpoint, LoadBalance, LoadBalanceLayer, Stats,
 pub use self::client_ip::{ClientIp, PeerAddr};
 pub use self::error::{BoxError, NoAvailableBackend};
 pub use self::health::{HealthCheckLayer, HttpProbe};
+pub use self::queue::{Queue, QueueLayer};
 pub use self::registry::{Registration, Registry, RegistryDiscover};
 pub use self::retry::{Retry, RetryLayer};
 pub use self::weight::{Weight, Weighted};

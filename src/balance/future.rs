@@ -10,6 +10,8 @@ use tokio::time::Instant;
 use super::body::{InFlight, TrackedBody};
 use crate::{BoxError, NoAvailableBackend};
 
+pub use super::changed::Changed;
+
 pin_project! {
     /// Response future of [`Balance`](super::Balance).
     pub struct ResponseFuture<F> {

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Waker};
 
@@ -13,6 +14,7 @@ use tower::discover::{Change, Discover};
 use super::endpoint::{Endpoint, Stats};
 use crate::BoxError;
 use crate::algo::Pick;
+use crate::wait_list::WaitList;
 use crate::weight::Weight;
 
 /// One immutable view of the backends, swapped in whole on every change.
@@ -22,13 +24,36 @@ pub(crate) struct Set<K, S, T> {
     pub(crate) table: T,
     /// Removed backends that still had requests in flight when they left.
     pub(crate) retired: Vec<Arc<Endpoint<K>>>,
+    /// Counts the sets published; slots mean the same backends only within one generation.
+    pub(crate) generation: u64,
 }
 
 /// What every clone of a balancer shares.
 pub(crate) struct Shared<K, S, P: Pick<K>> {
     pub(crate) set: ArcSwap<Set<K, S, P::Table>>,
     pub(crate) picker: P,
+    pub(crate) changes: Arc<Changes>,
     task: Option<AbortHandle>,
+}
+
+/// The generation of the set published last, and who waits for the next one.
+#[derive(Debug, Default)]
+pub(crate) struct Changes {
+    generation: AtomicU64,
+    pub(crate) waiters: Arc<WaitList>,
+}
+
+impl Changes {
+    /// The generation of the set published last.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// A new set of `generation` is published: wakes the waiters.
+    fn publish(&self, generation: u64) {
+        self.generation.store(generation, Ordering::SeqCst);
+        self.waiters.wake_all();
+    }
 }
 
 impl<K, S, P: Pick<K>> Drop for Shared<K, S, P> {
@@ -121,7 +146,7 @@ where
         }
     }
 
-    fn snapshot<P: Pick<K>>(&mut self, picker: &P) -> Set<K, S, P::Table> {
+    fn snapshot<P: Pick<K>>(&mut self, picker: &P, generation: u64) -> Set<K, S, P::Table> {
         self.retired.retain(|e| e.in_flight() > 0);
         let endpoints: Vec<_> = self.list.iter().map(|(e, _)| Arc::clone(e)).collect();
         for (slot, e) in endpoints.iter().enumerate() {
@@ -132,6 +157,7 @@ where
             services: self.list.iter().map(|(_, s)| s.clone()).collect(),
             endpoints,
             retired: self.retired.clone(),
+            generation,
         }
     }
 }
@@ -174,13 +200,14 @@ where
     let mut discover = Box::pin(discover);
     let mut members = Members::new();
     let (_, open) = drain(&mut discover, &mut members);
-    let set = members.snapshot(&picker);
+    let set = members.snapshot(&picker, 0);
     Arc::new_cyclic(|weak: &Weak<Shared<D::Key, D::Service, P>>| {
         let task =
             open.then(|| tokio::spawn(follow(discover, members, weak.clone())).abort_handle());
         Shared {
             set: ArcSwap::from_pointee(set),
             picker,
+            changes: Arc::default(),
             task,
         }
     })
@@ -197,6 +224,7 @@ async fn follow<D, P>(
     D::Error: Into<BoxError>,
     P: Pick<D::Key>,
 {
+    let mut generation = 0;
     loop {
         // Wait for one change, then take all that are ready so a burst costs one rebuild.
         let first = std::future::poll_fn(|cx| discover.as_mut().poll_discover(cx)).await;
@@ -216,7 +244,11 @@ async fn follow<D, P>(
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        shared.set.store(Arc::new(members.snapshot(&shared.picker)));
+        generation += 1;
+        shared
+            .set
+            .store(Arc::new(members.snapshot(&shared.picker, generation)));
+        shared.changes.publish(generation);
         if !open {
             tracing::debug!("service discovery ended; keeping the last set");
             return;

@@ -11,7 +11,6 @@ use std::time::Duration;
 use http_body::Body;
 use hyper::body::Incoming;
 
-use super::limit::Freed;
 use super::pool::{Pool, Settings};
 use super::upgrade::Tunnels;
 use crate::BoxError;
@@ -32,7 +31,6 @@ pub struct ProxyClient<B = Incoming> {
     pub(crate) response_timeout: Option<Duration>,
     connect_timeout: Option<Duration>,
     pub(crate) max_conns_per_backend: Option<usize>,
-    pub(crate) freed: Arc<Freed>,
     pub(crate) tunnels: Arc<Tunnels>,
 }
 
@@ -106,7 +104,6 @@ impl<B> Clone for ProxyClient<B> {
             response_timeout: self.response_timeout,
             connect_timeout: self.connect_timeout,
             max_conns_per_backend: self.max_conns_per_backend,
-            freed: Arc::clone(&self.freed),
             tunnels: Arc::clone(&self.tunnels),
         }
     }
@@ -235,7 +232,6 @@ impl ProxyClientBuilder {
             response_timeout: self.response_timeout,
             connect_timeout: self.connect_timeout,
             max_conns_per_backend: self.max_conns_per_backend,
-            freed: Arc::default(),
             tunnels: Tunnels::new(),
         }
     }

@@ -19,7 +19,7 @@ use super::future::{ResponseFuture, Upgrade};
 use super::headers::{
     X_FORWARDED_HOST, X_FORWARDED_PROTO, append_forwarded_for, restore_upgrade, strip_hop_by_hop,
 };
-use super::limit::{Limit, Slot};
+use super::limit::{Claim, Limit};
 use super::pool::Host;
 use crate::{BoxError, PeerAddr};
 
@@ -33,8 +33,8 @@ use crate::{BoxError, PeerAddr};
 pub struct HttpBackend<B = Incoming> {
     // One `Arc` so that the balancer's per-request clone is a single reference count.
     shared: Arc<Shared<B>>,
-    // The place under the cap `poll_ready` took, for the next `call`.
-    slot: Option<Slot>,
+    // The place under the cap `poll_ready` took for the next `call`, or waits for.
+    claim: Claim,
 }
 
 struct Shared<B> {
@@ -93,12 +93,10 @@ impl<B> HttpBackend<B> {
             return Err(invalid(&base));
         }
         let prefix = base.path().trim_end_matches('/').into();
-        let limit = client
-            .max_conns_per_backend
-            .map(|max| Limit::new(max, Arc::clone(&client.freed)));
+        let limit = client.max_conns_per_backend.map(Limit::new);
         let host = client.pool.host(&authority);
         Ok(Self {
-            slot: None,
+            claim: Claim::default(),
             shared: Arc::new(Shared {
                 client,
                 host,
@@ -222,12 +220,7 @@ where
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         if let Some(limit) = &self.shared.limit {
-            if self.slot.is_none() {
-                match limit.poll_acquire(cx.waker()) {
-                    Some(slot) => self.slot = Some(slot),
-                    None => return Poll::Pending,
-                }
-            }
+            std::task::ready!(self.claim.poll_acquire(limit, cx));
         }
         Poll::Ready(Ok(()))
     }
@@ -235,7 +228,7 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let shared = &*self.shared;
         let slot = match &shared.limit {
-            Some(limit) => Some(self.slot.take().unwrap_or_else(|| limit.acquire_over())),
+            Some(limit) => Some(self.claim.take(limit)),
             None => None,
         };
         let (mut parts, body) = req.into_parts();
@@ -269,7 +262,7 @@ impl<B> Clone for HttpBackend<B> {
     fn clone(&self) -> Self {
         Self {
             shared: Arc::clone(&self.shared),
-            slot: None,
+            claim: Claim::default(),
         }
     }
 }

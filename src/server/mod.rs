@@ -116,7 +116,6 @@
 
 mod config;
 mod conn;
-mod queue;
 mod service;
 
 use std::future::Future;
@@ -130,11 +129,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tower::{Layer, ServiceBuilder};
 
 use self::conn::Connections;
-use self::queue::Queue;
 use self::service::{Client, Handler, Routes, Serve};
 use crate::admin::Admin;
 use crate::health::{Health, HealthCheckLayer, HealthMonitor, HttpProbe};
 use crate::proxy::HttpBackend;
+use crate::queue::QueueLayer;
 use crate::{Algo, LoadBalanceLayer, Registry, RetryLayer, Weighted};
 
 pub use self::config::Config;
@@ -187,7 +186,6 @@ impl Server {
             },
             client.clone(),
         );
-        let freed = std::sync::Arc::clone(&client.freed);
         let registry =
             Registry::new(move |uri: &Uri| HttpBackend::new(uri.clone(), client.clone()));
         for backend in &config.backends {
@@ -229,7 +227,7 @@ impl Server {
                 proxy: RetryLayer::new()
                     .max_retries(config.retries)
                     .retry_non_idempotent(config.retry_non_idempotent)
-                    .layer(Queue::new(balancer.clone(), config.queue_timeout, freed)),
+                    .layer(QueueLayer::new(config.queue_timeout).layer(balancer.clone())),
                 balancer,
                 admin,
             }),
