@@ -1,6 +1,8 @@
 //! `GET /backends`: the registry, the balancer's counters and the health checks, joined.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -22,6 +24,11 @@ pub trait BalancerView: Send + Sync + 'static {
     fn endpoints(&self) -> Vec<Arc<Endpoint<Weighted<Uri>>>>;
     /// Backends removed from the set with requests still in flight ([`Balance::retired`]).
     fn retired(&self) -> Vec<Arc<Endpoint<Weighted<Uri>>>>;
+    /// Resolves once the set changes after this call ([`Balance::changed`]); the admin API
+    /// waits on it for a change to apply. By default, never (a set that does not change).
+    fn changed(&self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(std::future::pending())
+    }
 }
 
 impl<D, P> BalancerView for Balance<D, P>
@@ -36,6 +43,10 @@ where
 
     fn retired(&self) -> Vec<Arc<Endpoint<Weighted<Uri>>>> {
         Balance::retired(self)
+    }
+
+    fn changed(&self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(Balance::changed(self))
     }
 }
 

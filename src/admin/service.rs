@@ -84,7 +84,8 @@ impl<S, P> Admin<S, P> {
     }
 
     /// After registering, waits until `serving(address, weight)` is `true` before answering,
-    /// for at most the [`timeout`](Self::timeout), polling every millisecond.
+    /// for at most the [`timeout`](Self::timeout). It is asked at once, then again each time
+    /// the [`balancer`](Self::balancer) publishes a new set; without a balancer, only once.
     ///
     /// A balancer applies registry changes on its own task; with this, a client that got its
     /// `200` can count on the next request seeing the backend. The
@@ -346,16 +347,28 @@ where
     })
 }
 
-/// Polls `done` every millisecond until it is `true` (then `true`) or `timeout` passes.
-async fn poll_until(timeout: Duration, done: impl Fn() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !done() {
-        if tokio::time::Instant::now() >= deadline {
-            return false;
+/// Waits until `done` is `true` (then `true`) or `timeout` passes, asking it again each time
+/// the balancer publishes a new set. Without a balancer nothing changes what it reads: it is
+/// asked once.
+async fn wait_until(
+    timeout: Duration,
+    view: Option<&dyn BalancerView>,
+    done: impl Fn() -> bool,
+) -> bool {
+    let Some(view) = view else {
+        return done();
+    };
+    let changes = async {
+        loop {
+            // Listen before looking, so that a change in between is not missed.
+            let changed = view.changed();
+            if done() {
+                return;
+            }
+            changed.await;
         }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    true
+    };
+    tokio::time::timeout(timeout, changes).await.is_ok()
 }
 
 impl<S, P> Admin<S, P>
@@ -392,7 +405,8 @@ where
         let outcome = self.registry.register(uri.clone(), weight);
         tracing::info!(backend = %address, weight, ?outcome, "backend registered");
         if let Some(confirm) = &self.confirm {
-            if !poll_until(self.timeout, || confirm(&uri, weight)).await {
+            let view = self.view.as_deref();
+            if !wait_until(self.timeout, view, || confirm(&uri, weight)).await {
                 tracing::warn!(backend = %address, "registered, but not serving yet");
             }
         }
@@ -428,7 +442,8 @@ where
             None => None,
             Some(view) => {
                 let in_set = |e: &Arc<crate::Endpoint<Weighted<Uri>>>| e.key().key() == &uri;
-                if !poll_until(self.timeout, || !view.endpoints().iter().any(in_set)).await {
+                let left = || !view.endpoints().iter().any(in_set);
+                if !wait_until(self.timeout, Some(&**view), left).await {
                     tracing::warn!(backend = %address, "deregistered, but still in the balancer's set");
                 }
                 Some(
