@@ -302,12 +302,13 @@ async fn wait_until_delays_the_answer_until_serving() {
     let registry: TestRegistry = Registry::new(|uri: &Uri| uri.clone());
     let polls = Arc::new(AtomicUsize::new(0));
     let seen = Arc::clone(&polls);
-    let mut admin = Admin::new(registry, probe())
-        .balancer(Changing)
-        .wait_until(move |uri, weight| {
-            assert_eq!((uri.port_u16(), weight), (Some(1080), 3));
-            seen.fetch_add(1, Ordering::SeqCst) >= 2
-        });
+    let mut admin =
+        Admin::new(registry, probe())
+            .balancer(Changing)
+            .wait_until(move |uri, weight| {
+                assert_eq!((uri.port_u16(), weight), (Some(1080), 3));
+                seen.fetch_add(1, Ordering::SeqCst) >= 2
+            });
     let (status, _, _) = send(
         &mut admin,
         post(r#"{"address": "http://127.0.0.1:1080", "weight": 3}"#),

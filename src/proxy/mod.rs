@@ -102,5 +102,4 @@ mod upgrade;
 pub use self::body::BackendBody;
 pub use self::client::{ProxyClient, ProxyClientBuilder};
 pub use self::error::{BackendTimeout, BackendUnavailable, NO_AVAILABLE_SERVER, error_response};
-pub(crate) use self::pool::pin_to_worker;
 pub use self::service::{HttpBackend, InvalidBackendUri};

@@ -176,7 +176,12 @@ impl Server {
             None => None,
         };
 
-        let client: Client = config.proxy_client.build();
+        // Each worker reuses only the backend connections it opened.
+        let client: Client = config
+            .proxy_client
+            .clone()
+            .pool_threads(config.workers)
+            .build();
         let connections = Connections::new(
             conn::Settings {
                 header_timeout: config.client_header_timeout,
@@ -387,8 +392,6 @@ struct Worker {
 
 impl Worker {
     async fn run(mut self) {
-        // Backend connections this worker opens are reused by this worker only.
-        crate::proxy::pin_to_worker(self.index);
         match TcpListener::from_std(self.listener) {
             Ok(listener) => {
                 let listeners = Listeners {
