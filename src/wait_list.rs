@@ -190,6 +190,76 @@ impl fmt::Debug for Waiter {
     }
 }
 
+/// A count of changes of one thing (a backend set, the results of health checks), with the
+/// waiters for the next one.
+#[derive(Debug, Default)]
+pub(crate) struct Changes {
+    version: AtomicU64,
+    waiters: Arc<WaitList>,
+}
+
+impl Changes {
+    /// The version published last.
+    pub(crate) fn version(&self) -> u64 {
+        self.version.load(Ordering::SeqCst)
+    }
+
+    /// Publishes `version` and wakes the waiters.
+    pub(crate) fn publish(&self, version: u64) {
+        self.version.store(version, Ordering::SeqCst);
+        self.waiters.wake_all();
+    }
+
+    /// Publishes the next version and wakes the waiters.
+    pub(crate) fn bump(&self) {
+        self.version.fetch_add(1, Ordering::SeqCst);
+        self.waiters.wake_all();
+    }
+
+    /// Resolves once a version after the current one is published.
+    pub(crate) fn next(self: &Arc<Self>) -> NextChange {
+        NextChange {
+            seen: self.version(),
+            waiting: Waiter::new(Arc::clone(&self.waiters)),
+            changes: Arc::clone(self),
+        }
+    }
+}
+
+/// The future of [`Changes::next`].
+pub(crate) struct NextChange {
+    changes: Arc<Changes>,
+    seen: u64,
+    waiting: Waiter,
+}
+
+impl NextChange {
+    /// The version this future waits to see replaced, and the current one.
+    pub(crate) fn versions(&self) -> (u64, u64) {
+        (self.seen, self.changes.version())
+    }
+}
+
+impl std::future::Future for NextChange {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        let this = &mut *self;
+        if this.changes.version() == this.seen {
+            this.waiting.register(cx.waker());
+            // A change just before the registration would not wake it: look again.
+            if this.changes.version() == this.seen {
+                return std::task::Poll::Pending;
+            }
+        }
+        this.waiting.cancel();
+        std::task::Poll::Ready(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::AtomicUsize;

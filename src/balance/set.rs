@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Waker};
 
@@ -14,7 +13,7 @@ use tower::discover::{Change, Discover};
 use super::endpoint::{Endpoint, Stats};
 use crate::BoxError;
 use crate::algo::Pick;
-use crate::wait_list::WaitList;
+use crate::wait_list::Changes;
 use crate::weight::Weight;
 
 /// One immutable view of the backends, swapped in whole on every change.
@@ -32,28 +31,9 @@ pub(crate) struct Set<K, S, T> {
 pub(crate) struct Shared<K, S, P: Pick<K>> {
     pub(crate) set: ArcSwap<Set<K, S, P::Table>>,
     pub(crate) picker: P,
+    /// The generation of the set published last, and who waits for the next one.
     pub(crate) changes: Arc<Changes>,
     task: Option<AbortHandle>,
-}
-
-/// The generation of the set published last, and who waits for the next one.
-#[derive(Debug, Default)]
-pub(crate) struct Changes {
-    generation: AtomicU64,
-    pub(crate) waiters: Arc<WaitList>,
-}
-
-impl Changes {
-    /// The generation of the set published last.
-    pub(crate) fn generation(&self) -> u64 {
-        self.generation.load(Ordering::SeqCst)
-    }
-
-    /// A new set of `generation` is published: wakes the waiters.
-    fn publish(&self, generation: u64) {
-        self.generation.store(generation, Ordering::SeqCst);
-        self.waiters.wake_all();
-    }
 }
 
 impl<K, S, P: Pick<K>> Drop for Shared<K, S, P> {

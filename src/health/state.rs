@@ -352,6 +352,8 @@ impl BackendHealth {
         if let Some(next) = next {
             self.store(next);
         }
+        drop(detail);
+        self.pool.checks.bump();
         next
     }
 

@@ -534,8 +534,10 @@ async fn accept_error(error: io::Error) {
     tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
-/// Whether the balancer serves the backend with this weight; makes it healthy, since it just
-/// passed the check at registration.
+/// Whether the balancer serves the backend with this weight, and the health checks, which
+/// start when the balancer takes a backend in, have run once on it (so that the answer to a
+/// registration does not race that first check); makes it healthy, since it just passed the
+/// check at registration.
 fn serving(
     balancer: Balancer,
     monitor: HealthMonitor<Weighted<Uri>>,
@@ -548,10 +550,13 @@ fn serving(
         if !in_set {
             return false;
         }
-        if monitor
-            .get(uri)
-            .is_some_and(|h| h.status != Health::Healthy)
-        {
+        let Some(health) = monitor.get(uri) else {
+            return true;
+        };
+        if health.checks == 0 {
+            return false;
+        }
+        if health.status != Health::Healthy {
             monitor.set_health(uri, Health::Healthy);
         }
         true
