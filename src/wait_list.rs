@@ -262,7 +262,10 @@ impl std::future::Future for NextChange {
 
 #[cfg(test)]
 mod tests {
+    use std::future::Future;
+    use std::pin::Pin;
     use std::sync::atomic::AtomicUsize;
+    use std::task::Context;
 
     use super::*;
 
@@ -314,6 +317,29 @@ mod tests {
         list.wake_all();
         assert_eq!(first_count.load(Ordering::SeqCst), 0);
         assert_eq!(second_count.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_next_change_resolves_once_a_later_version_is_published() {
+        let changes = Arc::new(Changes::default());
+        let (waker, count) = counting_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut next = changes.next();
+        assert!(Pin::new(&mut next).poll(&mut cx).is_pending());
+        changes.bump();
+        assert_eq!(count.load(Ordering::SeqCst), 1);
+        assert!(Pin::new(&mut next).poll(&mut cx).is_ready());
+
+        // One made after a change waits for the next.
+        let mut later = changes.next();
+        assert!(Pin::new(&mut later).poll(&mut cx).is_pending());
+        // A change published between its creation and its first poll is not missed.
+        let mut unpolled = changes.next();
+        changes.publish(7);
+        assert!(Pin::new(&mut unpolled).poll(&mut cx).is_ready());
+        assert!(Pin::new(&mut later).poll(&mut cx).is_ready());
+        drop(later);
+        assert_eq!(changes.waiters.len(), 0, "no registration left");
     }
 
     #[test]

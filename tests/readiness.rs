@@ -213,3 +213,24 @@ async fn a_queued_request_is_woken_when_a_backend_joins() {
     let res = assert_ready_ok!(queued.poll());
     assert_eq!(res.into_body().into_inner(), "a");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_health_check_under_a_foreign_layer_still_wakes_a_queued_request() {
+    let release = Arc::new(Semaphore::new(0));
+    let health = Arc::new(BackendHealth::new(Health::Unhealthy));
+    // tower's layer between the balancer and the health check: the health check sees the
+    // queued request's waker through it.
+    let checked = HealthCheck::new(backend("a", &release), Arc::clone(&health));
+    let lb = LoadBalance::new(
+        ServiceList::new(vec![ConcurrencyLimit::new(checked, 4)]),
+        Algo::RoundRobin,
+    );
+    let mut queue = QueueLayer::new(Duration::from_secs(5)).layer(lb);
+
+    let mut queued = task::spawn(queue.call(get("/")));
+    assert_pending!(queued.poll());
+    health.set_health(Health::Healthy);
+    assert!(queued.is_woken(), "woken through the concurrency limit");
+    let res = assert_ready_ok!(queued.poll());
+    assert_eq!(res.into_body().into_inner(), "a");
+}
