@@ -59,12 +59,14 @@ pub mod jsend;
 #[cfg(feature = "proxy")]
 #[cfg_attr(docsrs, doc(cfg(feature = "proxy")))]
 pub mod proxy;
+pub mod queue;
 pub mod registry;
 pub mod retry;
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod server;
 pub mod stats;
+mod wait_list;
 mod weight;
 
 pub use self::addr::{BackendAddr, InvalidBackendAddr};
@@ -77,6 +79,7 @@ pub use self::health::HealthCheckLayer;
 #[cfg_attr(docsrs, doc(cfg(feature = "proxy")))]
 pub use self::health::HttpProbe;
 pub use self::ip_net::{InvalidIpNet, IpNet};
+pub use self::queue::{Queue, QueueLayer};
 pub use self::registry::{Registration, Registry, RegistryDiscover};
 pub use self::retry::{Retry, RetryLayer};
 pub use self::stats::{BackendSnapshot, BalancerSnapshot};

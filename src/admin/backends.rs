@@ -1,6 +1,8 @@
 //! `GET /backends`: the registry, the balancer's counters and the health checks, joined.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -21,6 +23,11 @@ pub trait BalancerView: Send + Sync + 'static {
     fn endpoints(&self) -> Vec<Arc<Endpoint<Weighted<BackendAddr>>>>;
     /// Backends removed from the set with requests still in flight ([`Balance::retired`]).
     fn retired(&self) -> Vec<Arc<Endpoint<Weighted<BackendAddr>>>>;
+    /// Resolves once the set changes after this call ([`Balance::changed`]); the admin API
+    /// waits on it for a change to apply. By default, never (a set that does not change).
+    fn changed(&self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(std::future::pending())
+    }
 }
 
 impl<D, P> BalancerView for Balance<D, P>
@@ -35,6 +42,10 @@ where
 
     fn retired(&self) -> Vec<Arc<Endpoint<Weighted<BackendAddr>>>> {
         Balance::retired(self)
+    }
+
+    fn changed(&self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(Balance::changed(self))
     }
 }
 

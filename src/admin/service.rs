@@ -83,12 +83,15 @@ impl<S, P> Admin<S, P> {
     }
 
     /// After registering, waits until `serving(address, weight)` is `true` before answering,
-    /// for at most the [`timeout`](Self::timeout), polling every millisecond.
+    /// for at most the [`timeout`](Self::timeout). It is asked at once, then again each time
+    /// the [`balancer`](Self::balancer) publishes a new set or a health check of the
+    /// [`monitor`](Self::monitor) finishes; without either, only once.
     ///
     /// A balancer applies registry changes on its own task; with this, a client that got its
     /// `200` can count on the next request seeing the backend. The
     /// [`Server`](crate::server::Server) checks that its balancer holds the backend with that
-    /// weight, and marks it healthy (it has just passed a check).
+    /// weight and that the health checks have run once on it, and marks it healthy (it has
+    /// just passed a check).
     pub fn wait_until<F>(mut self, serving: F) -> Self
     where
         F: Fn(&BackendAddr, u32) -> bool + Send + Sync + 'static,
@@ -345,16 +348,43 @@ where
     })
 }
 
-/// Polls `done` every millisecond until it is `true` (then `true`) or `timeout` passes.
-async fn poll_until(timeout: Duration, done: impl Fn() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !done() {
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
+/// Waits until `done` is `true` (then `true`) or `timeout` passes, asking it again each time
+/// the balancer publishes a new set or, with a monitor, a health check finishes. With
+/// neither, nothing changes what it reads: it is asked once.
+async fn wait_until(
+    timeout: Duration,
+    view: Option<&dyn BalancerView>,
+    monitor: Option<&HealthMonitor<Weighted<BackendAddr>>>,
+    done: impl Fn() -> bool,
+) -> bool {
+    if view.is_none() && monitor.is_none() {
+        return done();
     }
-    true
+    let changes = async {
+        loop {
+            // Listen before looking, so that a change in between is not missed.
+            let mut changed = view.map(|view| view.changed());
+            let mut checked = monitor.map(HealthMonitor::checked);
+            if done() {
+                return;
+            }
+            std::future::poll_fn(|cx| {
+                let changed = changed
+                    .as_mut()
+                    .is_some_and(|changed| changed.as_mut().poll(cx).is_ready());
+                let checked = checked
+                    .as_mut()
+                    .is_some_and(|checked| Pin::new(checked).poll(cx).is_ready());
+                if changed || checked {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            })
+            .await;
+        }
+    };
+    tokio::time::timeout(timeout, changes).await.is_ok()
 }
 
 impl<S, P> Admin<S, P>
@@ -391,7 +421,8 @@ where
         let outcome = self.registry.register(uri.clone(), weight);
         tracing::info!(backend = %address, weight, ?outcome, "backend registered");
         if let Some(confirm) = &self.confirm {
-            if !poll_until(self.timeout, || confirm(&uri, weight)).await {
+            let (view, monitor) = (self.view.as_deref(), self.monitor.as_ref());
+            if !wait_until(self.timeout, view, monitor, || confirm(&uri, weight)).await {
                 tracing::warn!(backend = %address, "registered, but not serving yet");
             }
         }
@@ -428,7 +459,8 @@ where
             Some(view) => {
                 let in_set =
                     |e: &Arc<crate::Endpoint<Weighted<BackendAddr>>>| e.key().key() == &uri;
-                if !poll_until(self.timeout, || !view.endpoints().iter().any(in_set)).await {
+                let left = || !view.endpoints().iter().any(in_set);
+                if !wait_until(self.timeout, Some(&**view), None, left).await {
                     tracing::warn!(backend = %address, "deregistered, but still in the balancer's set");
                 }
                 Some(

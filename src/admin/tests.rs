@@ -302,10 +302,13 @@ async fn wait_until_delays_the_answer_until_serving() {
     let registry: TestRegistry = Registry::new(|uri: &BackendAddr| uri.clone());
     let polls = Arc::new(AtomicUsize::new(0));
     let seen = Arc::clone(&polls);
-    let mut admin = Admin::new(registry, probe()).wait_until(move |uri, weight| {
-        assert_eq!((uri.port(), weight), (1080, 3));
-        seen.fetch_add(1, Ordering::SeqCst) >= 2
-    });
+    let mut admin =
+        Admin::new(registry, probe())
+            .balancer(Changing)
+            .wait_until(move |uri, weight| {
+                assert_eq!((uri.port(), weight), (1080, 3));
+                seen.fetch_add(1, Ordering::SeqCst) >= 2
+            });
     let (status, _, _) = send(
         &mut admin,
         post(r#"{"address": "http://127.0.0.1:1080", "weight": 3}"#),
@@ -313,6 +316,24 @@ async fn wait_until_delays_the_answer_until_serving() {
     .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(polls.load(Ordering::SeqCst), 3);
+}
+
+/// A balancer whose set changes all the time: `wait_until`'s condition is asked again after
+/// each change.
+struct Changing;
+
+impl BalancerView for Changing {
+    fn endpoints(&self) -> Vec<Arc<Endpoint<Weighted<BackendAddr>>>> {
+        Vec::new()
+    }
+
+    fn retired(&self) -> Vec<Arc<Endpoint<Weighted<BackendAddr>>>> {
+        Vec::new()
+    }
+
+    fn changed(&self) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(tokio::task::yield_now())
+    }
 }
 
 #[test]

@@ -13,6 +13,8 @@ use super::service::Balance;
 use crate::algo::Pick;
 use crate::{BoxError, NoAvailableBackend};
 
+pub use super::changed::Changed;
+
 pin_project! {
     /// Response future of [`Balance`](super::Balance).
     pub struct ResponseFuture<F> {

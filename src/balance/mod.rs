@@ -13,7 +13,11 @@
 //! - **It never waits for readiness.** `poll_ready` is always ready; `call` picks among the
 //!   backends whose services are ready *now* (an unhealthy, draining or saturated backend is
 //!   `Pending` and skipped) and fails at once with [`NoAvailableBackend`](crate::NoAvailableBackend)
-//!   when none is.
+//!   when none is. Readiness is the standard `poll_ready` of each backend's service, so any
+//!   tower layer may sit between the balancer and a backend (`ConcurrencyLimit`,
+//!   `RateLimit`, …): a backend it holds back is skipped. To wait for a backend instead, put
+//!   a [`Queue`](crate::queue::Queue) in front, which waits on the backends'
+//!   own wake-ups ([`Balance::try_call_with`]) and on [`Balance::changed`].
 //! - **Discovery runs on its own task**, so backends join and leave even when no request
 //!   arrives; changes that are ready when the balancer is built are applied before `new`
 //!   returns.
@@ -52,9 +56,11 @@
 //! ```
 
 mod body;
+mod changed;
 mod endpoint;
 pub mod future;
 mod layer;
+mod parked;
 mod service;
 mod set;
 mod tried;
@@ -62,6 +68,7 @@ mod tried;
 pub use self::body::TrackedBody;
 pub use self::endpoint::{Endpoint, Stats};
 pub use self::layer::LoadBalanceLayer;
+pub use self::parked::Parked;
 pub use self::service::{Balance, LoadBalance};
 pub use self::tried::Tried;
 

@@ -8,8 +8,10 @@ use tower::Service;
 use tower::discover::Discover;
 
 use super::body::{InFlight, TrackedBody};
+use super::changed::Changed;
 use super::endpoint::Endpoint;
 use super::future::ResponseFuture;
+use super::parked::Parked;
 use super::set::{self, Observer, Shared};
 use super::tried::Tried;
 use crate::algo::{AlgoPick, Pick};
@@ -72,6 +74,15 @@ where
     D: Discover,
     P: Pick<D::Key>,
 {
+    /// Resolves once the balancer publishes a new backend set (a backend joined, left or
+    /// changed weight), after this call. A request waiting for a backend, or an admin
+    /// operation waiting for a change to apply, waits on it rather than polling.
+    ///
+    /// It never resolves once discovery has ended.
+    pub fn changed(&self) -> Changed {
+        Changed::new(&self.shared.changes)
+    }
+
     /// The picker.
     pub fn picker(&self) -> &P {
         &self.shared.picker
@@ -127,6 +138,8 @@ where
     }
 }
 
+type BackendFuture<D, B> = <<D as Discover>::Service as Service<http::Request<B>>>::Future;
+
 impl<D, P> Balance<D, P>
 where
     D: Discover,
@@ -134,15 +147,66 @@ where
     P: Pick<D::Key>,
 {
     /// Like [`call`](Service::call), but gives the request back when no backend is ready
-    /// instead of failing with [`NoAvailableBackend`](crate::NoAvailableBackend), for a caller
-    /// that waits for one (a queue).
+    /// instead of failing with [`NoAvailableBackend`](crate::NoAvailableBackend).
+    ///
+    /// The backends are asked as `call` asks them: a fresh clone of each candidate's service
+    /// gets `poll_ready` (with a waker that does nothing), and those not ready are dropped,
+    /// which cancels whatever they registered. A caller that wants to wait for a backend uses
+    /// [`try_call_with`](Self::try_call_with) instead.
     // The request is given back as it came, by value, on the rare path where no backend is
     // ready; the type is the one `call` returns.
     #[allow(clippy::result_large_err, clippy::type_complexity)]
     pub fn try_call<B, RB>(
         &mut self,
         req: http::Request<B>,
-    ) -> Result<ResponseFuture<<D::Service as Service<http::Request<B>>>::Future>, http::Request<B>>
+    ) -> Result<ResponseFuture<BackendFuture<D, B>>, http::Request<B>>
+    where
+        D::Service: Service<http::Request<B>, Response = http::Response<RB>>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        <D::Service as Service<http::Request<B>>>::Error: Into<BoxError>,
+    {
+        // Readiness is asked, not awaited: a backend that is not ready now is skipped.
+        let mut cx = Context::from_waker(Waker::noop());
+        self.pick_and_call(req, &mut cx, None)
+    }
+
+    /// Like [`try_call`](Self::try_call), for a caller that waits for a backend (a
+    /// [`Queue`](crate::queue::Queue)): the backends are asked with `cx`'s waker, and the
+    /// services that are not ready are kept in `parked`, so that whatever makes one of them
+    /// ready later — a freed permit, a backend passing its health check, a rate limiter's
+    /// timer, in any layer between the balancer and the backend — wakes `cx`'s task. Call it
+    /// again when woken: parked services are asked again before new clones are made.
+    ///
+    /// A caller that waits should also wake on [`changed`](Self::changed), for a backend that
+    /// joins the set.
+    #[allow(clippy::result_large_err, clippy::type_complexity)]
+    pub fn try_call_with<B, RB>(
+        &mut self,
+        req: http::Request<B>,
+        cx: &mut Context<'_>,
+        parked: &mut Parked<D::Service>,
+    ) -> Result<ResponseFuture<BackendFuture<D, B>>, http::Request<B>>
+    where
+        D::Service: Service<http::Request<B>, Response = http::Response<RB>>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        <D::Service as Service<http::Request<B>>>::Error: Into<BoxError>,
+    {
+        self.pick_and_call(req, cx, Some(parked))
+    }
+
+    #[allow(clippy::result_large_err, clippy::type_complexity)]
+    fn pick_and_call<B, RB>(
+        &mut self,
+        req: http::Request<B>,
+        cx: &mut Context<'_>,
+        mut parked: Option<&mut Parked<D::Service>>,
+    ) -> Result<ResponseFuture<BackendFuture<D, B>>, http::Request<B>>
     where
         D::Service: Service<http::Request<B>, Response = http::Response<RB>>
             + Clone
@@ -153,8 +217,9 @@ where
     {
         let shared = &self.shared;
         let set = shared.set.load();
-        // Readiness is asked, not awaited: a backend that is not ready now is skipped.
-        let mut cx = Context::from_waker(Waker::noop());
+        if let Some(parked) = parked.as_deref_mut() {
+            parked.follow(set.generation, set.services.len());
+        }
         let mut chosen = None;
         let tried = req.extensions().get::<Tried>().cloned();
         let picked = shared
@@ -166,8 +231,9 @@ where
                 {
                     return false;
                 }
-                let mut service = set.services[i].clone();
-                match service.poll_ready(&mut cx) {
+                let kept = parked.as_deref_mut().and_then(|p| p.services[i].take());
+                let mut service = kept.unwrap_or_else(|| set.services[i].clone());
+                match service.poll_ready(cx) {
                     Poll::Ready(Ok(())) => {
                         chosen = Some(service);
                         true
@@ -177,7 +243,12 @@ where
                         tracing::debug!(slot = i, %error, "backend not ready");
                         false
                     }
-                    Poll::Pending => false,
+                    Poll::Pending => {
+                        if let Some(parked) = parked.as_deref_mut() {
+                            parked.services[i] = Some(service);
+                        }
+                        false
+                    }
                 }
             });
         let (Some(slot), Some(mut service)) = (picked, chosen) else {

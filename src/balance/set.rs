@@ -14,6 +14,7 @@ use tower::discover::{Change, Discover};
 use super::endpoint::{Endpoint, Stats};
 use crate::BoxError;
 use crate::algo::Pick;
+use crate::wait_list::Changes;
 use crate::weight::Weight;
 
 /// One immutable view of the backends, swapped in whole on every change.
@@ -23,12 +24,16 @@ pub(crate) struct Set<K, S, T> {
     pub(crate) table: T,
     /// Removed backends that still had requests in flight when they left.
     pub(crate) retired: Vec<Arc<Endpoint<K>>>,
+    /// Counts the sets published; slots mean the same backends only within one generation.
+    pub(crate) generation: u64,
 }
 
 /// What every clone of a balancer shares.
 pub(crate) struct Shared<K, S, P: Pick<K>> {
     pub(crate) set: ArcSwap<Set<K, S, P::Table>>,
     pub(crate) picker: P,
+    /// The generation of the set published last, and who waits for the next one.
+    pub(crate) changes: Arc<Changes>,
     task: Option<AbortHandle>,
     /// Requests answered with `NoAvailableBackend` (see `Balance::no_backend`).
     pub(crate) no_backend: AtomicU64,
@@ -124,7 +129,7 @@ where
         }
     }
 
-    fn snapshot<P: Pick<K>>(&mut self, picker: &P) -> Set<K, S, P::Table> {
+    fn snapshot<P: Pick<K>>(&mut self, picker: &P, generation: u64) -> Set<K, S, P::Table> {
         self.retired.retain(|e| e.in_flight() > 0);
         let endpoints: Vec<_> = self.list.iter().map(|(e, _)| Arc::clone(e)).collect();
         for (slot, e) in endpoints.iter().enumerate() {
@@ -135,6 +140,7 @@ where
             services: self.list.iter().map(|(_, s)| s.clone()).collect(),
             endpoints,
             retired: self.retired.clone(),
+            generation,
         }
     }
 }
@@ -177,13 +183,14 @@ where
     let mut discover = Box::pin(discover);
     let mut members = Members::new();
     let (_, open) = drain(&mut discover, &mut members);
-    let set = members.snapshot(&picker);
+    let set = members.snapshot(&picker, 0);
     Arc::new_cyclic(|weak: &Weak<Shared<D::Key, D::Service, P>>| {
         let task =
             open.then(|| tokio::spawn(follow(discover, members, weak.clone())).abort_handle());
         Shared {
             set: ArcSwap::from_pointee(set),
             picker,
+            changes: Arc::default(),
             task,
             no_backend: AtomicU64::new(0),
         }
@@ -201,6 +208,7 @@ async fn follow<D, P>(
     D::Error: Into<BoxError>,
     P: Pick<D::Key>,
 {
+    let mut generation = 0;
     loop {
         // Wait for one change, then take all that are ready so a burst costs one rebuild.
         let first = std::future::poll_fn(|cx| discover.as_mut().poll_discover(cx)).await;
@@ -220,7 +228,11 @@ async fn follow<D, P>(
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        shared.set.store(Arc::new(members.snapshot(&shared.picker)));
+        generation += 1;
+        shared
+            .set
+            .store(Arc::new(members.snapshot(&shared.picker, generation)));
+        shared.changes.publish(generation);
         if !open {
             tracing::debug!("service discovery ended; keeping the last set");
             return;

@@ -1,4 +1,5 @@
-//! The response future of [`HealthCheck`](super::HealthCheck).
+//! The response future of [`HealthCheck`](super::HealthCheck), and the future of
+//! [`HealthMonitor::checked`](super::HealthMonitor::checked).
 
 use std::fmt;
 use std::future::Future;
@@ -10,6 +11,8 @@ use pin_project_lite::pin_project;
 
 use super::outlier::{ResponseStatus, is_failure};
 use super::state::BackendHealth;
+
+pub use super::monitor::Checked;
 
 pin_project! {
     /// The response future of [`HealthCheck`](super::HealthCheck): the inner service's,

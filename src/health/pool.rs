@@ -2,11 +2,12 @@
 //! available, ramping up or ejected. Ejection limits and slow start read it.
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::time::Instant;
 
 use crate::algo::rng::Rng;
+use crate::wait_list::Changes;
 
 /// Bits of a backend's status word; it takes requests at full rate only when none is set.
 pub(crate) const DOWN: u8 = 1;
@@ -64,6 +65,8 @@ pub(crate) struct Pool {
     epoch: Instant,
     /// Draws slow-start admissions.
     pub(crate) rng: Rng,
+    /// Counts the checks recorded, for [`HealthMonitor::checked`](super::HealthMonitor::checked).
+    pub(crate) checks: Arc<Changes>,
 }
 
 impl Pool {
@@ -73,6 +76,7 @@ impl Pool {
             steady: AtomicUsize::new(0),
             epoch: Instant::now(),
             rng: Rng::from_entropy(),
+            checks: Arc::default(),
         }
     }
 

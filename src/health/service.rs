@@ -1,29 +1,30 @@
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
-use tokio::sync::futures::OwnedNotified;
 use tower::Service;
 
 use super::future::ResponseFuture;
 use super::outlier::ResponseStatus;
 use super::pool::RAMPING;
 use super::state::BackendHealth;
+use crate::wait_list::Waiter;
 
 /// A backend service that is ready only while its backend is healthy. See the
 /// [module docs](super).
 ///
 /// `poll_ready` is `Pending` while the [`BackendHealth`] says the backend is down or ejected,
-/// and wakes the caller when it comes back; during a slow start it is `Pending` for the share
-/// of requests the backend does not take yet; otherwise it asks the inner service. Responses
-/// pass through untouched; with outlier detection on, their outcome is counted.
+/// and wakes the waker it was given when the backend comes back; during a slow start it is
+/// `Pending` for the share of requests the backend does not take yet (and wakes the waker at
+/// once, to be asked again); otherwise it asks the inner service. Any caller may wait on it,
+/// through any layers: a clone dropped while waiting stops waiting. Responses pass through
+/// untouched; with outlier detection on, their outcome is counted.
 pub struct HealthCheck<S> {
     inner: S,
     health: Arc<BackendHealth>,
-    /// Set while this clone waits for the backend to come back.
-    waiting: Option<Pin<Box<OwnedNotified>>>,
+    /// Set while this clone waits for the backend to come back: its place among the
+    /// backend's waiters.
+    waiting: Option<Waiter>,
     /// A backend in its slow-start ramp admitted the next request: stay ready until `call`.
     admitted: bool,
 }
@@ -66,39 +67,27 @@ impl<S> HealthCheck<S> {
             self.admitted = true;
             return Poll::Ready(());
         }
-        // Not this time. A balancer that only asks (like `Balance`) picks another backend; a
-        // caller that waits for this one asks again soon.
-        if !cx.waker().will_wake(Waker::noop()) {
-            cx.waker().wake_by_ref();
-        }
+        // Not this time. A balancer picks another backend; a caller that waits for this one
+        // asks again at once (the share admitted is at least 10 %).
+        cx.waker().wake_by_ref();
         Poll::Pending
     }
 
     /// `Ready` once the backend is available; registers `cx`'s waker otherwise.
     fn poll_available(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        loop {
-            if self.health.is_available() {
-                self.waiting = None;
-                return Poll::Ready(());
-            }
-            // A balancer that only asks (like `Balance`) polls with a no-op waker: nothing to
-            // wake, so skip registering. This is only a shortcut; registering would be harmless.
-            if cx.waker().will_wake(Waker::noop()) {
-                return Poll::Pending;
-            }
-            let Some(waiting) = self.waiting.as_mut() else {
-                // The future catches every wake-up sent after its creation: look again once
-                // it exists, so that a change just before cannot be missed.
-                self.waiting = Some(Box::pin(
-                    Arc::clone(self.health.available()).notified_owned(),
-                ));
-                continue;
-            };
-            if waiting.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
+        if self.health.is_available() {
             self.waiting = None;
+            return Poll::Ready(());
         }
+        self.waiting
+            .get_or_insert_with(|| Waiter::new(Arc::clone(self.health.available())))
+            .register(cx.waker());
+        // A change just before the registration would not wake it: look again.
+        if self.health.is_available() {
+            self.waiting = None;
+            return Poll::Ready(());
+        }
+        Poll::Pending
     }
 }
 

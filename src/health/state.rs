@@ -6,12 +6,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::outlier::OutlierDetection;
 use super::pool::{DOWN, EJECTED, Pool, PoolGuard, RAMPING, UNAVAILABLE};
 use crate::BoxError;
+use crate::wait_list::WaitList;
 
 /// The verdict of a backend's active health checks: up or down.
 ///
@@ -204,7 +204,7 @@ pub struct BackendHealth {
     /// Whether the layer counts this backend (until it is removed).
     member: AtomicBool,
     /// Woken (all waiters) when the backend becomes available.
-    available: Arc<Notify>,
+    available: Arc<WaitList>,
     /// Counters and the last result; a per-backend lock, taken only off the request path.
     detail: Mutex<Detail>,
     policy: Policy,
@@ -252,7 +252,7 @@ impl BackendHealth {
             response_failures: AtomicU32::new(0),
             ramp_start: AtomicU64::new(pool.nanos(Instant::now())),
             member: AtomicBool::new(false),
-            available: Arc::new(Notify::new()),
+            available: WaitList::new(),
             detail: Mutex::new(Detail::default()),
             policy,
             pool,
@@ -378,6 +378,8 @@ impl BackendHealth {
         if let Some(next) = next {
             self.store(next);
         }
+        drop(detail);
+        self.pool.checks.bump();
         next
     }
 
@@ -415,13 +417,13 @@ impl BackendHealth {
             pool.update(old, new);
         }
         if is_available && !was_available {
-            self.available.notify_waiters();
+            self.available.wake_all();
         }
         old
     }
 
-    /// The `Notify` woken when the backend becomes available.
-    pub(crate) fn available(&self) -> &Arc<Notify> {
+    /// The waiters woken when the backend becomes available.
+    pub(crate) fn available(&self) -> &Arc<WaitList> {
         &self.available
     }
 

@@ -11,7 +11,6 @@ use std::time::Duration;
 use http_body::Body;
 use hyper::body::Incoming;
 
-use super::limit::Freed;
 use super::pool::{Pool, Settings};
 use super::upgrade::Tunnels;
 use crate::BoxError;
@@ -19,8 +18,8 @@ use crate::BoxError;
 /// A pooled, keep-alive HTTP/1.1 client for forwarding requests to backends.
 ///
 /// One `ProxyClient` is meant to be shared by all backends (clone it: clones share the
-/// connection pool). It keeps idle keep-alive connections per backend (and per worker
-/// thread), opens new ones with `TCP_NODELAY` within a connect timeout, and carries the
+/// connection pool). It keeps idle keep-alive connections per backend (and per thread with a
+/// runtime of its own, see [`pool_threads`](ProxyClientBuilder::pool_threads)), opens new ones with `TCP_NODELAY` within a connect timeout, and carries the
 /// response timeout and per-backend concurrency cap that [`HttpBackend`](super::HttpBackend)
 /// enforces. Build one with [`ProxyClient::builder`].
 ///
@@ -32,7 +31,6 @@ pub struct ProxyClient<B = Incoming> {
     pub(crate) response_timeout: Option<Duration>,
     connect_timeout: Option<Duration>,
     pub(crate) max_conns_per_backend: Option<usize>,
-    pub(crate) freed: Arc<Freed>,
     pub(crate) tunnels: Arc<Tunnels>,
 }
 
@@ -106,7 +104,6 @@ impl<B> Clone for ProxyClient<B> {
             response_timeout: self.response_timeout,
             connect_timeout: self.connect_timeout,
             max_conns_per_backend: self.max_conns_per_backend,
-            freed: Arc::clone(&self.freed),
             tunnels: Arc::clone(&self.tunnels),
         }
     }
@@ -131,6 +128,7 @@ impl<B> fmt::Debug for ProxyClient<B> {
 /// | [`response_timeout`](Self::response_timeout) | 30 s      |
 /// | [`pool_idle_timeout`](Self::pool_idle_timeout) | 20 s    |
 /// | [`pool_max_idle_per_host`](Self::pool_max_idle_per_host) | 128 |
+/// | [`pool_threads`](Self::pool_threads) | 1 |
 /// | [`max_conns_per_backend`](Self::max_conns_per_backend) | no cap |
 ///
 /// `TCP_NODELAY` is always on.
@@ -154,6 +152,7 @@ pub struct ProxyClientBuilder {
     response_timeout: Option<Duration>,
     pool_idle_timeout: Option<Duration>,
     pool_max_idle_per_host: usize,
+    pool_threads: usize,
     max_conns_per_backend: Option<usize>,
 }
 
@@ -171,6 +170,7 @@ impl ProxyClientBuilder {
             response_timeout: Some(Duration::from_secs(30)),
             pool_idle_timeout: Some(Duration::from_secs(20)),
             pool_max_idle_per_host: 128,
+            pool_threads: 1,
             max_conns_per_backend: None,
         }
     }
@@ -207,6 +207,20 @@ impl ProxyClientBuilder {
         self
     }
 
+    /// How many threads that each run a single-threaded runtime of their own (the workers of
+    /// a thread-per-core server, such as the [`Server`](crate::server::Server)'s with
+    /// [`Config::workers`](crate::server::Config::workers)) send requests through this client;
+    /// default 1, `0` counts as 1.
+    ///
+    /// Each of the first `threads` to use the client keeps idle connections of its own, so
+    /// that it only reuses connections its own runtime drives; more share those stacks in
+    /// turn. The threads of multi-threaded runtimes, whose tasks move between threads, share
+    /// one stack.
+    pub fn pool_threads(mut self, threads: usize) -> Self {
+        self.pool_threads = threads.max(1);
+        self
+    }
+
     /// At most this many requests in flight to one backend (each counts until its response
     /// body ends; an upgraded tunnel counts until it closes), like HAProxy's `maxconn` on a
     /// server; `None` (the default) or `0` for no cap.
@@ -231,11 +245,11 @@ impl ProxyClientBuilder {
                 connect_timeout: self.connect_timeout,
                 idle_timeout: self.pool_idle_timeout,
                 max_idle: self.pool_max_idle_per_host,
+                threads: self.pool_threads,
             }),
             response_timeout: self.response_timeout,
             connect_timeout: self.connect_timeout,
             max_conns_per_backend: self.max_conns_per_backend,
-            freed: Arc::default(),
             tunnels: Tunnels::new(),
         }
     }

@@ -7,83 +7,32 @@
 //! the response is over, not when its head arrives. A clone dropped without being called
 //! frees its slot.
 //!
-//! At the cap `poll_ready` is `Pending`. The balancer asks with a no-op waker and skips the
-//! backend; any other caller's waker is kept and woken when a slot frees. A freed slot also
-//! wakes the requests waiting for *any* backend ([`Freed`]), which the standalone server's
-//! queue uses.
+//! At the cap `poll_ready` is `Pending`, and the waker it was given is woken when a slot
+//! frees: a balancer skips the backend, and a caller that waits for it (a
+//! [`Queue`](crate::queue::Queue) holding the clone) is woken. The wakers wait in a list of
+//! the backend's own, which a clone dropped while waiting leaves.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::Waker;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 
-use tokio::sync::Notify;
-use tokio::sync::futures::OwnedNotified;
-
-/// Wakes the requests waiting for a backend slot; shared by every backend of one
-/// [`ProxyClient`](super::ProxyClient).
-#[derive(Debug, Default)]
-pub(crate) struct Freed {
-    notify: Arc<Notify>,
-    /// Requests waiting; releases skip the notification while it is zero.
-    waiting: AtomicUsize,
-}
-
-impl Freed {
-    /// Registers a waiter: while the returned guard lives, freed slots notify.
-    ///
-    /// Register, then create the [`notified`](Self::notified) future, then look for a free
-    /// backend, then await it: no release in between is missed.
-    pub(crate) fn wait(self: &Arc<Self>) -> Waiting {
-        self.waiting.fetch_add(1, Ordering::SeqCst);
-        Waiting {
-            freed: Arc::clone(self),
-        }
-    }
-
-    /// The next notification (any slot freed after this call).
-    pub(crate) fn notified(&self) -> OwnedNotified {
-        Arc::clone(&self.notify).notified_owned()
-    }
-
-    /// Wakes the waiters: a slot was freed.
-    pub(crate) fn notify(&self) {
-        if self.waiting.load(Ordering::SeqCst) > 0 {
-            self.notify.notify_waiters();
-        }
-    }
-}
-
-/// A request waiting for a slot; see [`Freed::wait`].
-#[derive(Debug)]
-pub(crate) struct Waiting {
-    freed: Arc<Freed>,
-}
-
-impl Drop for Waiting {
-    fn drop(&mut self) {
-        self.freed.waiting.fetch_sub(1, Ordering::SeqCst);
-    }
-}
+use crate::wait_list::{WaitList, Waiter};
 
 /// The cap of one backend, shared by its clones.
 pub(crate) struct Limit {
     max: usize,
     in_use: AtomicUsize,
-    /// Wakers of callers (other than the balancer) that found the backend at its cap.
-    wakers: Mutex<Vec<Waker>>,
-    has_wakers: AtomicBool,
-    freed: Arc<Freed>,
+    /// Callers that found the backend at its cap.
+    freed: Arc<WaitList>,
 }
 
 impl Limit {
-    pub(crate) fn new(max: usize, freed: Arc<Freed>) -> Arc<Self> {
+    pub(crate) fn new(max: usize) -> Arc<Self> {
         Arc::new(Self {
             max,
             in_use: AtomicUsize::new(0),
-            wakers: Mutex::new(Vec::new()),
-            has_wakers: AtomicBool::new(false),
-            freed,
+            freed: WaitList::new(),
         })
     }
 
@@ -100,7 +49,7 @@ impl Limit {
     /// A slot, if one is free.
     pub(crate) fn try_acquire(self: &Arc<Self>) -> Option<Slot> {
         self.in_use
-            .fetch_update(Ordering::SeqCst, Ordering::Acquire, |n| {
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
                 (n < self.max).then_some(n + 1)
             })
             .ok()
@@ -118,43 +67,46 @@ impl Limit {
         }
     }
 
-    /// A slot if one is free; otherwise `waker` is woken when one frees (unless it is the
-    /// no-op waker of the balancer, which only asks).
-    pub(crate) fn poll_acquire(self: &Arc<Self>, waker: &Waker) -> Option<Slot> {
-        if let Some(slot) = self.try_acquire() {
-            return Some(slot);
-        }
-        if waker.will_wake(Waker::noop()) {
-            return None;
-        }
-        {
-            let mut wakers = self.lock_wakers();
-            if !wakers.iter().any(|w| w.will_wake(waker)) {
-                wakers.push(waker.clone());
-            }
-            self.has_wakers.store(true, Ordering::SeqCst);
-        }
-        // A slot freed before the waker was in the list would not wake it.
-        self.try_acquire()
-    }
-
     fn release(&self) {
         self.in_use.fetch_sub(1, Ordering::SeqCst);
-        if self.has_wakers.load(Ordering::SeqCst) {
-            let wakers = {
-                let mut wakers = self.lock_wakers();
-                self.has_wakers.store(false, Ordering::SeqCst);
-                std::mem::take(&mut *wakers)
-            };
-            wakers.into_iter().for_each(Waker::wake);
+        self.freed.wake_all();
+    }
+}
+
+/// One clone's claim on a backend's cap: the slot `poll_ready` took for the next `call`, or
+/// its place among the callers waiting for one.
+#[derive(Debug, Default)]
+pub(crate) struct Claim {
+    slot: Option<Slot>,
+    waiting: Option<Waiter>,
+}
+
+impl Claim {
+    /// `Ready` with a slot held for the next [`take`](Self::take); at the cap, `Pending`, and
+    /// `cx`'s waker is woken when a slot frees.
+    pub(crate) fn poll_acquire(&mut self, limit: &Arc<Limit>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.slot.is_none() {
+            self.slot = limit.try_acquire();
         }
-        self.freed.notify();
+        if self.slot.is_none() {
+            self.waiting
+                .get_or_insert_with(|| Waiter::new(Arc::clone(&limit.freed)))
+                .register(cx.waker());
+            // A slot freed before the waker was in the list would not wake it.
+            self.slot = limit.try_acquire();
+            if self.slot.is_none() {
+                return Poll::Pending;
+            }
+        }
+        if let Some(waiting) = &mut self.waiting {
+            waiting.cancel();
+        }
+        Poll::Ready(())
     }
 
-    fn lock_wakers(&self) -> MutexGuard<'_, Vec<Waker>> {
-        self.wakers
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// The slot `poll_acquire` took, or one over the cap for a `call` without `poll_ready`.
+    pub(crate) fn take(&mut self, limit: &Arc<Limit>) -> Slot {
+        self.slot.take().unwrap_or_else(|| limit.acquire_over())
     }
 }
 
@@ -186,14 +138,13 @@ impl fmt::Debug for Slot {
 
 #[cfg(test)]
 mod tests {
+    use std::task::Waker;
+
     use super::*;
-    use std::future::Future;
-    use std::pin::pin;
-    use std::task::{Context, Poll};
 
     #[test]
     fn slots_are_capped_and_freed_on_drop() {
-        let limit = Limit::new(2, Arc::default());
+        let limit = Limit::new(2);
         let a = limit.try_acquire().unwrap();
         let b = limit.try_acquire().unwrap();
         assert!(limit.try_acquire().is_none());
@@ -208,41 +159,30 @@ mod tests {
     }
 
     #[test]
-    fn a_real_waker_is_woken_when_a_slot_frees_and_the_noop_one_is_not_kept() {
-        let limit = Limit::new(1, Arc::default());
+    fn a_waiting_claim_is_woken_when_a_slot_frees_and_leaves_when_dropped() {
+        let limit = Limit::new(1);
         let held = limit.try_acquire().unwrap();
-        assert!(limit.poll_acquire(Waker::noop()).is_none());
-        assert!(limit.lock_wakers().is_empty());
-
         let (waker, count) = counting_waker();
-        assert!(limit.poll_acquire(&waker).is_none());
-        assert!(limit.poll_acquire(&waker).is_none());
-        assert_eq!(limit.lock_wakers().len(), 1, "the same waker is kept once");
+        let mut cx = Context::from_waker(&waker);
+        let mut claim = Claim::default();
+        assert!(claim.poll_acquire(&limit, &mut cx).is_pending());
+        assert!(claim.poll_acquire(&limit, &mut cx).is_pending());
+        assert_eq!(limit.freed.len(), 1, "the same waker is kept once");
+
+        // Another clone asked, found the cap and was dropped: it leaves the list.
+        let mut asked = Claim::default();
+        assert!(asked.poll_acquire(&limit, &mut cx).is_pending());
+        assert_eq!(limit.freed.len(), 2);
+        drop(asked);
+        assert_eq!(limit.freed.len(), 1);
+
         drop(held);
         assert_eq!(count.load(Ordering::SeqCst), 1);
-        assert!(limit.poll_acquire(&waker).is_some());
-    }
-
-    #[tokio::test]
-    async fn a_freed_slot_notifies_waiters_only_while_someone_waits() {
-        let freed = Arc::new(Freed::default());
-        let limit = Limit::new(1, Arc::clone(&freed));
-        // Nobody waits: releasing does not store a notification.
-        drop(limit.try_acquire().unwrap());
-
-        let held = limit.try_acquire().unwrap();
-        let waiting = freed.wait();
-        let mut notified = pin!(freed.notified());
-        let mut cx = Context::from_waker(Waker::noop());
-        assert!(notified.as_mut().poll(&mut cx).is_pending());
-        drop(held);
-        assert_eq!(notified.as_mut().poll(&mut cx), Poll::Ready(()));
-        drop(waiting);
-        assert_eq!(freed.waiting.load(Ordering::SeqCst), 0);
-
-        let mut later = pin!(freed.notified());
-        drop(limit.try_acquire().unwrap());
-        assert!(later.as_mut().poll(&mut cx).is_pending());
+        assert!(claim.poll_acquire(&limit, &mut cx).is_ready());
+        assert_eq!(limit.in_use(), 1);
+        drop(claim.take(&limit));
+        assert_eq!(limit.in_use(), 0);
+        assert_eq!(count.load(Ordering::SeqCst), 1, "nobody waits any more");
     }
 
     /// A waker that counts its wake-ups.

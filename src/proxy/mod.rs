@@ -102,8 +102,6 @@ mod upgrade;
 pub use self::body::BackendBody;
 pub use self::client::{ProxyClient, ProxyClientBuilder};
 pub use self::error::{NO_AVAILABLE_SERVER, error_response};
-pub(crate) use self::limit::{Freed, Waiting};
-pub(crate) use self::pool::pin_to_worker;
 pub use self::service::HttpBackend;
 pub(crate) use self::service::get;
 pub use crate::{BackendTimeout, BackendUnavailable};

@@ -9,10 +9,13 @@
 //!
 //! - each [`HttpBackend`](super::HttpBackend) finds its [`Host`] once, when it is built: no
 //!   lookup per request;
-//! - idle connections are a stack per backend (a short lock), most recently used on top, and
-//!   one per worker thread of a thread-per-core server ([`pin_to_worker`]), so that a worker
-//!   only uses connections its own runtime drives; a connection goes back when its response
-//!   body has ended. A connection whose task has not caught up yet when the body ends (on another
+//! - idle connections are a stack per backend (a short lock), most recently used on top: one
+//!   shared by the threads of multi-threaded runtimes, and one for each thread that runs a
+//!   single-threaded runtime of its own (the workers of a thread-per-core server), so that such
+//!   a thread only uses connections its own runtime drives. The pool gives a thread its stack on
+//!   the thread's first use, from its own counter, among as many as its
+//!   [`Settings::threads`] asks for; a connection goes back when its response body has
+//!   ended. A connection whose task has not caught up yet when the body ends (on another
 //!   thread) goes back all the same, and the next request on it waits for it to be ready;
 //! - a request a pooled connection could not send (the backend closed it while idle) comes back
 //!   from hyper untouched and goes out on another connection, as hyper-util's
@@ -25,14 +28,14 @@
 //!
 //! Requests go out in origin form (`GET /path HTTP/1.1`), with the `Host` the caller set.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -61,6 +64,9 @@ pub(crate) struct Settings {
     pub(crate) connect_timeout: Option<Duration>,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) max_idle: usize,
+    /// The threads running a single-threaded runtime of their own that send through the pool:
+    /// the first this many each get an idle stack of their own; more share them in turn.
+    pub(crate) threads: usize,
 }
 
 /// The hosts of one client. Clones share them.
@@ -72,15 +78,25 @@ struct Shared<B> {
     settings: Settings,
     hosts: Mutex<HashMap<Authority, Weak<Host<B>>>>,
     sweeping: AtomicBool,
+    /// Tells this pool from others in the threads' memory of their stacks.
+    id: u64,
+    /// Threads of single-threaded runtimes given a stack so far.
+    threads_seen: AtomicUsize,
 }
 
 impl<B> Pool<B> {
     pub(crate) fn new(settings: Settings) -> Self {
+        static IDS: AtomicU64 = AtomicU64::new(0);
         Self {
             shared: Arc::new(Shared {
-                settings,
+                settings: Settings {
+                    threads: settings.threads.max(1),
+                    ..settings
+                },
                 hosts: Mutex::new(HashMap::new()),
                 sweeping: AtomicBool::new(false),
+                id: IDS.fetch_add(1, Ordering::Relaxed),
+                threads_seen: AtomicUsize::new(0),
             }),
         }
     }
@@ -93,11 +109,13 @@ impl<B> Pool<B> {
             return host;
         }
         hosts.retain(|_, host| host.strong_count() > 0);
+        let lists = 1 + self.shared.settings.threads;
         let host = Arc::new(Host {
             authority: authority.clone(),
             settings: self.shared.settings,
-            idle: (0..worker_lists()).map(|_| Mutex::default()).collect(),
+            idle: (0..lists).map(|_| Mutex::default()).collect(),
             pool: Arc::downgrade(&self.shared),
+            pool_id: self.shared.id,
         });
         hosts.insert(authority.clone(), Arc::downgrade(&host));
         host
@@ -157,6 +175,7 @@ pub(crate) struct Host<B> {
     settings: Settings,
     idle: Box<[Mutex<Vec<Idle<B>>>]>,
     pool: Weak<Shared<B>>,
+    pool_id: u64,
 }
 
 impl<B> Host<B> {
@@ -169,7 +188,7 @@ impl<B> Host<B> {
     /// and not idle for too long, with its response timer if it has one.
     #[inline]
     pub(crate) fn checkout(&self) -> Option<(Sender<B>, Option<Timer>)> {
-        let mut list = lock(&self.idle[worker_slot(self.idle.len())]);
+        let mut list = lock(&self.idle[self.list()]);
         let mut top = list.pop()?;
         let idle_timeout = self.settings.idle_timeout;
         let now = idle_timeout.map(|_| Instant::now());
@@ -196,7 +215,7 @@ impl<B> Host<B> {
     fn push(&self, sender: Sender<B>, timer: Option<Timer>) {
         let since = Instant::now();
         let full = {
-            let mut list = lock(&self.idle[worker_slot(self.idle.len())]);
+            let mut list = lock(&self.idle[self.list()]);
             if list.len() >= self.settings.max_idle {
                 Some((sender, timer))
             } else {
@@ -210,6 +229,27 @@ impl<B> Host<B> {
         };
         // Closed outside the lock.
         drop(full);
+    }
+
+    /// This thread's idle stack: its own if it runs a single-threaded runtime, else the shared
+    /// one (0). Asked of the pool on the thread's first use, then remembered by the thread.
+    #[inline]
+    fn list(&self) -> usize {
+        STACKS.with(|stacks| {
+            let mut stacks = stacks.borrow_mut();
+            if let Some(&(_, list)) = stacks.iter().find(|(id, _)| *id == self.pool_id) {
+                return list;
+            }
+            let list = self
+                .pool
+                .upgrade()
+                .map_or(0, |pool| pool.stack_for_this_thread());
+            if stacks.len() == REMEMBERED {
+                stacks.remove(0);
+            }
+            stacks.push((self.pool_id, list));
+            list
+        })
     }
 
     /// Starts the pool's sweeping task, once.
@@ -330,32 +370,27 @@ async fn connect(authority: &Authority) -> io::Result<TcpStream> {
     Ok(stream)
 }
 
-/// How many idle stacks a host keeps: one shared by any thread, and one for each worker
-/// thread of a thread-per-core server, up to a bound.
-fn worker_lists() -> usize {
-    1 + std::thread::available_parallelism().map_or(1, |n| n.get().min(64))
+impl<B> Shared<B> {
+    /// The idle stack of the calling thread, on its first use: one of its own, in turn, if
+    /// it runs a single-threaded runtime, whose connections only it drives; the shared one
+    /// for the threads of a multi-threaded runtime, whose tasks move between threads.
+    fn stack_for_this_thread(&self) -> usize {
+        let single = tokio::runtime::Handle::try_current()
+            .is_ok_and(|rt| rt.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
+        if !single {
+            return 0;
+        }
+        let n = self.threads_seen.fetch_add(1, Ordering::Relaxed);
+        1 + n % self.settings.threads
+    }
 }
+
+/// How many pools a thread remembers its stack in; one it forgot gives it a stack again.
+const REMEMBERED: usize = 8;
 
 thread_local! {
-    /// `0` for any thread; `1 + i` for worker `i` of a thread-per-core server.
-    static WORKER: Cell<usize> = const { Cell::new(0) };
-}
-
-/// Gives the current thread idle connections of its own: for the workers of a thread-per-core
-/// server, each running its own runtime, so that a worker only reuses connections its own
-/// runtime drives. Other threads (a multi-threaded runtime's workers, whose tasks move between
-/// threads) share one stack per backend.
-pub(crate) fn pin_to_worker(index: usize) {
-    WORKER.with(|worker| worker.set(1 + index));
-}
-
-/// This thread's stack among `lists`.
-#[inline]
-fn worker_slot(lists: usize) -> usize {
-    match WORKER.with(Cell::get) {
-        0 => 0,
-        worker => 1 + (worker - 1) % (lists - 1),
-    }
+    /// The idle stack this thread was given in each pool it used lately: (pool id, stack).
+    static STACKS: RefCell<Vec<(u64, usize)>> = const { RefCell::new(Vec::new()) };
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -443,10 +478,10 @@ mod tests {
         get(&mut same).await;
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
 
-        // A worker of a thread-per-core server has connections of its own.
+        // A worker of a thread-per-core server (a thread with a single-threaded runtime of
+        // its own) has connections of its own.
         let mut worker = http_backend(addr, client);
         tokio::task::spawn_blocking(move || {
-            pin_to_worker(0);
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

@@ -18,7 +18,7 @@ use super::future::{ResponseFuture, Upgrade};
 use super::headers::{
     X_FORWARDED_HOST, X_FORWARDED_PROTO, append_forwarded_for, restore_upgrade, strip_hop_by_hop,
 };
-use super::limit::{Limit, Slot};
+use super::limit::{Claim, Limit};
 use super::pool::Host;
 use crate::{BackendAddr, BoxError, PeerAddr};
 
@@ -32,8 +32,8 @@ use crate::{BackendAddr, BoxError, PeerAddr};
 pub struct HttpBackend<B = Incoming> {
     // One `Arc` so that the balancer's per-request clone is a single reference count.
     shared: Arc<Shared<B>>,
-    // The place under the cap `poll_ready` took, for the next `call`.
-    slot: Option<Slot>,
+    // The place under the cap `poll_ready` took for the next `call`, or waits for.
+    claim: Claim,
 }
 
 struct Shared<B> {
@@ -51,12 +51,10 @@ impl<B> HttpBackend<B> {
     /// It cannot fail: a [`BackendAddr`] is valid once parsed, so a bad address is an error
     /// where it is parsed ([`InvalidBackendAddr`](crate::InvalidBackendAddr)), never here.
     pub fn new(addr: BackendAddr, client: ProxyClient<B>) -> Self {
-        let limit = client
-            .max_conns_per_backend
-            .map(|max| Limit::new(max, Arc::clone(&client.freed)));
+        let limit = client.max_conns_per_backend.map(Limit::new);
         let host = client.pool.host(addr.authority());
         Self {
-            slot: None,
+            claim: Claim::default(),
             shared: Arc::new(Shared {
                 client,
                 host,
@@ -169,12 +167,7 @@ where
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         if let Some(limit) = &self.shared.limit {
-            if self.slot.is_none() {
-                match limit.poll_acquire(cx.waker()) {
-                    Some(slot) => self.slot = Some(slot),
-                    None => return Poll::Pending,
-                }
-            }
+            std::task::ready!(self.claim.poll_acquire(limit, cx));
         }
         Poll::Ready(Ok(()))
     }
@@ -182,7 +175,7 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let shared = &*self.shared;
         let slot = match &shared.limit {
-            Some(limit) => Some(self.slot.take().unwrap_or_else(|| limit.acquire_over())),
+            Some(limit) => Some(self.claim.take(limit)),
             None => None,
         };
         let (mut parts, body) = req.into_parts();
@@ -258,7 +251,7 @@ impl<B> Clone for HttpBackend<B> {
     fn clone(&self) -> Self {
         Self {
             shared: Arc::clone(&self.shared),
-            slot: None,
+            claim: Claim::default(),
         }
     }
 }

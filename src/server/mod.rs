@@ -116,7 +116,6 @@
 
 mod config;
 mod conn;
-mod queue;
 mod service;
 
 use std::future::Future;
@@ -129,11 +128,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tower::{Layer, ServiceBuilder};
 
 use self::conn::Connections;
-use self::queue::Queue;
 use self::service::{Client, Handler, Routes, Serve};
 use crate::admin::Admin;
 use crate::health::{Health, HealthCheckLayer, HealthMonitor, HttpProbe};
 use crate::proxy::HttpBackend;
+use crate::queue::QueueLayer;
 use crate::stats::BalancerSnapshot;
 use crate::{Algo, BackendAddr, LoadBalanceLayer, Registry, RetryLayer, Weighted};
 
@@ -177,7 +176,12 @@ impl Server {
             None => None,
         };
 
-        let client: Client = config.proxy_client.build();
+        // Each worker reuses only the backend connections it opened.
+        let client: Client = config
+            .proxy_client
+            .clone()
+            .pool_threads(config.workers)
+            .build();
         let connections = Connections::new(
             conn::Settings {
                 header_timeout: config.client_header_timeout,
@@ -187,7 +191,6 @@ impl Server {
             },
             client.clone(),
         );
-        let freed = std::sync::Arc::clone(&client.freed);
         // Checks go through the client that forwards requests: one connection path for both.
         let probe = HttpProbe::with_client(client.clone(), config.health_path.clone());
         // A `BackendAddr` is valid once parsed: making its service cannot fail.
@@ -231,7 +234,7 @@ impl Server {
                 proxy: RetryLayer::new()
                     .max_retries(config.retries)
                     .retry_non_idempotent(config.retry_non_idempotent)
-                    .layer(Queue::new(balancer.clone(), config.queue_timeout, freed)),
+                    .layer(QueueLayer::new(config.queue_timeout).layer(balancer.clone())),
                 balancer,
                 admin,
             }),
@@ -399,8 +402,6 @@ struct Worker {
 
 impl Worker {
     async fn run(mut self) {
-        // Backend connections this worker opens are reused by this worker only.
-        crate::proxy::pin_to_worker(self.index);
         match TcpListener::from_std(self.listener) {
             Ok(listener) => {
                 let listeners = Listeners {
@@ -543,8 +544,10 @@ async fn accept_error(error: io::Error) {
     tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
-/// Whether the balancer serves the backend with this weight; makes it healthy, since it just
-/// passed the check at registration.
+/// Whether the balancer serves the backend with this weight, and the health checks, which
+/// start when the balancer takes a backend in, have run once on it (so that the answer to a
+/// registration does not race that first check); makes it healthy, since it just passed the
+/// check at registration.
 fn serving(
     balancer: Balancer,
     monitor: HealthMonitor<Weighted<BackendAddr>>,
@@ -557,10 +560,13 @@ fn serving(
         if !in_set {
             return false;
         }
-        if monitor
-            .get(uri)
-            .is_some_and(|h| h.status != Health::Healthy)
-        {
+        let Some(health) = monitor.get(uri) else {
+            return true;
+        };
+        if health.checks == 0 {
+            return false;
+        }
+        if health.status != Health::Healthy {
             monitor.set_health(uri, Health::Healthy);
         }
         true

@@ -14,12 +14,12 @@ use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use tower::Service;
 
-use super::queue::Queue;
 use crate::admin::{self, Admin};
 use crate::algo::AlgoPick;
 use crate::balance::TrackedBody;
 use crate::health::{HealthCheckDiscover, HttpProbe};
 use crate::proxy::{self, BackendBody, HttpBackend, ProxyClient};
+use crate::queue::Queue;
 use crate::retry::{self, Retry, RetryBody};
 use crate::{BackendAddr, LoadBalance, NoAvailableBackend, PeerAddr, RegistryDiscover};
 
