@@ -475,6 +475,7 @@ impl ValueFormatter for CpuFormatter {
         let (n, unit) = match *throughput {
             Throughput::Elements(n) => (n, "elem/s (cpu)"),
             Throughput::Bytes(n) | Throughput::BytesDecimal(n) => (n, "B/s (cpu)"),
+            Throughput::Bits(n) => (n, "bit/s (cpu)"),
         };
         values.iter_mut().for_each(|v| *v = n as f64 * 1e9 / *v);
         unit

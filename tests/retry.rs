@@ -186,10 +186,11 @@ async fn without_retries_the_same_kill_fails_gets_with_502() {
     }
 }
 
-/// Two backends, the first killed: round robin sends every other request to it.
+/// Two backends, the first killed: round robin sends every other request to it. Passive
+/// checks (on by default) are off, so that retries alone meet the dead backend.
 async fn one_of_two_killed(config: Config) -> (Lb, backend_server::Handle) {
     let backends = backends(2).await;
-    let lb = balancer(&backends, config).await;
+    let lb = balancer(&backends, config.outlier_detection(None)).await;
     let mut backends = backends.into_iter();
     backends.next().unwrap().kill().await;
     (lb, backends.next().unwrap())

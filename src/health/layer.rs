@@ -29,8 +29,8 @@ pub(crate) struct Config {
 
 impl Config {
     const DEFAULT: Self = Self {
-        interval: Duration::from_secs(10),
-        timeout: Duration::from_secs(2),
+        interval: HealthCheckLayer::DEFAULT_INTERVAL,
+        timeout: HealthCheckLayer::DEFAULT_TIMEOUT,
         rise: 1,
         fall: 1,
         initial: Health::Healthy,
@@ -50,14 +50,26 @@ impl Config {
 /// `K` is the stream's key type, usually inferred from the stream the layer is applied to; the
 /// layer needs it to hand out a typed [`HealthMonitor`]. Clones share one monitor.
 ///
-/// Defaults: every 10 s, 2 s timeout, 1 failure to go down, 1 pass to come back, backends
-/// start healthy; no outlier detection, no slow start.
+/// Defaults: every 10 s ([`DEFAULT_INTERVAL`](Self::DEFAULT_INTERVAL)), 2 s timeout
+/// ([`DEFAULT_TIMEOUT`](Self::DEFAULT_TIMEOUT)), 1 failure to go down, 1 pass to come back,
+/// backends start healthy; no outlier detection, no slow start.
 #[must_use]
 pub struct HealthCheckLayer<P, K> {
     probe: P,
     config: Config,
     backends: Arc<Backends<K>>,
     _key: PhantomData<fn(K)>,
+}
+
+/// The defaults, one constant each, read without naming a probe or key type:
+/// `HealthCheckLayer::DEFAULT_INTERVAL`. The standalone server's `Config` and its command
+/// line take theirs from here.
+impl HealthCheckLayer<(), ()> {
+    /// The default [`interval`](Self::interval): 10 s.
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
+
+    /// The default [`timeout`](Self::timeout): 2 s.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 }
 
 impl<P, K> HealthCheckLayer<P, K> {

@@ -48,14 +48,27 @@ pub struct OutlierDetection {
 }
 
 impl OutlierDetection {
+    /// The default [`consecutive_failures`](Self::consecutive_failures): 5, Envoy's
+    /// `consecutive_gateway_failure`.
+    pub const DEFAULT_CONSECUTIVE_FAILURES: u32 = 5;
+
+    /// The default [`base_ejection`](Self::base_ejection): 30 s, Envoy's `base_ejection_time`.
+    pub const DEFAULT_BASE_EJECTION: Duration = Duration::from_secs(30);
+
+    /// The default [`max_ejection`](Self::max_ejection): 300 s, Envoy's `max_ejection_time`.
+    pub const DEFAULT_MAX_EJECTION: Duration = Duration::from_secs(300);
+
+    /// The default [`max_ejection_percent`](Self::max_ejection_percent): 50 (Envoy's is 10).
+    pub const DEFAULT_MAX_EJECTION_PERCENT: u8 = 50;
+
     /// Envoy's defaults, but for `max_ejection_percent` (50 rather than 10): 5 failures in a
     /// row eject for 30 s, up to 300 s, at most half the backends at once.
     pub const fn new() -> Self {
         Self {
-            consecutive_failures: 5,
-            base_ejection: Duration::from_secs(30),
-            max_ejection: Duration::from_secs(300),
-            max_ejection_percent: 50,
+            consecutive_failures: Self::DEFAULT_CONSECUTIVE_FAILURES,
+            base_ejection: Self::DEFAULT_BASE_EJECTION,
+            max_ejection: Self::DEFAULT_MAX_EJECTION,
+            max_ejection_percent: Self::DEFAULT_MAX_EJECTION_PERCENT,
         }
     }
 

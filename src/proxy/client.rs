@@ -163,15 +163,30 @@ impl Default for ProxyClientBuilder {
 }
 
 impl ProxyClientBuilder {
+    /// The default [`connect_timeout`](Self::connect_timeout): 1 s.
+    pub const DEFAULT_CONNECT_TIMEOUT: Option<Duration> = Some(Duration::from_secs(1));
+
+    /// The default [`response_timeout`](Self::response_timeout): 30 s.
+    pub const DEFAULT_RESPONSE_TIMEOUT: Option<Duration> = Some(Duration::from_secs(30));
+
+    /// The default [`pool_idle_timeout`](Self::pool_idle_timeout): 20 s.
+    pub const DEFAULT_POOL_IDLE_TIMEOUT: Option<Duration> = Some(Duration::from_secs(20));
+
+    /// The default [`pool_max_idle_per_host`](Self::pool_max_idle_per_host): 128.
+    pub const DEFAULT_POOL_MAX_IDLE_PER_HOST: usize = 128;
+
+    /// The default [`max_conns_per_backend`](Self::max_conns_per_backend): no cap.
+    pub const DEFAULT_MAX_CONNS_PER_BACKEND: Option<usize> = None;
+
     /// The default settings.
     pub const fn new() -> Self {
         Self {
-            connect_timeout: Some(Duration::from_secs(1)),
-            response_timeout: Some(Duration::from_secs(30)),
-            pool_idle_timeout: Some(Duration::from_secs(20)),
-            pool_max_idle_per_host: 128,
+            connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
+            response_timeout: Self::DEFAULT_RESPONSE_TIMEOUT,
+            pool_idle_timeout: Self::DEFAULT_POOL_IDLE_TIMEOUT,
+            pool_max_idle_per_host: Self::DEFAULT_POOL_MAX_IDLE_PER_HOST,
             pool_threads: 1,
-            max_conns_per_backend: None,
+            max_conns_per_backend: Self::DEFAULT_MAX_CONNS_PER_BACKEND,
         }
     }
 

@@ -30,10 +30,13 @@ pub struct RetryLayer {
 }
 
 impl RetryLayer {
+    /// The default [`max_retries`](Self::max_retries): 2.
+    pub const DEFAULT_MAX_RETRIES: usize = 2;
+
     /// The defaults in the table above.
     pub fn new() -> Self {
         Self {
-            max_retries: 2,
+            max_retries: Self::DEFAULT_MAX_RETRIES,
             methods: IDEMPOTENT.into(),
             any_method: false,
             budget: Arc::new(Self::default_budget()),

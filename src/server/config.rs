@@ -1,4 +1,4 @@
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use crate::IpNet;
@@ -6,36 +6,53 @@ use crate::IpNet;
 use crate::Algo;
 use crate::admin::{AdminToken, BackendSpec};
 use crate::client_ip::ClientIp;
-use crate::health::OutlierDetection;
+use crate::health::{HealthCheckLayer, OutlierDetection};
 use crate::proxy::ProxyClientBuilder;
+use crate::retry::RetryLayer;
 
 /// Everything a [`Server`](super::Server) needs to know. See the [module docs](super).
 ///
 /// | setting | default |
 /// |---|---|
-/// | [`bind`](Self::bind) | `0.0.0.0:8080` |
-/// | [`algo`](Self::algo) | [`Algo::RoundRobin`] |
+/// | [`bind`](Self::bind) | `0.0.0.0:8080` ([`DEFAULT_ADDR`](Self::DEFAULT_ADDR)) |
+/// | [`algo`](Self::algo) | [`Algo::RoundRobin`] ([`DEFAULT_ALGO`](Self::DEFAULT_ALGO)) |
 /// | [`client_ip`](Self::client_ip) | the TCP peer ([`ClientIp::peer`]) |
-/// | [`health_interval`](Self::health_interval) | 10 s |
-/// | [`health_path`](Self::health_path) | `/health` |
-/// | [`health_timeout`](Self::health_timeout) | 2 s |
+/// | [`health_interval`](Self::health_interval) | 10 s ([`DEFAULT_HEALTH_INTERVAL`](Self::DEFAULT_HEALTH_INTERVAL)) |
+/// | [`health_path`](Self::health_path) | `/health` ([`DEFAULT_HEALTH_PATH`](Self::DEFAULT_HEALTH_PATH)) |
+/// | [`health_timeout`](Self::health_timeout) | 2 s ([`DEFAULT_HEALTH_TIMEOUT`](Self::DEFAULT_HEALTH_TIMEOUT)) |
 /// | [`backend`](Self::backend) | none |
 /// | [`proxy_client`](Self::proxy_client) | [`ProxyClientBuilder::new`]: 1 s connect, 30 s response timeout, no per-backend cap |
-/// | [`shutdown_timeout`](Self::shutdown_timeout) | 30 s |
-/// | [`client_header_timeout`](Self::client_header_timeout) | 10 s |
-/// | [`idle_timeout`](Self::idle_timeout) | 60 s |
-/// | [`max_header_size`](Self::max_header_size) | 64 KiB |
-/// | [`max_connections`](Self::max_connections) | 10 000 |
-/// | [`queue_timeout`](Self::queue_timeout) | 0: fail fast |
-/// | [`retries`](Self::retries) | 2 |
+/// | [`shutdown_timeout`](Self::shutdown_timeout) | 30 s ([`DEFAULT_SHUTDOWN_TIMEOUT`](Self::DEFAULT_SHUTDOWN_TIMEOUT)) |
+/// | [`client_header_timeout`](Self::client_header_timeout) | 10 s ([`DEFAULT_CLIENT_HEADER_TIMEOUT`](Self::DEFAULT_CLIENT_HEADER_TIMEOUT)) |
+/// | [`idle_timeout`](Self::idle_timeout) | 60 s ([`DEFAULT_IDLE_TIMEOUT`](Self::DEFAULT_IDLE_TIMEOUT)) |
+/// | [`max_header_size`](Self::max_header_size) | 64 KiB ([`DEFAULT_MAX_HEADER_SIZE`](Self::DEFAULT_MAX_HEADER_SIZE)) |
+/// | [`max_connections`](Self::max_connections) | 10 000 ([`DEFAULT_MAX_CONNECTIONS`](Self::DEFAULT_MAX_CONNECTIONS)) |
+/// | [`queue_timeout`](Self::queue_timeout) | 0: fail fast ([`DEFAULT_QUEUE_TIMEOUT`](Self::DEFAULT_QUEUE_TIMEOUT)) |
+/// | [`retries`](Self::retries) | 2 ([`DEFAULT_RETRIES`](Self::DEFAULT_RETRIES)) |
 /// | [`retry_non_idempotent`](Self::retry_non_idempotent) | `false` |
 /// | [`workers`](Self::workers) | 1: connections are served on the runtime [`Server::run`](super::Server::run) runs on |
 /// | [`seed`](Self::seed) | random |
-/// | [`outlier_detection`](Self::outlier_detection) | off |
-/// | [`slow_start`](Self::slow_start) | off |
+/// | [`outlier_detection`](Self::outlier_detection) | on: [`OutlierDetection::new`], 5 failures in a row eject for 30 s ([`DEFAULT_OUTLIER_DETECTION`](Self::DEFAULT_OUTLIER_DETECTION)) |
+/// | [`slow_start`](Self::slow_start) | off ([`DEFAULT_SLOW_START`](Self::DEFAULT_SLOW_START)) |
 /// | [`admin_token`](Self::admin_token) | none: the admin API serves loopback peers only |
 /// | [`admin_bind`](Self::admin_bind) | none: the admin API is on the main listener |
 /// | [`allow_backend`](Self::allow_backend) | any backend may be registered |
+///
+/// Each default is written once, as a `DEFAULT_*` constant here or on the layer it configures
+/// ([`HealthCheckLayer`](crate::HealthCheckLayer), [`OutlierDetection`],
+/// [`RetryLayer`](crate::RetryLayer), [`ProxyClientBuilder`]); the standalone balancer's
+/// command line (`examples/lb`) reads the same constants, and a test there fails if its
+/// defaults and [`Config::new`] drift apart.
+///
+/// Passive health checks (outlier ejection) are on by default here, though
+/// [`HealthCheckLayer`](crate::HealthCheckLayer) leaves them off: the layer is a building
+/// block whose user chooses, this is the standalone balancer, whose command line has had them
+/// on since its first release (`--eject-after 5`, as its README documents). With retries
+/// they take a dead backend out within a few requests rather than at its next active check,
+/// up to a [`health_interval`](Self::health_interval) later (`tests/retry.rs`), as HAProxy's
+/// `observe layer7` with `error-limit` or Envoy's `consecutive_5xx` do when turned on.
+/// In front of an application that answers `503` on purpose (load shedding), turn them off
+/// with [`outlier_detection(None)`](Self::outlier_detection) (`--eject-after 0`).
 ///
 /// ```
 /// use std::time::Duration;
@@ -114,6 +131,41 @@ impl Config {
     /// The default port.
     pub const DEFAULT_PORT: u16 = 8080;
 
+    /// The default address to listen on ([`bind`](Self::bind)): every IPv4 address, port
+    /// [`DEFAULT_PORT`](Self::DEFAULT_PORT).
+    pub const DEFAULT_ADDR: SocketAddr =
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), Self::DEFAULT_PORT);
+
+    /// The default [`algo`](Self::algo): round robin.
+    pub const DEFAULT_ALGO: Algo = Algo::RoundRobin;
+
+    /// The default [`health_interval`](Self::health_interval), the health layer's:
+    /// [`HealthCheckLayer::DEFAULT_INTERVAL`](crate::HealthCheckLayer::DEFAULT_INTERVAL).
+    pub const DEFAULT_HEALTH_INTERVAL: Duration = HealthCheckLayer::DEFAULT_INTERVAL;
+
+    /// The default [`health_path`](Self::health_path).
+    pub const DEFAULT_HEALTH_PATH: &str = "/health";
+
+    /// The default [`health_timeout`](Self::health_timeout), the health layer's:
+    /// [`HealthCheckLayer::DEFAULT_TIMEOUT`](crate::HealthCheckLayer::DEFAULT_TIMEOUT).
+    pub const DEFAULT_HEALTH_TIMEOUT: Duration = HealthCheckLayer::DEFAULT_TIMEOUT;
+
+    /// The default [`shutdown_timeout`](Self::shutdown_timeout): 30 s.
+    pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// The default [`outlier_detection`](Self::outlier_detection): on, with the defaults of
+    /// [`OutlierDetection::new`]; see above for why.
+    pub const DEFAULT_OUTLIER_DETECTION: Option<OutlierDetection> = Some(OutlierDetection::new());
+
+    /// The default [`slow_start`](Self::slow_start): off.
+    pub const DEFAULT_SLOW_START: Duration = Duration::ZERO;
+
+    /// The default [`client_header_timeout`](Self::client_header_timeout): 10 s.
+    pub const DEFAULT_CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// The default [`idle_timeout`](Self::idle_timeout): 60 s.
+    pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
     /// The default [`max_header_size`](Self::max_header_size): 64 KiB.
     pub const DEFAULT_MAX_HEADER_SIZE: usize = 64 * 1024;
 
@@ -121,30 +173,40 @@ impl Config {
     /// buffer.
     pub const MIN_MAX_HEADER_SIZE: usize = 8 * 1024;
 
+    /// The default [`max_connections`](Self::max_connections): 10 000.
+    pub const DEFAULT_MAX_CONNECTIONS: Option<usize> = Some(10_000);
+
+    /// The default [`queue_timeout`](Self::queue_timeout): none, fail at once.
+    pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::ZERO;
+
+    /// The default [`retries`](Self::retries), the retry layer's:
+    /// [`RetryLayer::DEFAULT_MAX_RETRIES`](crate::RetryLayer::DEFAULT_MAX_RETRIES).
+    pub const DEFAULT_RETRIES: usize = RetryLayer::DEFAULT_MAX_RETRIES;
+
     /// The defaults in the table above.
     pub fn new() -> Self {
         Self {
-            addr: SocketAddr::from((Ipv4Addr::UNSPECIFIED, Self::DEFAULT_PORT)),
-            algo: Algo::RoundRobin,
+            addr: Self::DEFAULT_ADDR,
+            algo: Self::DEFAULT_ALGO,
             client_ip: ClientIp::peer(),
-            health_interval: Duration::from_secs(10),
-            health_path: "/health".to_owned(),
-            health_timeout: Duration::from_secs(2),
+            health_interval: Self::DEFAULT_HEALTH_INTERVAL,
+            health_path: Self::DEFAULT_HEALTH_PATH.to_owned(),
+            health_timeout: Self::DEFAULT_HEALTH_TIMEOUT,
             backends: Vec::new(),
             proxy_client: ProxyClientBuilder::new(),
-            shutdown_timeout: Duration::from_secs(30),
+            shutdown_timeout: Self::DEFAULT_SHUTDOWN_TIMEOUT,
             seed: None,
-            outlier_detection: None,
-            slow_start: Duration::ZERO,
+            outlier_detection: Self::DEFAULT_OUTLIER_DETECTION,
+            slow_start: Self::DEFAULT_SLOW_START,
             admin_token: None,
             admin_addr: None,
             allowed_backends: Vec::new(),
-            client_header_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
+            client_header_timeout: Self::DEFAULT_CLIENT_HEADER_TIMEOUT,
+            idle_timeout: Self::DEFAULT_IDLE_TIMEOUT,
             max_header_size: Self::DEFAULT_MAX_HEADER_SIZE,
-            max_connections: Some(10_000),
-            queue_timeout: Duration::ZERO,
-            retries: 2,
+            max_connections: Self::DEFAULT_MAX_CONNECTIONS,
+            queue_timeout: Self::DEFAULT_QUEUE_TIMEOUT,
+            retries: Self::DEFAULT_RETRIES,
             retry_non_idempotent: false,
             workers: 1,
         }
@@ -220,9 +282,11 @@ impl Config {
         self
     }
 
-    /// Turns on passive health checks: a backend whose requests fail too often in a row
-    /// (errors, `502`, `503`, `504`) is ejected for a while, as the
-    /// [health module](crate::health#passive-health-checks-outlier-ejection) describes.
+    /// Passive health checks: a backend whose requests fail too often in a row (errors,
+    /// `502`, `503`, `504`) is ejected for a while, as the
+    /// [health module](crate::health#passive-health-checks-outlier-ejection) describes. On by
+    /// default ([`DEFAULT_OUTLIER_DETECTION`](Self::DEFAULT_OUTLIER_DETECTION)); `None` turns
+    /// them off.
     pub fn outlier_detection(mut self, outliers: impl Into<Option<OutlierDetection>>) -> Self {
         self.outlier_detection = outliers.into();
         self

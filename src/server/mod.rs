@@ -50,7 +50,7 @@
 //! # Connections
 //!
 //! What protects the balancer and its backends from slow, idle, oversized or too many
-//! clients, each a [`Config`] setting (and a flag of `examples/lb.rs`):
+//! clients, each a [`Config`] setting (and a flag of `examples/lb`):
 //!
 //! | setting | default | what happens |
 //! |---|---|---|
@@ -80,7 +80,7 @@
 //! finish for up to [`Config::shutdown_timeout`], then closes whatever is left and returns
 //! `Ok`.
 //!
-//! `examples/lb.rs` is the command-line program around it.
+//! `examples/lb/` is the command-line program around it.
 //!
 //! # Examples
 //!

@@ -1,0 +1,434 @@
+//! The command line: clap parsing, the original Go balancer's single-dash spelling, and the
+//! [`Config`] it gives. Every default is read from the constants of [`Config`] and the layer
+//! types it nests (`Config::DEFAULT_*`, `OutlierDetection::DEFAULT_*`,
+//! `ProxyClientBuilder::DEFAULT_*`), so `--help` and the library agree; a test checks it.
+
+use std::ffi::OsString;
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use clap::builder::OsStr;
+use clap::{CommandFactory, Parser};
+use tower_lb::IpNet;
+use tower_lb::admin::{AdminToken, BackendSpec};
+use tower_lb::health::OutlierDetection;
+use tower_lb::proxy::ProxyClientBuilder;
+use tower_lb::server::Config;
+use tower_lb::{Algo, ClientIp};
+
+/// An HTTP load balancer built from tower middleware.
+///
+/// Requests to any path but /register and /backends are forwarded to a backend chosen by
+/// the algorithm; backends that fail their health check are taken out until they pass
+/// again. POST /register with {"address": "http://host:port", "weight": 5} adds a backend
+/// (or updates its weight) at run time, DELETE /register with {"address": ...} drains one
+/// (no new requests, those in flight finish), GET /backends lists them with their state
+/// and counters. The admin API answers loopback clients only, unless --admin-token is
+/// set.
+#[derive(Debug, Parser)]
+#[command(name = "lb", version, about, long_about)]
+pub(crate) struct Args {
+    /// Port to listen on.
+    #[arg(long, default_value_t = Config::DEFAULT_PORT)]
+    pub(crate) port: u16,
+
+    /// Address to listen on.
+    #[arg(long, default_value_t = Config::DEFAULT_ADDR.ip())]
+    pub(crate) bind: IpAddr,
+
+    /// Balancing algorithm, case-insensitive: RR (round robin), WRR (weighted round robin),
+    /// SRR (sticky round robin), LC (least connections), PTC or P2C (power of two
+    /// choices), SIH (source IP hash), LT (least time), Random; long names such as
+    /// least-conn work too.
+    #[arg(long, default_value_t = Config::DEFAULT_ALGO, value_parser = parse_algo)]
+    pub(crate) algo: Algo,
+
+    /// Seconds between two health checks of a backend (fractions allowed).
+    #[arg(short = 't', long, value_name = "SECONDS",
+      default_value = seconds(Config::DEFAULT_HEALTH_INTERVAL), value_parser = parse_seconds)]
+    pub(crate) health_interval: Duration,
+
+    /// Path every health check asks for with GET; a 2xx answer is a pass.
+    #[arg(long, value_name = "PATH", default_value = Config::DEFAULT_HEALTH_PATH)]
+    pub(crate) health_path: String,
+
+    /// Seconds a health check may take before it counts as failed (fractions allowed).
+    #[arg(long, value_name = "SECONDS", default_value = seconds(Config::DEFAULT_HEALTH_TIMEOUT),
+          value_parser = parse_seconds)]
+    pub(crate) health_timeout: Duration,
+
+    /// A backend to register at start-up, as http://host:port with an optional =WEIGHT
+    /// (1 to 1000, default 1); repeat for more. Validated like POST /register.
+    #[arg(long = "backend", value_name = "URL[=WEIGHT]", value_parser = parse_backend)]
+    pub(crate) backends: Vec<BackendSpec>,
+
+    /// Start three demo backends on 127.0.0.1 (weights 3, 2 and 1) and register them.
+    #[arg(long)]
+    pub(crate) demo: bool,
+
+    /// Threads serving connections, each with its own runtime and listening socket (the
+    /// kernel spreads connections over them) [default: the number of CPU cores]; 1 serves
+    /// them on the main thread, next to health checks and the admin API.
+    #[arg(long, value_name = "N")]
+    pub(crate) workers: Option<NonZeroUsize>,
+
+    /// Believe X-Forwarded-For from peers in this network (CIDR, e.g. 10.0.0.0/8), for the
+    /// client IP of SIH and SRR; repeat for more. By default the header is ignored.
+    #[arg(long = "trust-proxy", value_name = "CIDR")]
+    pub(crate) trusted_proxies: Vec<IpNet>,
+
+    /// Eject a backend after N failed requests in a row (connection errors, 502, 503,
+    /// 504), as Envoy's outlier detection does; its health checks go on meanwhile.
+    /// 0 turns passive checks off.
+    #[arg(long, value_name = "N", default_value_t = default_eject_after())]
+    pub(crate) eject_after: u32,
+
+    /// Seconds the first ejection lasts; the n-th lasts n times as long.
+    #[arg(long, value_name = "SECONDS", default_value = seconds(OutlierDetection::DEFAULT_BASE_EJECTION),
+          value_parser = parse_seconds)]
+    pub(crate) eject_time: Duration,
+
+    /// The longest ejection, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value = seconds(OutlierDetection::DEFAULT_MAX_EJECTION),
+          value_parser = parse_seconds)]
+    pub(crate) eject_max_time: Duration,
+
+    /// The most backends ejected at once, in percent (one may always be, never the last
+    /// available one).
+    #[arg(long, value_name = "PERCENT", default_value_t = OutlierDetection::DEFAULT_MAX_EJECTION_PERCENT,
+          value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub(crate) eject_max_percent: u8,
+
+    /// Ramp up the share of requests a backend takes over this many seconds after it
+    /// joins or comes back, like HAProxy's slowstart; 0 turns it off.
+    #[arg(long, value_name = "SECONDS", default_value = seconds(Config::DEFAULT_SLOW_START),
+          value_parser = parse_seconds_or_zero)]
+    pub(crate) slow_start: Duration,
+
+    /// Require "Authorization: Bearer TOKEN" on admin requests (/register, /backends),
+    /// from any client; without it only loopback clients may use them. Also read from
+    /// the TOWER_LB_ADMIN_TOKEN environment variable, which, unlike a flag, other users
+    /// cannot see in the process list.
+    #[arg(long, value_name = "TOKEN")]
+    pub(crate) admin_token: Option<AdminToken>,
+
+    /// Serve the admin API on its own address (e.g. 127.0.0.1:9090) and only there: the
+    /// main listener then forwards /register and /backends to the backends like any path.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) admin_bind: Option<SocketAddr>,
+
+    /// Let POST /register add only backends whose host is an IP address in this network
+    /// (CIDR, e.g. 10.0.0.0/8); host names are then refused. Repeat for more. By default
+    /// any backend may be registered. --backend flags are not checked.
+    #[arg(long = "allow-backend", value_name = "CIDR")]
+    pub(crate) allowed_backends: Vec<IpNet>,
+
+    /// Seconds a client may take to send a request head (request line and headers): from
+    /// the connect for its first request, from the first byte for the next ones. Slower
+    /// clients get 408 (or, if they sent nothing, are just disconnected), so slowloris
+    /// clients hold a connection no longer than this.
+    #[arg(long, value_name = "SECONDS", default_value = seconds(Config::DEFAULT_CLIENT_HEADER_TIMEOUT),
+          value_parser = parse_seconds)]
+    pub(crate) client_header_timeout: Duration,
+
+    /// Seconds a keep-alive connection may sit idle between two requests (for HTTP/2:
+    /// with no stream open) before it is closed.
+    #[arg(long, value_name = "SECONDS", default_value = seconds(Config::DEFAULT_IDLE_TIMEOUT),
+          value_parser = parse_seconds)]
+    pub(crate) idle_timeout: Duration,
+
+    /// Seconds a TCP connect to a backend may take; then the request fails with 504.
+    #[arg(long, value_name = "SECONDS",
+          default_value = seconds_or_zero(ProxyClientBuilder::DEFAULT_CONNECT_TIMEOUT),
+          value_parser = parse_seconds)]
+    pub(crate) connect_timeout: Duration,
+
+    /// Seconds a backend may take to send its response head once the request is sent;
+    /// then the request fails with 504. While a request body is being sent, the most time
+    /// between two of its chunks.
+    #[arg(long, value_name = "SECONDS",
+          default_value = seconds_or_zero(ProxyClientBuilder::DEFAULT_RESPONSE_TIMEOUT),
+          value_parser = parse_seconds)]
+    pub(crate) backend_timeout: Duration,
+
+    /// Seconds requests in flight get to finish after SIGTERM or SIGINT (the listener
+    /// closes at once, idle connections too); what is left is then cut. 0 cuts at once.
+    #[arg(long, value_name = "SECONDS", default_value = seconds(Config::DEFAULT_SHUTDOWN_TIMEOUT),
+          value_parser = parse_seconds_or_zero)]
+    pub(crate) grace: Duration,
+
+    /// Largest request head (request line and headers) in bytes, at least 8192; a larger
+    /// one gets 431.
+    #[arg(long, value_name = "BYTES", default_value_t = Config::DEFAULT_MAX_HEADER_SIZE,
+          value_parser = parse_header_size)]
+    pub(crate) max_header_size: usize,
+
+    /// Most client connections open at once; at the cap new connections wait in the
+    /// kernel's listen backlog until one closes. 0 for no cap.
+    #[arg(long, value_name = "N", default_value_t = Config::DEFAULT_MAX_CONNECTIONS.unwrap_or(0))]
+    pub(crate) max_connections: usize,
+
+    /// Most requests in flight to one backend (each until its response body ends; an
+    /// open WebSocket counts too). A backend at its cap gets no more requests until one
+    /// ends; when all are, see --queue-timeout. 0 for no cap.
+    #[arg(long, value_name = "N",
+          default_value_t = ProxyClientBuilder::DEFAULT_MAX_CONNS_PER_BACKEND.unwrap_or(0))]
+    pub(crate) max_conns_per_backend: usize,
+
+    /// Seconds a request waits for a backend when none can take it (all at their cap,
+    /// unhealthy or draining) before it fails with 503; 0 fails at once.
+    #[arg(long, value_name = "SECONDS", default_value = seconds(Config::DEFAULT_QUEUE_TIMEOUT),
+          value_parser = parse_seconds_or_zero)]
+    pub(crate) queue_timeout: Duration,
+
+    /// Retries of a request on other backends when a backend refuses the connection or
+    /// closes it before any byte of a response (not after a --backend-timeout). Only GET,
+    /// HEAD, OPTIONS, PUT and DELETE requests without a body are retried, and retries add
+    /// at most about 20 % to the load (plus 10 a second). 0 turns retries off.
+    #[arg(long, value_name = "N", default_value_t = Config::DEFAULT_RETRIES)]
+    pub(crate) retries: usize,
+
+    /// Retry POST and PATCH requests (without a body) too: only if the backends can take
+    /// them twice, since one that closed the connection may have acted on the request.
+    #[arg(long)]
+    pub(crate) retry_non_idempotent: bool,
+}
+
+/// The environment variable read for the admin token when --admin-token is not given.
+pub(crate) const ADMIN_TOKEN_ENV: &str = "TOWER_LB_ADMIN_TOKEN";
+
+impl Args {
+    /// Parses the command line, after [`normalize`], and the environment, exiting with
+    /// status 2 on bad input.
+    pub(crate) fn from_env() -> Self {
+        let args = Self::parse_from(normalize(std::env::args_os()));
+        args.token_from_env(std::env::var_os(ADMIN_TOKEN_ENV))
+            .unwrap_or_else(|e| e.exit())
+    }
+
+    /// Takes the admin token from `env` (the value of [`ADMIN_TOKEN_ENV`]) unless the
+    /// flag gave one. An empty variable counts as unset.
+    pub(crate) fn token_from_env(mut self, env: Option<OsString>) -> Result<Self, clap::Error> {
+        let Some(env) = env.filter(|v| !v.is_empty()) else {
+            return Ok(self);
+        };
+        if self.admin_token.is_none() {
+            let token = env.to_str().and_then(|v| v.parse().ok()).ok_or_else(|| {
+                Self::command().error(
+                    clap::error::ErrorKind::ValueValidation,
+                    format!("{ADMIN_TOKEN_ENV}: {}", tower_lb::admin::InvalidToken),
+                )
+            })?;
+            self.admin_token = Some(token);
+        }
+        Ok(self)
+    }
+
+    /// Parses `argv` (program name first), after [`normalize`].
+    #[cfg(test)]
+    pub(crate) fn try_from_args<I, T>(argv: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString>,
+    {
+        Self::try_parse_from(normalize(argv))
+    }
+
+    /// The worker threads to run.
+    pub(crate) fn worker_threads(&self) -> usize {
+        self.workers.map_or_else(
+            || std::thread::available_parallelism().map_or(1, NonZeroUsize::get),
+            NonZeroUsize::get,
+        )
+    }
+
+    /// The server configuration, without the demo backends.
+    pub(crate) fn config(&self) -> Config {
+        let client_ip = if self.trusted_proxies.is_empty() {
+            ClientIp::peer()
+        } else {
+            ClientIp::trusting(self.trusted_proxies.iter().copied())
+        };
+        let mut config =
+            Config::new()
+                .bind(SocketAddr::new(self.bind, self.port))
+                .algo(self.algo)
+                .client_ip(client_ip)
+                .health_interval(self.health_interval)
+                .health_path(self.health_path.clone())
+                .health_timeout(self.health_timeout)
+                .backends_from(self.backends.iter().cloned())
+                .outlier_detection((self.eject_after > 0).then_some(self.eject_after).map(
+                    |failures| {
+                        OutlierDetection::new()
+                            .consecutive_failures(failures)
+                            .base_ejection(self.eject_time)
+                            .max_ejection(self.eject_max_time)
+                            .max_ejection_percent(self.eject_max_percent)
+                    },
+                ))
+                .slow_start(self.slow_start)
+                .admin_token(self.admin_token.clone())
+                .client_header_timeout(self.client_header_timeout)
+                .idle_timeout(self.idle_timeout)
+                .shutdown_timeout(self.grace)
+                .max_header_size(self.max_header_size)
+                .max_connections(self.max_connections)
+                .queue_timeout(self.queue_timeout)
+                .retries(self.retries)
+                .retry_non_idempotent(self.retry_non_idempotent)
+                .workers(self.worker_threads())
+                .proxy_client(
+                    ProxyClientBuilder::new()
+                        .connect_timeout(self.connect_timeout)
+                        .response_timeout(self.backend_timeout)
+                        .max_conns_per_backend(self.max_conns_per_backend),
+                );
+        if let Some(addr) = self.admin_bind {
+            config = config.admin_bind(addr);
+        }
+        for &network in &self.allowed_backends {
+            config = config.allow_backend(network);
+        }
+        config
+    }
+}
+
+/// Rewrites the Go spelling of long flags (`-algo WRR`, `-port=8081`) to clap's
+/// (`--algo WRR`, `--port=8081`). Short flags (`-t 5`), values and everything after `--`
+/// are left alone.
+pub(crate) fn normalize<I, T>(argv: I) -> Vec<OsString>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString>,
+{
+    let command = Args::command();
+    let flags: Vec<(&str, bool)> = command
+        .get_arguments()
+        .filter_map(|arg| Some((arg.get_long()?, arg.get_action().takes_values())))
+        .chain([("help", false), ("version", false)])
+        .collect();
+    let shorts_with_value: Vec<char> = command
+        .get_arguments()
+        .filter(|arg| arg.get_action().takes_values())
+        .filter_map(|arg| arg.get_short())
+        .collect();
+
+    let mut out = Vec::new();
+    let mut argv = argv.into_iter().map(Into::into);
+    out.extend(argv.next()); // the program name
+    let mut value_next = false;
+    while let Some(arg) = argv.next() {
+        let Some(s) = arg.to_str() else {
+            value_next = false;
+            out.push(arg);
+            continue;
+        };
+        if std::mem::take(&mut value_next) {
+            out.push(arg);
+            continue;
+        }
+        if s == "--" {
+            out.push(arg);
+            out.extend(argv);
+            break;
+        }
+        let (dashes, flag) = match (s.strip_prefix("--"), s.strip_prefix('-')) {
+            (Some(long), _) => (2, long),
+            (None, Some(flag)) => (1, flag),
+            (None, None) => {
+                out.push(arg);
+                continue;
+            }
+        };
+        let (name, inline_value) = match flag.split_once('=') {
+            Some((name, _)) => (name, true),
+            None => (flag, false),
+        };
+        if let Some(&(_, takes_value)) = flags.iter().find(|&&(n, _)| n == name) {
+            value_next = !inline_value && takes_value;
+            out.push(if dashes == 1 {
+                format!("-{s}").into()
+            } else {
+                arg
+            });
+        } else {
+            let mut chars = flag.chars();
+            value_next = dashes == 1
+                && chars.next().is_some_and(|c| shorts_with_value.contains(&c))
+                && chars.next().is_none();
+            out.push(arg);
+        }
+    }
+    out
+}
+
+/// `--eject-after`'s default: the failures of [`Config::DEFAULT_OUTLIER_DETECTION`], 0 when
+/// it is off.
+fn default_eject_after() -> u32 {
+    if Config::DEFAULT_OUTLIER_DETECTION.is_some() {
+        OutlierDetection::DEFAULT_CONSECUTIVE_FAILURES
+    } else {
+        0
+    }
+}
+
+/// A default duration as the flags spell it, in seconds: `10`, `0.5`; what
+/// [`parse_seconds_or_zero`] reads back.
+pub(crate) fn seconds(duration: Duration) -> OsStr {
+    duration.as_secs_f64().to_string().into()
+}
+
+/// A default timeout as the flags spell it. `None` (no timeout) renders as `0`, which
+/// `--connect-timeout` and `--backend-timeout` reject: should the library's default become
+/// `None`, parsing fails in every test until the flags can say it.
+fn seconds_or_zero(timeout: Option<Duration>) -> OsStr {
+    seconds(timeout.unwrap_or(Duration::ZERO))
+}
+
+fn parse_algo(s: &str) -> Result<Algo, String> {
+    s.parse()
+        .map_err(|e: tower_lb::algo::UnknownAlgo| e.to_string())
+}
+
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(secs > 0.0 && secs <= 86_400.0) {
+        return Err(format!(
+            "{s} is out of range: expected more than 0 and at most 86400 seconds"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_seconds_or_zero(s: &str) -> Result<Duration, String> {
+    match s.parse::<f64>() {
+        Ok(0.0) => Ok(Duration::ZERO),
+        _ => parse_seconds(s),
+    }
+}
+
+fn parse_header_size(s: &str) -> Result<usize, String> {
+    const MAX: usize = 16 * 1024 * 1024;
+    let bytes: usize = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of bytes"))?;
+    if !(Config::MIN_MAX_HEADER_SIZE..=MAX).contains(&bytes) {
+        return Err(format!(
+            "{s} is out of range: expected {} to {MAX} bytes",
+            Config::MIN_MAX_HEADER_SIZE
+        ));
+    }
+    Ok(bytes)
+}
+
+fn parse_backend(s: &str) -> Result<BackendSpec, String> {
+    s.parse()
+        .map_err(|e: tower_lb::admin::RegisterError| e.to_string())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,564 @@
+use std::net::Ipv4Addr;
+
+use super::*;
+use clap::error::ErrorKind;
+
+fn args(argv: &[&str]) -> Result<Args, clap::Error> {
+    Args::try_from_args(std::iter::once("lb").chain(argv.iter().copied()))
+}
+
+#[test]
+fn defaults() {
+    let a = args(&[]).unwrap();
+    assert_eq!(a.port, 8080);
+    assert_eq!(a.bind, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    assert_eq!(a.algo, Algo::RoundRobin);
+    assert_eq!(a.health_interval, Duration::from_secs(10));
+    assert_eq!(a.health_path, "/health");
+    assert_eq!(a.health_timeout, Duration::from_secs(2));
+    assert!(a.backends.is_empty() && !a.demo && a.workers.is_none());
+    let config = a.config();
+    assert_eq!(config.addr, "0.0.0.0:8080".parse().unwrap());
+    assert_eq!(config.algo, Algo::RoundRobin);
+    assert!(a.worker_threads() >= 1);
+}
+
+#[test]
+fn every_flag_reaches_the_config() {
+    let a = args(&[
+        "--port",
+        "9000",
+        "--bind",
+        "127.0.0.1",
+        "--algo",
+        "least-conn",
+        "-t",
+        "1.5",
+        "--health-path",
+        "/ping",
+        "--health-timeout",
+        "0.5",
+        "--backend",
+        "http://127.0.0.1:1080=5",
+        "--backend",
+        "http://127.0.0.1:1081/",
+        "--workers",
+        "1",
+        "--demo",
+        "--trust-proxy",
+        "10.0.0.0/8",
+    ])
+    .unwrap();
+    assert!(a.demo);
+    assert_eq!(a.worker_threads(), 1);
+    let c = a.config();
+    assert_eq!(c.workers, 1);
+    assert_eq!(args(&["--workers", "3"]).unwrap().config().workers, 3);
+    assert_eq!(c.addr, "127.0.0.1:9000".parse().unwrap());
+    assert_eq!(c.algo, Algo::LeastConn);
+    assert_eq!(c.health_interval, Duration::from_millis(1500));
+    assert_eq!(c.health_path, "/ping");
+    assert_eq!(c.health_timeout, Duration::from_millis(500));
+    let backends: Vec<_> = c
+        .backends
+        .iter()
+        .map(|b| (b.to_string(), b.weight()))
+        .collect();
+    assert_eq!(
+        backends,
+        [
+            ("http://127.0.0.1:1080".to_string(), 5),
+            ("http://127.0.0.1:1081".to_string(), 1)
+        ]
+    );
+    assert_eq!(
+        c.client_ip.trusted(),
+        ["10.0.0.0/8".parse::<IpNet>().unwrap()]
+    );
+}
+
+#[test]
+fn go_single_dash_spelling_works() {
+    let a = args(&[
+        "-algo",
+        "WRR",
+        "-port=8081",
+        "-health-interval",
+        "3",
+        "-demo",
+    ])
+    .unwrap();
+    assert_eq!(a.algo, Algo::WeightedRoundRobin);
+    assert_eq!(a.port, 8081);
+    assert_eq!(a.health_interval, Duration::from_secs(3));
+    assert!(a.demo);
+    // Short flags, values and what follows `--` are not rewritten.
+    assert_eq!(
+        normalize([
+            "lb",
+            "-t",
+            "5",
+            "--health-path",
+            "-algo",
+            "-bind",
+            "::1",
+            "--",
+            "-port"
+        ]),
+        [
+            "lb",
+            "-t",
+            "5",
+            "--health-path",
+            "-algo",
+            "--bind",
+            "::1",
+            "--",
+            "-port"
+        ]
+        .map(OsString::from)
+    );
+    let a = args(&["-health-path=/ping", "-port", "1"]).unwrap();
+    assert_eq!((a.health_path.as_str(), a.port), ("/ping", 1));
+}
+
+#[test]
+fn algo_is_case_insensitive_and_errors_list_valid_names() {
+    for (name, algo) in [
+        ("wrr", Algo::WeightedRoundRobin),
+        ("P2c", Algo::PowerOfTwoChoices),
+        ("SIH", Algo::SourceIpHash),
+    ] {
+        assert_eq!(args(&["--algo", name]).unwrap().algo, algo);
+    }
+    let err = args(&["--algo", "fastest"]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ValueValidation);
+    assert_eq!(err.exit_code(), 2);
+    let msg = err.to_string();
+    for algo in Algo::ALL {
+        assert!(msg.contains(algo.short_name()), "{msg}");
+    }
+}
+
+#[test]
+fn bad_values_are_usage_errors() {
+    for argv in [
+        &["--port", "70000"][..],
+        &["--port", "http"],
+        &["--bind", "localhost"],
+        &["-t", "0"],
+        &["-t", "-1"],
+        &["-t", "soon"],
+        &["--health-timeout", "NaN"],
+        &["--workers", "0"],
+        &["--backend", "127.0.0.1:1080"],
+        &["--backend", "ftp://x"],
+        &["--backend", "http://x=0"],
+        &["--backend", "http://x=1001"],
+        &["--backend", "http://x=heavy"],
+        &["--trust-proxy", "10.0.0.0"],
+        &["--no-such-flag"],
+    ] {
+        let err = args(argv).unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{argv:?}");
+    }
+    let msg = args(&["--backend", "ftp://x"]).unwrap_err().to_string();
+    assert!(msg.contains("invalid address \"ftp://x\""), "{msg}");
+}
+
+#[test]
+fn admin_and_health_flags_default_to_off_but_passive_checks_are_on() {
+    let c = args(&[]).unwrap().config();
+    assert_eq!(c.outlier_detection, Some(OutlierDetection::new()));
+    assert_eq!(c.slow_start, Duration::ZERO);
+    assert_eq!(c.admin_token, None);
+    assert_eq!(c.admin_addr, None);
+    assert!(c.allowed_backends.is_empty());
+}
+
+#[test]
+fn admin_and_health_flags_reach_the_config() {
+    let a = args(&[
+        "--eject-after",
+        "3",
+        "--eject-time",
+        "10",
+        "--eject-max-time",
+        "60",
+        "--eject-max-percent",
+        "34",
+        "--slow-start",
+        "7.5",
+        "--admin-token",
+        "s3cret",
+        "--admin-bind",
+        "127.0.0.1:9090",
+        "--allow-backend",
+        "10.0.0.0/8",
+        "-allow-backend=127.0.0.1/32",
+    ])
+    .unwrap();
+    let c = a.config();
+    assert_eq!(
+        c.outlier_detection,
+        Some(
+            OutlierDetection::new()
+                .consecutive_failures(3)
+                .base_ejection(Duration::from_secs(10))
+                .max_ejection(Duration::from_secs(60))
+                .max_ejection_percent(34)
+        )
+    );
+    assert_eq!(c.slow_start, Duration::from_millis(7500));
+    assert_eq!(c.admin_token, Some("s3cret".parse().unwrap()));
+    assert_eq!(c.admin_addr, Some("127.0.0.1:9090".parse().unwrap()));
+    assert_eq!(
+        c.allowed_backends,
+        ["10.0.0.0/8", "127.0.0.1/32"].map(|n| n.parse::<IpNet>().unwrap())
+    );
+    // Passive checks are on by default with the defaults of the health layer.
+    let c = args(&[]).unwrap().config();
+    assert_eq!(c.outlier_detection, Some(OutlierDetection::new()));
+    let c = args(&["--eject-after", "5"]).unwrap().config();
+    assert_eq!(c.outlier_detection, Some(OutlierDetection::new()));
+    let c = args(&["--eject-after", "0", "--eject-time", "10"])
+        .unwrap()
+        .config();
+    assert_eq!(c.outlier_detection, None);
+    // The token is never printed.
+    assert!(!format!("{a:?} {:?}", a.config()).contains("s3cret"));
+}
+
+#[test]
+fn admin_token_comes_from_the_environment_unless_given() {
+    let env = |v: &str| Some(OsString::from(v));
+    let a = args(&[]).unwrap().token_from_env(env("from-env")).unwrap();
+    assert_eq!(a.admin_token, Some("from-env".parse().unwrap()));
+    let a = args(&["--admin-token", "from-flag"])
+        .unwrap()
+        .token_from_env(env("from-env"))
+        .unwrap();
+    assert_eq!(a.admin_token, Some("from-flag".parse().unwrap()));
+    let a = args(&[]).unwrap().token_from_env(env("")).unwrap();
+    assert_eq!(a.admin_token, None);
+    let a = args(&[]).unwrap().token_from_env(None).unwrap();
+    assert_eq!(a.admin_token, None);
+    let err = args(&[])
+        .unwrap()
+        .token_from_env(env("two words"))
+        .unwrap_err();
+    assert_eq!(err.exit_code(), 2);
+    assert!(err.to_string().contains(ADMIN_TOKEN_ENV), "{err}");
+}
+
+#[test]
+fn bad_admin_and_health_values_are_usage_errors() {
+    for argv in [
+        &["--eject-after", "-1"][..],
+        &["--eject-after", "3", "--eject-time", "0"],
+        &["--eject-after", "3", "--eject-max-percent", "101"],
+        &["--slow-start", "-1"],
+        &["--slow-start", "soon"],
+        &["--admin-token", ""],
+        &["--admin-token", "a b"],
+        &["--admin-bind", "127.0.0.1"],
+        &["--admin-bind", "localhost:9090"],
+        &["--allow-backend", "10.0.0.1"],
+    ] {
+        let err = args(argv).unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{argv:?}");
+    }
+}
+
+#[test]
+fn connection_flags_default_and_reach_the_config() {
+    type Body = http_body_util::Empty<bytes::Bytes>;
+    let c = args(&[]).unwrap().config();
+    assert_eq!(c.client_header_timeout, Duration::from_secs(10));
+    assert_eq!(c.idle_timeout, Duration::from_secs(60));
+    assert_eq!(c.shutdown_timeout, Duration::from_secs(30));
+    assert_eq!(c.max_header_size, 64 * 1024);
+    assert_eq!(c.max_connections, Some(10_000));
+    assert_eq!(c.queue_timeout, Duration::ZERO);
+    let client = c.proxy_client.build::<Body>();
+    assert_eq!(client.connect_timeout(), Some(Duration::from_secs(1)));
+    assert_eq!(client.response_timeout(), Some(Duration::from_secs(30)));
+    assert_eq!(client.max_conns_per_backend(), None);
+
+    let c = args(&[
+        "--client-header-timeout",
+        "2.5",
+        "--idle-timeout",
+        "5",
+        "--connect-timeout",
+        "0.25",
+        "--backend-timeout",
+        "7",
+        "--grace",
+        "0",
+        "--max-header-size",
+        "16384",
+        "--max-connections",
+        "0",
+        "--max-conns-per-backend",
+        "32",
+        "--queue-timeout",
+        "1.5",
+    ])
+    .unwrap()
+    .config();
+    assert_eq!(c.client_header_timeout, Duration::from_millis(2500));
+    assert_eq!(c.idle_timeout, Duration::from_secs(5));
+    assert_eq!(c.shutdown_timeout, Duration::ZERO);
+    assert_eq!(c.max_header_size, 16384);
+    assert_eq!(c.max_connections, None);
+    assert_eq!(c.queue_timeout, Duration::from_millis(1500));
+    let client = c.proxy_client.build::<Body>();
+    assert_eq!(client.connect_timeout(), Some(Duration::from_millis(250)));
+    assert_eq!(client.response_timeout(), Some(Duration::from_secs(7)));
+    assert_eq!(client.max_conns_per_backend(), Some(32));
+}
+
+#[test]
+fn bad_connection_values_are_usage_errors() {
+    for argv in [
+        &["--client-header-timeout", "0"][..],
+        &["--idle-timeout", "-1"],
+        &["--connect-timeout", "soon"],
+        &["--backend-timeout", "0"],
+        &["--grace", "-5"],
+        &["--max-header-size", "100"],
+        &["--max-header-size", "99999999999"],
+        &["--max-connections", "-1"],
+        &["--max-conns-per-backend", "many"],
+        &["--queue-timeout", "NaN"],
+    ] {
+        let err = args(argv).unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{argv:?}");
+    }
+}
+
+#[test]
+fn help_names_the_connection_flags_and_their_defaults() {
+    let help = Args::command().render_long_help().to_string();
+    for flag in [
+        "--client-header-timeout <SECONDS>",
+        "--idle-timeout <SECONDS>",
+        "--connect-timeout <SECONDS>",
+        "--backend-timeout <SECONDS>",
+        "--grace <SECONDS>",
+        "--max-header-size <BYTES>",
+        "--max-connections <N>",
+        "--max-conns-per-backend <N>",
+        "--queue-timeout <SECONDS>",
+    ] {
+        let at = help
+            .find(flag)
+            .unwrap_or_else(|| panic!("{flag} missing from\n{help}"));
+        let entry = &help[at..];
+        let entry = &entry[..entry[2..].find("\n  -").map_or(entry.len(), |e| e + 2)];
+        assert!(
+            entry.contains("[default: "),
+            "{flag} has no default:\n{entry}"
+        );
+    }
+}
+
+#[test]
+fn retry_flags_reach_the_config() {
+    let config = args(&[]).unwrap().config();
+    assert_eq!(config.retries, 2);
+    assert!(!config.retry_non_idempotent);
+
+    let config = args(&["--retries", "5", "--retry-non-idempotent"])
+        .unwrap()
+        .config();
+    assert_eq!(config.retries, 5);
+    assert!(config.retry_non_idempotent);
+
+    let config = args(&["-retries=0"]).unwrap().config();
+    assert_eq!(config.retries, 0, "Go spelling, and 0 turns retries off");
+
+    for bad in [
+        &["--retries", "-1"][..],
+        &["--retries", "two"],
+        &["--retries"],
+    ] {
+        let err = args(bad).unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{bad:?}");
+    }
+    let help = Args::command().render_long_help().to_string();
+    assert!(help.contains("--retries <N>"), "{help}");
+    assert!(help.contains("--retry-non-idempotent"), "{help}");
+}
+
+#[test]
+fn help_names_every_flag_and_its_default() {
+    let help = Args::command().render_long_help().to_string();
+    for text in [
+        "--port",
+        "[default: 8080]",
+        "--bind",
+        "[default: 0.0.0.0]",
+        "--algo",
+        "[default: RR]",
+        "--health-interval",
+        "[default: 10]",
+        "--health-path",
+        "[default: /health]",
+        "--health-timeout",
+        "[default: 2]",
+        "--backend",
+        "--demo",
+        "--workers",
+        "number of CPU cores",
+        "--trust-proxy",
+        "--eject-after",
+        "--eject-time",
+        "[default: 30]",
+        "--eject-max-time",
+        "[default: 300]",
+        "--eject-max-percent",
+        "[default: 50]",
+        "--slow-start",
+        "[default: 0]",
+        "--admin-token",
+        "TOWER_LB_ADMIN_TOKEN",
+        "--admin-bind",
+        "--allow-backend",
+        "DELETE /register",
+        "GET /backends",
+    ] {
+        assert!(help.contains(text), "{text} missing from\n{help}");
+    }
+    Args::command().debug_assert();
+}
+
+/// One home for each default: with no flags, the command line gives [`Config::new`], but for
+/// `--workers` (the number of CPU cores here, 1 in the library, as documented).
+#[test]
+fn no_flags_give_the_library_defaults() {
+    let cli = args(&[]).unwrap().config();
+    let lib = Config::new().workers(cli.workers);
+    assert_eq!(cli.addr, lib.addr);
+    assert_eq!(cli.algo, lib.algo);
+    assert_eq!(cli.client_ip.trusted(), lib.client_ip.trusted());
+    assert_eq!(cli.health_interval, lib.health_interval);
+    assert_eq!(cli.health_path, lib.health_path);
+    assert_eq!(cli.health_timeout, lib.health_timeout);
+    assert!(cli.backends.is_empty() && lib.backends.is_empty());
+    assert_eq!(cli.shutdown_timeout, lib.shutdown_timeout);
+    assert_eq!(cli.seed, lib.seed);
+    assert_eq!(cli.outlier_detection, lib.outlier_detection);
+    assert!(
+        cli.outlier_detection.is_some(),
+        "passive checks are on in both"
+    );
+    assert_eq!(cli.slow_start, lib.slow_start);
+    assert_eq!(cli.admin_token, lib.admin_token);
+    assert_eq!(cli.admin_addr, lib.admin_addr);
+    assert_eq!(cli.allowed_backends, lib.allowed_backends);
+    assert_eq!(cli.client_header_timeout, lib.client_header_timeout);
+    assert_eq!(cli.idle_timeout, lib.idle_timeout);
+    assert_eq!(cli.max_header_size, lib.max_header_size);
+    assert_eq!(cli.max_connections, lib.max_connections);
+    assert_eq!(cli.queue_timeout, lib.queue_timeout);
+    assert_eq!(cli.retries, lib.retries);
+    assert_eq!(cli.retry_non_idempotent, lib.retry_non_idempotent);
+    type Body = http_body_util::Empty<bytes::Bytes>;
+    let (cli_client, lib_client) = (
+        cli.proxy_client.clone().build::<Body>(),
+        lib.proxy_client.clone().build::<Body>(),
+    );
+    assert_eq!(cli_client.connect_timeout(), lib_client.connect_timeout());
+    assert_eq!(cli_client.response_timeout(), lib_client.response_timeout());
+    assert_eq!(
+        cli_client.max_conns_per_backend(),
+        lib_client.max_conns_per_backend()
+    );
+    // Every field, including those added after this test: `Config` is `Debug`, not `Eq`.
+    assert_eq!(format!("{cli:#?}"), format!("{lib:#?}"));
+}
+
+/// `--help` shows the library's defaults, rendered from the same constants.
+#[test]
+fn help_shows_the_library_defaults() {
+    let help = Args::command().render_long_help().to_string();
+    let entry = |flag: &str| {
+        let at = help
+            .find(&format!("--{flag} "))
+            .or_else(|| help.find(&format!("--{flag}\n")))
+            .unwrap_or_else(|| panic!("--{flag} missing from\n{help}"));
+        let entry = &help[at..];
+        entry[..entry[2..].find("\n  -").map_or(entry.len(), |e| e + 2)].to_owned()
+    };
+    let secs = |d: Duration| {
+        let s = seconds(d);
+        s.to_str().unwrap().to_owned()
+    };
+    let outliers = OutlierDetection::new();
+    assert_eq!(Config::DEFAULT_OUTLIER_DETECTION, Some(outliers));
+    let client = ProxyClientBuilder::new().build::<http_body_util::Empty<bytes::Bytes>>();
+    for (flag, default) in [
+        ("port", Config::DEFAULT_PORT.to_string()),
+        ("bind", Config::DEFAULT_ADDR.ip().to_string()),
+        ("algo", Config::DEFAULT_ALGO.to_string()),
+        ("health-interval", secs(Config::DEFAULT_HEALTH_INTERVAL)),
+        ("health-path", Config::DEFAULT_HEALTH_PATH.to_owned()),
+        ("health-timeout", secs(Config::DEFAULT_HEALTH_TIMEOUT)),
+        (
+            "eject-after",
+            OutlierDetection::DEFAULT_CONSECUTIVE_FAILURES.to_string(),
+        ),
+        ("eject-time", secs(OutlierDetection::DEFAULT_BASE_EJECTION)),
+        (
+            "eject-max-time",
+            secs(OutlierDetection::DEFAULT_MAX_EJECTION),
+        ),
+        (
+            "eject-max-percent",
+            OutlierDetection::DEFAULT_MAX_EJECTION_PERCENT.to_string(),
+        ),
+        ("slow-start", secs(Config::DEFAULT_SLOW_START)),
+        (
+            "client-header-timeout",
+            secs(Config::DEFAULT_CLIENT_HEADER_TIMEOUT),
+        ),
+        ("idle-timeout", secs(Config::DEFAULT_IDLE_TIMEOUT)),
+        ("connect-timeout", secs(client.connect_timeout().unwrap())),
+        ("backend-timeout", secs(client.response_timeout().unwrap())),
+        ("grace", secs(Config::DEFAULT_SHUTDOWN_TIMEOUT)),
+        (
+            "max-header-size",
+            Config::DEFAULT_MAX_HEADER_SIZE.to_string(),
+        ),
+        (
+            "max-connections",
+            Config::DEFAULT_MAX_CONNECTIONS.unwrap().to_string(),
+        ),
+        ("max-conns-per-backend", "0".to_owned()),
+        ("queue-timeout", secs(Config::DEFAULT_QUEUE_TIMEOUT)),
+        ("retries", Config::DEFAULT_RETRIES.to_string()),
+    ] {
+        let entry = entry(flag);
+        assert!(
+            entry.contains(&format!("[default: {default}]")),
+            "--{flag} should default to {default}:\n{entry}"
+        );
+    }
+}
+
+/// Defaults are rendered in the flags' own syntax and read back as the same duration.
+#[test]
+fn seconds_render_as_the_flags_spell_them() {
+    for (duration, text) in [
+        (Duration::from_secs(10), "10"),
+        (Duration::from_millis(1500), "1.5"),
+        (Duration::from_millis(250), "0.25"),
+        (Duration::ZERO, "0"),
+    ] {
+        let rendered = seconds(duration);
+        assert_eq!(rendered, text);
+        assert_eq!(parse_seconds_or_zero(text), Ok(duration));
+    }
+}
