@@ -16,6 +16,7 @@ use super::RECHECK;
 use crate::algo::Pick;
 use crate::balance::future::{Changed, ResponseFuture as BalanceFuture};
 use crate::balance::{Parked, TrackedBody};
+use crate::stats::Queued;
 use crate::{Balance, BoxError};
 
 /// The future of a backend's service for requests with body `B`.
@@ -31,6 +32,8 @@ pin_project! {
         // A new backend set.
         changed: Changed,
         deadline: Instant,
+        // Counts the request as waiting until it is dropped.
+        queued: Option<Queued>,
         // The next recheck, or the deadline.
         #[pin]
         tick: Sleep,
@@ -39,7 +42,12 @@ pin_project! {
 
 impl<D: Discover, P: Pick<D::Key>, B> Wait<D, P, B> {
     /// `req` waits for a backend of `balance` for up to `timeout`.
-    pub(crate) fn new(balance: Balance<D, P>, req: Request<B>, timeout: Duration) -> Self {
+    pub(crate) fn new(
+        balance: Balance<D, P>,
+        req: Request<B>,
+        timeout: Duration,
+        queued: Queued,
+    ) -> Self {
         let now = Instant::now();
         let deadline = now + timeout;
         Self {
@@ -48,6 +56,7 @@ impl<D: Discover, P: Pick<D::Key>, B> Wait<D, P, B> {
             req: Some(req),
             parked: Parked::new(),
             deadline,
+            queued: Some(queued),
             tick: tokio::time::sleep_until(deadline.min(now + RECHECK)),
         }
     }
@@ -93,7 +102,10 @@ where
                 tracing::debug!("queued request timed out");
                 *this.req = None;
                 this.parked.clear();
-                return Poll::Ready(BalanceFuture::no_backend());
+                if let Some(queued) = this.queued.take() {
+                    queued.timed_out();
+                }
+                return Poll::Ready(this.balance.no_backend());
             }
             this.tick
                 .as_mut()

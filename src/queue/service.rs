@@ -1,4 +1,5 @@
 use std::fmt;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use tower::discover::Discover;
 use super::future::{Inner, ResponseFuture, Wait};
 use crate::algo::Pick;
 use crate::balance::TrackedBody;
-use crate::balance::future::ResponseFuture as BalanceFuture;
+use crate::stats::QueueCounters;
 use crate::{Balance, BoxError};
 
 /// How often a waiting request looks again without being woken; a safety net, see the
@@ -20,17 +21,38 @@ pub const RECHECK: Duration = Duration::from_millis(20);
 pub struct Queue<D: Discover, P: Pick<D::Key>> {
     inner: Balance<D, P>,
     timeout: Duration,
+    counters: Arc<QueueCounters>,
 }
 
 impl<D: Discover, P: Pick<D::Key>> Queue<D, P> {
     /// Requests to `inner` wait up to `timeout` (zero: not at all) for a backend.
-    pub const fn new(inner: Balance<D, P>, timeout: Duration) -> Self {
-        Self { inner, timeout }
+    pub fn new(inner: Balance<D, P>, timeout: Duration) -> Self {
+        Self::with_counters(inner, timeout, Arc::default())
+    }
+
+    /// Like [`new`](Self::new), counting into `counters` (shared with the clones, and with
+    /// whoever reports them).
+    pub fn with_counters(
+        inner: Balance<D, P>,
+        timeout: Duration,
+        counters: Arc<QueueCounters>,
+    ) -> Self {
+        Self {
+            inner,
+            timeout,
+            counters,
+        }
     }
 
     /// How long a request waits for a backend.
     pub const fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// The queue's numbers: requests waiting now, queued in all, timed out. See
+    /// [`stats`](crate::stats).
+    pub fn counters(&self) -> &Arc<QueueCounters> {
+        &self.counters
     }
 
     /// The balancer.
@@ -54,6 +76,7 @@ impl<D: Discover, P: Pick<D::Key>> Clone for Queue<D, P> {
         Self {
             inner: self.inner.clone(),
             timeout: self.timeout,
+            counters: Arc::clone(&self.counters),
         }
     }
 }
@@ -90,10 +113,12 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         match self.inner.try_call(req) {
             Ok(inner) => ResponseFuture::called(inner),
-            Err(_) if self.timeout.is_zero() => ResponseFuture::called(BalanceFuture::no_backend()),
+            Err(_) if self.timeout.is_zero() => ResponseFuture::called(self.inner.no_backend()),
             Err(req) => {
                 tracing::debug!(timeout = ?self.timeout, "no backend ready: request queued");
-                ResponseFuture::waiting(Box::pin(Wait::new(self.inner.clone(), req, self.timeout)))
+                let queued = self.counters.enqueue();
+                let wait = Wait::new(self.inner.clone(), req, self.timeout, queued);
+                ResponseFuture::waiting(Box::pin(wait))
             }
         }
     }

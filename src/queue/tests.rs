@@ -141,3 +141,38 @@ async fn a_queued_request_fails_when_the_queue_timeout_passes() {
     // Its registration is gone: nobody is waiting any more.
     assert_eq!(gate.waiters.len(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_queue_counts_waiting_queued_and_timed_out_requests() {
+    let (mut q, gate) = queue(Duration::from_millis(500));
+    let counters = Arc::clone(q.counters());
+
+    // One times out.
+    let err = q.call(request()).await.unwrap_err();
+    assert!(err.is::<NoAvailableBackend>());
+    let now = counters.snapshot();
+    assert_eq!((now.waiting, now.queued, now.timeouts), (0, 1, 1));
+    assert_eq!(q.get_ref().snapshot().no_backend, 1, "the 503 is counted");
+
+    // One waits, then is served: it stops waiting as soon as a backend takes it.
+    let mut fut = task::spawn(q.call(request()));
+    assert_pending!(fut.poll());
+    assert_eq!(counters.snapshot().waiting, 1);
+    gate.open();
+    assert_ready_ok!(fut.poll());
+    let now = counters.snapshot();
+    assert_eq!((now.waiting, now.queued, now.timeouts), (0, 2, 1));
+
+    // A request that finds a backend at once never queues.
+    assert_ready_ok!(task::spawn(q.call(request())).poll());
+    assert_eq!(counters.snapshot().queued, 2);
+    assert_eq!(q.get_ref().snapshot().no_backend, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_queue_timeout_the_refusal_is_counted() {
+    let (mut q, _gate) = queue(Duration::ZERO);
+    assert!(q.call(request()).await.is_err());
+    assert_eq!(q.get_ref().snapshot().no_backend, 1);
+    assert_eq!(q.counters().snapshot().queued, 0);
+}

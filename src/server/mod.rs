@@ -132,8 +132,8 @@ use self::service::{Client, Handler, Routes, Serve};
 use crate::admin::Admin;
 use crate::health::{Health, HealthCheckLayer, HealthMonitor, HttpProbe};
 use crate::proxy::HttpBackend;
-use crate::queue::QueueLayer;
-use crate::stats::BalancerSnapshot;
+use crate::queue::Queue;
+use crate::stats::{BalancerSnapshot, QueueCounters};
 use crate::{Algo, BackendAddr, LoadBalanceLayer, Registry, RetryLayer, Weighted};
 
 pub use self::config::Config;
@@ -157,6 +157,7 @@ pub struct Server {
     health_interval: Duration,
     shutdown_timeout: Duration,
     connections: Connections,
+    queue_counters: Arc<QueueCounters>,
 }
 
 impl Server {
@@ -224,6 +225,8 @@ impl Server {
             .balancer(balancer.clone())
             .monitor(monitor.clone());
 
+        let queue = Queue::new(balancer.clone(), config.queue_timeout);
+        let queue_counters = Arc::clone(queue.counters());
         Ok(Self {
             listeners,
             local_addr,
@@ -234,7 +237,7 @@ impl Server {
                 proxy: RetryLayer::new()
                     .max_retries(config.retries)
                     .retry_non_idempotent(config.retry_non_idempotent)
-                    .layer(QueueLayer::new(config.queue_timeout).layer(balancer.clone())),
+                    .layer(queue),
                 balancer,
                 admin,
             }),
@@ -242,6 +245,7 @@ impl Server {
             health_interval: config.health_interval,
             shutdown_timeout: config.shutdown_timeout,
             connections,
+            queue_counters,
         })
     }
 
@@ -274,11 +278,12 @@ impl Server {
     }
 
     /// Every number the server keeps, read now: the balancer's and its backends', with their
-    /// health, and the client connections. See [`stats`](crate::stats) for what each means.
+    /// health, the client connections and the queue. See [`stats`](crate::stats) for what each means.
     pub fn stats(&self) -> BalancerSnapshot<Weighted<BackendAddr>> {
         self.balancer()
             .snapshot_with(&self.monitor)
             .with_connections(self.connections.counters())
+            .with_queue(&self.queue_counters)
     }
 
     /// Serves until `shutdown` completes, then shuts down gracefully: stops accepting,

@@ -411,4 +411,6 @@ async fn a_server_reads_its_balancer_and_health() {
     assert_eq!(stats.no_backend, 0);
     let connections = stats.connections.expect("a server counts its connections");
     assert_eq!((connections.open, connections.accepted), (0, 0));
+    let queue = stats.queue.expect("a server counts its queue");
+    assert_eq!((queue.waiting, queue.queued, queue.timeouts), (0, 0, 0));
 }
