@@ -117,6 +117,7 @@
 mod config;
 mod conn;
 mod service;
+mod stats;
 
 use std::future::Future;
 use std::io;
@@ -133,11 +134,12 @@ use crate::admin::Admin;
 use crate::health::{Health, HealthCheckLayer, HealthMonitor, HttpProbe};
 use crate::proxy::HttpBackend;
 use crate::queue::Queue;
-use crate::stats::{BalancerSnapshot, QueueCounters};
+use crate::stats::QueueCounters;
 use crate::{Algo, BackendAddr, LoadBalanceLayer, Registry, RetryLayer, Weighted};
 
 pub use self::config::Config;
 pub use self::service::{Backend, Balancer, ResponseBody};
+pub use self::stats::ServerStats;
 
 /// Pending connections the kernel queues before `accept`.
 const BACKLOG: u32 = 4096;
@@ -277,13 +279,16 @@ impl Server {
         &self.routes.balancer
     }
 
-    /// Every number the server keeps, read now: the balancer's and its backends', with their
-    /// health, the client connections and the queue. See [`stats`](crate::stats) for what each means.
-    pub fn stats(&self) -> BalancerSnapshot<Weighted<BackendAddr>> {
-        self.balancer()
-            .snapshot_with(&self.monitor)
-            .with_connections(self.connections.counters())
-            .with_queue(&self.queue_counters)
+    /// Where every number the server keeps is read, now and while it runs: the balancer's
+    /// and its backends', with their health, the client connections and the queue. See
+    /// [`stats`](crate::stats) for what each means.
+    pub fn stats(&self) -> ServerStats {
+        ServerStats {
+            balancer: self.routes.balancer.clone(),
+            monitor: self.monitor.clone(),
+            connections: Arc::clone(self.connections.counters()),
+            queue: Arc::clone(&self.queue_counters),
+        }
     }
 
     /// Serves until `shutdown` completes, then shuts down gracefully: stops accepting,

@@ -405,7 +405,7 @@ async fn a_server_reads_its_balancer_and_health() {
         .bind(([127, 0, 0, 1], 0))
         .algo(Algo::LeastConn);
     let server = crate::server::Server::bind(config).await.unwrap();
-    let stats = server.stats();
+    let stats = server.stats().snapshot();
     assert_eq!(stats.algorithm, Some(Algo::LeastConn));
     assert!(stats.backends.is_empty());
     assert_eq!(stats.no_backend, 0);

@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower_lb::admin::BackendSpec;
 use tower_lb::health::{Health, HealthMonitor};
-use tower_lb::server::{Backend, Balancer, Config, Server};
+use tower_lb::server::{Backend, Balancer, Config, Server, ServerStats};
 use tower_lb::{BackendAddr, Registry, Weighted};
 
 /// Everything a test waits for is bounded by this.
@@ -35,6 +35,8 @@ pub struct Lb {
     pub registry: Registry<BackendAddr, Backend>,
     pub health: HealthMonitor<Weighted<BackendAddr>>,
     pub balancer: Balancer,
+    /// The server's numbers, read while it runs.
+    pub stats: ServerStats,
     pub client: HttpClient,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
@@ -51,6 +53,7 @@ pub async fn start(config: Config) -> Lb {
     let registry = server.registry().clone();
     let health = server.health().clone();
     let balancer = server.balancer().clone();
+    let stats = server.stats();
     let task = tokio::spawn(server.run(async {
         let _ = stopped.await;
     }));
@@ -60,6 +63,7 @@ pub async fn start(config: Config) -> Lb {
         registry,
         health,
         balancer,
+        stats,
         client: client(),
         stop: Some(stop),
         task: Some(task),

@@ -1,0 +1,30 @@
+//! [`ServerStats`]: the server's numbers, readable while it runs.
+
+use std::sync::Arc;
+
+use super::Balancer;
+use crate::health::HealthMonitor;
+use crate::stats::{BalancerSnapshot, ConnectionCounters, QueueCounters};
+use crate::{BackendAddr, Weighted};
+
+/// Where every number of a [`Server`](super::Server) is read: cheap to clone, and it keeps
+/// working while [`Server::run`](super::Server::run) serves (and after). See
+/// [`stats`](crate::stats) for what each number means.
+#[derive(Debug, Clone)]
+pub struct ServerStats {
+    pub(super) balancer: Balancer,
+    pub(super) monitor: HealthMonitor<Weighted<BackendAddr>>,
+    pub(super) connections: Arc<ConnectionCounters>,
+    pub(super) queue: Arc<QueueCounters>,
+}
+
+impl ServerStats {
+    /// Every number now: the balancer's and its backends', with their health, the client
+    /// connections and the queue.
+    pub fn snapshot(&self) -> BalancerSnapshot<Weighted<BackendAddr>> {
+        self.balancer
+            .snapshot_with(&self.monitor)
+            .with_connections(&self.connections)
+            .with_queue(&self.queue)
+    }
+}
