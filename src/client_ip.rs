@@ -10,7 +10,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use http::{HeaderMap, Request, header::HeaderName};
+use http::{Extensions, HeaderMap, Request, header::HeaderName};
 
 use crate::IpNet;
 
@@ -53,7 +53,11 @@ impl ClientIp {
     /// The peer address carried in the request's extensions: [`PeerAddr`] or, with the `axum`
     /// feature, axum's `ConnectInfo<SocketAddr>`.
     pub fn peer_of<B>(req: &Request<B>) -> Option<SocketAddr> {
-        let ext = req.extensions();
+        Self::peer_in(req.extensions())
+    }
+
+    /// The peer address in a request's `extensions`; see [`peer_of`](Self::peer_of).
+    pub fn peer_in(ext: &Extensions) -> Option<SocketAddr> {
         let peer = ext.get::<PeerAddr>().map(|p| p.0);
         #[cfg(feature = "axum")]
         let peer = peer.or_else(|| {

@@ -70,11 +70,13 @@ pub fn fail(code: StatusCode, message: impl Into<String>) -> Response<Full<Bytes
 ///
 /// The status line, then the headers of [`response`] (`content-type: application/json`),
 /// `content-length` and `connection: close`, names in lowercase as hyper writes them.
+#[cfg(feature = "server")]
 pub(crate) fn fail_http1(code: StatusCode, message: &str) -> Bytes {
     http1_closing(build(code, Status::Fail, &Title { title: message }))
 }
 
 /// `res` as HTTP/1.1 bytes, with its `Content-Length` and `Connection: close`.
+#[cfg(feature = "server")]
 fn http1_closing(res: Response<Bytes>) -> Bytes {
     let (head, body) = res.into_parts();
     let code = head.status;
@@ -126,6 +128,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "server")]
     fn a_fail_renders_as_a_closing_http1_response() {
         assert_eq!(
             fail_http1(StatusCode::REQUEST_TIMEOUT, "request timeout"),

@@ -1,7 +1,6 @@
 //! [`HttpBackend`]: forwards requests to one backend.
 
 use std::fmt;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -20,7 +19,7 @@ use super::headers::{
 };
 use super::limit::{Claim, Limit};
 use super::pool::Host;
-use crate::{BackendAddr, BoxError, PeerAddr};
+use crate::{BackendAddr, BoxError, ClientIp};
 
 /// Forwards each request to one backend; see the [module docs](super).
 ///
@@ -140,18 +139,11 @@ impl<B> Shared<B> {
             }
         };
         headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-        if let Some(peer) = peer_addr(&parts.extensions) {
+        if let Some(peer) = ClientIp::peer_in(&parts.extensions) {
             append_forwarded_for(&mut parts.headers, peer.ip());
         }
         Ok(upgrade)
     }
-}
-
-fn peer_addr(ext: &http::Extensions) -> Option<SocketAddr> {
-    ext.get::<PeerAddr>().map(|p| p.0).or_else(|| {
-        ext.get::<axum::extract::ConnectInfo<SocketAddr>>()
-            .map(|c| c.0)
-    })
 }
 
 impl<B> Service<Request<B>> for HttpBackend<B>
@@ -345,7 +337,7 @@ mod tests {
             .body(())
             .unwrap();
         req.extensions_mut()
-            .insert(PeerAddr("192.0.2.7:5555".parse().unwrap()));
+            .insert(crate::PeerAddr("192.0.2.7:5555".parse().unwrap()));
         let parts = rewrite(&b, req);
         assert_eq!(parts.uri, "/p");
         assert_eq!(parts.version, Version::HTTP_11);
