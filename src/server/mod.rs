@@ -2,16 +2,16 @@
 //!
 //! A [`Server`] listens on one address and, for every request:
 //!
-//! - `/register` and `/backends` go to the [`Admin`](crate::admin::Admin) API, which
+//! - `/register` and `/backends` go to the [`Admin`] API, which
 //!   registers (after one check), drains and lists the backends of the server's [`Registry`]
 //!   — from loopback peers only, unless [`Config::admin_token`] is set. With
 //!   [`Config::admin_bind`] the admin API has its own listener and the main one forwards those
 //!   paths to the backends like any other;
 //! - anything else goes to a [`LoadBalance`](crate::LoadBalance) with the configured
-//!   [`Algo`](crate::Algo) over the registry's backends, each an
-//!   [`HttpBackend`](crate::proxy::HttpBackend) under a
-//!   [`HealthCheckLayer`](crate::health::HealthCheckLayer) with an
-//!   [`HttpProbe`](crate::health::HttpProbe): a backend that fails its check is `Pending` and
+//!   [`Algo`] over the registry's backends, each an
+//!   [`HttpBackend`] under a
+//!   [`HealthCheckLayer`] with an
+//!   [`HttpProbe`]: a backend that fails its check is `Pending` and
 //!   skipped until it passes again. Errors become JSend responses
 //!   ([`proxy::error_response`](crate::proxy::error_response)): `503
 //!   {"status":"error","data":"error no available server"}` when no backend is ready, `502`
