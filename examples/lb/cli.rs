@@ -37,11 +37,14 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = Config::DEFAULT_ADDR.ip())]
     pub(crate) bind: IpAddr,
 
-    /// Balancing algorithm, case-insensitive: RR (round robin), WRR (weighted round robin),
-    /// SRR (sticky round robin), LC (least connections), PTC or P2C (power of two
-    /// choices), SIH (source IP hash), LT (least time), Random; long names such as
-    /// least-conn work too.
-    #[arg(long, default_value_t = Config::DEFAULT_ALGO, value_parser = parse_algo)]
+    /// Balancing algorithm (the list is `tower_lb::Algo::ALL`; see `algo_help`).
+    #[arg(
+        long,
+        default_value_t = Config::DEFAULT_ALGO,
+        value_parser = parse_algo,
+        help = algo_help(false),
+        long_help = algo_help(true)
+    )]
     pub(crate) algo: Algo,
 
     /// Seconds between two health checks of a backend (fractions allowed).
@@ -385,6 +388,26 @@ pub(crate) fn seconds(duration: Duration) -> OsStr {
 /// `None`, parsing fails in every test until the flags can say it.
 fn seconds_or_zero(timeout: Option<Duration>) -> OsStr {
     seconds(timeout.unwrap_or(Duration::ZERO))
+}
+
+/// `--algo`'s help, read from the crate's one list of algorithms: every name and, in the long
+/// help, when to choose each.
+fn algo_help(long: bool) -> String {
+    let mut help = String::from("Balancing algorithm, case-insensitive");
+    if long {
+        help.push_str("; long names such as least-conn work too:");
+        for algo in Algo::ALL {
+            let names = algo.short_names().join(" or ");
+            help += &format!("\n  {names} ({}): {}", algo.long_name(), algo.about());
+        }
+    } else {
+        let names: Vec<_> = Algo::ALL
+            .iter()
+            .map(|algo| algo.short_names().join(" or "))
+            .collect();
+        help += &format!(": {}", names.join(", "));
+    }
+    help
 }
 
 fn parse_algo(s: &str) -> Result<Algo, String> {
