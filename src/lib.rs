@@ -84,3 +84,8 @@ pub use self::registry::{Registration, Registry, RegistryDiscover};
 pub use self::retry::{Retry, RetryLayer};
 pub use self::stats::{BackendSnapshot, BalancerSnapshot};
 pub use self::weight::{Weight, Weighted};
+
+/// The README's Rust examples, compiled and run as doc tests.
+#[cfg(all(doctest, feature = "server"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
