@@ -81,6 +81,9 @@ pub struct HttpProbe<B = Incoming> {
 }
 
 impl HttpProbe {
+    /// The path checked by default: `/health`.
+    pub const DEFAULT_PATH: &'static str = "/health";
+
     /// Checks `path` (a leading `/` is added if missing; it may carry a query) with a client
     /// of its own.
     pub fn new(path: impl Into<String>) -> Self {
@@ -146,9 +149,9 @@ where
 }
 
 impl Default for HttpProbe {
-    /// Checks `/health`.
+    /// Checks [`DEFAULT_PATH`](Self::DEFAULT_PATH).
     fn default() -> Self {
-        Self::new("/health")
+        Self::new(Self::DEFAULT_PATH)
     }
 }
 

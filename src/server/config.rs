@@ -1,14 +1,12 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use crate::IpNet;
-
-use crate::Algo;
 use crate::admin::{AdminToken, BackendSpec};
 use crate::client_ip::ClientIp;
-use crate::health::{HealthCheckLayer, OutlierDetection};
+use crate::health::{HealthCheckLayer, HttpProbe, OutlierDetection};
 use crate::proxy::ProxyClientBuilder;
 use crate::retry::RetryLayer;
+use crate::{Algo, IpNet};
 
 /// Everything a [`Server`](super::Server) needs to know. See the [module docs](super).
 ///
@@ -143,8 +141,9 @@ impl Config {
     /// [`HealthCheckLayer::DEFAULT_INTERVAL`](crate::HealthCheckLayer::DEFAULT_INTERVAL).
     pub const DEFAULT_HEALTH_INTERVAL: Duration = HealthCheckLayer::DEFAULT_INTERVAL;
 
-    /// The default [`health_path`](Self::health_path).
-    pub const DEFAULT_HEALTH_PATH: &str = "/health";
+    /// The default [`health_path`](Self::health_path), the probe's:
+    /// [`HttpProbe::DEFAULT_PATH`].
+    pub const DEFAULT_HEALTH_PATH: &str = HttpProbe::DEFAULT_PATH;
 
     /// The default [`health_timeout`](Self::health_timeout), the health layer's:
     /// [`HealthCheckLayer::DEFAULT_TIMEOUT`](crate::HealthCheckLayer::DEFAULT_TIMEOUT).
