@@ -7,21 +7,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Request, Response};
-use http_body::Body;
-use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
+use super::ConnService;
 use super::state::ConnState;
 use super::task::Connection;
 use super::timed_io::TimedIo;
 use super::tracked::Tracked;
-use crate::BoxError;
 use crate::server::service::Client;
 use crate::stats::ConnectionCounters;
 
@@ -137,21 +133,14 @@ impl Connections {
 
     /// Serves the TCP connection `stream` with `service` on a task of its own, with
     /// `TCP_NODELAY`.
-    pub(crate) fn serve<S, B>(
+    pub(crate) fn serve<S>(
         &self,
         stream: TcpStream,
         peer: SocketAddr,
         permit: Option<OwnedSemaphorePermit>,
         service: S,
     ) where
-        S: hyper::service::Service<Request<Incoming>, Response = Response<B>>
-            + Send
-            + Unpin
-            + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError>,
-        B: Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<BoxError>,
+        S: ConnService,
     {
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%peer, %error, "TCP_NODELAY not set");
@@ -161,7 +150,7 @@ impl Connections {
 
     /// Serves the connection `io` (TCP, TLS, …) from `peer` with `service` on a task of its
     /// own.
-    pub(crate) fn serve_io<T, S, B>(
+    pub(crate) fn serve_io<T, S>(
         &self,
         io: T,
         peer: SocketAddr,
@@ -169,14 +158,7 @@ impl Connections {
         service: S,
     ) where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-        S: hyper::service::Service<Request<Incoming>, Response = Response<B>>
-            + Send
-            + Unpin
-            + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError>,
-        B: Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<BoxError>,
+        S: ConnService,
     {
         let state = Arc::new(ConnState::default());
         let io = TimedIo::new(io, Arc::clone(&state), self.settings, permit);

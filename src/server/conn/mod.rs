@@ -57,5 +57,39 @@ mod tracked;
 
 pub(crate) use self::connections::{Connections, Settings};
 
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+use hyper::body::Incoming;
+
+use crate::BoxError;
+
+/// What a connection serves: hyper's `Service` for its requests, with a response body hyper
+/// can send. Implemented for every such service; it names the bounds once.
+pub(crate) trait ConnService:
+    hyper::service::Service<
+        Request<Incoming>,
+        Response = Response<Self::ResBody>,
+        Future: Send + 'static,
+        Error: Into<BoxError>,
+    > + Send
+    + Unpin
+    + 'static
+{
+    /// The response body.
+    type ResBody: Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static;
+}
+
+impl<S, B> ConnService for S
+where
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Send + Unpin + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type ResBody = B;
+}
+
 #[cfg(test)]
 mod tests;

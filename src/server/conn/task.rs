@@ -8,21 +8,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Poll;
 
-use bytes::Bytes;
-use http::{Request, Response};
-use http_body::Body;
-use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
+use super::ConnService;
 use super::connections::{Builders, Stage};
 use super::sniff::{self, Protocol};
 use super::state::ConnState;
 use super::timed_io::{TimedIo, Woke};
 use super::tracked::Tracked;
-use crate::BoxError;
 use crate::stats::OpenConnection;
 
 /// One client connection's task.
@@ -55,17 +51,10 @@ impl Connection {
     /// hyper, which frees its read and write buffers (8 KiB each) and the rest of its state,
     /// and served anew when bytes arrive: an idle keep-alive connection costs this task and
     /// its stream, a few KiB, rather than hyper's 16 KiB and more.
-    pub(super) async fn serve<T, S, B>(mut self, mut io: TimedIo<T>, mut service: Tracked<S>)
+    pub(super) async fn serve<T, S>(mut self, mut io: TimedIo<T>, mut service: Tracked<S>)
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-        S: hyper::service::Service<Request<Incoming>, Response = Response<B>>
-            + Send
-            + Unpin
-            + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError>,
-        B: Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<BoxError>,
+        S: ConnService,
     {
         // Nothing of hyper's until the client sends something, within the header timeout.
         match self.protocol(&mut io).await {
@@ -149,17 +138,10 @@ impl Connection {
 
     /// Serves HTTP/2 until the connection ends, with a graceful shutdown (`GOAWAY`) when the
     /// server drains.
-    async fn serve_http2<T, S, B>(mut self, io: TimedIo<T>, service: Tracked<S>)
+    async fn serve_http2<T, S>(mut self, io: TimedIo<T>, service: Tracked<S>)
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-        S: hyper::service::Service<Request<Incoming>, Response = Response<B>>
-            + Send
-            + Unpin
-            + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError>,
-        B: Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<BoxError>,
+        S: ConnService,
     {
         let conn = self
             .builders
@@ -195,21 +177,14 @@ impl Connection {
 
     /// Serves HTTP/1 until the connection ends (`None`), or until it is idle and may be
     /// parked: then hyper's parts, `None` if it has none to give back.
-    async fn serve_http1<T, S, B>(
+    async fn serve_http1<T, S>(
         &mut self,
         mut conn: Box<Http1<T, S>>,
         state: &ConnState,
     ) -> Option<http1::Parts<TokioIo<TimedIo<T>>, Tracked<S>>>
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-        S: hyper::service::Service<Request<Incoming>, Response = Response<B>>
-            + Send
-            + Unpin
-            + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError>,
-        B: Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<BoxError>,
+        S: ConnService,
     {
         let mut draining = false;
         let mut watching = true;
