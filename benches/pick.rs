@@ -476,6 +476,8 @@ impl ValueFormatter for CpuFormatter {
             Throughput::Elements(n) => (n, "elem/s (cpu)"),
             Throughput::Bytes(n) | Throughput::BytesDecimal(n) => (n, "B/s (cpu)"),
             Throughput::Bits(n) => (n, "bit/s (cpu)"),
+            // Reported as elements, the unit every bench here sets.
+            Throughput::ElementsAndBytes { elements, .. } => (elements, "elem/s (cpu)"),
         };
         values.iter_mut().for_each(|v| *v = n as f64 * 1e9 / *v);
         unit
