@@ -65,9 +65,17 @@ impl<K: fmt::Debug> fmt::Debug for Endpoint<K> {
 /// Each is one relaxed atomic, bumped on the request path; read them together as a
 /// [`BackendSnapshot`](crate::stats::BackendSnapshot) (see the [`stats`](crate::stats) module
 /// for what each number means).
+// `repr(C)`, hot fields first: what the pickers read for every request (weight, in flight,
+// slot, RTT) sits together at the start, ahead of the counters only written once per response.
+#[repr(C)]
 pub struct Stats {
     weight: AtomicU32,
+    removed: AtomicBool,
     in_flight: AtomicUsize,
+    /// Position in the current set, `usize::MAX` once removed. Lets a finishing request tell
+    /// the picker which slot's load changed without a lookup.
+    slot: AtomicUsize,
+    pub(crate) rtt: Rtt,
     /// Responses by status class: `1xx` to `5xx`, then any other code (`600` to `999`).
     responses: [AtomicU64; CLASSES],
     /// Errors from the backend's service: no response head.
@@ -76,11 +84,6 @@ pub struct Stats {
     body_errors: AtomicU64,
     /// Requests sent here that had been sent to another backend before.
     retries: AtomicU64,
-    removed: AtomicBool,
-    /// Position in the current set, `usize::MAX` once removed. Lets a finishing request tell
-    /// the picker which slot's load changed without a lookup.
-    slot: AtomicUsize,
-    pub(crate) rtt: Rtt,
 }
 
 impl Stats {
