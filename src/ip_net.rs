@@ -99,6 +99,16 @@ impl From<Ipv6Addr> for IpNet {
     }
 }
 
+impl From<IpAddr> for IpNet {
+    /// The single address, as a `/32` or `/128`.
+    fn from(addr: IpAddr) -> Self {
+        match addr {
+            IpAddr::V4(addr) => addr.into(),
+            IpAddr::V6(addr) => addr.into(),
+        }
+    }
+}
+
 impl fmt::Display for IpNet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.addr, self.prefix_len)
@@ -196,6 +206,8 @@ mod tests {
         }
         assert_eq!(IpNet::from(Ipv4Addr::LOCALHOST).to_string(), "127.0.0.1/32");
         assert_eq!(IpNet::from(Ipv6Addr::LOCALHOST).to_string(), "::1/128");
+        let ip: IpAddr = "10.1.2.3".parse().unwrap();
+        assert_eq!(IpNet::from(ip).to_string(), "10.1.2.3/32");
     }
 
     #[test]

@@ -3,8 +3,7 @@
 use std::net::IpAddr;
 
 use http::{HeaderMap, HeaderValue};
-use ipnet::IpNet;
-use tower_lb::ClientIp;
+use tower_lb::{ClientIp, IpNet};
 
 /// The `xff` target: `ClientIp::resolve` over arbitrary `X-Forwarded-For` headers, peers and
 /// trusted networks.
