@@ -217,8 +217,8 @@ impl Changes {
     }
 
     /// Resolves once a version after the current one is published.
-    pub(crate) fn next(self: &Arc<Self>) -> NextChange {
-        NextChange {
+    pub(crate) fn next(self: &Arc<Self>) -> Changed {
+        Changed {
             seen: self.version(),
             waiting: Waiter::new(Arc::clone(&self.waiters)),
             changes: Arc::clone(self),
@@ -226,21 +226,26 @@ impl Changes {
     }
 }
 
-/// The future of [`Changes::next`].
-pub(crate) struct NextChange {
+/// Resolves once the thing it watches has changed after the future was made: a balancer's
+/// backend set ([`Balance::changed`](crate::Balance::changed)), or the health checks' results
+/// (`HealthMonitor::checked`).
+#[must_use = "futures do nothing unless polled"]
+pub struct Changed {
     changes: Arc<Changes>,
     seen: u64,
     waiting: Waiter,
 }
 
-impl NextChange {
-    /// The version this future waits to see replaced, and the current one.
-    pub(crate) fn versions(&self) -> (u64, u64) {
-        (self.seen, self.changes.version())
+impl fmt::Debug for Changed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Changed")
+            .field("seen", &self.seen)
+            .field("current", &self.changes.version())
+            .finish()
     }
 }
 
-impl std::future::Future for NextChange {
+impl std::future::Future for Changed {
     type Output = ();
 
     fn poll(

@@ -2,18 +2,15 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
 use super::body::{InFlight, TrackedBody};
-use super::service::Balance;
-use crate::algo::Pick;
 use crate::{BoxError, NoAvailableBackend};
 
-pub use super::changed::Changed;
+pub use crate::wait_list::Changed;
 
 pin_project! {
     /// Response future of [`Balance`](super::Balance).
@@ -51,29 +48,6 @@ impl<F> ResponseFuture<F> {
                 sent,
             },
         }
-    }
-}
-
-/// The balancer's own answer when no backend can take a request.
-impl<D, P> Balance<D, P>
-where
-    D: tower::discover::Discover,
-    P: Pick<D::Key>,
-{
-    /// A response future that fails at once with [`NoAvailableBackend`], counted as one more
-    /// [no-backend answer](crate::stats::BalancerSnapshot::no_backend).
-    ///
-    /// [`call`](tower::Service::call) answers so when no backend is ready; a caller of
-    /// [`try_call`](Balance::try_call) that gives up waiting (a queue at its timeout) answers
-    /// with this, so that its refusals are counted too.
-    pub fn no_backend<F>(&self) -> ResponseFuture<F> {
-        self.shared.no_backend.fetch_add(1, Relaxed);
-        ResponseFuture::no_backend()
-    }
-
-    /// The requests answered with [`NoAvailableBackend`] so far.
-    pub(crate) fn no_backend_answers(&self) -> u64 {
-        self.shared.no_backend.load(Relaxed)
     }
 }
 

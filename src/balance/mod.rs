@@ -56,7 +56,6 @@
 //! ```
 
 mod body;
-mod changed;
 mod endpoint;
 pub mod future;
 mod layer;

@@ -1,6 +1,7 @@
 use std::fmt;
 use std::hash::Hash;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll, Waker};
 
 use tokio::time::Instant;
@@ -8,7 +9,6 @@ use tower::Service;
 use tower::discover::Discover;
 
 use super::body::{InFlight, TrackedBody};
-use super::changed::Changed;
 use super::endpoint::Endpoint;
 use super::future::ResponseFuture;
 use super::parked::Parked;
@@ -16,6 +16,7 @@ use super::set::{self, Observer, Shared};
 use super::tried::Tried;
 use crate::algo::{AlgoPick, Pick};
 use crate::client_ip::ClientIp;
+use crate::wait_list::Changed;
 use crate::weight::Weight;
 use crate::{Algo, BoxError};
 
@@ -80,7 +81,7 @@ where
     ///
     /// It never resolves once discovery has ended.
     pub fn changed(&self) -> Changed {
-        Changed::new(&self.shared.changes)
+        self.shared.changes.next()
     }
 
     /// The picker.
@@ -292,5 +293,29 @@ where
             .field("picker", &self.shared.picker)
             .field("endpoints", &self.shared.set.load().endpoints)
             .finish()
+    }
+}
+
+/// The balancer's own answer when no backend can take a request.
+impl<D, P> Balance<D, P>
+where
+    D: Discover,
+    P: Pick<D::Key>,
+{
+    /// A response future that fails at once with
+    /// [`NoAvailableBackend`](crate::NoAvailableBackend), counted as one more
+    /// [no-backend answer](crate::stats::BalancerSnapshot::no_backend).
+    ///
+    /// [`call`](tower::Service::call) answers so when no backend is ready; a caller of
+    /// [`try_call`](Balance::try_call) that gives up waiting (a queue at its timeout) answers
+    /// with this, so that its refusals are counted too.
+    pub fn no_backend<F>(&self) -> ResponseFuture<F> {
+        self.shared.no_backend.fetch_add(1, Relaxed);
+        ResponseFuture::no_backend()
+    }
+
+    /// The requests answered with [`NoAvailableBackend`] so far.
+    pub(crate) fn no_backend_answers(&self) -> u64 {
+        self.shared.no_backend.load(Relaxed)
     }
 }

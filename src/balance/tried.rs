@@ -64,9 +64,7 @@ impl Tried {
     /// elsewhere counts as a retry on it.
     pub(crate) fn push(&self, stats: Arc<Stats>) {
         let mut backends = self.lock();
-        // Backends fill the inline slots first, in order, so the first is empty only before
-        // the first attempt.
-        if backends.inline[0].is_some() {
+        if backends.iter().next().is_some() {
             stats.record_retry();
         }
         backends.push(stats);

@@ -47,15 +47,18 @@ impl fmt::Display for ProbeTimedOut {
 
 impl std::error::Error for ProbeTimedOut {}
 
-/// A backend's address cannot be turned into a health-check URI.
+/// A backend's address cannot be turned into a health-check URI (by
+/// `HttpProbe`, feature `proxy`).
+#[cfg(feature = "proxy")]
+#[cfg_attr(docsrs, doc(cfg(feature = "proxy")))]
 #[derive(Debug)]
 pub struct InvalidProbeUri {
     uri: String,
     source: Option<http::Error>,
 }
 
+#[cfg(feature = "proxy")]
 impl InvalidProbeUri {
-    #[cfg(feature = "proxy")]
     pub(crate) fn new(uri: impl Into<String>, source: Option<http::Error>) -> Self {
         Self {
             uri: uri.into(),
@@ -64,6 +67,7 @@ impl InvalidProbeUri {
     }
 }
 
+#[cfg(feature = "proxy")]
 impl fmt::Display for InvalidProbeUri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(&format!(
@@ -73,6 +77,7 @@ impl fmt::Display for InvalidProbeUri {
     }
 }
 
+#[cfg(feature = "proxy")]
 impl std::error::Error for InvalidProbeUri {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         self.source

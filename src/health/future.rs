@@ -12,7 +12,8 @@ use pin_project_lite::pin_project;
 use super::outlier::{ResponseStatus, is_failure};
 use super::state::BackendHealth;
 
-pub use super::monitor::Checked;
+/// The future of [`HealthMonitor::checked`](super::HealthMonitor::checked).
+pub use crate::wait_list::Changed as Checked;
 
 pin_project! {
     /// The response future of [`HealthCheck`](super::HealthCheck): the inner service's,

@@ -13,8 +13,10 @@
 //! HAProxy's `check inter … fall … rise …`, `fall` failed checks in a row take a backend down
 //! and `rise` passed checks in a row bring it back; backends start up (like HAProxy's servers)
 //! unless [`initially_unhealthy`](HealthCheckLayer::initially_unhealthy). Checks of different
-//! backends run concurrently, and nothing on the request path waits for one: a request costs
-//! one atomic load per candidate. Changes of status are logged with `tracing` (`backend is
+//! backends run concurrently, and nothing on the request path waits for one: a healthy
+//! candidate costs a request one atomic load; an unhealthy one is `Pending`, and whoever asked
+//! is listed to be woken when it comes back (a balancer's fresh clone leaves the list when it is
+//! dropped: two short per-backend locks). Changes of status are logged with `tracing` (`backend is
 //! down` at `WARN`, `backend is up` at `INFO`).
 //!
 //! | setting | default |
@@ -192,7 +194,10 @@ mod service;
 mod state;
 
 pub use self::discover::HealthCheckDiscover;
-pub use self::error::{InvalidProbeUri, ProbeTimedOut, UnhealthyStatus};
+#[cfg(feature = "proxy")]
+#[cfg_attr(docsrs, doc(cfg(feature = "proxy")))]
+pub use self::error::InvalidProbeUri;
+pub use self::error::{ProbeTimedOut, UnhealthyStatus};
 #[cfg(feature = "proxy")]
 #[cfg_attr(docsrs, doc(cfg(feature = "proxy")))]
 pub use self::http_probe::{HttpProbe, HttpProbeFuture};

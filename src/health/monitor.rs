@@ -11,7 +11,7 @@ use tokio::task::AbortHandle;
 
 use super::pool::Pool;
 use super::state::{BackendHealth, Health, HealthSnapshot};
-use crate::wait_list::NextChange;
+use crate::wait_list::Changed as Checked;
 
 /// One checked backend.
 pub(crate) struct Entry<K> {
@@ -63,44 +63,12 @@ impl<K> HealthMonitor<K> {
     pub(crate) fn new(backends: Arc<Backends<K>>) -> Self {
         Self { backends }
     }
-}
 
-impl<K> HealthMonitor<K> {
     /// Resolves once a health check of any of the backends has finished after this call
     /// (whatever its result): a caller waiting for a check, such as the admin API after a
     /// registration, waits on it rather than polling.
     pub fn checked(&self) -> Checked {
-        Checked {
-            inner: self.backends.pool.checks.next(),
-        }
-    }
-}
-
-/// Resolves once a health check has finished after it was made. See
-/// [`HealthMonitor::checked`].
-#[must_use = "futures do nothing unless polled"]
-pub struct Checked {
-    inner: NextChange,
-}
-
-impl std::future::Future for Checked {
-    type Output = ();
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<()> {
-        std::pin::Pin::new(&mut self.inner).poll(cx)
-    }
-}
-
-impl fmt::Debug for Checked {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (seen, current) = self.inner.versions();
-        f.debug_struct("Checked")
-            .field("seen", &seen)
-            .field("current", &current)
-            .finish()
+        self.backends.pool.checks.next()
     }
 }
 

@@ -62,14 +62,9 @@ impl<D: Discover, P: Pick<D::Key>, B> Wait<D, P, B> {
     }
 }
 
-/// A queued request waiting for a backend, whose future is `F`.
-pub(crate) trait WaitFor<F>: Send {
-    /// The balancer's future once a backend takes the request; one that fails with
-    /// [`NoAvailableBackend`](crate::NoAvailableBackend) when time is up.
-    fn poll_backend(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<BalanceFuture<F>>;
-}
-
-impl<D, P, B, RB> WaitFor<Inner<D, B>> for Wait<D, P, B>
+/// Resolves to the balancer's future once a backend takes the request, or to one that fails
+/// with [`NoAvailableBackend`](crate::NoAvailableBackend) when time is up.
+impl<D, P, B, RB> Future for Wait<D, P, B>
 where
     D: Discover + Send + Sync + 'static,
     D::Key: Send + Sync + 'static,
@@ -78,10 +73,9 @@ where
     P: Pick<D::Key> + Send + Sync + 'static,
     B: Send + 'static,
 {
-    fn poll_backend(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<BalanceFuture<Inner<D, B>>> {
+    type Output = BalanceFuture<Inner<D, B>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
             // Listen for a new set before looking, so that none is missed.
@@ -100,8 +94,6 @@ where
             let now = Instant::now();
             if now >= *this.deadline {
                 tracing::debug!("queued request timed out");
-                *this.req = None;
-                this.parked.clear();
                 if let Some(queued) = this.queued.take() {
                     queued.timed_out();
                 }
@@ -128,7 +120,7 @@ pin_project! {
     enum State<F> {
         Called { #[pin] inner: BalanceFuture<F> },
         // Boxed, and its type erased: only queued requests have one.
-        Waiting { wait: Pin<Box<dyn WaitFor<F>>> },
+        Waiting { wait: Pin<Box<dyn Future<Output = BalanceFuture<F>> + Send>> },
     }
 }
 
@@ -139,7 +131,7 @@ impl<F> ResponseFuture<F> {
         }
     }
 
-    pub(crate) fn waiting(wait: Pin<Box<dyn WaitFor<F>>>) -> Self {
+    pub(crate) fn waiting(wait: Pin<Box<dyn Future<Output = BalanceFuture<F>> + Send>>) -> Self {
         Self {
             state: State::Waiting { wait },
         }
@@ -166,7 +158,7 @@ where
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let inner = match self.as_mut().project().state.project() {
             StateProj::Called { inner } => return inner.poll(cx),
-            StateProj::Waiting { wait } => ready!(wait.as_mut().poll_backend(cx)),
+            StateProj::Waiting { wait } => ready!(wait.as_mut().poll(cx)),
         };
         self.as_mut().project().state.set(State::Called { inner });
         self.poll(cx)

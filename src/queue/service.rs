@@ -111,9 +111,11 @@ where
     /// A request that finds a backend costs nothing more than the balancer's own `call`.
     #[inline]
     fn call(&mut self, req: Request<B>) -> Self::Future {
+        if self.timeout.is_zero() {
+            return ResponseFuture::called(self.inner.call(req));
+        }
         match self.inner.try_call(req) {
             Ok(inner) => ResponseFuture::called(inner),
-            Err(_) if self.timeout.is_zero() => ResponseFuture::called(self.inner.no_backend()),
             Err(req) => {
                 tracing::debug!(timeout = ?self.timeout, "no backend ready: request queued");
                 let queued = self.counters.enqueue();

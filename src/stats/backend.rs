@@ -117,12 +117,6 @@ impl<K: Clone> BackendSnapshot<K> {
 }
 
 impl<K> BackendSnapshot<K> {
-    /// With `health` as its health.
-    pub fn with_health(mut self, health: Option<HealthSnapshot>) -> Self {
-        self.health = health;
-        self
-    }
-
     /// Where it stands: healthy, unhealthy or ejected; `None` without health checks.
     pub fn state(&self) -> Option<BackendState> {
         self.health.as_ref().map(|h| h.state)

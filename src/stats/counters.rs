@@ -37,8 +37,9 @@ impl QueueCounters {
         }
     }
 
-    /// A waiting request reached the queue timeout without a backend.
-    pub fn timed_out(&self) {
+    /// A waiting request reached the queue timeout without a backend; see
+    /// [`Queued::timed_out`].
+    fn timed_out(&self) {
         self.timeouts.fetch_add(1, Relaxed);
     }
 
