@@ -74,11 +74,12 @@ impl std::error::Error for BackendUnavailable {
 /// The backend did not accept the connection, or did not send its response head, in time.
 ///
 /// The proxy client's `connect_timeout` and `response_timeout` produce it.
-/// [`proxy::error_response`](crate::proxy::error_response) (feature `proxy`) maps it to `504 Gateway Timeout`.
+/// [`proxy::error_response`](crate::proxy::error_response) (feature `proxy`) maps it to
+/// `504 Gateway Timeout`.
 #[derive(Debug, Clone)]
 pub struct BackendTimeout {
     backend: Authority,
-    connect: bool,
+    /// How long the response head was waited for; `None` for the connect.
     after: Option<Duration>,
 }
 
@@ -87,7 +88,6 @@ impl BackendTimeout {
     pub fn connect(backend: Authority) -> Self {
         Self {
             backend,
-            connect: true,
             after: None,
         }
     }
@@ -96,7 +96,6 @@ impl BackendTimeout {
     pub fn response(backend: Authority, after: Duration) -> Self {
         Self {
             backend,
-            connect: false,
             after: Some(after),
         }
     }
@@ -108,20 +107,19 @@ impl BackendTimeout {
 
     /// Whether the connect timed out (rather than the wait for the response head).
     pub fn is_connect(&self) -> bool {
-        self.connect
+        self.after.is_none()
     }
 }
 
 impl fmt::Display for BackendTimeout {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.connect, self.after) {
-            (true, _) => write!(f, "connect to backend {} timed out", self.backend),
-            (false, Some(after)) => write!(
+        match self.after {
+            None => write!(f, "connect to backend {} timed out", self.backend),
+            Some(after) => write!(
                 f,
                 "backend {} sent no response within {after:?}",
                 self.backend
             ),
-            (false, None) => write!(f, "backend {} timed out", self.backend),
         }
     }
 }

@@ -134,7 +134,6 @@ use crate::admin::Admin;
 use crate::health::{Health, HealthCheckLayer, HealthMonitor, HttpProbe};
 use crate::proxy::HttpBackend;
 use crate::queue::Queue;
-use crate::stats::QueueCounters;
 use crate::{Algo, BackendAddr, LoadBalanceLayer, Registry, RetryLayer, Weighted};
 
 pub use self::config::Config;
@@ -159,7 +158,6 @@ pub struct Server {
     health_interval: Duration,
     shutdown_timeout: Duration,
     connections: Connections,
-    queue_counters: Arc<QueueCounters>,
 }
 
 impl Server {
@@ -179,11 +177,12 @@ impl Server {
             None => None,
         };
 
-        // Each worker reuses only the backend connections it opened.
+        // Each worker reuses only the backend connections it opened; so does the runtime
+        // `run` runs on (health checks, the admin listener), one more.
         let client: Client = config
             .proxy_client
             .clone()
-            .pool_threads(config.workers)
+            .pool_threads(config.workers + 1)
             .build();
         let connections = Connections::new(
             conn::Settings {
@@ -227,8 +226,6 @@ impl Server {
             .balancer(balancer.clone())
             .monitor(monitor.clone());
 
-        let queue = Queue::new(balancer.clone(), config.queue_timeout);
-        let queue_counters = Arc::clone(queue.counters());
         Ok(Self {
             listeners,
             local_addr,
@@ -239,7 +236,7 @@ impl Server {
                 proxy: RetryLayer::new()
                     .max_retries(config.retries)
                     .retry_non_idempotent(config.retry_non_idempotent)
-                    .layer(queue),
+                    .layer(Queue::new(balancer.clone(), config.queue_timeout)),
                 balancer,
                 admin,
             }),
@@ -247,7 +244,6 @@ impl Server {
             health_interval: config.health_interval,
             shutdown_timeout: config.shutdown_timeout,
             connections,
-            queue_counters,
         })
     }
 
@@ -287,7 +283,7 @@ impl Server {
             balancer: self.routes.balancer.clone(),
             monitor: self.monitor.clone(),
             connections: Arc::clone(self.connections.counters()),
-            queue: Arc::clone(&self.queue_counters),
+            queue: Arc::clone(self.routes.proxy.get_ref().counters()),
         }
     }
 
