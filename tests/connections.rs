@@ -15,7 +15,10 @@ use tokio::time::{Instant, timeout};
 use tower_lb::proxy::ProxyClientBuilder;
 use tower_lb::server::Config;
 
-use support::{DEADLINE, Lb, backend, eventually, lb_with, read_head, read_to_end, send, start};
+use support::{
+    DEADLINE, Lb, backend, eventually, lb_with, read_head, read_to_end, send, start,
+    start_streaming,
+};
 
 const NO_SERVER: &str = r#"{"status":"error","data":"error no available server"}"#;
 const BACKEND_TIMEOUT: &str = r#"{"status":"error","data":"error backend timeout"}"#;
@@ -367,17 +370,6 @@ fn busy_backend(lb: &Lb) -> Option<String> {
 
 /// Starts `GET path` and returns once its response head has arrived, with the connection (the
 /// body still streaming).
-async fn start_streaming(lb: &Lb, path: &str) -> TcpStream {
-    let mut stream = TcpStream::connect(lb.addr).await.unwrap();
-    stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: lb\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let head = read_head(&mut stream).await;
-    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
-    stream
-}
-
 #[tokio::test]
 async fn a_backend_at_its_cap_is_skipped_until_its_response_body_ends() {
     let (a, b) = (backend().await, backend().await);

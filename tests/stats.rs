@@ -5,12 +5,10 @@ mod support;
 use std::time::Duration;
 
 use http::StatusCode;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tower_lb::proxy::ProxyClientBuilder;
 use tower_lb::server::Config;
 
-use support::{lb_with, read_head};
+use support::{lb_with, start_streaming};
 
 #[tokio::test]
 async fn a_running_server_counts_answers_queue_timeouts_refusals_and_connections() {
@@ -26,16 +24,7 @@ async fn a_running_server_counts_answers_queue_timeouts_refusals_and_connections
 
     // A streamed response holds the backend's only slot: the next request waits in the queue
     // for the queue timeout, then gets a 503.
-    let mut streaming = TcpStream::connect(lb.addr).await.unwrap();
-    streaming
-        .write_all(b"GET /stream?chunks=2&delay_ms=2000 HTTP/1.1\r\nHost: lb\r\n\r\n")
-        .await
-        .unwrap();
-    assert!(
-        read_head(&mut streaming)
-            .await
-            .starts_with("HTTP/1.1 200 OK")
-    );
+    let streaming = start_streaming(&lb, "/stream?chunks=2&delay_ms=2000").await;
     let during = lb.stats.snapshot();
     assert_eq!(during.backends.len(), 1);
     assert_eq!(during.backends[0].in_flight, 1, "the stream is in flight");

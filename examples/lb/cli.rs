@@ -37,7 +37,7 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = Config::DEFAULT_ADDR.ip())]
     pub(crate) bind: IpAddr,
 
-    /// Balancing algorithm (the list is `tower_lb::Algo::ALL`; see `algo_help`).
+    // The help text is `algo_help`'s, read from `tower_lb::Algo::ALL`.
     #[arg(
         long,
         default_value_t = Config::DEFAULT_ALGO,

@@ -20,6 +20,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
+use tower_lb::BackendAddr;
 use tower_lb::server::Server;
 
 /// The weights of the demo backends, one backend each.
@@ -30,9 +31,8 @@ const WEIGHTS: [u32; 3] = [3, 2, 1];
 pub(crate) async fn start(server: &Server) -> io::Result<()> {
     for weight in WEIGHTS {
         let addr = spawn().await?;
-        let uri = tower_lb::admin::parse_address(&format!("http://{addr}"))
-            .expect("a socket address makes a valid backend address");
-        server.registry().register(uri, weight);
+        let backend = BackendAddr::try_from(addr).expect("a bound port is not 0");
+        server.registry().register(backend, weight);
         tracing::info!(backend = %addr, weight, "demo backend registered");
     }
     Ok(())

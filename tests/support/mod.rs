@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -402,4 +402,17 @@ pub async fn pick_from(to: SocketAddr, from: std::net::IpAddr, headers: &[(&str,
     let res = exchange(&mut sender, get_request(to, "/", headers)).await;
     assert_eq!(res.status(), StatusCode::OK, "{res:?}");
     greeter(res.body())
+}
+
+/// Starts a `GET path` on a raw connection to `lb` and reads its head (`200 OK`): a streamed
+/// response whose body is still to come.
+pub async fn start_streaming(lb: &Lb, path: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(lb.addr).await.unwrap();
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: lb\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let head = read_head(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    stream
 }

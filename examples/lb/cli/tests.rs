@@ -142,8 +142,8 @@ fn algo_is_case_insensitive_and_errors_list_valid_names() {
 
 #[test]
 fn bad_values_are_usage_errors() {
-    for argv in [
-        &["--port", "70000"][..],
+    assert_usage_errors(&[
+        &["--port", "70000"],
         &["--port", "http"],
         &["--bind", "localhost"],
         &["-t", "0"],
@@ -158,10 +158,7 @@ fn bad_values_are_usage_errors() {
         &["--backend", "http://x=heavy"],
         &["--trust-proxy", "10.0.0.0"],
         &["--no-such-flag"],
-    ] {
-        let err = args(argv).unwrap_err();
-        assert_eq!(err.exit_code(), 2, "{argv:?}");
-    }
+    ]);
     let msg = args(&["--backend", "ftp://x"]).unwrap_err().to_string();
     assert!(msg.contains("invalid address \"ftp://x\""), "{msg}");
 }
@@ -253,8 +250,8 @@ fn admin_token_comes_from_the_environment_unless_given() {
 
 #[test]
 fn bad_admin_and_health_values_are_usage_errors() {
-    for argv in [
-        &["--eject-after", "-1"][..],
+    assert_usage_errors(&[
+        &["--eject-after", "-1"],
         &["--eject-after", "3", "--eject-time", "0"],
         &["--eject-after", "3", "--eject-max-percent", "101"],
         &["--slow-start", "-1"],
@@ -264,10 +261,7 @@ fn bad_admin_and_health_values_are_usage_errors() {
         &["--admin-bind", "127.0.0.1"],
         &["--admin-bind", "localhost:9090"],
         &["--allow-backend", "10.0.0.1"],
-    ] {
-        let err = args(argv).unwrap_err();
-        assert_eq!(err.exit_code(), 2, "{argv:?}");
-    }
+    ]);
 }
 
 #[test]
@@ -321,8 +315,8 @@ fn connection_flags_default_and_reach_the_config() {
 
 #[test]
 fn bad_connection_values_are_usage_errors() {
-    for argv in [
-        &["--client-header-timeout", "0"][..],
+    assert_usage_errors(&[
+        &["--client-header-timeout", "0"],
         &["--idle-timeout", "-1"],
         &["--connect-timeout", "soon"],
         &["--backend-timeout", "0"],
@@ -332,10 +326,7 @@ fn bad_connection_values_are_usage_errors() {
         &["--max-connections", "-1"],
         &["--max-conns-per-backend", "many"],
         &["--queue-timeout", "NaN"],
-    ] {
-        let err = args(argv).unwrap_err();
-        assert_eq!(err.exit_code(), 2, "{argv:?}");
-    }
+    ]);
 }
 
 #[test]
@@ -352,11 +343,7 @@ fn help_names_the_connection_flags_and_their_defaults() {
         "--max-conns-per-backend <N>",
         "--queue-timeout <SECONDS>",
     ] {
-        let at = help
-            .find(flag)
-            .unwrap_or_else(|| panic!("{flag} missing from\n{help}"));
-        let entry = &help[at..];
-        let entry = &entry[..entry[2..].find("\n  -").map_or(entry.len(), |e| e + 2)];
+        let entry = help_entry(&help, flag);
         assert!(
             entry.contains("[default: "),
             "{flag} has no default:\n{entry}"
@@ -379,14 +366,7 @@ fn retry_flags_reach_the_config() {
     let config = args(&["-retries=0"]).unwrap().config();
     assert_eq!(config.retries, 0, "Go spelling, and 0 turns retries off");
 
-    for bad in [
-        &["--retries", "-1"][..],
-        &["--retries", "two"],
-        &["--retries"],
-    ] {
-        let err = args(bad).unwrap_err();
-        assert_eq!(err.exit_code(), 2, "{bad:?}");
-    }
+    assert_usage_errors(&[&["--retries", "-1"], &["--retries", "two"], &["--retries"]]);
     let help = Args::command().render_long_help().to_string();
     assert!(help.contains("--retries <N>"), "{help}");
     assert!(help.contains("--retry-non-idempotent"), "{help}");
@@ -485,12 +465,13 @@ fn no_flags_give_the_library_defaults() {
 fn help_shows_the_library_defaults() {
     let help = Args::command().render_long_help().to_string();
     let entry = |flag: &str| {
-        let at = help
-            .find(&format!("--{flag} "))
-            .or_else(|| help.find(&format!("--{flag}\n")))
-            .unwrap_or_else(|| panic!("--{flag} missing from\n{help}"));
-        let entry = &help[at..];
-        entry[..entry[2..].find("\n  -").map_or(entry.len(), |e| e + 2)].to_owned()
+        let name = format!("--{flag} ");
+        let name = if help.contains(&name) {
+            name
+        } else {
+            format!("--{flag}\n")
+        };
+        help_entry(&help, &name).to_owned()
     };
     let secs = |d: Duration| {
         let s = seconds(d);
@@ -561,4 +542,21 @@ fn seconds_render_as_the_flags_spell_them() {
         assert_eq!(rendered, text);
         assert_eq!(parse_seconds_or_zero(text), Ok(duration));
     }
+}
+
+/// Each argument list is refused as a usage error (exit code 2).
+fn assert_usage_errors(cases: &[&[&str]]) {
+    for argv in cases {
+        let err = args(argv).unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{argv:?}");
+    }
+}
+
+/// The entry of `--help` that starts with `flag`, up to the next flag.
+fn help_entry<'a>(help: &'a str, flag: &str) -> &'a str {
+    let at = help
+        .find(flag)
+        .unwrap_or_else(|| panic!("{flag} missing from\n{help}"));
+    let entry = &help[at..];
+    &entry[..entry[2..].find("\n  -").map_or(entry.len(), |e| e + 2)]
 }
