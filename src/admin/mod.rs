@@ -107,6 +107,7 @@ mod access;
 mod backends;
 mod parse;
 mod service;
+mod target;
 
 pub use self::access::{AdminToken, InvalidToken, LOOPBACK};
 pub use self::backends::{BackendInfo, BalancerView};

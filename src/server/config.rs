@@ -117,6 +117,9 @@ pub struct Config {
     /// Threads that serve connections, each with its own runtime and listening socket; 1 for
     /// none of its own.
     pub workers: usize,
+    /// Backends from etcd, and registrations written there, if set.
+    #[cfg(feature = "etcd")]
+    pub etcd: Option<EtcdConfig>,
 }
 
 impl Default for Config {
@@ -208,6 +211,8 @@ impl Config {
             retries: Self::DEFAULT_RETRIES,
             retry_non_idempotent: false,
             workers: 1,
+            #[cfg(feature = "etcd")]
+            etcd: None,
         }
     }
 
@@ -396,6 +401,55 @@ impl Config {
     /// [`admin_bind`](Self::admin_bind) and the shutdown; a single-threaded one is enough.
     pub fn workers(mut self, workers: usize) -> Self {
         self.workers = workers.max(1);
+        self
+    }
+
+    /// Takes the backends from etcd instead of [`backend`](Self::backend): the server's
+    /// registry follows the keys under the prefix ([`EtcdSync`](crate::discover::EtcdSync)),
+    /// and `POST`/`DELETE /register` write there
+    /// ([`Admin::etcd`](crate::admin::Admin::etcd)), so every balancer following the prefix
+    /// serves the change. Each balancer runs its own health checks. Backends set with
+    /// [`backend`](Self::backend) are ignored.
+    #[cfg(feature = "etcd")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "etcd")))]
+    pub fn etcd(mut self, etcd: impl Into<Option<EtcdConfig>>) -> Self {
+        self.etcd = etcd.into();
+        self
+    }
+}
+
+/// Where a [`Server`](super::Server) finds its backends in etcd. See [`Config::etcd`] and
+/// [`discover::etcd`](crate::discover::etcd).
+#[cfg(feature = "etcd")]
+#[cfg_attr(docsrs, doc(cfg(feature = "etcd")))]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+#[non_exhaustive]
+pub struct EtcdConfig {
+    /// The etcd endpoints, such as `http://127.0.0.1:2379`.
+    pub endpoints: Vec<String>,
+    /// The prefix of the backends' keys, such as `/lb/backends/`.
+    pub prefix: String,
+    /// The TTL of the lease registrations are attached to; `None` for none.
+    pub lease_ttl: Option<Duration>,
+}
+
+#[cfg(feature = "etcd")]
+impl EtcdConfig {
+    /// The backends under `prefix` on the etcd cluster at `endpoints`, without a lease.
+    pub fn new(endpoints: impl IntoIterator<Item = impl Into<String>>, prefix: impl Into<String>) -> Self {
+        Self {
+            endpoints: endpoints.into_iter().map(Into::into).collect(),
+            prefix: prefix.into(),
+            lease_ttl: None,
+        }
+    }
+
+    /// Attaches registrations made through this server to a lease of `ttl` (whole seconds)
+    /// that it keeps alive, so they expire `ttl` after it dies
+    /// ([`EtcdRegistrations::lease_ttl`](crate::discover::EtcdRegistrations::lease_ttl)).
+    pub fn lease_ttl(mut self, ttl: impl Into<Option<Duration>>) -> Self {
+        self.lease_ttl = ttl.into();
         self
     }
 }

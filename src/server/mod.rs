@@ -116,6 +116,8 @@
 
 mod config;
 mod conn;
+#[cfg(feature = "etcd")]
+mod etcd;
 mod service;
 mod stats;
 
@@ -137,6 +139,8 @@ use crate::queue::Queue;
 use crate::{Algo, BackendAddr, LoadBalanceLayer, Registry, RetryLayer, Weighted};
 
 pub use self::config::Config;
+#[cfg(feature = "etcd")]
+pub use self::config::EtcdConfig;
 pub use self::service::{Backend, Balancer, ResponseBody};
 pub use self::stats::ServerStats;
 
@@ -158,6 +162,9 @@ pub struct Server {
     health_interval: Duration,
     shutdown_timeout: Duration,
     connections: Connections,
+    /// Keeps the registry equal to etcd's keys, with [`Config::etcd`]; stops when dropped.
+    #[cfg(feature = "etcd")]
+    etcd: Option<crate::discover::EtcdSync>,
 }
 
 impl Server {
@@ -198,8 +205,22 @@ impl Server {
         // A `BackendAddr` is valid once parsed: making its service cannot fail.
         let registry =
             Registry::new(move |addr: &BackendAddr| HttpBackend::new(addr.clone(), client.clone()));
-        for backend in &config.backends {
-            registry.register(backend.address().clone(), backend.weight());
+        #[cfg(feature = "etcd")]
+        let (etcd, registrations) = match &config.etcd {
+            Some(etcd) => {
+                let (sync, registrations) = etcd::connect(etcd, &registry, config.health_timeout).await?;
+                (Some(sync), Some(registrations))
+            }
+            None => (None, None),
+        };
+        #[cfg(feature = "etcd")]
+        let static_backends = etcd.is_none();
+        #[cfg(not(feature = "etcd"))]
+        let static_backends = true;
+        if static_backends {
+            for backend in &config.backends {
+                registry.register(backend.address().clone(), backend.weight());
+            }
         }
 
         let mut health = HealthCheckLayer::new(probe.clone())
@@ -225,6 +246,11 @@ impl Server {
             .allow_backends(config.allowed_backends.iter().copied())
             .balancer(balancer.clone())
             .monitor(monitor.clone());
+        #[cfg(feature = "etcd")]
+        let admin = match registrations {
+            Some(registrations) => admin.etcd(registrations),
+            None => admin,
+        };
 
         Ok(Self {
             listeners,
@@ -244,6 +270,8 @@ impl Server {
             health_interval: config.health_interval,
             shutdown_timeout: config.shutdown_timeout,
             connections,
+            #[cfg(feature = "etcd")]
+            etcd,
         })
     }
 
@@ -487,11 +515,13 @@ impl Listeners<'_> {
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server")
-            .field("local_addr", &self.local_addr)
+        let mut f = f.debug_struct("Server");
+        f.field("local_addr", &self.local_addr)
             .field("algo", &self.algo)
-            .field("registry", &self.registry)
-            .finish_non_exhaustive()
+            .field("registry", &self.registry);
+        #[cfg(feature = "etcd")]
+        f.field("etcd", &self.etcd);
+        f.finish_non_exhaustive()
     }
 }
 
