@@ -196,6 +196,29 @@ pub(crate) struct Args {
     /// them twice, since one that closed the connection may have acted on the request.
     #[arg(long)]
     pub(crate) retry_non_idempotent: bool,
+
+    /// Take the backends from etcd at these endpoints (http://host:port, comma-separated)
+    /// instead of --backend: every key under --etcd-prefix holds {"address": ..., "weight":
+    /// ...}. POST and DELETE /register write there and answer once etcd has the change,
+    /// so every balancer on the prefix serves it; each runs its own health checks. If
+    /// etcd goes away the last set is kept.
+    #[cfg(feature = "etcd")]
+    #[arg(long, value_name = "URL[,URL...]", value_delimiter = ',', value_parser = parse_etcd_endpoint,
+          requires = "etcd_prefix", conflicts_with_all = ["backends", "demo"])]
+    pub(crate) etcd: Vec<String>,
+
+    /// The prefix of the backends' keys in etcd, e.g. /lb/backends/ (with --etcd).
+    #[cfg(feature = "etcd")]
+    #[arg(long, value_name = "PREFIX", requires = "etcd", value_parser = parse_etcd_prefix)]
+    pub(crate) etcd_prefix: Option<String>,
+
+    /// Attach the backends registered through this balancer to an etcd lease of this
+    /// many seconds that it keeps alive: they are removed everywhere that long after it
+    /// dies. By default they stay until DELETE /register.
+    #[cfg(feature = "etcd")]
+    #[arg(long, value_name = "SECONDS", requires = "etcd",
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub(crate) etcd_lease_ttl: Option<u64>,
 }
 
 /// The environment variable read for the admin token when --admin-token is not given.
@@ -293,6 +316,13 @@ impl Args {
         }
         for &network in &self.allowed_backends {
             config = config.allow_backend(network);
+        }
+        #[cfg(feature = "etcd")]
+        if let Some(prefix) = &self.etcd_prefix {
+            config = config.etcd(
+                tower_lb::server::EtcdConfig::new(self.etcd.iter().cloned(), prefix.clone())
+                    .lease_ttl(self.etcd_lease_ttl.map(Duration::from_secs)),
+            );
         }
         config
     }
@@ -425,6 +455,30 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
         ));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// An etcd endpoint: `http://` or `https://`, a host and a port.
+#[cfg(feature = "etcd")]
+fn parse_etcd_endpoint(s: &str) -> Result<String, String> {
+    let uri: http::Uri = s
+        .parse()
+        .map_err(|e| format!("{s:?} is not an etcd endpoint URL: {e}"))?;
+    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+    if !scheme_ok || uri.port_u16().is_none() || uri.path().len() > 1 {
+        return Err(format!(
+            "{s:?} is not an etcd endpoint: expected http://host:port, e.g. http://127.0.0.1:2379"
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+/// A non-empty prefix: an empty one would read every key in etcd as a backend.
+#[cfg(feature = "etcd")]
+fn parse_etcd_prefix(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("the prefix must not be empty, e.g. /lb/backends/".to_owned());
+    }
+    Ok(s.to_owned())
 }
 
 fn parse_seconds_or_zero(s: &str) -> Result<Duration, String> {

@@ -560,3 +560,58 @@ fn help_entry<'a>(help: &'a str, flag: &str) -> &'a str {
     let entry = &help[at..];
     &entry[..entry[2..].find("\n  -").map_or(entry.len(), |e| e + 2)]
 }
+
+#[cfg(feature = "etcd")]
+#[test]
+fn etcd_flags_reach_the_config() {
+    use std::time::Duration;
+    use tower_lb::server::EtcdConfig;
+
+    let cli = args(&[
+        "--etcd",
+        "http://127.0.0.1:2379,http://127.0.0.2:2379",
+        "--etcd-prefix",
+        "/lb/backends/",
+        "--etcd-lease-ttl",
+        "10",
+    ])
+    .unwrap()
+    .config();
+    assert_eq!(
+        cli.etcd,
+        Some(
+            EtcdConfig::new(
+                ["http://127.0.0.1:2379", "http://127.0.0.2:2379"],
+                "/lb/backends/"
+            )
+            .lease_ttl(Duration::from_secs(10))
+        )
+    );
+    let cli = args(&["--etcd", "http://127.0.0.1:2379", "--etcd-prefix", "/x/"])
+        .unwrap()
+        .config();
+    assert_eq!(cli.etcd.unwrap().lease_ttl, None);
+    assert_eq!(args(&[]).unwrap().config().etcd, None);
+    let help = Args::command().render_long_help().to_string();
+    for flag in ["--etcd <URL[,URL...]>", "--etcd-prefix <PREFIX>", "--etcd-lease-ttl <SECONDS>"] {
+        assert!(help.contains(flag), "{flag} missing from\n{help}");
+    }
+}
+
+#[cfg(feature = "etcd")]
+#[test]
+fn bad_etcd_flags_are_usage_errors() {
+    let etcd = "http://127.0.0.1:2379";
+    assert_usage_errors(&[
+        &["--etcd", etcd],
+        &["--etcd-prefix", "/lb/"],
+        &["--etcd-lease-ttl", "5"],
+        &["--etcd", "127.0.0.1:2379", "--etcd-prefix", "/lb/"],
+        &["--etcd", "ftp://127.0.0.1:2379", "--etcd-prefix", "/lb/"],
+        &["--etcd", "http://127.0.0.1", "--etcd-prefix", "/lb/"],
+        &["--etcd", etcd, "--etcd-prefix", ""],
+        &["--etcd", etcd, "--etcd-prefix", "/lb/", "--etcd-lease-ttl", "0"],
+        &["--etcd", etcd, "--etcd-prefix", "/lb/", "--backend", "http://127.0.0.1:1"],
+        &["--etcd", etcd, "--etcd-prefix", "/lb/", "--demo"],
+    ]);
+}
