@@ -19,7 +19,11 @@ pub(super) type Unavailable = String;
 
 impl<S> Target<S> {
     /// Registers `address` with `weight` (or updates its weight).
-    pub(super) async fn register(&self, address: &BackendAddr, weight: u32) -> Result<(), Unavailable> {
+    pub(super) async fn register(
+        &self,
+        address: &BackendAddr,
+        weight: u32,
+    ) -> Result<(), Unavailable> {
         match self {
             Self::Local(registry) => {
                 let outcome = registry.register(address.clone(), weight);
@@ -28,7 +32,9 @@ impl<S> Target<S> {
             }
             #[cfg(feature = "etcd")]
             Self::Etcd(etcd) => {
-                etcd.register(address, weight).await.map_err(|e| e.to_string())?;
+                etcd.register(address, weight)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 tracing::info!(backend = %address, weight, "backend registered in etcd");
                 Ok(())
             }

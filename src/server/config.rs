@@ -437,7 +437,10 @@ pub struct EtcdConfig {
 #[cfg(feature = "etcd")]
 impl EtcdConfig {
     /// The backends under `prefix` on the etcd cluster at `endpoints`, without a lease.
-    pub fn new(endpoints: impl IntoIterator<Item = impl Into<String>>, prefix: impl Into<String>) -> Self {
+    pub fn new(
+        endpoints: impl IntoIterator<Item = impl Into<String>>,
+        prefix: impl Into<String>,
+    ) -> Self {
         Self {
             endpoints: endpoints.into_iter().map(Into::into).collect(),
             prefix: prefix.into(),

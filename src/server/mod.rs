@@ -208,7 +208,8 @@ impl Server {
         #[cfg(feature = "etcd")]
         let (etcd, registrations) = match &config.etcd {
             Some(etcd) => {
-                let (sync, registrations) = etcd::connect(etcd, &registry, config.health_timeout).await?;
+                let (sync, registrations) =
+                    etcd::connect(etcd, &registry, config.health_timeout).await?;
                 (Some(sync), Some(registrations))
             }
             None => (None, None),

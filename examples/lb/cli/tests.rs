@@ -593,7 +593,11 @@ fn etcd_flags_reach_the_config() {
     assert_eq!(cli.etcd.unwrap().lease_ttl, None);
     assert_eq!(args(&[]).unwrap().config().etcd, None);
     let help = Args::command().render_long_help().to_string();
-    for flag in ["--etcd <URL[,URL...]>", "--etcd-prefix <PREFIX>", "--etcd-lease-ttl <SECONDS>"] {
+    for flag in [
+        "--etcd <URL[,URL...]>",
+        "--etcd-prefix <PREFIX>",
+        "--etcd-lease-ttl <SECONDS>",
+    ] {
         assert!(help.contains(flag), "{flag} missing from\n{help}");
     }
 }
@@ -610,8 +614,22 @@ fn bad_etcd_flags_are_usage_errors() {
         &["--etcd", "ftp://127.0.0.1:2379", "--etcd-prefix", "/lb/"],
         &["--etcd", "http://127.0.0.1", "--etcd-prefix", "/lb/"],
         &["--etcd", etcd, "--etcd-prefix", ""],
-        &["--etcd", etcd, "--etcd-prefix", "/lb/", "--etcd-lease-ttl", "0"],
-        &["--etcd", etcd, "--etcd-prefix", "/lb/", "--backend", "http://127.0.0.1:1"],
+        &[
+            "--etcd",
+            etcd,
+            "--etcd-prefix",
+            "/lb/",
+            "--etcd-lease-ttl",
+            "0",
+        ],
+        &[
+            "--etcd",
+            etcd,
+            "--etcd-prefix",
+            "/lb/",
+            "--backend",
+            "http://127.0.0.1:1",
+        ],
         &["--etcd", etcd, "--etcd-prefix", "/lb/", "--demo"],
     ]);
 }

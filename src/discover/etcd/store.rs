@@ -71,7 +71,11 @@ impl EtcdRegistrations {
         let mut client = self.client.clone();
         within(
             self.timeout,
-            client.put(self.key(address), value::encode(address, weight), Some(options)),
+            client.put(
+                self.key(address),
+                value::encode(address, weight),
+                Some(options),
+            ),
         )
         .await?;
         Ok(())
@@ -116,7 +120,11 @@ impl EtcdRegistrations {
             lease.ttl,
             Arc::downgrade(lease),
         )));
-        tracing::info!(lease = id, ttl_secs = lease.ttl, "etcd lease granted for registrations");
+        tracing::info!(
+            lease = id,
+            ttl_secs = lease.ttl,
+            "etcd lease granted for registrations"
+        );
         Ok(id)
     }
 }
@@ -197,7 +205,10 @@ async fn keep_alive(mut client: Client, id: i64, ttl: i64, lease: Weak<Lease>) {
         .await;
         match result {
             Ok(_) => {
-                tracing::warn!(lease = id, "etcd lease expired: the backends registered through it were deleted");
+                tracing::warn!(
+                    lease = id,
+                    "etcd lease expired: the backends registered through it were deleted"
+                );
                 if let Some(lease) = lease.upgrade() {
                     lease.expired(id);
                 }

@@ -41,7 +41,11 @@ impl EtcdSync {
     ///
     /// The registry should have no other writer: backends registered in it by other means
     /// are deregistered at the next reconciliation.
-    pub fn spawn<S>(client: Client, prefix: impl Into<String>, registry: Registry<BackendAddr, S>) -> Self
+    pub fn spawn<S>(
+        client: Client,
+        prefix: impl Into<String>,
+        registry: Registry<BackendAddr, S>,
+    ) -> Self
     where
         S: Send + 'static,
     {
@@ -129,7 +133,11 @@ impl<S> Mirror<S> {
     /// revision read at.
     async fn load(&mut self) -> Result<i64, EtcdError> {
         let options = GetOptions::new().with_prefix();
-        let response = within(LOAD_TIMEOUT, self.client.get(self.prefix.as_str(), Some(options))).await?;
+        let response = within(
+            LOAD_TIMEOUT,
+            self.client.get(self.prefix.as_str(), Some(options)),
+        )
+        .await?;
         let revision = response.header().map_or(0, |h| h.revision());
         self.keys.clear();
         for kv in response.kvs() {
@@ -242,7 +250,11 @@ struct Backoff {
 
 impl Backoff {
     fn new(min: Duration, max: Duration) -> Self {
-        Self { min, max, next: min }
+        Self {
+            min,
+            max,
+            next: min,
+        }
     }
 
     fn next(&mut self) -> Duration {

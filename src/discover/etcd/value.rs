@@ -17,10 +17,8 @@ const fn one() -> u32 {
 
 /// Parses a key's value into a normalised address and a weight (default 1, at least 1).
 pub(crate) fn parse(value: &[u8]) -> Result<(BackendAddr, u32), String> {
-    let Value { address, weight } =
-        serde_json::from_slice::<Value<String>>(value).map_err(|e| {
-            format!("not {{\"address\": \"http://host:port\", \"weight\": N}}: {e}")
-        })?;
+    let Value { address, weight } = serde_json::from_slice::<Value<String>>(value)
+        .map_err(|e| format!("not {{\"address\": \"http://host:port\", \"weight\": N}}: {e}"))?;
     let address = address.parse::<BackendAddr>().map_err(|e| e.to_string())?;
     if weight == 0 {
         return Err("weight 0: a weight is at least 1".to_owned());
@@ -59,7 +57,10 @@ mod tests {
             (br#"{"weight": 2}"#, "missing field `address`"),
             (br#"{"address": "ftp://x:1"}"#, "ftp://x:1"),
             (br#"{"address": "http://x:1", "weight": 0}"#, "weight 0"),
-            (br#"{"address": "http://x:1", "weight": -1}"#, "invalid value"),
+            (
+                br#"{"address": "http://x:1", "weight": -1}"#,
+                "invalid value",
+            ),
         ] {
             let error = parse(value).unwrap_err();
             assert!(error.contains(reason), "{error:?} lacks {reason:?}");
