@@ -60,6 +60,8 @@ mod discover;
 mod error;
 mod store;
 mod sync;
+#[cfg(test)]
+mod test_etcd;
 mod value;
 
 pub use self::discover::EtcdDiscover;

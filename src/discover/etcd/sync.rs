@@ -291,4 +291,109 @@ mod tests {
         reconcile(&registry, &[(&a1, 4), (&a3, 2)]);
         assert_eq!(registry.backends(), vec![(addr(1), 4), (addr(3), 2)]);
     }
+
+    fn addr(port: u16) -> BackendAddr {
+        format!("http://127.0.0.1:{port}").parse().unwrap()
+    }
+
+    fn value(port: u16, weight: u32) -> String {
+        value::encode(&addr(port), weight)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_compacted_watch_loads_again_and_reconciles_the_whole_set() {
+        let etcd = super::super::test_etcd::TestEtcd::start().await;
+        let mut client = etcd.client.clone();
+        client.put("/p/a", value(1, 1), None).await.unwrap();
+        client.put("/p/b", value(2, 1), None).await.unwrap();
+        client.put("/other", value(9, 1), None).await.unwrap();
+        let registry = Registry::new(|a: &BackendAddr| a.clone());
+        let mut mirror = Mirror {
+            client: client.clone(),
+            prefix: "/p/".to_owned(),
+            registry: registry.clone(),
+            keys: HashMap::new(),
+        };
+        let revision = mirror.load().await.unwrap();
+        assert_eq!(registry.backends(), vec![(addr(1), 1), (addr(2), 1)]);
+
+        // While it is not watching: an insert, a removal and a weight change, then a
+        // compaction past them.
+        client.put("/p/c", value(3, 2), None).await.unwrap();
+        client.delete("/p/a", None).await.unwrap();
+        let last = client.put("/p/b", value(2, 3), None).await.unwrap();
+        client
+            .compact(last.header().unwrap().revision(), None)
+            .await
+            .unwrap();
+
+        let end = mirror.watch(revision + 1).await;
+        assert!(
+            matches!(end, WatchEnd::Compacted(_)),
+            "the watch was not compacted"
+        );
+        // Nothing applied yet: the last set stands.
+        assert_eq!(registry.backends(), vec![(addr(1), 1), (addr(2), 1)]);
+
+        let mut discover = registry.discover();
+        mirror.load().await.unwrap();
+        assert_eq!(registry.backends(), vec![(addr(2), 3), (addr(3), 2)]);
+        let mut changes = Vec::new();
+        while let Some(Some(Ok(change))) =
+            futures_util::FutureExt::now_or_never(futures_util::StreamExt::next(&mut discover))
+        {
+            changes.push(match change {
+                tower::discover::Change::Insert(k, _) => {
+                    format!("insert {} {}", k.key(), crate::Weight::weight(&k))
+                }
+                tower::discover::Change::Remove(k) => format!("remove {}", k.key()),
+            });
+        }
+        assert_eq!(
+            changes,
+            [
+                // The replay of the set before the load.
+                "insert http://127.0.0.1:1 1",
+                "insert http://127.0.0.1:2 1",
+                "remove http://127.0.0.1:1",
+                "insert http://127.0.0.1:2 3",
+                "insert http://127.0.0.1:3 2",
+            ]
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_watch_applies_changes_and_skips_bad_values() {
+        use futures_util::StreamExt;
+        use tower::discover::Change;
+
+        let etcd = super::super::test_etcd::TestEtcd::start().await;
+        let mut client = etcd.client.clone();
+        client.put("/lb/a", value(1, 1), None).await.unwrap();
+        client.put("/lb/bad", "not json", None).await.unwrap();
+        let mut discover = super::super::EtcdDiscover::new(client.clone(), "/lb/", Clone::clone);
+        let mut next = async || match tokio::time::timeout(Duration::from_secs(5), discover.next())
+            .await
+            .expect("a change within 5 s")
+        {
+            Some(Ok(Change::Insert(k, _))) => {
+                format!("insert {} {}", k.key(), crate::Weight::weight(&k))
+            }
+            Some(Ok(Change::Remove(k))) => format!("remove {}", k.key()),
+            None => "end".to_owned(),
+        };
+        assert_eq!(next().await, "insert http://127.0.0.1:1 1");
+        client.put("/lb/b", value(2, 4), None).await.unwrap();
+        assert_eq!(next().await, "insert http://127.0.0.1:2 4");
+        client.put("/lb/b", value(2, 5), None).await.unwrap();
+        assert_eq!(next().await, "insert http://127.0.0.1:2 5");
+        // A key whose value turns bad names no backend any more.
+        client
+            .put("/lb/a", r#"{"address": "ftp://x:1"}"#, None)
+            .await
+            .unwrap();
+        assert_eq!(next().await, "remove http://127.0.0.1:1");
+        client.delete("/lb/b", None).await.unwrap();
+        assert_eq!(next().await, "remove http://127.0.0.1:2");
+    }
 }
