@@ -23,6 +23,7 @@
 //! ```
 
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
@@ -60,7 +61,7 @@ const DEFAULT_PORT: u16 = 80;
 /// assert_eq!(a.authority().as_str(), "127.0.0.1:8081");
 /// assert!("127.0.0.1:8081".parse::<BackendAddr>().is_err());
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct BackendAddr {
     /// `host[:port]`: a lower-case host, and the port only when it is not 80.
     authority: Authority,
@@ -155,6 +156,18 @@ impl BackendAddr {
         parts.authority = Some(self.authority.clone());
         parts.path_and_query = Some(path);
         Uri::from_parts(parts).unwrap_or_default()
+    }
+}
+
+impl Hash for BackendAddr {
+    /// Hashes the normal form's bytes: `host[:port]` (lower-case, no `:80`), the prefix, then
+    /// `0xff`. Hash-based algorithms place clients by this hash, so it is fixed: every
+    /// balancer with the same backends places clients the same way, whatever order the
+    /// backends arrived in (see `SourceIpHash`).
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write(self.authority.as_str().as_bytes());
+        state.write(self.prefix.as_bytes());
+        state.write_u8(0xff);
     }
 }
 
