@@ -94,7 +94,7 @@ async fn sih_sends_a_client_to_the_same_backend_through_every_instance() {
     let etcd = Etcd::start().await;
     let url = etcd.url();
     let sih = ["--algo", "SIH"];
-    let mut backends = vec![backend().await, backend().await, backend().await];
+    let mut backends = [backend().await, backend().await, backend().await];
     backends.sort_by_key(|b| b.url());
     let [x, y, z] = [&backends[0], &backends[1], &backends[2]].map(|b| b.url());
 

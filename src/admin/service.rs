@@ -149,7 +149,7 @@ impl<S, P> Admin<S, P> {
     #[cfg(feature = "etcd")]
     #[cfg_attr(docsrs, doc(cfg(feature = "etcd")))]
     pub fn etcd(mut self, registrations: crate::discover::EtcdRegistrations) -> Self {
-        self.target = Target::Etcd(registrations);
+        self.target = Target::Etcd(Box::new(registrations));
         self
     }
 

@@ -9,9 +9,9 @@ use crate::registry::Registry;
 pub(super) enum Target<S> {
     /// The process's own [`Registry`].
     Local(Registry<BackendAddr, S>),
-    /// Keys under an etcd prefix.
+    /// Keys under an etcd prefix (boxed: the etcd client is a few KiB).
     #[cfg(feature = "etcd")]
-    Etcd(crate::discover::EtcdRegistrations),
+    Etcd(Box<crate::discover::EtcdRegistrations>),
 }
 
 /// A write the store could not make; the admin API answers `503` with it.
