@@ -184,12 +184,14 @@ async fn keep_alive(mut client: Client, id: i64, ttl: i64, lease: Weak<Lease>) {
     let period = Duration::from_secs(u64::try_from(ttl).unwrap_or(1)) / 3;
     let mut wait = EtcdSync::BACKOFF_MIN;
     loop {
+        let mut renewed = false;
         let result: Result<bool, etcd_client::Error> = async {
             let (mut keeper, mut responses) = client.lease_keep_alive(id).await?;
             loop {
                 keeper.keep_alive().await?;
                 match responses.message().await? {
                     Some(response) if response.ttl() > 0 => {
+                        renewed = true;
                         tokio::time::sleep(period).await;
                     }
                     // etcd no longer knows the lease: it expired.
@@ -215,6 +217,9 @@ async fn keep_alive(mut client: Client, id: i64, ttl: i64, lease: Weak<Lease>) {
                 return;
             }
             Err(error) => {
+                if renewed {
+                    wait = EtcdSync::BACKOFF_MIN;
+                }
                 tracing::warn!(lease = id, %error, retry_in = ?wait, "cannot keep the etcd lease alive");
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(EtcdSync::BACKOFF_MAX);

@@ -227,8 +227,9 @@ impl<S> Mirror<S> {
 /// Makes `registry` hold exactly `wanted`: deregisters (drains) the others, registers the new
 /// ones and updates changed weights, in `wanted`'s order.
 fn reconcile<S>(registry: &Registry<BackendAddr, S>, wanted: &[(&BackendAddr, u32)]) {
+    let keep: std::collections::HashSet<&BackendAddr> = wanted.iter().map(|&(a, _)| a).collect();
     for (address, _) in registry.backends() {
-        if !wanted.iter().any(|(a, _)| **a == address) && registry.deregister(&address) {
+        if !keep.contains(&address) && registry.deregister(&address) {
             tracing::info!(backend = %address, "backend removed from etcd: draining");
         }
     }
