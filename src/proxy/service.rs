@@ -15,7 +15,7 @@ use super::body::{BackendBody, UploadBody};
 use super::client::ProxyClient;
 use super::future::{ResponseFuture, Upgrade};
 use super::headers::{
-    X_FORWARDED_HOST, X_FORWARDED_PROTO, append_forwarded_for, restore_upgrade, strip_hop_by_hop,
+    ClientTls, X_FORWARDED_HOST, X_FORWARDED_PROTO, append_forwarded_for, restore_upgrade, strip_hop_by_hop,
 };
 use super::limit::{Claim, Limit};
 use super::pool::Host;
@@ -138,7 +138,12 @@ impl<B> Shared<B> {
                 headers.remove(&X_FORWARDED_HOST)
             }
         };
-        headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        let proto = if parts.extensions.get::<ClientTls>().is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(proto));
         if let Some(peer) = ClientIp::peer_in(&parts.extensions) {
             append_forwarded_for(&mut parts.headers, peer.ip());
         }
