@@ -15,7 +15,8 @@ use super::body::{BackendBody, UploadBody};
 use super::client::ProxyClient;
 use super::future::{ResponseFuture, Upgrade};
 use super::headers::{
-    ClientTls, X_FORWARDED_HOST, X_FORWARDED_PROTO, append_forwarded_for, restore_upgrade, strip_hop_by_hop,
+    ClientTls, X_FORWARDED_HOST, X_FORWARDED_PROTO, append_forwarded_for, restore_upgrade,
+    strip_hop_by_hop,
 };
 use super::limit::{Claim, Limit};
 use super::pool::Host;

@@ -130,11 +130,11 @@ use tower::{Layer, ServiceBuilder};
 
 use self::conn::Connections;
 use self::service::{Client, Handler, Routes, Serve};
-use crate::tls::ServerTls;
 use crate::admin::Admin;
 use crate::health::{Health, HealthCheckLayer, HealthMonitor, HttpProbe};
 use crate::proxy::HttpBackend;
 use crate::queue::Queue;
+use crate::tls::ServerTls;
 use crate::{Algo, BackendAddr, LoadBalanceLayer, Registry, RetryLayer, Weighted};
 
 pub use self::config::Config;

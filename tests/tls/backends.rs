@@ -21,7 +21,9 @@ async fn lb_over(backend: &BackendAddr, tls: BackendTls) -> support::Lb {
 }
 
 fn https_addr(addr: std::net::SocketAddr) -> BackendAddr {
-    format!("https://localhost:{}", addr.port()).parse().unwrap()
+    format!("https://localhost:{}", addr.port())
+        .parse()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,12 +40,18 @@ async fn an_https_backend_serves_through_the_balancer() {
     assert_eq!(reply.body, format!("tls backend {addr} http"));
     // Registration checks https backends too.
     let reply = lb
-        .register(&format!(r#"{{"address": "https://127.0.0.1:{}"}}"#, addr.port()))
+        .register(&format!(
+            r#"{{"address": "https://127.0.0.1:{}"}}"#,
+            addr.port()
+        ))
         .await;
     // The certificate is for `localhost`, not 127.0.0.1: its check fails.
     assert_eq!(reply.status, 404, "{}", reply.body);
     let reply = lb
-        .register(&format!(r#"{{"address": "https://localhost:{}/"}}"#, addr.port()))
+        .register(&format!(
+            r#"{{"address": "https://localhost:{}/"}}"#,
+            addr.port()
+        ))
         .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     lb.stop().await;
@@ -86,9 +94,10 @@ async fn an_untrusted_certificate_fails_the_request_with_502() {
     let pair = other.leaf("backend", &["localhost"]);
     let addr = https_backend(other.server_config(&pair, false)).await;
     let backend = https_addr(addr);
-    let client: tower_lb::proxy::ProxyClient<http_body_util::Empty<bytes::Bytes>> = ProxyClientBuilder::new()
-        .backend_tls(BackendTls::builder().ca_file(&pki.ca_pem).build().unwrap())
-        .build();
+    let client: tower_lb::proxy::ProxyClient<http_body_util::Empty<bytes::Bytes>> =
+        ProxyClientBuilder::new()
+            .backend_tls(BackendTls::builder().ca_file(&pki.ca_pem).build().unwrap())
+            .build();
     let mut service = tower_lb::proxy::HttpBackend::new(backend, client);
     let req = http::Request::get("/").body(hyper_body()).unwrap();
     let error = tower::ServiceExt::oneshot(&mut service, req)

@@ -86,12 +86,19 @@ async fn sni_picks_the_certificate_for_each_name_and_the_first_is_the_default() 
     let lb = support::start(Config::new().tls(tls)).await;
     let der = |pair: &CertPair| super::pki::certs(&pair.cert)[0].to_vec();
     for (name, pair) in [("a.test", &a), ("b.test", &b)] {
-        let tls = tls_connect(&pki, lb.addr, name, &[b"http/1.1"]).await.unwrap();
+        let tls = tls_connect(&pki, lb.addr, name, &[b"http/1.1"])
+            .await
+            .unwrap();
         assert_eq!(peer_cert(&tls), der(pair), "{name}");
     }
     // A name neither covers gets the first, which the client refuses.
-    let err = tls_connect(&pki, lb.addr, "c.test", &[b"http/1.1"]).await.unwrap_err();
-    assert!(err.to_string().contains("not valid for name \"c.test\""), "{err}");
+    let err = tls_connect(&pki, lb.addr, "c.test", &[b"http/1.1"])
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("not valid for name \"c.test\""),
+        "{err}"
+    );
     lb.stop().await;
 }
 
@@ -100,7 +107,9 @@ async fn the_admin_api_on_the_tls_listener_follows_the_same_access_rules() {
     let pki = Pki::new();
     // Loopback peers, no token: allowed.
     let lb = tls_lb(&pki, Config::new()).await;
-    let tls = tls_connect(&pki, lb.addr, "localhost", &[b"http/1.1"]).await.unwrap();
+    let tls = tls_connect(&pki, lb.addr, "localhost", &[b"http/1.1"])
+        .await
+        .unwrap();
     let (status, body) = Sender::new(tls).await.get("/backends").await;
     assert_eq!(status, 200, "{body:?}");
     lb.stop().await;
@@ -108,12 +117,17 @@ async fn the_admin_api_on_the_tls_listener_follows_the_same_access_rules() {
     // With a token: required, over TLS as over plain HTTP.
     let token: AdminToken = "s3cret-token-for-tests".parse().unwrap();
     let lb = tls_lb(&pki, Config::new().admin_token(token)).await;
-    let tls = tls_connect(&pki, lb.addr, "localhost", &[b"h2"]).await.unwrap();
+    let tls = tls_connect(&pki, lb.addr, "localhost", &[b"h2"])
+        .await
+        .unwrap();
     let mut sender = Sender::new(tls).await;
     let res = sender.send("/backends", &[]).await;
     assert_eq!(res.status(), 401);
     let res = sender
-        .send("/backends", &[("authorization", "Bearer s3cret-token-for-tests")])
+        .send(
+            "/backends",
+            &[("authorization", "Bearer s3cret-token-for-tests")],
+        )
         .await;
     assert_eq!(res.status(), 200);
     lb.stop().await;

@@ -23,7 +23,9 @@ async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
 
 /// The balancer still answers a TLS client.
 async fn still_serves(pki: &Pki, lb: &support::Lb, backend: &backend_server::Handle) {
-    let tls = tls_connect(pki, lb.addr, "localhost", &[b"h2"]).await.unwrap();
+    let tls = tls_connect(pki, lb.addr, "localhost", &[b"h2"])
+        .await
+        .unwrap();
     let (status, body) = Sender::new(tls).await.get("/").await;
     assert_eq!(status, 200);
     assert_eq!(support::greeter(&body), support::name(backend));
@@ -46,9 +48,11 @@ async fn plain_http_and_truncated_handshakes_are_closed_and_counted() {
 
     // A handshake cut short: the first bytes of a ClientHello, then the client leaves.
     let mut cut = TcpStream::connect(lb.addr).await.unwrap();
-    cut.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03])
-        .await
-        .unwrap();
+    cut.write_all(&[
+        0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+    ])
+    .await
+    .unwrap();
     drop(cut);
 
     // Garbage after a valid record header.
@@ -82,7 +86,11 @@ async fn a_slow_handshake_is_cut_off_by_the_header_timeout() {
     let started = tokio::time::Instant::now();
     let answer = read_until_closed(&mut slow).await;
     assert!(answer.is_empty(), "{answer:?}");
-    assert!(started.elapsed() >= Duration::from_millis(250), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
     support::eventually("the timed-out handshake is counted", || async {
         (tls.handshake_failures() >= 1).then_some(())
     })
