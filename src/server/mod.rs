@@ -80,6 +80,20 @@
 //! finish for up to [`Config::shutdown_timeout`], then closes whatever is left and returns
 //! `Ok`.
 //!
+//! # TLS
+//!
+//! With [`Config::tls`] the main listener (every worker's) is HTTPS only: each accepted
+//! connection does its TLS handshake ([`ServerTls`](crate::tls::ServerTls): certificates by
+//! SNI, TLS 1.2 and 1.3, ALPN `h2` and `http/1.1`) within
+//! [`client_header_timeout`](Config::client_header_timeout), then is served as a plain one is
+//! (the same timeouts, parking and shutdown; HTTP/2 when ALPN chose it), its requests carrying
+//! [`ClientTls`](crate::proxy::ClientTls) so that backends see `X-Forwarded-Proto: https`. A
+//! failed or timed-out handshake closes that connection only (logged at debug, counted by
+//! [`ServerTls::handshake_failures`](crate::tls::ServerTls::handshake_failures)).
+//! [`Server::tls`] reloads the certificates for the next handshakes. The admin listener of
+//! [`Config::admin_bind`] stays plain, and [`Config::redirect_http`] adds a plain listener that
+//! answers `308` to `https://`.
+//!
 //! `examples/lb/` is the command-line program around it.
 //!
 //! # Examples
