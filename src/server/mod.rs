@@ -83,7 +83,7 @@
 //! # TLS
 //!
 //! With [`Config::tls`] the main listener (every worker's) is HTTPS only: each accepted
-//! connection does its TLS handshake ([`ServerTls`](crate::tls::ServerTls): certificates by
+//! connection does its TLS handshake ([`ServerTls`]: certificates by
 //! SNI, TLS 1.2 and 1.3, ALPN `h2` and `http/1.1`) within
 //! [`client_header_timeout`](Config::client_header_timeout), then is served as a plain one is
 //! (the same timeouts, parking and shutdown; HTTP/2 when ALPN chose it), its requests carrying
