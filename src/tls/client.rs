@@ -171,7 +171,10 @@ impl BackendTlsBuilder {
                     .map_err(|error| TlsConfigError::file(path, error))?;
             }
         }
-        let client_cert = self.client_cert.map(|pair| pair.load()).transpose()?;
+        let client_cert = match &self.client_cert {
+            Some(pair) => Some((pair.load()?, pair.key.as_path())),
+            None => None,
+        };
         Ok(BackendTls::from_config(client_config(
             roots,
             client_cert,
@@ -180,14 +183,18 @@ impl BackendTlsBuilder {
     }
 }
 
-type ClientCert = (
-    Vec<rustls_pki_types::CertificateDer<'static>>,
-    rustls_pki_types::PrivateKeyDer<'static>,
+/// A client certificate chain and its key, with the key's file (named when they do not match).
+type ClientCert<'a> = (
+    (
+        Vec<rustls_pki_types::CertificateDer<'static>>,
+        rustls_pki_types::PrivateKeyDer<'static>,
+    ),
+    &'a std::path::Path,
 );
 
 fn client_config(
     roots: RootCertStore,
-    client_cert: Option<ClientCert>,
+    client_cert: Option<ClientCert<'_>>,
     alpn_protocols: Vec<Vec<u8>>,
 ) -> Result<ClientConfig, TlsConfigError> {
     let builder = ClientConfig::builder_with_provider(provider())
@@ -195,9 +202,9 @@ fn client_config(
         .map_err(TlsConfigError::other)?
         .with_root_certificates(roots);
     let mut config = match client_cert {
-        Some((certs, key)) => builder
+        Some(((certs, key), key_file)) => builder
             .with_client_auth_cert(certs, key)
-            .map_err(|error| TlsConfigError::other(format!("client certificate: {error}")))?,
+            .map_err(|error| TlsConfigError::file(key_file, error))?,
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = alpn_protocols;

@@ -206,5 +206,12 @@ fn backend_tls_names_a_bad_ca_file() {
         .build()
         .unwrap();
     assert!(tls.config().client_auth_cert_resolver.has_certs());
+    // A key that is not the certificate's: the key file is named.
+    let other = self_signed(&dir, "other", &["other.test"]);
+    let err = BackendTls::builder()
+        .client_cert(&pair.cert, &other.key)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.path(), Some(other.key.as_path()), "{err}");
     assert_eq!(tls.config().alpn_protocols, [b"http/1.1".to_vec()]);
 }
