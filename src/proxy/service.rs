@@ -353,6 +353,19 @@ mod tests {
     }
 
     #[test]
+    fn a_request_over_tls_is_forwarded_with_proto_https_whatever_the_client_sent() {
+        let b = backend("http://127.0.0.1:1080");
+        let mut req = Request::get("/")
+            .header("host", "lb.example")
+            .header("x-forwarded-proto", "http")
+            .body(())
+            .unwrap();
+        req.extensions_mut().insert(ClientTls);
+        let parts = rewrite(&b, req);
+        assert_eq!(parts.headers["x-forwarded-proto"], "https");
+    }
+
+    #[test]
     fn a_capped_backend_is_pending_at_its_cap_and_clones_hold_their_slot() {
         let client = ProxyClient::builder().max_conns_per_backend(1).build();
         let b: HttpBackend = HttpBackend::new("http://127.0.0.1:1080".parse().unwrap(), client);

@@ -160,6 +160,13 @@ async fn the_redirect_listener_answers_308_with_the_https_location() {
         res.headers["location"],
         format!("https://example.test:{https_port}/a/b?c=1")
     );
+    // Without a Host (HTTP/1.0) there is nowhere to redirect to.
+    let mut raw = tokio::net::TcpStream::connect(redirect).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut raw, b"GET / HTTP/1.0\r\n\r\n")
+        .await
+        .unwrap();
+    let head = support::read_head(&mut raw).await;
+    assert!(head.starts_with("HTTP/1.0 400 Bad Request\r\n"), "{head}");
     stop.send(()).unwrap();
     running.await.unwrap().unwrap();
 }
