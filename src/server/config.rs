@@ -6,6 +6,7 @@ use crate::client_ip::ClientIp;
 use crate::health::{HealthCheckLayer, HttpProbe, OutlierDetection};
 use crate::proxy::ProxyClientBuilder;
 use crate::retry::RetryLayer;
+use crate::tls::ServerTls;
 use crate::{Algo, IpNet};
 
 /// Everything a [`Server`](super::Server) needs to know. See the [module docs](super).
@@ -35,6 +36,8 @@ use crate::{Algo, IpNet};
 /// | [`admin_token`](Self::admin_token) | none: the admin API serves loopback peers only |
 /// | [`admin_bind`](Self::admin_bind) | none: the admin API is on the main listener |
 /// | [`allow_backend`](Self::allow_backend) | any backend may be registered |
+/// | [`tls`](Self::tls) | none: plain HTTP |
+/// | [`redirect_http`](Self::redirect_http) | none |
 ///
 /// Each default is written once, as a `DEFAULT_*` constant here or on the layer it configures
 /// ([`HealthCheckLayer`](crate::HealthCheckLayer), [`OutlierDetection`],
@@ -120,6 +123,10 @@ pub struct Config {
     /// Backends from etcd, and registrations written there, if set.
     #[cfg(feature = "etcd")]
     pub etcd: Option<EtcdConfig>,
+    /// TLS on the main listener, if any.
+    pub tls: Option<ServerTls>,
+    /// The address of a plain listener that redirects to `https://`, if any.
+    pub redirect_http: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -213,7 +220,32 @@ impl Config {
             workers: 1,
             #[cfg(feature = "etcd")]
             etcd: None,
+            tls: None,
+            redirect_http: None,
         }
+    }
+
+    /// Serves the main listener over TLS with these certificates (chosen by SNI; see
+    /// [`ServerTls`]), and nothing but TLS: a client that is not TLS, or fails its handshake,
+    /// is closed (logged at debug, counted by [`ServerTls::handshake_failures`]). The
+    /// handshake must end within [`client_header_timeout`](Self::client_header_timeout), and
+    /// the request head within the same timeout again after it. HTTP/2 is chosen by ALPN
+    /// (`h2`), HTTP/1.1 otherwise; forwarded requests carry `X-Forwarded-Proto: https`. The
+    /// admin API on this listener (without [`admin_bind`](Self::admin_bind)) follows the same
+    /// rules as on a plain one. [`ServerTls::reload`] on a clone (the server keeps one,
+    /// [`Server::tls`](super::Server::tls)) swaps the certificates for the next handshakes.
+    pub fn tls(mut self, tls: impl Into<Option<ServerTls>>) -> Self {
+        self.tls = tls.into();
+        self
+    }
+
+    /// A plain HTTP listener at `addr` that answers every request with `308 Permanent
+    /// Redirect` to the same URL over `https://`, on the main listener's port (left out when
+    /// it is 443). Port `0` picks a free one (see
+    /// [`Server::redirect_addr`](super::Server::redirect_addr)). Meant with [`tls`](Self::tls).
+    pub fn redirect_http(mut self, addr: impl Into<Option<SocketAddr>>) -> Self {
+        self.redirect_http = addr.into();
+        self
     }
 
     /// The address to listen on; port `0` picks a free one (see
