@@ -158,6 +158,7 @@ pub struct Server {
     health_interval: Duration,
     shutdown_timeout: Duration,
     connections: Connections,
+    stats: ServerStats,
 }
 
 impl Server {
@@ -218,6 +219,17 @@ impl Server {
             .layer(balance)
             .service(health.layer(registry.discover()));
 
+        let proxy = RetryLayer::new()
+            .max_retries(config.retries)
+            .retry_non_idempotent(config.retry_non_idempotent)
+            .layer(Queue::new(balancer.clone(), config.queue_timeout));
+        let stats = ServerStats {
+            balancer: balancer.clone(),
+            monitor: monitor.clone(),
+            connections: Arc::clone(connections.counters()),
+            queue: Arc::clone(proxy.get_ref().counters()),
+            retries: Arc::clone(proxy.counters()),
+        };
         let admin = Admin::new(registry.clone(), probe)
             .timeout(config.health_timeout)
             .wait_until(serving(balancer.clone(), monitor.clone()))
@@ -225,6 +237,8 @@ impl Server {
             .allow_backends(config.allowed_backends.iter().copied())
             .balancer(balancer.clone())
             .monitor(monitor.clone());
+        #[cfg(feature = "metrics")]
+        let admin = admin.metrics(Arc::new(stats.registry()));
 
         Ok(Self {
             listeners,
@@ -233,13 +247,11 @@ impl Server {
             registry,
             monitor,
             routes: Arc::new(Routes {
-                proxy: RetryLayer::new()
-                    .max_retries(config.retries)
-                    .retry_non_idempotent(config.retry_non_idempotent)
-                    .layer(Queue::new(balancer.clone(), config.queue_timeout)),
+                proxy,
                 balancer,
                 admin,
             }),
+            stats,
             algo: config.algo,
             health_interval: config.health_interval,
             shutdown_timeout: config.shutdown_timeout,
@@ -280,13 +292,7 @@ impl Server {
     /// retries. See
     /// [`stats`](crate::stats) for what each means.
     pub fn stats(&self) -> ServerStats {
-        ServerStats {
-            balancer: self.routes.balancer.clone(),
-            monitor: self.monitor.clone(),
-            connections: Arc::clone(self.connections.counters()),
-            queue: Arc::clone(self.routes.proxy.get_ref().counters()),
-            retries: Arc::clone(self.routes.proxy.counters()),
-        }
+        self.stats.clone()
     }
 
     /// Serves until `shutdown` completes, then shuts down gracefully: stops accepting,
