@@ -89,6 +89,6 @@ pub use self::stats::{BackendSnapshot, BalancerSnapshot};
 pub use self::weight::{Weight, Weighted};
 
 /// The README's Rust examples, compiled and run as doc tests.
-#[cfg(all(doctest, feature = "server"))]
+#[cfg(all(doctest, feature = "server", feature = "metrics"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
