@@ -9,7 +9,7 @@
 //!
 //! `prometheus-client` because it is the Prometheus project's own client, it has no global
 //! registry (a library must not register into its user's process-wide state: the user owns a
-//! [`Registry`](prometheus_client::registry::Registry) and mounts it wherever they serve
+//! [`Registry`] and mounts it wherever they serve
 //! `/metrics`), it takes custom collectors that read values at scrape time, and it writes
 //! the OpenMetrics text format, which Prometheus, VictoriaMetrics, the OpenTelemetry
 //! collector and Grafana Agent read. The `metrics` facade with `metrics-exporter-prometheus`

@@ -3,7 +3,9 @@
 //! A [`Server`] listens on one address and, for every request:
 //!
 //! - `/register` and `/backends` go to the [`Admin`] API, which
-//!   registers (after one check), drains and lists the backends of the server's [`Registry`]
+//!   registers (after one check), drains and lists the backends of the server's [`Registry`],
+//!   and so does `/metrics` (the Prometheus metrics of [`ServerStats`], with the `metrics`
+//!   feature)
 //!   — from loopback peers only, unless [`Config::admin_token`] is set. With
 //!   [`Config::admin_bind`] the admin API has its own listener and the main one forwards those
 //!   paths to the backends like any other;

@@ -16,7 +16,7 @@
 //!
 //! Recording a sample costs two relaxed `fetch_add` (its bucket and the sum), no lock, no
 //! allocation and no search: the bucket index comes from the position of the sample's
-//! highest bit and the bit after it ([`bucket_index`]).
+//! highest bit and the bit after it.
 
 use std::fmt;
 use std::ops::AddAssign;
