@@ -394,6 +394,26 @@ fn encode_backends(
             MetricType::Counter,
             |b| b.health.as_ref().map_or(0, |h| h.checks_failed),
         )?;
+        family(
+            encoder,
+            "tower_lb_backend_slow_start_remaining",
+            "How long the backend's slow-start ramp still lasts; 0 when it takes its full share",
+            Some(&Unit::Seconds),
+            MetricType::Gauge,
+            |m| {
+                for backend in checked() {
+                    let remaining = backend
+                        .health
+                        .as_ref()
+                        .and_then(|h| h.slow_start_remaining)
+                        .unwrap_or_default();
+                    let labels = [("backend", backend.key.as_str())];
+                    m.encode_family(&labels)?
+                        .encode_gauge(&remaining.as_secs_f64())?;
+                }
+                Ok(())
+            },
+        )?;
         per_backend(
             encoder,
             checked(),

@@ -47,13 +47,15 @@
 //! | `tower_lb_backend_state` | gauge | `backend`, `state` | `1` for the state it is in (`healthy`, `unhealthy`, `ejected`, `draining`), `0` for the others |
 //! | `tower_lb_backend_checks_total` | counter | `backend` | active health checks run (with health checks) |
 //! | `tower_lb_backend_check_failures_total` | counter | `backend` | active health checks failed (with health checks) |
+//! | `tower_lb_backend_slow_start_remaining_seconds` | gauge | `backend` | how long its slow-start ramp still lasts, `0` at its full share (with health checks) |
 //! | `tower_lb_backend_ejections_total` | counter | `backend` | ejections by outlier detection (with health checks) |
 //! | `tower_lb_backend_retries_total` | counter | `backend` | retries sent to it |
 //! | `tower_lb_backend_weight` | gauge | `backend` | its weight |
 //!
 //! A backend counts from when it joined the set: one removed and registered again starts
 //! over, which Prometheus' `rate()` reads as a counter reset. Without health checks a backend
-//! in the set is `healthy`.
+//! in the set is `healthy`; a backend in its slow-start ramp is `healthy` too, with
+//! `tower_lb_backend_slow_start_remaining_seconds` above 0.
 //!
 //! # Examples
 //!

@@ -181,3 +181,33 @@ async fn health_checks_are_exported_with_one_state_series_set() {
         1.0
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_slow_start_ramp_is_exported_in_seconds() {
+    let backends = Backends::new(|_: &&'static str| answering(200));
+    backends.register("a", 1);
+    let health = HealthCheckLayer::new(probe_fn(|_: &Weighted<&'static str>| async {
+        Ok::<(), Infallible>(())
+    }))
+    .slow_start(Duration::from_secs(60));
+    let monitor = health.monitor();
+    let lb = LoadBalanceLayer::new(Algo::RoundRobin).layer(health.layer(backends.discover()));
+    let metrics = BalancerMetrics::from_fn(move || lb.snapshot_with(&monitor));
+    let series = r#"tower_lb_backend_slow_start_remaining_seconds{backend="a"}"#;
+
+    let ramping = value(&rendered(metrics.clone()), series);
+    assert!(ramping > 0.0 && ramping <= 60.0, "{ramping}");
+    tokio::time::advance(Duration::from_secs(20)).await;
+    let later = value(&rendered(metrics.clone()), series);
+    assert!(later <= ramping - 20.0 + 1e-6, "{later} after {ramping}");
+    tokio::time::advance(Duration::from_secs(41)).await;
+    let text = rendered(metrics);
+    assert_eq!(value(&text, series), 0.0);
+    assert_eq!(
+        value(
+            &text,
+            r#"tower_lb_backend_state{backend="a",state="healthy"}"#
+        ),
+        1.0
+    );
+}
