@@ -21,13 +21,13 @@ use tower_lb::{Algo, ClientIp};
 
 /// An HTTP load balancer built from tower middleware.
 ///
-/// Requests to any path but /register and /backends are forwarded to a backend chosen by
-/// the algorithm; backends that fail their health check are taken out until they pass
-/// again. POST /register with {"address": "http://host:port", "weight": 5} adds a backend
-/// (or updates its weight) at run time, DELETE /register with {"address": ...} drains one
-/// (no new requests, those in flight finish), GET /backends lists them with their state
-/// and counters. The admin API answers loopback clients only, unless --admin-token is
-/// set.
+/// Requests to any path but /register, /backends and /metrics are forwarded to a backend
+/// chosen by the algorithm; backends that fail their health check are taken out until they
+/// pass again. POST /register with {"address": "http://host:port", "weight": 5} adds a
+/// backend (or updates its weight) at run time, DELETE /register with {"address": ...}
+/// drains one (no new requests, those in flight finish), GET /backends lists them with their
+/// state and counters, GET /metrics serves Prometheus metrics. The admin API answers
+/// loopback clients only, unless --admin-token is set.
 #[derive(Debug, Parser)]
 #[command(name = "lb", version, about, long_about)]
 pub(crate) struct Args {

@@ -13,6 +13,7 @@
 //! | `POST /register` `{"address": "http://127.0.0.1:1080", "weight": 5}` | checks the backend once, registers it (or updates its weight): `200 {"status":"success","data":{"server":"http://127.0.0.1:1080","weight":5}}` |
 //! | `DELETE /register` `{"address": "http://127.0.0.1:1080"}` | drains the backend: `200 {"status":"success","data":{"server":"http://127.0.0.1:1080","state":"draining","in_flight":3}}` |
 //! | `GET /backends` | `200 {"status":"success","data":[{"address":…,"weight":…,"state":…,…}]}`, see [`BackendInfo`] |
+//! | `GET /metrics` | `200`, the Prometheus metrics in the OpenMetrics text format (with the `metrics` feature and a [registry](Admin::metrics); see [`metrics`](crate::metrics)) |
 //!
 //! Errors of `POST` and `DELETE /register`:
 //!
@@ -116,6 +117,8 @@ pub use self::parse::{
     BackendSpec, DEFAULT_WEIGHT, MAX_BODY, MAX_WEIGHT, RegisterError, parse_address,
     parse_deregistration, parse_registration,
 };
+#[cfg(feature = "metrics")]
+pub use self::service::METRICS_PATH;
 pub use self::service::{Admin, BACKENDS_PATH, REGISTER_PATH, ResponseFuture, is_admin_path};
 
 #[cfg(test)]

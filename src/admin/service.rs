@@ -31,10 +31,20 @@ pub const REGISTER_PATH: &str = "/register";
 /// The path that lists backends (`GET`).
 pub const BACKENDS_PATH: &str = "/backends";
 
-/// Whether [`Admin`] serves `path`: [`REGISTER_PATH`] or [`BACKENDS_PATH`]. Two string
-/// comparisons, cheap enough for a request path to route with.
+/// The path of the Prometheus metrics (`GET`), with the `metrics` feature.
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub const METRICS_PATH: &str = "/metrics";
+
+/// Whether [`Admin`] serves `path`: [`REGISTER_PATH`] or [`BACKENDS_PATH`] (and
+/// `METRICS_PATH` with the `metrics` feature). A few string comparisons, cheap enough for a
+/// request path to route with.
 #[inline]
 pub fn is_admin_path(path: &str) -> bool {
+    #[cfg(feature = "metrics")]
+    if path == METRICS_PATH {
+        return true;
+    }
     path == REGISTER_PATH || path == BACKENDS_PATH
 }
 
@@ -56,6 +66,8 @@ pub struct Admin<S, P> {
     allowed: Arc<[IpNet]>,
     view: Option<Arc<dyn BalancerView>>,
     monitor: Option<HealthMonitor<Weighted<BackendAddr>>>,
+    #[cfg(feature = "metrics")]
+    metrics: Option<Arc<prometheus_client::registry::Registry>>,
 }
 
 impl<S, P> Admin<S, P> {
@@ -75,6 +87,8 @@ impl<S, P> Admin<S, P> {
             allowed: Arc::new([]),
             view: None,
             monitor: None,
+            #[cfg(feature = "metrics")]
+            metrics: None,
         }
     }
 
@@ -153,6 +167,15 @@ impl<S, P> Admin<S, P> {
         self
     }
 
+    /// The Prometheus registry `GET /metrics` renders ([`metrics`](crate::metrics)); without
+    /// one, `/metrics` is a `404`.
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn metrics(mut self, registry: Arc<prometheus_client::registry::Registry>) -> Self {
+        self.metrics = Some(registry);
+        self
+    }
+
     /// The registry backends are added to (without [`etcd`](Self::etcd)) and listed from.
     pub fn registry(&self) -> &Registry<BackendAddr, S> {
         &self.registry
@@ -176,6 +199,8 @@ impl<S, P: Clone> Clone for Admin<S, P> {
             allowed: Arc::clone(&self.allowed),
             view: self.view.clone(),
             monitor: self.monitor.clone(),
+            #[cfg(feature = "metrics")]
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -249,6 +274,10 @@ where
             (REGISTER_PATH, method) => ResponseFuture::ready(not_allowed(&method, "POST, DELETE")),
             (BACKENDS_PATH, Method::GET) => ResponseFuture::ready(self.list()),
             (BACKENDS_PATH, method) => ResponseFuture::ready(not_allowed(&method, "GET")),
+            #[cfg(feature = "metrics")]
+            (METRICS_PATH, Method::GET) => ResponseFuture::ready(self.render_metrics()),
+            #[cfg(feature = "metrics")]
+            (METRICS_PATH, method) => ResponseFuture::ready(not_allowed(&method, "GET")),
             (path, method) => ResponseFuture::ready(jsend::fail(
                 StatusCode::NOT_FOUND,
                 format!(
@@ -518,6 +547,23 @@ where
                 in_flight,
             },
         )
+    }
+
+    /// `GET /metrics`: the registry's metrics in the OpenMetrics text format.
+    #[cfg(feature = "metrics")]
+    fn render_metrics(&self) -> Response<Full<Bytes>> {
+        let Some(registry) = &self.metrics else {
+            return jsend::fail(
+                StatusCode::NOT_FOUND,
+                "no metrics: the admin API was built without a metrics registry",
+            );
+        };
+        let mut res = Response::new(Full::from(crate::metrics::render(registry)));
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+        );
+        res
     }
 
     /// `GET /backends`.

@@ -3,7 +3,9 @@
 //! A [`Server`] listens on one address and, for every request:
 //!
 //! - `/register` and `/backends` go to the [`Admin`] API, which
-//!   registers (after one check), drains and lists the backends of the server's [`Registry`]
+//!   registers (after one check), drains and lists the backends of the server's [`Registry`],
+//!   and so does `/metrics` (the Prometheus metrics of [`ServerStats`], with the `metrics`
+//!   feature)
 //!   — from loopback peers only, unless [`Config::admin_token`] is set. With
 //!   [`Config::admin_bind`] the admin API has its own listener and the main one forwards those
 //!   paths to the backends like any other;
@@ -184,6 +186,7 @@ pub struct Server {
     /// Keeps the registry equal to etcd's keys, with [`Config::etcd`]; stops when dropped.
     #[cfg(feature = "etcd")]
     etcd: Option<crate::discover::EtcdSync>,
+    stats: ServerStats,
 }
 
 impl Server {
@@ -267,6 +270,17 @@ impl Server {
             .layer(balance)
             .service(health.layer(registry.discover()));
 
+        let proxy = RetryLayer::new()
+            .max_retries(config.retries)
+            .retry_non_idempotent(config.retry_non_idempotent)
+            .layer(Queue::new(balancer.clone(), config.queue_timeout));
+        let stats = ServerStats {
+            balancer: balancer.clone(),
+            monitor: monitor.clone(),
+            connections: Arc::clone(connections.counters()),
+            queue: Arc::clone(proxy.get_ref().counters()),
+            retries: Arc::clone(proxy.counters()),
+        };
         let admin = Admin::new(registry.clone(), probe)
             .timeout(config.health_timeout)
             .wait_until(serving(balancer.clone(), monitor.clone()))
@@ -279,6 +293,8 @@ impl Server {
             Some(registrations) => admin.etcd(registrations),
             None => admin,
         };
+        #[cfg(feature = "metrics")]
+        let admin = admin.metrics(Arc::new(stats.registry()));
 
         Ok(Self {
             listeners,
@@ -289,13 +305,11 @@ impl Server {
             registry,
             monitor,
             routes: Arc::new(Routes {
-                proxy: RetryLayer::new()
-                    .max_retries(config.retries)
-                    .retry_non_idempotent(config.retry_non_idempotent)
-                    .layer(Queue::new(balancer.clone(), config.queue_timeout)),
+                proxy,
                 balancer,
                 admin,
             }),
+            stats,
             algo: config.algo,
             health_interval: config.health_interval,
             shutdown_timeout: config.shutdown_timeout,
@@ -346,15 +360,11 @@ impl Server {
     }
 
     /// Where every number the server keeps is read, now and while it runs: the balancer's
-    /// and its backends', with their health, the client connections and the queue. See
+    /// and its backends', with their health, the client connections, the queue and the
+    /// retries. See
     /// [`stats`](crate::stats) for what each means.
     pub fn stats(&self) -> ServerStats {
-        ServerStats {
-            balancer: self.routes.balancer.clone(),
-            monitor: self.monitor.clone(),
-            connections: Arc::clone(self.connections.counters()),
-            queue: Arc::clone(self.routes.proxy.get_ref().counters()),
-        }
+        self.stats.clone()
     }
 
     /// Serves until `shutdown` completes, then shuts down gracefully: stops accepting,
