@@ -1,8 +1,10 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::admin::{AdminToken, BackendSpec};
 use crate::client_ip::ClientIp;
+use crate::discover::dns::{Dns, DnsTarget};
 use crate::health::{HealthCheckLayer, HttpProbe, OutlierDetection};
 use crate::proxy::ProxyClientBuilder;
 use crate::retry::RetryLayer;
@@ -35,6 +37,10 @@ use crate::{Algo, IpNet};
 /// | [`admin_token`](Self::admin_token) | none: the admin API serves loopback peers only |
 /// | [`admin_bind`](Self::admin_bind) | none: the admin API is on the main listener |
 /// | [`allow_backend`](Self::allow_backend) | any backend may be registered |
+/// | [`dns`](Self::dns) | none |
+/// | [`dns_server`](Self::dns_server) | the system's resolvers (`/etc/resolv.conf`) |
+/// | [`dns_ttl`](Self::dns_ttl) | 5 s to 30 s ([`Dns::DEFAULT_MIN_TTL`], [`Dns::DEFAULT_MAX_TTL`]) |
+/// | [`backends_file`](Self::backends_file) | none |
 ///
 /// Each default is written once, as a `DEFAULT_*` constant here or on the layer it configures
 /// ([`HealthCheckLayer`](crate::HealthCheckLayer), [`OutlierDetection`],
@@ -117,6 +123,16 @@ pub struct Config {
     /// Threads that serve connections, each with its own runtime and listening socket; 1 for
     /// none of its own.
     pub workers: usize,
+    /// Names whose DNS records are backends.
+    pub dns: Vec<DnsTarget>,
+    /// The DNS server asked, if not the system's.
+    pub dns_server: Option<SocketAddr>,
+    /// The shortest time between two resolutions of a name.
+    pub dns_min_ttl: Duration,
+    /// The longest time between two resolutions of a name.
+    pub dns_max_ttl: Duration,
+    /// A watched file of backends, if any.
+    pub backends_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -208,6 +224,11 @@ impl Config {
             retries: Self::DEFAULT_RETRIES,
             retry_non_idempotent: false,
             workers: 1,
+            dns: Vec::new(),
+            dns_server: None,
+            dns_min_ttl: Dns::DEFAULT_MIN_TTL,
+            dns_max_ttl: Dns::DEFAULT_MAX_TTL,
+            backends_file: None,
         }
     }
 
@@ -396,6 +417,36 @@ impl Config {
     /// [`admin_bind`](Self::admin_bind) and the shutdown; a single-threaded one is enough.
     pub fn workers(mut self, workers: usize) -> Self {
         self.workers = workers.max(1);
+        self
+    }
+
+    /// Backends from DNS: the A/AAAA records of a [`DnsTarget::Host`] or the SRV records of
+    /// a [`DnsTarget::Srv`], re-resolved at their TTL (see [`dns`](crate::discover::dns)).
+    /// Repeat for more. Each name's set is reconciled on its own; names should not share
+    /// backends with each other or with [`backend`](Self::backend).
+    pub fn dns(mut self, target: DnsTarget) -> Self {
+        self.dns.push(target);
+        self
+    }
+
+    /// The DNS server to ask for [`dns`](Self::dns) names, instead of the system's.
+    pub fn dns_server(mut self, server: impl Into<SocketAddr>) -> Self {
+        self.dns_server = Some(server.into());
+        self
+    }
+
+    /// The bounds of the time between two resolutions of a [`dns`](Self::dns) name: its
+    /// TTL, but at least `min` and at most `max`.
+    pub fn dns_ttl(mut self, min: Duration, max: Duration) -> Self {
+        self.dns_min_ttl = min;
+        self.dns_max_ttl = max;
+        self
+    }
+
+    /// Backends from a TOML or JSON file, re-read when it changes (see
+    /// [`file`](crate::discover::file)).
+    pub fn backends_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.backends_file = Some(path.into());
         self
     }
 }

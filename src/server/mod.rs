@@ -116,6 +116,7 @@
 
 mod config;
 mod conn;
+mod reload;
 mod service;
 mod stats;
 
@@ -125,18 +126,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio::net::{TcpListener, TcpStream};
-use tower::{Layer, ServiceBuilder};
 
 use self::conn::Connections;
 use self::service::{Client, Handler, Routes, Serve};
-use crate::admin::Admin;
-use crate::health::{Health, HealthCheckLayer, HealthMonitor, HttpProbe};
+use crate::health::{Health, HealthMonitor};
 use crate::proxy::HttpBackend;
-use crate::queue::Queue;
-use crate::{Algo, BackendAddr, LoadBalanceLayer, Registry, RetryLayer, Weighted};
+use crate::{Algo, BackendAddr, Registry, Weighted};
 
 pub use self::config::Config;
+pub use self::reload::{Reload, Reloaded};
 pub use self::service::{Backend, Balancer, ResponseBody};
 pub use self::stats::ServerStats;
 
@@ -153,7 +153,11 @@ pub struct Server {
     admin: Option<(TcpListener, SocketAddr)>,
     registry: Registry<BackendAddr, Backend>,
     monitor: HealthMonitor<Weighted<BackendAddr>>,
-    routes: Arc<Routes>,
+    /// Swapped whole by a [`Reload`].
+    routes: Arc<ArcSwap<Routes>>,
+    reload: Reload,
+    /// DNS and backends-file discovery, stopped when the server is.
+    discovery: reload::Tasks,
     algo: Algo,
     health_interval: Duration,
     shutdown_timeout: Duration,
@@ -193,38 +197,24 @@ impl Server {
             },
             client.clone(),
         );
-        // Checks go through the client that forwards requests: one connection path for both.
-        let probe = HttpProbe::with_client(client.clone(), config.health_path.clone());
         // A `BackendAddr` is valid once parsed: making its service cannot fail.
-        let registry =
-            Registry::new(move |addr: &BackendAddr| HttpBackend::new(addr.clone(), client.clone()));
+        let make_client = client.clone();
+        let registry = Registry::new(move |addr: &BackendAddr| {
+            HttpBackend::new(addr.clone(), make_client.clone())
+        });
         for backend in &config.backends {
             registry.register(backend.address().clone(), backend.weight());
         }
-
-        let mut health = HealthCheckLayer::new(probe.clone())
-            .interval(config.health_interval)
-            .timeout(config.health_timeout)
-            .slow_start(config.slow_start);
-        if let Some(outliers) = config.outlier_detection {
-            health = health.outlier_detection(outliers);
-        }
-        let monitor = health.monitor();
-        let mut balance = LoadBalanceLayer::new(config.algo).client_ip(config.client_ip.clone());
-        if let Some(seed) = config.seed {
-            balance = balance.seed(seed);
-        }
-        let balancer: Balancer = ServiceBuilder::new()
-            .layer(balance)
-            .service(health.layer(registry.discover()));
-
-        let admin = Admin::new(registry.clone(), probe)
-            .timeout(config.health_timeout)
-            .wait_until(serving(balancer.clone(), monitor.clone()))
-            .token(config.admin_token.clone())
-            .allow_backends(config.allowed_backends.iter().copied())
-            .balancer(balancer.clone())
-            .monitor(monitor.clone());
+        let discovery = reload::start_discovery(&config, &registry);
+        let (routes, monitor) = reload::routes(&config, &registry, &client);
+        let routes = Arc::new(ArcSwap::from_pointee(routes));
+        let reload = Reload::new(
+            Arc::clone(&routes),
+            registry.clone(),
+            client,
+            config.clone(),
+            monitor.clone(),
+        );
 
         Ok(Self {
             listeners,
@@ -232,19 +222,20 @@ impl Server {
             admin: admin_listener,
             registry,
             monitor,
-            routes: Arc::new(Routes {
-                proxy: RetryLayer::new()
-                    .max_retries(config.retries)
-                    .retry_non_idempotent(config.retry_non_idempotent)
-                    .layer(Queue::new(balancer.clone(), config.queue_timeout)),
-                balancer,
-                admin,
-            }),
+            routes,
+            reload,
+            discovery,
             algo: config.algo,
             health_interval: config.health_interval,
             shutdown_timeout: config.shutdown_timeout,
             connections,
         })
+    }
+
+    /// A handle that applies a new [`Config`] to this server while it runs: see [`Reload`]
+    /// for what changes live.
+    pub fn reload_handle(&self) -> Reload {
+        self.reload.clone()
     }
 
     /// The address the server listens on (with the port chosen when `0` was asked for).
@@ -271,19 +262,23 @@ impl Server {
     }
 
     /// The balancer, with its live set of backends and their counters.
-    pub fn balancer(&self) -> &Balancer {
-        &self.routes.balancer
+    ///
+    /// A [`Reload`] that changes a live setting other than the backends swaps in a new
+    /// balancer: this one then stops getting requests.
+    pub fn balancer(&self) -> Balancer {
+        self.routes.load().balancer.clone()
     }
 
     /// Where every number the server keeps is read, now and while it runs: the balancer's
     /// and its backends', with their health, the client connections and the queue. See
     /// [`stats`](crate::stats) for what each means.
     pub fn stats(&self) -> ServerStats {
+        let routes = self.routes.load();
         ServerStats {
-            balancer: self.routes.balancer.clone(),
+            balancer: routes.balancer.clone(),
             monitor: self.monitor.clone(),
             connections: Arc::clone(self.connections.counters()),
-            queue: Arc::clone(self.routes.proxy.get_ref().counters()),
+            queue: Arc::clone(routes.proxy.get_ref().counters()),
         }
     }
 
@@ -311,8 +306,11 @@ impl Server {
             routes,
             shutdown_timeout,
             connections,
+            discovery,
             ..
         } = self;
+        // Discovery stops with the server.
+        let _discovery = discovery;
         let admin_listener = admin.as_ref().map(|(listener, _)| listener);
         let main_serve = match admin_listener {
             Some(_) => Serve::Proxy,
@@ -401,7 +399,7 @@ struct Worker {
     listener: std::net::TcpListener,
     serve: Serve,
     connections: Connections,
-    routes: Arc<Routes>,
+    routes: Arc<ArcSwap<Routes>>,
     stopped: tokio::sync::watch::Receiver<bool>,
     grace: Duration,
 }
@@ -438,7 +436,7 @@ impl Listeners<'_> {
     async fn serve(
         &self,
         connections: &Connections,
-        routes: &Arc<Routes>,
+        routes: &Arc<ArcSwap<Routes>>,
         shutdown: impl Future<Output = ()>,
     ) {
         let mut shutdown = std::pin::pin!(shutdown);

@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{Either, Full};
@@ -65,7 +66,8 @@ pub(crate) enum Serve {
 
 /// Answers the requests of one connection.
 pub(crate) struct Handler {
-    pub(crate) routes: Arc<Routes>,
+    /// Swapped whole by a [`Reload`](super::Reload); each request reads the current one.
+    pub(crate) routes: Arc<ArcSwap<Routes>>,
     pub(crate) peer: SocketAddr,
     pub(crate) serve: Serve,
 }
@@ -77,6 +79,8 @@ impl hyper::service::Service<Request<Incoming>> for Handler {
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
         req.extensions_mut().insert(PeerAddr(self.peer));
+        // No lock: a load of the current routes, which a reload may swap between requests.
+        let routes = self.routes.load();
         let to_admin = match self.serve {
             Serve::All => admin::is_admin_path(req.uri().path()),
             Serve::Proxy => false,
@@ -84,13 +88,13 @@ impl hyper::service::Service<Request<Incoming>> for Handler {
         };
         if to_admin {
             return ResponseFuture::Admin {
-                inner: self.routes.admin.clone().call(req),
+                inner: routes.admin.clone().call(req),
             };
         }
         // Always ready: no `poll_ready` needed. Costs a clone of the retry layer, queue and
         // balancer (reference counts).
         ResponseFuture::Proxy {
-            inner: self.routes.proxy.clone().call(req),
+            inner: routes.proxy.clone().call(req),
         }
     }
 }

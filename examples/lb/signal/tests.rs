@@ -25,7 +25,7 @@ async fn sigterm_lets_requests_in_flight_finish_and_run_returns_ok() {
         .local_addr()
         .unwrap()
         .port();
-    let args = crate::cli::Args::parse_from([
+    let argv: Vec<std::ffi::OsString> = [
         "lb",
         "--bind",
         "127.0.0.1",
@@ -35,8 +35,12 @@ async fn sigterm_lets_requests_in_flight_finish_and_run_returns_ok() {
         &backend.url(),
         "--grace",
         "5",
-    ]);
-    let running = tokio::spawn(crate::run(args));
+    ]
+    .iter()
+    .map(Into::into)
+    .collect();
+    let args = crate::cli::Args::parse_from(&argv);
+    let running = tokio::spawn(crate::run(args, argv));
 
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     let get = |path: &str| {
