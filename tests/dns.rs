@@ -171,7 +171,12 @@ async fn a_records_are_followed_drained_and_kept_when_dns_fails() {
             .dns_ttl(Duration::from_millis(200), Duration::from_secs(5)),
     )
     .await;
-    wait_for_set(&lb, "both A records are backends", &[(b2.clone(), 1), (b3.clone(), 1)]).await;
+    wait_for_set(
+        &lb,
+        "both A records are backends",
+        &[(b2.clone(), 1), (b3.clone(), 1)],
+    )
+    .await;
     let picks = lb.picks(4).await;
     assert!(picks.contains(&b2) && picks.contains(&b3), "{picks:?}");
 
@@ -190,7 +195,12 @@ async fn a_records_are_followed_drained_and_kept_when_dns_fails() {
 
     // A removed record is deregistered (drained, as `DELETE /register` does): no new requests.
     dns.set_hosts("127.0.0.3 web.lb.test\n127.0.0.4 web.lb.test\n");
-    wait_for_set(&lb, "the removed record is gone", &[(b3.clone(), 1), (b4.clone(), 1)]).await;
+    wait_for_set(
+        &lb,
+        "the removed record is gone",
+        &[(b3.clone(), 1), (b4.clone(), 1)],
+    )
+    .await;
     let picks = lb.picks(6).await;
     assert!(!picks.contains(&b2), "{picks:?}");
 
@@ -205,7 +215,12 @@ async fn a_records_are_followed_drained_and_kept_when_dns_fails() {
     // (Written before the start: a SIGHUP before dnsmasq's handler is in place would end it.)
     std::fs::write(&dns.hosts, "127.0.0.4 web.lb.test\n").unwrap();
     dns.restart(&[]);
-    wait_for_set(&lb, "changes after the outage are followed", &[(b4.clone(), 1)]).await;
+    wait_for_set(
+        &lb,
+        "changes after the outage are followed",
+        &[(b4.clone(), 1)],
+    )
+    .await;
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -236,13 +251,23 @@ async fn srv_weights_are_backend_weights() {
             .dns_ttl(Duration::from_millis(200), Duration::from_secs(5)),
     )
     .await;
-    wait_for_set(&lb, "SRV records are backends", &[(b2.clone(), 3), (b3.clone(), 1)]).await;
+    wait_for_set(
+        &lb,
+        "SRV records are backends",
+        &[(b2.clone(), 3), (b3.clone(), 1)],
+    )
+    .await;
     let picks = lb.picks(8).await;
     assert_eq!(picks.iter().filter(|p| **p == b2).count(), 6, "{picks:?}");
     assert_eq!(picks.iter().filter(|p| **p == b3).count(), 2, "{picks:?}");
 
     // A weight changed in DNS is a weight change in the balancer.
     dns.restart(&srv(1, 4));
-    wait_for_set(&lb, "SRV weights changed", &[(b2.clone(), 1), (b3.clone(), 4)]).await;
+    wait_for_set(
+        &lb,
+        "SRV weights changed",
+        &[(b2.clone(), 1), (b3.clone(), 4)],
+    )
+    .await;
     std::fs::remove_dir_all(&dir).unwrap();
 }

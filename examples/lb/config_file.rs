@@ -104,13 +104,13 @@ pub(crate) fn load(path: &Path) -> Result<FileFlags, String> {
 
 /// [`load`] on the file's text.
 pub(crate) fn parse(text: &str) -> Result<FileFlags, String> {
-    // toml's message has the line, the column and the key ("unknown field `wieght`").
-    let file: ConfigFile = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?;
-    let serde_json::Value::Object(keys) =
-        serde_json::to_value(&file).map_err(|e| e.to_string())?
+    // toml's message names the key ("unknown field `wieght`"), its span gives the line.
+    let file: ConfigFile = toml::from_str(text).map_err(|e| one_line(text, &e))?;
+    let serde_json::Value::Object(keys) = serde_json::to_value(&file).map_err(|e| e.to_string())?
     else {
         unreachable!("a struct serializes to an object")
     };
+    let command = Args::command();
     let mut flags = Vec::new();
     for (key, value) in keys {
         let values = match value {
@@ -127,7 +127,7 @@ pub(crate) fn parse(text: &str) -> Result<FileFlags, String> {
         for value in &values {
             argv.push(format!("--{key}={value}").into());
         }
-        if let Err(error) = Args::command().try_get_matches_from(argv) {
+        if let Err(error) = command.clone().try_get_matches_from(argv) {
             let line = text
                 .lines()
                 .position(|l| l.trim_start().starts_with(&key))
@@ -137,6 +137,28 @@ pub(crate) fn parse(text: &str) -> Result<FileFlags, String> {
         flags.push((key, values));
     }
     Ok(flags)
+}
+
+/// A TOML error on one line: `line N, column M: message`.
+fn one_line(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message().trim_end().replace('\n', " ");
+    match error.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |n| n + 1) + 1;
+            // A type error's message does not name the key: the line does.
+            let key = text
+                .lines()
+                .nth(line - 1)
+                .and_then(|l| l.split_once('='))
+                .map(|(key, _)| key.trim())
+                .filter(|key| !key.is_empty() && !message.contains(&format!("`{key}`")))
+                .map_or_else(String::new, |key| format!("key `{key}`: "));
+            format!("line {line}, column {column}: {key}{message}")
+        }
+        None => message,
+    }
 }
 
 /// A TOML value as a flag spells it.

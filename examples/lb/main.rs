@@ -72,8 +72,8 @@ async fn run(args: cli::Args, argv: Vec<std::ffi::OsString>) -> Result<(), Strin
             .map_err(|e| format!("cannot start the demo backends: {e}"))?;
     }
     let signal = signal::shutdown().map_err(|e| format!("cannot handle signals: {e}"))?;
-    let reloads = signal::reloads(args.config.clone())
-        .map_err(|e| format!("cannot handle signals: {e}"))?;
+    let reloads =
+        signal::reloads(args.config.clone()).map_err(|e| format!("cannot handle signals: {e}"))?;
     let reload = server.reload_handle();
     tokio::spawn(reloads.run(move |cause| {
         let started = std::time::Instant::now();

@@ -147,7 +147,11 @@ impl fmt::Display for DnsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.target {
             Some(target) => write!(f, "cannot resolve {target}: {}", self.source),
-            None => write!(f, "cannot read the system's DNS configuration: {}", self.source),
+            None => write!(
+                f,
+                "cannot read the system's DNS configuration: {}",
+                self.source
+            ),
         }
     }
 }
@@ -251,10 +255,7 @@ impl Dns {
         match target {
             DnsTarget::Host { name, port } => {
                 let (ips, ttl) = self.ips(name).await.map_err(error)?;
-                let backends = ips
-                    .into_iter()
-                    .map(|ip| (backend(ip, *port), 1))
-                    .collect();
+                let backends = ips.into_iter().map(|ip| (backend(ip, *port), 1)).collect();
                 Ok(Resolved { backends, ttl })
             }
             DnsTarget::Srv { name } => {
@@ -378,7 +379,13 @@ mod tests {
             "web.example:8080".parse::<DnsTarget>().unwrap(),
             DnsTarget::host("web.example", 8080)
         );
-        for bad in ["web.example", "web.example:0", "web.example:x", ":80", "a/b:80"] {
+        for bad in [
+            "web.example",
+            "web.example:0",
+            "web.example:x",
+            ":80",
+            "a/b:80",
+        ] {
             let error = bad.parse::<DnsTarget>().unwrap_err();
             assert!(error.to_string().contains(bad), "{error}");
         }
@@ -390,7 +397,10 @@ mod tests {
             .min_ttl(Duration::from_secs(2))
             .max_ttl(Duration::from_secs(30));
         assert_eq!(dns.refresh_after(Duration::ZERO), Duration::from_secs(2));
-        assert_eq!(dns.refresh_after(Duration::from_secs(7)), Duration::from_secs(7));
+        assert_eq!(
+            dns.refresh_after(Duration::from_secs(7)),
+            Duration::from_secs(7)
+        );
         assert_eq!(
             dns.refresh_after(Duration::from_secs(86_400)),
             Duration::from_secs(30)

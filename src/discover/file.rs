@@ -91,7 +91,7 @@ pub fn parse(text: &str, json: bool) -> Result<Vec<(BackendAddr, u32)>, String> 
         serde_json::from_str::<Vec<Entry>>(text).map_err(|e| e.to_string())?
     } else {
         toml::from_str::<TomlFile>(text)
-            .map_err(|e| e.to_string())?
+            .map_err(|e| one_line(text, &e))?
             .backends
     };
     entries
@@ -106,6 +106,20 @@ pub fn parse(text: &str, json: bool) -> Result<Vec<(BackendAddr, u32)>, String> 
             }
         })
         .collect()
+}
+
+/// A TOML error on one line, for logs: `line N, column M: message`.
+fn one_line(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message().trim_end().replace('\n', " ");
+    match error.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |n| n + 1) + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message,
+    }
 }
 
 /// A watched backends file. See the [module docs](self).
@@ -141,7 +155,8 @@ impl BackendsFile {
 
     /// Reads and parses the file now.
     pub fn load(&self) -> Result<Vec<(BackendAddr, u32)>, FileError> {
-        let text = std::fs::read_to_string(&self.path).map_err(|e| FileError::new(&self.path, e))?;
+        let text =
+            std::fs::read_to_string(&self.path).map_err(|e| FileError::new(&self.path, e))?;
         let json = self.path.extension().is_some_and(|ext| ext == "json");
         parse(&text, json).map_err(|e| FileError::new(&self.path, e))
     }
@@ -228,9 +243,15 @@ mod tests {
 
     #[test]
     fn refuses_unknown_keys_bad_addresses_and_weights() {
-        let error = parse("[[backends]]\naddress = \"http://127.0.0.1:1\"\nwieght = 2\n", false)
-            .unwrap_err();
-        assert!(error.contains("wieght") && error.contains("line 3"), "{error}");
+        let error = parse(
+            "[[backends]]\naddress = \"http://127.0.0.1:1\"\nwieght = 2\n",
+            false,
+        )
+        .unwrap_err();
+        assert!(
+            error.contains("wieght") && error.contains("line 3"),
+            "{error}"
+        );
         let error = parse(r#"[{"address": "ftp://x"}]"#, true).unwrap_err();
         assert!(error.contains("ftp"), "{error}");
         let error = parse(r#"[{"address": "http://127.0.0.1:1", "weight": 0}]"#, true).unwrap_err();
@@ -253,11 +274,18 @@ mod tests {
         // A bad file: nothing changes. Then a good one with a different size.
         std::fs::write(&path, "[{").unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
-        std::fs::write(&path, r#"[{"address": "http://127.0.0.1:22", "weight": 2}]"#).unwrap();
+        std::fs::write(
+            &path,
+            r#"[{"address": "http://127.0.0.1:22", "weight": 2}]"#,
+        )
+        .unwrap();
         let Some(Ok(Change::Insert(k, _))) = discover.next().await else {
             panic!("no insert")
         };
-        assert_eq!((k.key().to_string(), crate::Weight::weight(&k)), ("http://127.0.0.1:22".to_owned(), 2));
+        assert_eq!(
+            (k.key().to_string(), crate::Weight::weight(&k)),
+            ("http://127.0.0.1:22".to_owned(), 2)
+        );
         let Some(Ok(Change::Remove(k))) = discover.next().await else {
             panic!("no remove")
         };

@@ -149,7 +149,11 @@ impl<K: Hash + Eq + Clone> Reconcile<K> {
             .drain(..)
             .filter(|k| next.contains_key(k))
             .collect();
-        order.extend(next_order.into_iter().filter(|k| !self.last.contains_key(k)));
+        order.extend(
+            next_order
+                .into_iter()
+                .filter(|k| !self.last.contains_key(k)),
+        );
         self.order = order;
         self.last = next;
         updates
@@ -198,8 +202,14 @@ mod tests {
         assert_eq!(
             r.update([("b", 2), ("a", 0)]),
             [
-                Update::Insert { key: "b", weight: 2 },
-                Update::Insert { key: "a", weight: 1 }
+                Update::Insert {
+                    key: "b",
+                    weight: 2
+                },
+                Update::Insert {
+                    key: "a",
+                    weight: 1
+                }
             ]
         );
         assert_eq!(r.current(), [("b", 2), ("a", 1)]);
@@ -220,9 +230,19 @@ mod tests {
         assert_eq!(
             r.update([("c", 5), ("d", 1), ("a", 1)]),
             [
-                Update::Reweight { key: "c", weight: 5, previous: 3 },
-                Update::Insert { key: "d", weight: 1 },
-                Update::Remove { key: "b", weight: 2 },
+                Update::Reweight {
+                    key: "c",
+                    weight: 5,
+                    previous: 3
+                },
+                Update::Insert {
+                    key: "d",
+                    weight: 1
+                },
+                Update::Remove {
+                    key: "b",
+                    weight: 2
+                },
             ]
         );
         assert_eq!(r.current(), [("a", 1), ("c", 5), ("d", 1)]);
@@ -233,7 +253,10 @@ mod tests {
         let mut r = Reconcile::new();
         assert_eq!(
             r.update([("a", 1), ("a", 4)]),
-            [Update::Insert { key: "a", weight: 4 }]
+            [Update::Insert {
+                key: "a",
+                weight: 4
+            }]
         );
         assert_eq!(r.len(), 1);
     }

@@ -117,10 +117,16 @@ fn apply(set: &mut Reconcile<BackendAddr>, backends: Vec<(BackendAddr, u32)>, re
             Update::Insert { key, weight } => {
                 tracing::info!(backend = %key, weight, "backend added");
             }
-            Update::Reweight { key, weight, previous } => {
+            Update::Reweight {
+                key,
+                weight,
+                previous,
+            } => {
                 tracing::info!(backend = %key, weight, previous, "backend weight changed");
             }
-            Update::Remove { key, .. } => tracing::info!(backend = %key, "backend removed; draining"),
+            Update::Remove { key, .. } => {
+                tracing::info!(backend = %key, "backend removed; draining")
+            }
         }
         update.apply_to(registry);
     }
@@ -187,7 +193,12 @@ impl Reload {
         monitor: HealthMonitor<Weighted<BackendAddr>>,
     ) -> Self {
         let mut backends = Reconcile::new();
-        backends.update(config.backends.iter().map(|b| (b.address().clone(), b.weight())));
+        backends.update(
+            config
+                .backends
+                .iter()
+                .map(|b| (b.address().clone(), b.weight())),
+        );
         Self {
             inner: Arc::new(Inner {
                 routes,
@@ -214,9 +225,12 @@ impl Reload {
             ..Reloaded::default()
         };
         // Backends first, so a rebuilt balancer starts with them.
-        reloaded.backends = state
-            .backends
-            .update(config.backends.iter().map(|b| (b.address().clone(), b.weight())));
+        reloaded.backends = state.backends.update(
+            config
+                .backends
+                .iter()
+                .map(|b| (b.address().clone(), b.weight())),
+        );
         for update in &reloaded.backends {
             update.clone().apply_to(&self.inner.registry);
         }
@@ -298,15 +312,27 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     check("addr", old.addr != new.addr);
     check("workers", old.workers != new.workers);
     check("admin_addr", old.admin_addr != new.admin_addr);
-    check("max_connections", old.max_connections != new.max_connections);
-    check("client_header_timeout", old.client_header_timeout != new.client_header_timeout);
+    check(
+        "max_connections",
+        old.max_connections != new.max_connections,
+    );
+    check(
+        "client_header_timeout",
+        old.client_header_timeout != new.client_header_timeout,
+    );
     check("idle_timeout", old.idle_timeout != new.idle_timeout);
-    check("max_header_size", old.max_header_size != new.max_header_size);
+    check(
+        "max_header_size",
+        old.max_header_size != new.max_header_size,
+    );
     check(
         "proxy_client",
         format!("{:?}", old.proxy_client) != format!("{:?}", new.proxy_client),
     );
-    check("shutdown_timeout", old.shutdown_timeout != new.shutdown_timeout);
+    check(
+        "shutdown_timeout",
+        old.shutdown_timeout != new.shutdown_timeout,
+    );
     check("seed", old.seed != new.seed);
     check("dns", old.dns != new.dns);
     check("dns_server", old.dns_server != new.dns_server);

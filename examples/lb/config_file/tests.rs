@@ -25,10 +25,19 @@ dns-srv = ["_http._tcp.web.test"]
         })
         .collect();
     assert!(argv.contains(&"--port=9000".to_owned()), "{argv:?}");
-    assert!(argv.contains(&"--health-interval=1.5".to_owned()), "{argv:?}");
-    assert!(argv.contains(&"--retry-non-idempotent".to_owned()), "{argv:?}");
+    assert!(
+        argv.contains(&"--health-interval=1.5".to_owned()),
+        "{argv:?}"
+    );
+    assert!(
+        argv.contains(&"--retry-non-idempotent".to_owned()),
+        "{argv:?}"
+    );
     assert!(!argv.iter().any(|a| a.starts_with("--demo")), "{argv:?}");
-    assert_eq!(argv.iter().filter(|a| a.starts_with("--backend=")).count(), 2);
+    assert_eq!(
+        argv.iter().filter(|a| a.starts_with("--backend=")).count(),
+        2
+    );
 }
 
 /// Every flag but the file flags themselves has a key: a new flag without one fails here.
@@ -36,13 +45,41 @@ dns-srv = ["_http._tcp.web.test"]
 fn every_flag_has_a_key() {
     let keys = serde_json::to_value(ConfigFile::default()).unwrap();
     let known: Vec<&str> = [
-        "port", "bind", "algo", "health-interval", "health-path", "health-timeout", "backend",
-        "demo", "workers", "trust-proxy", "eject-after", "eject-time", "eject-max-time",
-        "eject-max-percent", "slow-start", "admin-token", "admin-bind", "allow-backend",
-        "client-header-timeout", "idle-timeout", "connect-timeout", "backend-timeout", "grace",
-        "max-header-size", "max-connections", "max-conns-per-backend", "queue-timeout",
-        "retries", "retry-non-idempotent", "dns", "dns-srv", "dns-server", "dns-min-ttl",
-        "dns-max-ttl", "backends-file",
+        "port",
+        "bind",
+        "algo",
+        "health-interval",
+        "health-path",
+        "health-timeout",
+        "backend",
+        "demo",
+        "workers",
+        "trust-proxy",
+        "eject-after",
+        "eject-time",
+        "eject-max-time",
+        "eject-max-percent",
+        "slow-start",
+        "admin-token",
+        "admin-bind",
+        "allow-backend",
+        "client-header-timeout",
+        "idle-timeout",
+        "connect-timeout",
+        "backend-timeout",
+        "grace",
+        "max-header-size",
+        "max-connections",
+        "max-conns-per-backend",
+        "queue-timeout",
+        "retries",
+        "retry-non-idempotent",
+        "dns",
+        "dns-srv",
+        "dns-server",
+        "dns-min-ttl",
+        "dns-max-ttl",
+        "backends-file",
     ]
     .to_vec();
     assert!(keys.as_object().unwrap().is_empty());
@@ -73,12 +110,21 @@ fn unknown_key_names_the_key_and_line() {
 #[test]
 fn bad_value_names_the_key_line_and_reason() {
     let error = parse("algo = \"WRR\"\nhealth-interval = 0\n").unwrap_err();
-    assert!(error.contains("line 2") && error.contains("health-interval"), "{error}");
+    assert!(
+        error.contains("line 2") && error.contains("health-interval"),
+        "{error}"
+    );
     assert!(error.contains("out of range"), "{error}");
     let error = parse("port = \"http\"\n").unwrap_err();
-    assert!(error.contains("line 1") && error.contains("port"), "{error}");
+    assert!(
+        error.contains("line 1") && error.contains("port"),
+        "{error}"
+    );
     let error = parse("algo = \"fastest\"\n").unwrap_err();
-    assert!(error.contains("algo") && error.contains("fastest"), "{error}");
+    assert!(
+        error.contains("algo") && error.contains("fastest"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -99,13 +145,26 @@ fn flags_override_the_file() {
             .collect()
     };
     let args = merge(&argv(&[])).unwrap();
-    assert_eq!((args.port, args.algo, args.retries), (9000, tower_lb::Algo::WeightedRoundRobin, 5));
+    assert_eq!(
+        (args.port, args.algo, args.retries),
+        (9000, tower_lb::Algo::WeightedRoundRobin, 5)
+    );
     assert_eq!(args.backends.len(), 1);
 
-    let args = merge(&argv(&["--port", "9001", "--backend", "http://127.0.0.1:2000"])).unwrap();
+    let args = merge(&argv(&[
+        "--port",
+        "9001",
+        "--backend",
+        "http://127.0.0.1:2000",
+    ]))
+    .unwrap();
     assert_eq!(args.port, 9001, "the flag wins");
     assert_eq!(args.retries, 5, "the file fills what the flags do not give");
     let backends: Vec<String> = args.backends.iter().map(|b| b.to_string()).collect();
-    assert_eq!(backends, ["http://127.0.0.1:2000"], "a repeated flag replaces the file's list");
+    assert_eq!(
+        backends,
+        ["http://127.0.0.1:2000"],
+        "a repeated flag replaces the file's list"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
