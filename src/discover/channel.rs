@@ -74,15 +74,16 @@ impl<K: Hash + Eq + Clone, S> Publisher<K, S> {
         self.reconcile.current()
     }
 
-    /// Resolves when the stream is dropped.
-    pub async fn closed(&self) {
-        self.tx.closed().await;
-    }
-
-    /// A sender of the stream, to wait for [`closed`](mpsc::UnboundedSender::closed) while
-    /// the publisher is borrowed elsewhere.
-    pub(crate) fn sender(&self) -> mpsc::UnboundedSender<Change<Weighted<K>, S>> {
-        self.tx.clone()
+    /// Resolves when the stream is dropped, without borrowing the publisher: a source's
+    /// task selects on it while its loop holds the publisher, so the task ends with the
+    /// stream even while its source keeps failing.
+    pub fn on_close(&self) -> impl Future<Output = ()> + Send + 'static
+    where
+        K: Send + 'static,
+        S: Send + 'static,
+    {
+        let tx = self.tx.clone();
+        async move { tx.closed().await }
     }
 }
 

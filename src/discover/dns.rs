@@ -338,9 +338,9 @@ impl Dns {
         let dns = self.clone();
         tokio::spawn(async move {
             // Stops when the stream is dropped, even while resolutions fail.
-            let closed = publisher.sender();
+            let closed = publisher.on_close();
             tokio::select! {
-                () = closed.closed() => {}
+                () = closed => {}
                 () = dns.watch(target, |set| publisher.publish(set)) => {}
             }
         });

@@ -209,9 +209,9 @@ impl BackendsFile {
         let (mut publisher, discover) = channel(make);
         let file = self.clone();
         tokio::spawn(async move {
-            let closed = publisher.sender();
+            let closed = publisher.on_close();
             tokio::select! {
-                () = closed.closed() => {}
+                () = closed => {}
                 () = file.watch(|set| publisher.publish(set)) => {}
             }
         });
