@@ -13,8 +13,8 @@
 //!
 //! | source | feature | refresh | on failure |
 //! |---|---|---|---|
-//! | DNS A/AAAA, SRV ([`dns`]) | `dns` | at the records' TTL, bounded by a min and a max | keeps the set, asks again after the min |
-//! | a TOML or JSON file ([`file`]) | `file` | when its modification time changes | keeps the set, logs the file and reason |
+//! | DNS A/AAAA, SRV ([`dns`](mod@dns)) | `dns` | at the records' TTL, bounded by a min and a max | keeps the set, asks again after the min |
+//! | a TOML or JSON file ([`file`](mod@file)) | `file` | when its modification time changes | keeps the set, logs the file and reason |
 
 mod channel;
 mod reconcile;

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::admin::{AdminToken, BackendSpec};
 use crate::client_ip::ClientIp;
+#[cfg(feature = "dns")]
 use crate::discover::dns::{Dns, DnsTarget};
 use crate::health::{HealthCheckLayer, HttpProbe, OutlierDetection};
 use crate::proxy::ProxyClientBuilder;
@@ -37,9 +38,9 @@ use crate::{Algo, IpNet};
 /// | [`admin_token`](Self::admin_token) | none: the admin API serves loopback peers only |
 /// | [`admin_bind`](Self::admin_bind) | none: the admin API is on the main listener |
 /// | [`allow_backend`](Self::allow_backend) | any backend may be registered |
-/// | [`dns`](Self::dns) | none |
-/// | [`dns_server`](Self::dns_server) | the system's resolvers (`/etc/resolv.conf`) |
-/// | [`dns_ttl`](Self::dns_ttl) | 5 s to 30 s ([`Dns::DEFAULT_MIN_TTL`], [`Dns::DEFAULT_MAX_TTL`]) |
+/// | `dns` (feature `dns`) | none |
+/// | `dns_server` (feature `dns`) | the system's resolvers (`/etc/resolv.conf`) |
+/// | `dns_ttl` (feature `dns`) | 5 s to 30 s (`Dns::DEFAULT_MIN_TTL`, `Dns::DEFAULT_MAX_TTL`) |
 /// | [`backends_file`](Self::backends_file) | none |
 ///
 /// Each default is written once, as a `DEFAULT_*` constant here or on the layer it configures
@@ -124,12 +125,16 @@ pub struct Config {
     /// none of its own.
     pub workers: usize,
     /// Names whose DNS records are backends.
+    #[cfg(feature = "dns")]
     pub dns: Vec<DnsTarget>,
     /// The DNS server asked, if not the system's.
+    #[cfg(feature = "dns")]
     pub dns_server: Option<SocketAddr>,
     /// The shortest time between two resolutions of a name.
+    #[cfg(feature = "dns")]
     pub dns_min_ttl: Duration,
     /// The longest time between two resolutions of a name.
+    #[cfg(feature = "dns")]
     pub dns_max_ttl: Duration,
     /// A watched file of backends, if any.
     pub backends_file: Option<PathBuf>,
@@ -224,9 +229,13 @@ impl Config {
             retries: Self::DEFAULT_RETRIES,
             retry_non_idempotent: false,
             workers: 1,
+            #[cfg(feature = "dns")]
             dns: Vec::new(),
+            #[cfg(feature = "dns")]
             dns_server: None,
+            #[cfg(feature = "dns")]
             dns_min_ttl: Dns::DEFAULT_MIN_TTL,
+            #[cfg(feature = "dns")]
             dns_max_ttl: Dns::DEFAULT_MAX_TTL,
             backends_file: None,
         }
@@ -420,6 +429,8 @@ impl Config {
         self
     }
 
+    #[cfg(feature = "dns")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dns")))]
     /// Backends from DNS: the A/AAAA records of a [`DnsTarget::Host`] or the SRV records of
     /// a [`DnsTarget::Srv`], re-resolved at their TTL (see [`dns`](crate::discover::dns)).
     /// Repeat for more. Each name's set is reconciled on its own; names should not share
@@ -429,12 +440,16 @@ impl Config {
         self
     }
 
+    #[cfg(feature = "dns")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dns")))]
     /// The DNS server to ask for [`dns`](Self::dns) names, instead of the system's.
     pub fn dns_server(mut self, server: impl Into<SocketAddr>) -> Self {
         self.dns_server = Some(server.into());
         self
     }
 
+    #[cfg(feature = "dns")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dns")))]
     /// The bounds of the time between two resolutions of a [`dns`](Self::dns) name: its
     /// TTL, but at least `min` and at most `max`.
     pub fn dns_ttl(mut self, min: Duration, max: Duration) -> Self {

@@ -131,7 +131,11 @@ use tokio::net::{TcpListener, TcpStream};
 
 use self::conn::Connections;
 use self::service::{Client, Handler, Routes, Serve};
+#[cfg(doc)]
+use crate::admin::Admin;
 use crate::health::{Health, HealthMonitor};
+#[cfg(doc)]
+use crate::health::{HealthCheckLayer, HttpProbe};
 use crate::proxy::HttpBackend;
 use crate::{Algo, BackendAddr, Registry, Weighted};
 

@@ -11,6 +11,7 @@ use tower::{Layer, ServiceBuilder};
 use super::config::Config;
 use super::service::{Balancer, Client, Routes};
 use crate::admin::Admin;
+#[cfg(feature = "dns")]
 use crate::discover::dns::Dns;
 use crate::discover::file::BackendsFile;
 use crate::discover::{Reconcile, Update};
@@ -66,6 +67,7 @@ pub(crate) fn routes(
 /// full sets to `registry` through its own [`Reconcile`].
 pub(crate) fn start_discovery(config: &Config, registry: &Backends) -> Tasks {
     let mut tasks = Vec::new();
+    #[cfg(feature = "dns")]
     if !config.dns.is_empty() {
         let dns = match config.dns_server {
             Some(server) => Ok(Dns::with_server(server)),
@@ -270,10 +272,13 @@ impl Reload {
         running.proxy_client = old.proxy_client.clone();
         running.shutdown_timeout = old.shutdown_timeout;
         running.seed = old.seed;
-        running.dns = old.dns.clone();
-        running.dns_server = old.dns_server;
-        running.dns_min_ttl = old.dns_min_ttl;
-        running.dns_max_ttl = old.dns_max_ttl;
+        #[cfg(feature = "dns")]
+        {
+            running.dns = old.dns.clone();
+            running.dns_server = old.dns_server;
+            running.dns_min_ttl = old.dns_min_ttl;
+            running.dns_max_ttl = old.dns_max_ttl;
+        }
         running.backends_file = old.backends_file.clone();
         state.running = running;
         reloaded
@@ -334,12 +339,15 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
         old.shutdown_timeout != new.shutdown_timeout,
     );
     check("seed", old.seed != new.seed);
-    check("dns", old.dns != new.dns);
-    check("dns_server", old.dns_server != new.dns_server);
-    check(
-        "dns_ttl",
-        old.dns_min_ttl != new.dns_min_ttl || old.dns_max_ttl != new.dns_max_ttl,
-    );
+    #[cfg(feature = "dns")]
+    {
+        check("dns", old.dns != new.dns);
+        check("dns_server", old.dns_server != new.dns_server);
+        check(
+            "dns_ttl",
+            old.dns_min_ttl != new.dns_min_ttl || old.dns_max_ttl != new.dns_max_ttl,
+        );
+    }
     check("backends_file", old.backends_file != new.backends_file);
     changed
 }
