@@ -354,3 +354,53 @@ async fn ten_reloads_under_load_fail_no_request_and_a_bad_file_keeps_the_config(
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watched_backends_file_is_reconciled_and_a_bad_one_keeps_the_set() {
+    let dir = temp_dir("backends-file");
+    let backends = backends(3).await;
+    let path = dir.join("backends.toml");
+    let entry = |b: &backend_server::Handle, w: u32| {
+        format!("[[backends]]\naddress = \"{}\"\nweight = {w}\n\n", b.url())
+    };
+    write_atomically(&path, &(entry(&backends[0], 1) + &entry(&backends[1], 2)));
+    let lb = start(tower_lb::server::Config::new().backends_file(&path)).await;
+    let set = |lb: &Lb| -> Vec<(String, u32)> {
+        let mut set: Vec<_> = lb
+            .registry
+            .backends()
+            .into_iter()
+            .map(|(a, w)| (format!("{}:{}", a.host(), a.port()), w))
+            .collect();
+        set.sort();
+        set
+    };
+    let sorted = |mut v: Vec<(String, u32)>| {
+        v.sort();
+        v
+    };
+    let first = sorted(vec![(name(&backends[0]), 1), (name(&backends[1]), 2)]);
+    eventually("the file's backends are registered", || async {
+        (set(&lb) == first).then_some(())
+    })
+    .await;
+
+    // Reweighted, one removed (drained), one added.
+    write_atomically(&path, &(entry(&backends[1], 5) + &entry(&backends[2], 1)));
+    let second = sorted(vec![(name(&backends[1]), 5), (name(&backends[2]), 1)]);
+    eventually("the rewritten file is reconciled", || async {
+        (set(&lb) == second).then_some(())
+    })
+    .await;
+    let picks = lb.picks(6).await;
+    assert!(!picks.contains(&name(&backends[0])), "{picks:?}");
+
+    // A bad file: the set stays.
+    write_atomically(
+        &path,
+        "[[backends]]\naddress = \"http://127.0.0.1:1\"\nwieght = 2\n",
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(set(&lb), second);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
