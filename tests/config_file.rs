@@ -404,3 +404,63 @@ async fn a_watched_backends_file_is_reconciled_and_a_bad_one_keeps_the_set() {
     assert_eq!(set(&lb), second);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `Reload::apply` in process: what it changes live, what it reports as needing a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_applies_live_settings_and_names_the_rest() {
+    use http::{Method, StatusCode};
+    use tower_lb::server::{Config, Server};
+
+    let backends = backends(2).await;
+    let base = || {
+        Config::new()
+            .bind(([127, 0, 0, 1], 0))
+            .backend(spec(&backends[0], 1))
+    };
+    let server = Server::bind(base()).await.unwrap();
+    let addr = server.local_addr();
+    let reload = server.reload_handle();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+    let client = client();
+    let get = |path: &str, token: Option<&str>| {
+        let mut req = http::Request::builder()
+            .method(Method::GET)
+            .uri(format!("http://{addr}{path}"));
+        if let Some(token) = token {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        send_request(&client, req.body(Default::default()).unwrap())
+    };
+    assert_eq!(get("/backends", None).await.status, StatusCode::OK);
+
+    // Backends only: reconciled, nothing rebuilt, nothing to restart.
+    let reloaded = reload.apply(base().backend(spec(&backends[1], 3)));
+    assert_eq!(reloaded.backends.len(), 1);
+    assert!(!reloaded.rebuilt && reloaded.restart_needed.is_empty());
+
+    // An admin token and an algorithm: live. Workers and the address: a restart.
+    let reloaded = reload.apply(
+        base()
+            .backend(spec(&backends[1], 3))
+            .algo(tower_lb::Algo::LeastConn)
+            .admin_token("s3cret".parse::<tower_lb::admin::AdminToken>().unwrap())
+            .workers(4)
+            .bind(([127, 0, 0, 1], 1)),
+    );
+    assert!(reloaded.rebuilt && reloaded.backends.is_empty());
+    assert_eq!(reloaded.restart_needed, ["addr", "workers"]);
+    assert_eq!(
+        get("/backends", None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let listed = get("/backends", Some("s3cret")).await;
+    assert_eq!(listed.status, StatusCode::OK);
+    assert_eq!(listed.json()["data"].as_array().unwrap().len(), 2);
+    assert_eq!(get("/", None).await.status, StatusCode::OK);
+
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+}
