@@ -13,6 +13,7 @@ use clap::builder::OsStr;
 use clap::{CommandFactory, Parser};
 use tower_lb::IpNet;
 use tower_lb::admin::{AdminToken, BackendSpec};
+use tower_lb::discover::dns::{Dns, DnsTarget};
 use tower_lb::health::OutlierDetection;
 use tower_lb::proxy::ProxyClientBuilder;
 use tower_lb::server::Config;
@@ -250,6 +251,50 @@ pub(crate) struct Args {
     /// The PEM private key of --backend-cert.
     #[arg(long, value_name = "FILE", requires = "backend_cert")]
     pub(crate) backend_key: Option<PathBuf>,
+    /// Backends from DNS: every A/AAAA address of NAME is a backend http://ADDR:PORT of
+    /// weight 1, re-resolved at the records' TTL (see --dns-min-ttl); repeat for more. A
+    /// failed resolution keeps the last set.
+    #[arg(long = "dns", value_name = "NAME:PORT", value_parser = parse_dns)]
+    pub(crate) dns: Vec<DnsTarget>,
+
+    /// Backends from DNS SRV records (e.g. _http._tcp.web.example): each target's
+    /// addresses on the record's port, the record's weight as the backend's weight (lowest
+    /// priority only); repeat for more.
+    #[arg(long = "dns-srv", value_name = "NAME")]
+    pub(crate) dns_srv: Vec<String>,
+
+    /// The DNS server to ask for --dns and --dns-srv names [default: the system's,
+    /// /etc/resolv.conf].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub(crate) dns_server: Option<SocketAddr>,
+
+    /// Shortest time, in seconds, between two resolutions of a DNS name, whatever its TTL;
+    /// also the wait before a failed resolution is retried.
+    #[arg(long, value_name = "SECONDS", default_value = seconds(Dns::DEFAULT_MIN_TTL),
+          value_parser = parse_seconds)]
+    pub(crate) dns_min_ttl: Duration,
+
+    /// Longest time, in seconds, between two resolutions of a DNS name, whatever its TTL.
+    #[arg(long, value_name = "SECONDS", default_value = seconds(Dns::DEFAULT_MAX_TTL),
+          value_parser = parse_seconds)]
+    pub(crate) dns_max_ttl: Duration,
+
+    /// Backends from a TOML ([[backends]] address, weight) or JSON ([{"address", "weight"}])
+    /// file, re-read when it changes; a file that does not parse is logged and the last set
+    /// kept.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) backends_file: Option<PathBuf>,
+
+    /// Read settings from a TOML file: each key is a flag's long name (port = 8080,
+    /// algo = "WRR", backend = ["http://10.0.0.1:80=2"]); flags given here override it.
+    /// Re-read on SIGHUP and when it changes: backends, weights, algorithm, health, retry,
+    /// ejection and queue settings and the admin token change live.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+
+    /// Check a config file and exit: 0 and "ok" if it is valid, 2 and the reason if not.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) check_config: Option<PathBuf>,
 }
 
 /// The environment variable read for the admin token when --admin-token is not given.
@@ -259,9 +304,33 @@ impl Args {
     /// Parses the command line, after [`normalize`], and the environment, exiting with
     /// status 2 on bad input.
     pub(crate) fn from_env() -> Self {
-        let args = Self::parse_from(normalize(std::env::args_os()));
-        args.token_from_env(std::env::var_os(ADMIN_TOKEN_ENV))
-            .unwrap_or_else(|e| e.exit())
+        let argv = normalize(std::env::args_os());
+        let args = Self::parse_from(&argv);
+        if let Some(path) = &args.check_config {
+            std::process::exit(crate::config_file::check(path).into());
+        }
+        Self::from_argv(&argv).unwrap_or_else(|reason| {
+            eprintln!("lb: {reason}");
+            std::process::exit(2);
+        })
+    }
+
+    /// The command line `argv` (normalised) over its `--config` file, then the admin token
+    /// from the environment unless the command line gave one (the environment, like a flag,
+    /// wins over the file). What a reload reads again.
+    pub(crate) fn from_argv(argv: &[OsString]) -> Result<Self, String> {
+        let on_command_line = Self::try_parse_from(argv).is_ok_and(|a| a.admin_token.is_some());
+        let mut args = crate::config_file::merge(argv)?;
+        if !on_command_line {
+            let file_token = args.admin_token.take();
+            args = args
+                .token_from_env(std::env::var_os(ADMIN_TOKEN_ENV))
+                .map_err(|e| crate::config_file::reason(&e))?;
+            if args.admin_token.is_none() {
+                args.admin_token = file_token;
+            }
+        }
+        Ok(args)
     }
 
     /// Takes the admin token from `env` (the value of [`ADMIN_TOKEN_ENV`]) unless the
@@ -387,7 +456,20 @@ impl Args {
                         .connect_timeout(self.connect_timeout)
                         .response_timeout(self.backend_timeout)
                         .max_conns_per_backend(self.max_conns_per_backend),
-                );
+                )
+                .dns_ttl(self.dns_min_ttl, self.dns_max_ttl);
+        for target in &self.dns {
+            config = config.dns(target.clone());
+        }
+        for name in &self.dns_srv {
+            config = config.dns(DnsTarget::srv(name.clone()));
+        }
+        if let Some(server) = self.dns_server {
+            config = config.dns_server(server);
+        }
+        if let Some(path) = &self.backends_file {
+            config = config.backends_file(path.clone());
+        }
         if let Some(addr) = self.admin_bind {
             config = config.admin_bind(addr);
         }
@@ -577,6 +659,11 @@ fn parse_header_size(s: &str) -> Result<usize, String> {
         ));
     }
     Ok(bytes)
+}
+
+fn parse_dns(s: &str) -> Result<DnsTarget, String> {
+    s.parse()
+        .map_err(|e: tower_lb::discover::dns::InvalidDnsTarget| e.to_string())
 }
 
 fn parse_backend(s: &str) -> Result<BackendSpec, String> {

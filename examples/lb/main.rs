@@ -25,10 +25,12 @@ use tower_lb::server::{Config, Server};
 use tracing_subscriber::EnvFilter;
 
 mod cli;
+mod config_file;
 mod demo;
 mod signal;
 
 fn main() -> ExitCode {
+    let argv = cli::normalize(std::env::args_os());
     let args = cli::Args::from_env();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -46,7 +48,7 @@ fn main() -> ExitCode {
         .build();
     let result = runtime
         .map_err(|e| format!("cannot start the runtime: {e}"))
-        .and_then(|runtime| runtime.block_on(run(args)));
+        .and_then(|runtime| runtime.block_on(run(args, argv)));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
@@ -56,8 +58,10 @@ fn main() -> ExitCode {
     }
 }
 
-/// Binds, starts the demo backends if asked, and serves until SIGTERM or SIGINT.
-async fn run(args: cli::Args) -> Result<(), String> {
+/// Binds, starts the demo backends if asked, and serves until SIGTERM or SIGINT, reloading
+/// the configuration on SIGHUP and when the `--config` file changes, and the TLS
+/// certificates on SIGHUP.
+async fn run(args: cli::Args, argv: Vec<std::ffi::OsString>) -> Result<(), String> {
     let config: Config = args.with_tls(args.config()).unwrap_or_else(|e| e.exit());
     let addr = config.addr;
     let server = Server::bind(config)
@@ -69,11 +73,35 @@ async fn run(args: cli::Args) -> Result<(), String> {
             .map_err(|e| format!("cannot start the demo backends: {e}"))?;
     }
     let signal = signal::shutdown().map_err(|e| format!("cannot handle signals: {e}"))?;
-    if let Some(tls) = server.tls() {
-        let reload = signal::reload_on_hangup(tls.clone())
-            .map_err(|e| format!("cannot handle signals: {e}"))?;
-        tokio::spawn(reload);
-    }
+    let reloads =
+        signal::reloads(args.config.clone()).map_err(|e| format!("cannot handle signals: {e}"))?;
+    let reload = server.reload_handle();
+    let tls = server.tls().cloned();
+    tokio::spawn(reloads.run(move |cause| {
+        let started = std::time::Instant::now();
+        if let (Some(tls), "SIGHUP") = (&tls, cause) {
+            // Connections already open keep their certificates; a file that does not load
+            // is logged by `reload` and the old certificates kept.
+            let _ = tls.reload();
+        }
+        match cli::Args::from_argv(&argv) {
+            Ok(args) => {
+                let reloaded = reload.apply(args.config());
+                tracing::info!(
+                    cause,
+                    elapsed_us = started.elapsed().as_micros() as u64,
+                    backends_changed = reloaded.backends.len(),
+                    rebuilt = reloaded.rebuilt,
+                    "reload applied"
+                );
+            }
+            Err(reason) => tracing::error!(
+                cause,
+                %reason,
+                "configuration refused; the running one is kept"
+            ),
+        }
+    }));
     server
         .run(signal)
         .await

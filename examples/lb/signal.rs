@@ -1,4 +1,8 @@
-//! Graceful shutdown on SIGTERM and SIGINT (Ctrl-C); TLS certificates reloaded on SIGHUP.
+//! Graceful shutdown on SIGTERM and SIGINT (Ctrl-C); reloads on SIGHUP (the configuration
+//! and the TLS certificates) and when the config file changes.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C). The handlers are installed before it returns, so
 /// a signal sent from then on is never missed (nor kills the process).
@@ -25,29 +29,55 @@ pub(crate) fn shutdown() -> std::io::Result<impl Future<Output = ()>> {
     })
 }
 
-/// Reloads the TLS certificates from their files on every SIGHUP, for as long as it runs
-/// ([`ServerTls::reload`](tower_lb::tls::ServerTls::reload): connections already open keep
-/// theirs, a file that does not load is logged and the old certificates kept). The handler
-/// is installed before it returns.
-pub(crate) fn reload_on_hangup(
-    tls: tower_lb::tls::ServerTls,
-) -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
+/// How often the config file's modification time is checked.
+const FILE_POLL: Duration = Duration::from_secs(1);
+
+/// SIGHUP and changes of the config file; see [`reloads`].
+pub(crate) struct Reloads {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut hangup = signal(SignalKind::hangup())?;
-        Ok(async move {
-            while hangup.recv().await.is_some() {
-                tracing::info!("SIGHUP: reloading the TLS certificates");
-                // Logged by `reload` either way.
-                let _ = tls.reload();
-            }
-        })
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tls;
-        Ok(std::future::pending())
+    hangup: tokio::signal::unix::Signal,
+    file: Option<PathBuf>,
+}
+
+/// Reloads, from now on: each SIGHUP (its handler is installed before this returns, so it
+/// no longer ends the process), and each change of `file`'s modification time or size.
+pub(crate) fn reloads(file: Option<PathBuf>) -> std::io::Result<Reloads> {
+    Ok(Reloads {
+        #[cfg(unix)]
+        hangup: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?,
+        file,
+    })
+}
+
+impl Reloads {
+    /// Calls `reload` with the cause ("SIGHUP" or "file changed") of each reload, forever.
+    pub(crate) async fn run(mut self, mut reload: impl FnMut(&'static str)) {
+        let stamp = |file: &Option<PathBuf>| -> Option<(SystemTime, u64)> {
+            let meta = std::fs::metadata(file.as_ref()?).ok()?;
+            Some((meta.modified().ok()?, meta.len()))
+        };
+        let mut seen = stamp(&self.file);
+        let mut poll = tokio::time::interval(FILE_POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            #[cfg(unix)]
+            let hangup = self.hangup.recv();
+            #[cfg(not(unix))]
+            let hangup = std::future::pending::<Option<()>>();
+            let cause = tokio::select! {
+                _ = hangup => "SIGHUP",
+                _ = poll.tick() => {
+                    let now = stamp(&self.file);
+                    if self.file.is_none() || now == seen {
+                        continue;
+                    }
+                    "file changed"
+                }
+            };
+            // A SIGHUP after an edit reloads once, not again at the next poll.
+            seen = stamp(&self.file);
+            reload(cause);
+        }
     }
 }
 

@@ -1,8 +1,11 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::admin::{AdminToken, BackendSpec};
 use crate::client_ip::ClientIp;
+#[cfg(feature = "dns")]
+use crate::discover::dns::{Dns, DnsTarget};
 use crate::health::{HealthCheckLayer, HttpProbe, OutlierDetection};
 use crate::proxy::ProxyClientBuilder;
 use crate::retry::RetryLayer;
@@ -38,6 +41,10 @@ use crate::{Algo, IpNet};
 /// | [`allow_backend`](Self::allow_backend) | any backend may be registered |
 /// | [`tls`](Self::tls) | none: plain HTTP |
 /// | [`redirect_http`](Self::redirect_http) | none |
+/// | `dns` (feature `dns`) | none |
+/// | `dns_server` (feature `dns`) | the system's resolvers (`/etc/resolv.conf`) |
+/// | `dns_ttl` (feature `dns`) | 5 s to 30 s (`Dns::DEFAULT_MIN_TTL`, `Dns::DEFAULT_MAX_TTL`) |
+/// | [`backends_file`](Self::backends_file) | none |
 ///
 /// Each default is written once, as a `DEFAULT_*` constant here or on the layer it configures
 /// ([`HealthCheckLayer`](crate::HealthCheckLayer), [`OutlierDetection`],
@@ -127,6 +134,20 @@ pub struct Config {
     pub tls: Option<ServerTls>,
     /// The address of a plain listener that redirects to `https://`, if any.
     pub redirect_http: Option<SocketAddr>,
+    /// Names whose DNS records are backends.
+    #[cfg(feature = "dns")]
+    pub dns: Vec<DnsTarget>,
+    /// The DNS server asked, if not the system's.
+    #[cfg(feature = "dns")]
+    pub dns_server: Option<SocketAddr>,
+    /// The shortest time between two resolutions of a name.
+    #[cfg(feature = "dns")]
+    pub dns_min_ttl: Duration,
+    /// The longest time between two resolutions of a name.
+    #[cfg(feature = "dns")]
+    pub dns_max_ttl: Duration,
+    /// A watched file of backends, if any.
+    pub backends_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -222,6 +243,15 @@ impl Config {
             etcd: None,
             tls: None,
             redirect_http: None,
+            #[cfg(feature = "dns")]
+            dns: Vec::new(),
+            #[cfg(feature = "dns")]
+            dns_server: None,
+            #[cfg(feature = "dns")]
+            dns_min_ttl: Dns::DEFAULT_MIN_TTL,
+            #[cfg(feature = "dns")]
+            dns_max_ttl: Dns::DEFAULT_MAX_TTL,
+            backends_file: None,
         }
     }
 
@@ -433,6 +463,42 @@ impl Config {
     /// [`admin_bind`](Self::admin_bind) and the shutdown; a single-threaded one is enough.
     pub fn workers(mut self, workers: usize) -> Self {
         self.workers = workers.max(1);
+        self
+    }
+
+    #[cfg(feature = "dns")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dns")))]
+    /// Backends from DNS: the A/AAAA records of a [`DnsTarget::Host`] or the SRV records of
+    /// a [`DnsTarget::Srv`], re-resolved at their TTL (see [`dns`](crate::discover::dns)).
+    /// Repeat for more. Each name's set is reconciled on its own; names should not share
+    /// backends with each other or with [`backend`](Self::backend).
+    pub fn dns(mut self, target: DnsTarget) -> Self {
+        self.dns.push(target);
+        self
+    }
+
+    #[cfg(feature = "dns")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dns")))]
+    /// The DNS server to ask for [`dns`](Self::dns) names, instead of the system's.
+    pub fn dns_server(mut self, server: impl Into<SocketAddr>) -> Self {
+        self.dns_server = Some(server.into());
+        self
+    }
+
+    #[cfg(feature = "dns")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dns")))]
+    /// The bounds of the time between two resolutions of a [`dns`](Self::dns) name: its
+    /// TTL, but at least `min` and at most `max`.
+    pub fn dns_ttl(mut self, min: Duration, max: Duration) -> Self {
+        self.dns_min_ttl = min;
+        self.dns_max_ttl = max;
+        self
+    }
+
+    /// Backends from a TOML or JSON file, re-read when it changes (see
+    /// [`file`](crate::discover::file)).
+    pub fn backends_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.backends_file = Some(path.into());
         self
     }
 

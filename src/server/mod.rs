@@ -134,6 +134,7 @@ mod config;
 mod conn;
 #[cfg(feature = "etcd")]
 mod etcd;
+mod reload;
 mod service;
 mod stats;
 
@@ -143,21 +144,24 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio::net::{TcpListener, TcpStream};
-use tower::{Layer, ServiceBuilder};
 
 use self::conn::Connections;
 use self::service::{Client, Handler, Routes, Serve};
+#[cfg(doc)]
 use crate::admin::Admin;
-use crate::health::{Health, HealthCheckLayer, HealthMonitor, HttpProbe};
+use crate::health::{Health, HealthMonitor};
+#[cfg(doc)]
+use crate::health::{HealthCheckLayer, HttpProbe};
 use crate::proxy::HttpBackend;
-use crate::queue::Queue;
 use crate::tls::ServerTls;
-use crate::{Algo, BackendAddr, LoadBalanceLayer, Registry, RetryLayer, Weighted};
+use crate::{Algo, BackendAddr, Registry, Weighted};
 
 pub use self::config::Config;
 #[cfg(feature = "etcd")]
 pub use self::config::EtcdConfig;
+pub use self::reload::{Reload, Reloaded};
 pub use self::service::{Backend, Balancer, ResponseBody};
 pub use self::stats::ServerStats;
 
@@ -177,8 +181,11 @@ pub struct Server {
     /// TLS on the main listeners, with [`Config::tls`].
     tls: Option<ServerTls>,
     registry: Registry<BackendAddr, Backend>,
-    monitor: HealthMonitor<Weighted<BackendAddr>>,
-    routes: Arc<Routes>,
+    /// Swapped whole by a [`Reload`].
+    routes: Arc<ArcSwap<Routes>>,
+    reload: Reload,
+    /// DNS and backends-file discovery, stopped when the server is.
+    discovery: reload::Tasks,
     algo: Algo,
     health_interval: Duration,
     shutdown_timeout: Duration,
@@ -230,11 +237,11 @@ impl Server {
             },
             client.clone(),
         );
-        // Checks go through the client that forwards requests: one connection path for both.
-        let probe = HttpProbe::with_client(client.clone(), config.health_path.clone());
         // A `BackendAddr` is valid once parsed: making its service cannot fail.
-        let registry =
-            Registry::new(move |addr: &BackendAddr| HttpBackend::new(addr.clone(), client.clone()));
+        let make_client = client.clone();
+        let registry = Registry::new(move |addr: &BackendAddr| {
+            HttpBackend::new(addr.clone(), make_client.clone())
+        });
         #[cfg(feature = "etcd")]
         let (etcd, registrations) = match &config.etcd {
             Some(etcd) => {
@@ -253,48 +260,37 @@ impl Server {
                 registry.register(backend.address().clone(), backend.weight());
             }
         }
+        let discovery = reload::start_discovery(&config, &registry);
 
-        let mut health = HealthCheckLayer::new(probe.clone())
-            .interval(config.health_interval)
-            .timeout(config.health_timeout)
-            .slow_start(config.slow_start);
-        if let Some(outliers) = config.outlier_detection {
-            health = health.outlier_detection(outliers);
-        }
-        let monitor = health.monitor();
-        let mut balance = LoadBalanceLayer::new(config.algo).client_ip(config.client_ip.clone());
-        if let Some(seed) = config.seed {
-            balance = balance.seed(seed);
-        }
-        let balancer: Balancer = ServiceBuilder::new()
-            .layer(balance)
-            .service(health.layer(registry.discover()));
-
-        let proxy = RetryLayer::new()
-            .max_retries(config.retries)
-            .retry_non_idempotent(config.retry_non_idempotent)
-            .layer(Queue::new(balancer.clone(), config.queue_timeout));
-        let stats = ServerStats {
-            balancer: balancer.clone(),
-            monitor: monitor.clone(),
-            connections: Arc::clone(connections.counters()),
-            queue: Arc::clone(proxy.get_ref().counters()),
-            retries: Arc::clone(proxy.counters()),
-        };
-        let admin = Admin::new(registry.clone(), probe)
-            .timeout(config.health_timeout)
-            .wait_until(serving(balancer.clone(), monitor.clone()))
-            .token(config.admin_token.clone())
-            .allow_backends(config.allowed_backends.iter().copied())
-            .balancer(balancer.clone())
-            .monitor(monitor.clone());
+        // What every build of the routes shares: the etcd write-through, and the Prometheus
+        // registry, which reads the routes in use at each scrape (so it is made once they are).
+        #[allow(unused_mut)]
+        let mut shared = reload::Shared::default();
         #[cfg(feature = "etcd")]
-        let admin = match registrations {
-            Some(registrations) => admin.etcd(registrations),
-            None => admin,
+        {
+            shared.etcd = registrations;
+        }
+        let routes = Arc::new(ArcSwap::from_pointee(reload::routes(
+            &config, &registry, &client, &shared,
+        )));
+        let stats = ServerStats {
+            routes: Arc::clone(&routes),
+            connections: Arc::clone(connections.counters()),
         };
         #[cfg(feature = "metrics")]
-        let admin = admin.metrics(Arc::new(stats.registry()));
+        {
+            shared.metrics = Some(Arc::new(stats.registry()));
+            routes.store(Arc::new(reload::routes(
+                &config, &registry, &client, &shared,
+            )));
+        }
+        let reload = Reload::new(
+            Arc::clone(&routes),
+            registry.clone(),
+            client,
+            config.clone(),
+            shared,
+        );
 
         Ok(Self {
             listeners,
@@ -303,12 +299,9 @@ impl Server {
             redirect: redirect_listener,
             tls: config.tls.clone(),
             registry,
-            monitor,
-            routes: Arc::new(Routes {
-                proxy,
-                balancer,
-                admin,
-            }),
+            routes,
+            reload,
+            discovery,
             stats,
             algo: config.algo,
             health_interval: config.health_interval,
@@ -317,6 +310,12 @@ impl Server {
             #[cfg(feature = "etcd")]
             etcd,
         })
+    }
+
+    /// A handle that applies a new [`Config`] to this server while it runs: see [`Reload`]
+    /// for what changes live.
+    pub fn reload_handle(&self) -> Reload {
+        self.reload.clone()
     }
 
     /// The address the server listens on (with the port chosen when `0` was asked for).
@@ -350,13 +349,19 @@ impl Server {
     }
 
     /// The health of every registered backend.
-    pub fn health(&self) -> &HealthMonitor<Weighted<BackendAddr>> {
-        &self.monitor
+    ///
+    /// A [`Reload`] that rebuilds the balancer starts new health checks: this monitor then
+    /// stops following them.
+    pub fn health(&self) -> HealthMonitor<Weighted<BackendAddr>> {
+        self.routes.load().monitor.clone()
     }
 
     /// The balancer, with its live set of backends and their counters.
-    pub fn balancer(&self) -> &Balancer {
-        &self.routes.balancer
+    ///
+    /// A [`Reload`] that changes a live setting other than the backends swaps in a new
+    /// balancer: this one then stops getting requests.
+    pub fn balancer(&self) -> Balancer {
+        self.routes.load().balancer.clone()
     }
 
     /// Where every number the server keeps is read, now and while it runs: the balancer's
@@ -396,8 +401,11 @@ impl Server {
             routes,
             shutdown_timeout,
             connections,
+            discovery,
             ..
         } = self;
+        // Discovery stops with the server.
+        let _discovery = discovery;
         let admin_listener = admin.as_ref().map(|(listener, _)| listener);
         let redirect_listener = redirect
             .as_ref()
@@ -497,7 +505,7 @@ struct Worker {
     serve: Serve,
     tls: Option<ServerTls>,
     connections: Connections,
-    routes: Arc<Routes>,
+    routes: Arc<ArcSwap<Routes>>,
     stopped: tokio::sync::watch::Receiver<bool>,
     grace: Duration,
 }
@@ -540,7 +548,7 @@ impl Listeners<'_> {
     async fn serve(
         &self,
         connections: &Connections,
-        routes: &Arc<Routes>,
+        routes: &Arc<ArcSwap<Routes>>,
         shutdown: impl Future<Output = ()>,
     ) {
         let mut shutdown = std::pin::pin!(shutdown);

@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{Either, Full};
@@ -17,11 +18,11 @@ use tower::Service;
 use crate::admin::{self, Admin};
 use crate::algo::AlgoPick;
 use crate::balance::TrackedBody;
-use crate::health::{HealthCheckDiscover, HttpProbe};
+use crate::health::{HealthCheckDiscover, HealthMonitor, HttpProbe};
 use crate::proxy::{self, BackendBody, ClientTls, HttpBackend, ProxyClient};
 use crate::queue::Queue;
 use crate::retry::{self, Retry, RetryBody};
-use crate::{BackendAddr, LoadBalance, NoAvailableBackend, PeerAddr, RegistryDiscover};
+use crate::{BackendAddr, LoadBalance, NoAvailableBackend, PeerAddr, RegistryDiscover, Weighted};
 
 /// The balancer a [`Server`](super::Server) runs: its algorithm over the health-checked
 /// backends of its registry.
@@ -47,6 +48,8 @@ pub type ResponseBody = Either<TrackedBody<BackendBody<RetryBody<Incoming>>>, Fu
 /// What every connection shares.
 pub(crate) struct Routes {
     pub(crate) balancer: Balancer,
+    /// The health of the balancer's backends.
+    pub(crate) monitor: HealthMonitor<Weighted<BackendAddr>>,
     /// The balancer with its queue, under retries.
     pub(crate) proxy: Retry<Proxy>,
     pub(crate) admin: Admin<Backend, HttpProbe<RetryBody<Incoming>>>,
@@ -68,7 +71,8 @@ pub(crate) enum Serve {
 
 /// Answers the requests of one connection.
 pub(crate) struct Handler {
-    pub(crate) routes: Arc<Routes>,
+    /// Swapped whole by a [`Reload`](super::Reload); each request reads the current one.
+    pub(crate) routes: Arc<ArcSwap<Routes>>,
     pub(crate) peer: SocketAddr,
     pub(crate) serve: Serve,
     /// Whether the connection is TLS: requests carry [`ClientTls`].
@@ -95,15 +99,17 @@ impl hyper::service::Service<Request<Incoming>> for Handler {
                 };
             }
         };
+        // No lock: a load of the current routes, which a reload may swap between requests.
+        let routes = self.routes.load();
         if to_admin {
             return ResponseFuture::Admin {
-                inner: self.routes.admin.clone().call(req),
+                inner: routes.admin.clone().call(req),
             };
         }
         // Always ready: no `poll_ready` needed. Costs a clone of the retry layer, queue and
         // balancer (reference counts).
         ResponseFuture::Proxy {
-            inner: self.routes.proxy.clone().call(req),
+            inner: routes.proxy.clone().call(req),
         }
     }
 }

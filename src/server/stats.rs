@@ -2,32 +2,36 @@
 
 use std::sync::Arc;
 
-use super::Balancer;
-use crate::health::HealthMonitor;
-use crate::stats::{BalancerSnapshot, ConnectionCounters, QueueCounters, RetryCounters};
+use arc_swap::ArcSwap;
+
+use super::service::Routes;
+use crate::stats::{BalancerSnapshot, ConnectionCounters};
 use crate::{BackendAddr, Weighted};
 
 /// Where every number of a [`Server`](super::Server) is read: cheap to clone, and it keeps
 /// working while [`Server::run`](super::Server::run) serves (and after). See
 /// [`stats`](crate::stats) for what each number means.
-#[derive(Debug, Clone)]
+///
+/// A [`Reload`](super::Reload) that rebuilds the balancer starts its counters again; these
+/// read the balancer in use.
+#[derive(Clone)]
 pub struct ServerStats {
-    pub(super) balancer: Balancer,
-    pub(super) monitor: HealthMonitor<Weighted<BackendAddr>>,
+    /// The routes in use, swapped by a reload.
+    pub(super) routes: Arc<ArcSwap<Routes>>,
     pub(super) connections: Arc<ConnectionCounters>,
-    pub(super) queue: Arc<QueueCounters>,
-    pub(super) retries: Arc<RetryCounters>,
 }
 
 impl ServerStats {
     /// Every number now: the balancer's and its backends', with their health, the client
     /// connections, the queue and the retries.
     pub fn snapshot(&self) -> BalancerSnapshot<Weighted<BackendAddr>> {
-        self.balancer
-            .snapshot_with(&self.monitor)
+        let routes = self.routes.load();
+        routes
+            .balancer
+            .snapshot_with(&routes.monitor)
             .with_connections(&self.connections)
-            .with_queue(&self.queue)
-            .with_retries(&self.retries)
+            .with_queue(routes.proxy.get_ref().counters())
+            .with_retries(routes.proxy.counters())
     }
 
     /// A Prometheus registry with these numbers as [`BalancerMetrics`](crate::metrics::BalancerMetrics),
@@ -39,5 +43,13 @@ impl ServerStats {
         let stats = self.clone();
         crate::metrics::BalancerMetrics::from_fn(move || stats.snapshot()).register(&mut registry);
         registry
+    }
+}
+
+impl std::fmt::Debug for ServerStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerStats")
+            .field("connections", &self.connections)
+            .finish_non_exhaustive()
     }
 }

@@ -561,6 +561,73 @@ fn help_entry<'a>(help: &'a str, flag: &str) -> &'a str {
     &entry[..entry[2..].find("\n  -").map_or(entry.len(), |e| e + 2)]
 }
 
+#[test]
+fn discovery_flags_default_and_reach_the_config() {
+    let c = args(&[]).unwrap().config();
+    assert!(c.dns.is_empty() && c.dns_server.is_none() && c.backends_file.is_none());
+    assert_eq!(c.dns_min_ttl, Dns::DEFAULT_MIN_TTL);
+    assert_eq!(c.dns_max_ttl, Dns::DEFAULT_MAX_TTL);
+    let c = args(&[
+        "--dns",
+        "web.example:8080",
+        "--dns-srv",
+        "_http._tcp.api.example",
+        "--dns",
+        "other.example:80",
+        "--dns-server",
+        "127.0.0.1:5353",
+        "--dns-min-ttl",
+        "0.5",
+        "--dns-max-ttl",
+        "60",
+        "--backends-file",
+        "/etc/lb/backends.toml",
+    ])
+    .unwrap()
+    .config();
+    assert_eq!(
+        c.dns,
+        [
+            DnsTarget::host("web.example", 8080),
+            DnsTarget::host("other.example", 80),
+            DnsTarget::srv("_http._tcp.api.example"),
+        ]
+    );
+    assert_eq!(c.dns_server, Some("127.0.0.1:5353".parse().unwrap()));
+    assert_eq!(
+        (c.dns_min_ttl, c.dns_max_ttl),
+        (Duration::from_millis(500), Duration::from_secs(60))
+    );
+    assert_eq!(
+        c.backends_file.as_deref(),
+        Some(std::path::Path::new("/etc/lb/backends.toml"))
+    );
+    assert_usage_errors(&[
+        &["--dns", "web.example"],
+        &["--dns", "web.example:0"],
+        &["--dns-server", "localhost"],
+        &["--dns-min-ttl", "0"],
+    ]);
+    let help = Args::command().render_long_help().to_string();
+    for flag in [
+        "dns",
+        "dns-srv",
+        "dns-server",
+        "dns-min-ttl",
+        "dns-max-ttl",
+        "backends-file",
+        "config",
+        "check-config",
+    ] {
+        assert!(
+            help.contains(&format!("--{flag} ")),
+            "--{flag} missing from --help"
+        );
+    }
+    assert!(help_entry(&help, "--dns-min-ttl <").contains("[default: 5]"));
+    assert!(help_entry(&help, "--dns-max-ttl <").contains("[default: 30]"));
+}
+
 #[cfg(feature = "etcd")]
 #[test]
 fn etcd_flags_reach_the_config() {

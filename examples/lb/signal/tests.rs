@@ -29,7 +29,7 @@ async fn sigterm_lets_requests_in_flight_finish_and_run_returns_ok() {
         .local_addr()
         .unwrap()
         .port();
-    let args = crate::cli::Args::parse_from([
+    let argv: Vec<std::ffi::OsString> = [
         "lb",
         "--bind",
         "127.0.0.1",
@@ -39,8 +39,12 @@ async fn sigterm_lets_requests_in_flight_finish_and_run_returns_ok() {
         &backend.url(),
         "--grace",
         "5",
-    ]);
-    let running = tokio::spawn(crate::run(args));
+    ]
+    .iter()
+    .map(Into::into)
+    .collect();
+    let args = crate::cli::Args::parse_from(&argv);
+    let running = tokio::spawn(crate::run(args, argv));
 
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     let get = |path: &str| {
@@ -104,7 +108,7 @@ async fn sighup_reloads_the_tls_certificates() {
         .local_addr()
         .unwrap()
         .port();
-    let args = crate::cli::Args::parse_from([
+    let argv: Vec<std::ffi::OsString> = [
         "lb",
         "--bind",
         "127.0.0.1",
@@ -114,8 +118,12 @@ async fn sighup_reloads_the_tls_certificates() {
         cert.to_str().unwrap(),
         "--tls-key",
         key.to_str().unwrap(),
-    ]);
-    let running = tokio::spawn(crate::run(args));
+    ]
+    .into_iter()
+    .map(Into::into)
+    .collect();
+    let args = crate::cli::Args::parse_from(&argv);
+    let running = tokio::spawn(crate::run(args, argv));
     // The certificate a new handshake gets (trusting it, whichever it is).
     let served = || async {
         let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
