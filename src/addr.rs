@@ -1,6 +1,6 @@
 //! [`BackendAddr`]: where a backend is, parsed, validated and normalised once.
 //!
-//! A backend is named by an absolute `http://` URL: a host, an optional port and an optional
+//! A backend is named by an absolute `http://` (or `h2c://`, [`BackendScheme`]) URL: a host, an optional port and an optional
 //! path prefix that requests are forwarded under. [`BackendAddr`] is that URL once checked
 //! and put in its normal form, so that the admin API, the registry, the health probes and the
 //! forwarding client all agree on which backend an address names, and none has to check it
@@ -29,10 +29,47 @@ use std::str::FromStr;
 use http::Uri;
 use http::uri::{Authority, InvalidUri, PathAndQuery, Scheme};
 
-/// The port of an `http://` URL without one.
+/// The port of an `http://` or `h2c://` URL without one.
 const DEFAULT_PORT: u16 = 80;
 
-/// The address of an HTTP backend: `http://host[:port][/prefix]`, validated and normalised.
+/// How the balancer speaks to a backend: the scheme of its [`BackendAddr`].
+///
+/// `h2c` is HTTP/2 over cleartext TCP with prior knowledge (RFC 9113 §3.3): the connection
+/// starts with the HTTP/2 preface, no `Upgrade` dance. Traefik spells such backends
+/// `h2c://host:port`, and so does tower-lb; gRPC servers (tonic, grpc-go) accept it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum BackendScheme {
+    /// `http://`: HTTP/1.1 over TCP, a keep-alive connection per request in flight.
+    Http,
+    /// `h2c://`: HTTP/2 over TCP with prior knowledge, requests multiplexed as streams on a
+    /// shared connection.
+    H2c,
+}
+
+impl BackendScheme {
+    /// The scheme as written in an address: `http`, `h2c`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::H2c => "h2c",
+        }
+    }
+
+    /// Whether requests go to the backend over HTTP/2.
+    pub const fn is_http2(self) -> bool {
+        matches!(self, Self::H2c)
+    }
+}
+
+impl fmt::Display for BackendScheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// The address of an HTTP backend: `http://host[:port][/prefix]` (or `h2c://…` for HTTP/2
+/// with prior knowledge, see [`BackendScheme`]), validated and normalised.
 ///
 /// Parse one with [`FromStr`] (or build one from a [`SocketAddr`] with [`TryFrom`]). The
 /// address must be an absolute `http://` URL with a host, an optional port (`1..=65535`) and
@@ -62,6 +99,8 @@ const DEFAULT_PORT: u16 = 80;
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct BackendAddr {
+    /// How the backend is spoken to.
+    scheme: BackendScheme,
     /// `host[:port]`: a lower-case host, and the port only when it is not 80.
     authority: Authority,
     /// The path prefix without a trailing `/`; empty when there is none.
@@ -69,6 +108,12 @@ pub struct BackendAddr {
 }
 
 impl BackendAddr {
+    /// How the backend is spoken to: [`Http`](BackendScheme::Http) for `http://`,
+    /// [`H2c`](BackendScheme::H2c) for `h2c://`.
+    pub fn scheme(&self) -> BackendScheme {
+        self.scheme
+    }
+
     /// The host: a lower-case name or IP address, an IPv6 address in brackets (as in the URL).
     pub fn host(&self) -> &str {
         self.authority.host()
@@ -118,7 +163,9 @@ impl BackendAddr {
     }
 
     /// The absolute URI of `path_and_query` on this backend: `http://`, the authority, then
-    /// [`join`](Self::join)'s path (a leading `/` is added if missing).
+    /// [`join`](Self::join)'s path (a leading `/` is added if missing). `http://` for an
+    /// `h2c://` backend too: it is the request's scheme (`:scheme` in HTTP/2), not the
+    /// transport's.
     ///
     /// Fails if `path_and_query` is not a valid path and query, or the result is too long.
     ///
@@ -142,7 +189,8 @@ impl BackendAddr {
             .build()
     }
 
-    /// The address as a [`Uri`]: its normal form, with path `/` when it has no prefix.
+    /// The address as a [`Uri`]: its normal form (`h2c://` kept), with path `/` when it has no
+    /// prefix.
     pub fn to_uri(&self) -> Uri {
         // The authority and prefix came from a valid URI, and the prefix starts with `/`.
         let path = if self.prefix.is_empty() {
@@ -151,7 +199,10 @@ impl BackendAddr {
             PathAndQuery::try_from(&*self.prefix).unwrap_or_else(|_| PathAndQuery::from_static("/"))
         };
         let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(Scheme::HTTP);
+        parts.scheme = Some(match self.scheme {
+            BackendScheme::Http => Scheme::HTTP,
+            BackendScheme::H2c => Scheme::try_from("h2c").unwrap_or(Scheme::HTTP),
+        });
         parts.authority = Some(self.authority.clone());
         parts.path_and_query = Some(path);
         Uri::from_parts(parts).unwrap_or_default()
@@ -159,12 +210,23 @@ impl BackendAddr {
 }
 
 impl fmt::Display for BackendAddr {
-    /// The normal form: `http://host[:port][/prefix]`.
+    /// The normal form: `scheme://host[:port][/prefix]`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if f.width().is_some() || f.precision().is_some() {
-            return f.pad(&format!("http://{}{}", self.authority, self.prefix));
+            return f.pad(&format!(
+                "{}://{}{}",
+                self.scheme.as_str(),
+                self.authority,
+                self.prefix
+            ));
         }
-        write!(f, "http://{}{}", self.authority, self.prefix)
+        write!(
+            f,
+            "{}://{}{}",
+            self.scheme.as_str(),
+            self.authority,
+            self.prefix
+        )
     }
 }
 
@@ -189,16 +251,17 @@ impl FromStr for BackendAddr {
             return Err(bad("a fragment is not allowed"));
         }
         let uri: Uri = address.parse().map_err(|_| bad(ABSOLUTE))?;
-        match uri.scheme_str() {
+        let scheme = match uri.scheme_str() {
             None => return Err(bad(ABSOLUTE)),
-            Some(s) if s.eq_ignore_ascii_case("http") => {}
+            Some(s) if s.eq_ignore_ascii_case("http") => BackendScheme::Http,
+            Some(s) if s.eq_ignore_ascii_case("h2c") => BackendScheme::H2c,
             Some(s) if s.eq_ignore_ascii_case("https") => {
                 return Err(bad(
                     "https backends are not supported: the balancer speaks plain HTTP to backends",
                 ));
             }
-            Some(_) => return Err(bad("the scheme must be http")),
-        }
+            Some(_) => return Err(bad("the scheme must be http or h2c")),
+        };
         let authority = uri.authority().ok_or_else(|| bad(ABSOLUTE))?;
         if authority.as_str().contains('@') {
             return Err(bad("user info is not allowed"));
@@ -224,6 +287,7 @@ impl FromStr for BackendAddr {
         }
         let authority = Authority::try_from(normal).map_err(|_| bad(ABSOLUTE))?;
         Ok(Self {
+            scheme,
             authority,
             prefix: uri.path().trim_end_matches('/').into(),
         })
@@ -346,7 +410,7 @@ mod tests {
     #[test]
     fn bad_addresses_are_refused_with_a_reason() {
         for (address, reason) in [
-            ("ftp://x", "the scheme must be http"),
+            ("ftp://x", "the scheme must be http or h2c"),
             (
                 "127.0.0.1:1080",
                 "expected an absolute http:// URL with a host",
@@ -476,6 +540,26 @@ mod tests {
         let err = BackendAddr::deserialize(de).unwrap_err();
         assert!(err.to_string().contains("the scheme must be http"), "{err}");
         // Serialized with `collect_str`: its `Display`, checked above; JSON in `admin`.
+    }
+
+    #[test]
+    fn h2c_addresses_keep_their_scheme_and_are_not_the_http_backend() {
+        let h2 = addr("H2C://X:80/grpc/");
+        assert_eq!(h2.scheme(), BackendScheme::H2c);
+        assert!(h2.scheme().is_http2());
+        assert_eq!(h2.to_string(), "h2c://x/grpc");
+        assert_eq!(h2.port(), 80);
+        assert_eq!(addr(&h2.to_string()), h2);
+        assert_ne!(
+            h2,
+            addr("http://x/grpc"),
+            "another protocol, another backend"
+        );
+        assert_eq!(addr("http://x").scheme(), BackendScheme::Http);
+        assert_eq!(h2.to_uri(), "h2c://x/grpc");
+        // The request's own scheme stays `http`.
+        assert_eq!(h2.uri_with("/health").unwrap(), "http://x/grpc/health");
+        assert_eq!(format!("{:>4}", BackendScheme::H2c), " h2c");
     }
 
     #[test]

@@ -69,7 +69,7 @@ pub mod stats;
 mod wait_list;
 mod weight;
 
-pub use self::addr::{BackendAddr, InvalidBackendAddr};
+pub use self::addr::{BackendAddr, BackendScheme, InvalidBackendAddr};
 pub use self::algo::Algo;
 pub use self::balance::{Balance, Endpoint, LoadBalance, LoadBalanceLayer, Stats, TrackedBody};
 pub use self::client_ip::{ClientIp, PeerAddr};

@@ -96,6 +96,7 @@ pub mod future;
 mod headers;
 mod limit;
 mod pool;
+mod sender;
 mod service;
 mod upgrade;
 

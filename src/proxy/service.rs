@@ -51,7 +51,7 @@ impl<B> HttpBackend<B> {
     /// where it is parsed ([`InvalidBackendAddr`](crate::InvalidBackendAddr)), never here.
     pub fn new(addr: BackendAddr, client: ProxyClient<B>) -> Self {
         let limit = client.max_conns_per_backend.map(Limit::new);
-        let host = client.pool.host(addr.authority());
+        let host = client.pool.host(&addr);
         Self {
             claim: Claim::default(),
             shared: Arc::new(Shared {
@@ -110,12 +110,20 @@ impl<B> Shared<B> {
         parts.version = Version::HTTP_11;
 
         let headers = &mut parts.headers;
+        // `TE: trailers` says the client takes trailers (gRPC needs it): kept for the backend,
+        // which the response's trailers are passed back from as they come.
+        let trailers = accepts_trailers(headers);
+        let http1 = !self.addr.scheme().is_http2();
         let upgrade = strip_hop_by_hop(headers).and_then(|upgrade| {
-            // Only HTTP/1.1 upgrades, and only when the server hands the connection over.
-            let on_upgrade = parts.extensions.remove::<OnUpgrade>()?;
+            // Only HTTP/1.1 upgrades, to HTTP/1.1 backends, and only when the server hands the
+            // connection over.
+            let on_upgrade = parts.extensions.remove::<OnUpgrade>().filter(|_| http1)?;
             restore_upgrade(headers, upgrade);
             Some(on_upgrade)
         });
+        if trailers {
+            headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        }
         // Room for the X-Forwarded-* headers (and Host), so the map grows at most once.
         headers.reserve(4);
         let host = match headers.get(header::HOST) {
@@ -144,6 +152,21 @@ impl<B> Shared<B> {
         }
         Ok(upgrade)
     }
+}
+
+/// Whether `TE` lists `trailers` (RFC 9110 §10.1.4).
+fn accepts_trailers(headers: &http::HeaderMap) -> bool {
+    headers.get_all(header::TE).iter().any(|value| {
+        value.to_str().is_ok_and(|value| {
+            value.split(',').any(|t| {
+                t.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .eq_ignore_ascii_case("trailers")
+            })
+        })
+    })
 }
 
 impl<B> Service<Request<B>> for HttpBackend<B>
@@ -227,7 +250,7 @@ where
         });
     match request {
         Ok(req) => ResponseFuture::new(
-            client.pool.host(addr.authority()),
+            client.pool.host(addr),
             req,
             client.response_timeout,
             None,
@@ -298,6 +321,24 @@ mod tests {
         assert_eq!(parts.headers["x-forwarded-host"], "lb.example:8080");
         assert_eq!(parts.headers["x-forwarded-proto"], "http");
         assert!(!parts.headers.contains_key("x-forwarded-for"));
+        assert!(!parts.headers.contains_key("te"));
+    }
+
+    #[test]
+    fn te_trailers_is_kept_and_other_te_values_dropped() {
+        let b = backend("http://127.0.0.1:1080");
+        for (te, kept) in [
+            ("trailers", true),
+            ("gzip, Trailers", true),
+            ("gzip;q=0.5", false),
+        ] {
+            let req = Request::get("/").header("te", te).body(()).unwrap();
+            let parts = rewrite(&b, req);
+            assert_eq!(parts.headers.get("te").is_some(), kept, "{te}");
+            if kept {
+                assert_eq!(parts.headers["te"], "trailers");
+            }
+        }
     }
 
     #[test]
