@@ -61,7 +61,13 @@ pub(crate) struct Args {
           value_parser = parse_seconds)]
     pub(crate) health_timeout: Duration,
 
-    /// A backend to register at start-up, as http://host:port with an optional =WEIGHT
+    /// Check backends with gRPC's health check (grpc.health.v1.Health/Check) for SERVICE
+    /// (none: the server as a whole) instead of GET --health-path; for h2c:// gRPC backends.
+    #[arg(long, value_name = "SERVICE", num_args = 0..=1, default_missing_value = "")]
+    pub(crate) health_grpc: Option<String>,
+
+    /// A backend to register at start-up, as http://host:port (h2c://host:port for HTTP/2
+    /// with prior knowledge, gRPC) with an optional =WEIGHT
     /// (1 to 1000, default 1); repeat for more. Validated like POST /register.
     #[arg(long = "backend", value_name = "URL[=WEIGHT]", value_parser = parse_backend)]
     pub(crate) backends: Vec<BackendSpec>,
@@ -288,6 +294,9 @@ impl Args {
                         .response_timeout(self.backend_timeout)
                         .max_conns_per_backend(self.max_conns_per_backend),
                 );
+        if let Some(service) = &self.health_grpc {
+            config = config.health_grpc(service.clone());
+        }
         if let Some(addr) = self.admin_bind {
             config = config.admin_bind(addr);
         }

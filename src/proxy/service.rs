@@ -219,16 +219,19 @@ where
     }
 }
 
-/// A bodiless `GET` of `path_and_query` (under the backend's prefix) on the backend at
-/// `addr`, through `client`'s pool: the connections, connector and timeouts traffic uses, as
-/// an [`HttpProbe`](crate::health::HttpProbe) sends its checks. It takes no place under the
-/// backend's cap (as HAProxy's checks do not count toward a server's `maxconn`). The request
-/// carries `Host` (the backend's) and `headers`.
-pub(crate) fn get<B>(
+/// A `method` request for `path_and_query` (under the backend's prefix) with `body` on the
+/// backend at `addr`, through `client`'s pool: the connections, connector and timeouts
+/// traffic uses, as an [`HttpProbe`](crate::health::HttpProbe) sends its checks (a bodiless
+/// `GET`, or a gRPC call). It takes no place under the backend's cap (as HAProxy's checks do
+/// not count toward a server's `maxconn`). The request carries `Host` (the backend's) and
+/// `headers`.
+pub(crate) fn check<B>(
     client: &ProxyClient<B>,
     addr: &BackendAddr,
+    method: Method,
     path_and_query: PathAndQuery,
     headers: http::HeaderMap,
+    body: bytes::Bytes,
 ) -> ResponseFuture<B>
 where
     B: Body + Send + Unpin + 'static,
@@ -239,8 +242,8 @@ where
         .join(path_and_query)
         .map_err(BoxError::from)
         .and_then(|target| {
-            let mut req = Request::new(UploadBody::empty());
-            *req.method_mut() = Method::GET;
+            let mut req = Request::new(UploadBody::full(body));
+            *req.method_mut() = method;
             *req.uri_mut() = Uri::from(target);
             *req.version_mut() = Version::HTTP_11;
             *req.headers_mut() = headers;

@@ -82,6 +82,9 @@ pub struct Config {
     pub health_path: String,
     /// How long a health check may take.
     pub health_timeout: Duration,
+    /// The service gRPC health checks ask about (`""`: the server as a whole), or `None` for
+    /// HTTP checks of [`health_path`](Self::health_path).
+    pub health_grpc: Option<String>,
     /// Backends registered at start-up.
     pub backends: Vec<BackendSpec>,
     /// How requests are forwarded to backends.
@@ -191,6 +194,7 @@ impl Config {
             health_interval: Self::DEFAULT_HEALTH_INTERVAL,
             health_path: Self::DEFAULT_HEALTH_PATH.to_owned(),
             health_timeout: Self::DEFAULT_HEALTH_TIMEOUT,
+            health_grpc: None,
             backends: Vec::new(),
             proxy_client: ProxyClientBuilder::new(),
             shutdown_timeout: Self::DEFAULT_SHUTDOWN_TIMEOUT,
@@ -240,6 +244,14 @@ impl Config {
     /// a `2xx` answer is a pass.
     pub fn health_path(mut self, path: impl Into<String>) -> Self {
         self.health_path = path.into();
+        self
+    }
+
+    /// Checks backends with gRPC's health check, `grpc.health.v1.Health/Check` for `service`
+    /// (`""`: the server as a whole), instead of `GET` [`health_path`](Self::health_path):
+    /// for `h2c://` gRPC backends. See [`HttpProbe::grpc`].
+    pub fn health_grpc(mut self, service: impl Into<String>) -> Self {
+        self.health_grpc = Some(service.into());
         self
     }
 

@@ -194,7 +194,10 @@ impl Server {
             client.clone(),
         );
         // Checks go through the client that forwards requests: one connection path for both.
-        let probe = HttpProbe::with_client(client.clone(), config.health_path.clone());
+        let probe = match &config.health_grpc {
+            Some(service) => HttpProbe::grpc(client.clone(), service),
+            None => HttpProbe::with_client(client.clone(), config.health_path.clone()),
+        };
         // A `BackendAddr` is valid once parsed: making its service cannot fail.
         let registry =
             Registry::new(move |addr: &BackendAddr| HttpBackend::new(addr.clone(), client.clone()));
