@@ -101,6 +101,12 @@ impl HttpProbe {
     pub fn new(path: impl Into<String>) -> Self {
         Self::with_client(ProxyClient::new(), path)
     }
+
+    /// Checks with gRPC's health check for `service` (`""`: the server as a whole), with a
+    /// client of its own; see [gRPC](Self#grpc).
+    pub fn new_grpc(service: &str) -> Self {
+        Self::grpc(ProxyClient::new(), service)
+    }
 }
 
 impl<B> HttpProbe<B> {
