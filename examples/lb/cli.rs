@@ -147,6 +147,12 @@ pub(crate) struct Args {
           value_parser = parse_seconds)]
     pub(crate) idle_timeout: Duration,
 
+    /// Seconds a client may read nothing of a response being sent to it before the
+    /// connection is cut (HAProxy's timeout client, nginx's send_timeout).
+    #[arg(long, value_name = "SECONDS", default_value = seconds(Config::DEFAULT_CLIENT_TIMEOUT),
+          value_parser = parse_seconds)]
+    pub(crate) client_timeout: Duration,
+
     /// Seconds a TCP connect to a backend may take; then the request fails with 504.
     #[arg(long, value_name = "SECONDS",
           default_value = seconds_or_zero(ProxyClientBuilder::DEFAULT_CONNECT_TIMEOUT),
@@ -281,6 +287,7 @@ impl Args {
                 .admin_token(self.admin_token.clone())
                 .client_header_timeout(self.client_header_timeout)
                 .idle_timeout(self.idle_timeout)
+                .client_timeout(self.client_timeout)
                 .shutdown_timeout(self.grace)
                 .max_header_size(self.max_header_size)
                 .max_connections(self.max_connections)

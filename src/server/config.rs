@@ -23,6 +23,7 @@ use crate::{Algo, IpNet};
 /// | [`shutdown_timeout`](Self::shutdown_timeout) | 30 s ([`DEFAULT_SHUTDOWN_TIMEOUT`](Self::DEFAULT_SHUTDOWN_TIMEOUT)) |
 /// | [`client_header_timeout`](Self::client_header_timeout) | 10 s ([`DEFAULT_CLIENT_HEADER_TIMEOUT`](Self::DEFAULT_CLIENT_HEADER_TIMEOUT)) |
 /// | [`idle_timeout`](Self::idle_timeout) | 60 s ([`DEFAULT_IDLE_TIMEOUT`](Self::DEFAULT_IDLE_TIMEOUT)) |
+/// | [`client_timeout`](Self::client_timeout) | 60 s ([`DEFAULT_CLIENT_TIMEOUT`](Self::DEFAULT_CLIENT_TIMEOUT)) |
 /// | [`max_header_size`](Self::max_header_size) | 64 KiB ([`DEFAULT_MAX_HEADER_SIZE`](Self::DEFAULT_MAX_HEADER_SIZE)) |
 /// | [`max_connections`](Self::max_connections) | 10 000 ([`DEFAULT_MAX_CONNECTIONS`](Self::DEFAULT_MAX_CONNECTIONS)) |
 /// | [`queue_timeout`](Self::queue_timeout) | 0: fail fast ([`DEFAULT_QUEUE_TIMEOUT`](Self::DEFAULT_QUEUE_TIMEOUT)) |
@@ -107,6 +108,8 @@ pub struct Config {
     pub client_header_timeout: Duration,
     /// How long a keep-alive connection may sit idle between two requests.
     pub idle_timeout: Duration,
+    /// How long a client may read nothing of a response being sent to it.
+    pub client_timeout: Duration,
     /// The largest request head accepted, in bytes.
     pub max_header_size: usize,
     /// The most client connections open at once, if capped.
@@ -168,6 +171,10 @@ impl Config {
     /// The default [`idle_timeout`](Self::idle_timeout): 60 s.
     pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+    /// The default [`client_timeout`](Self::client_timeout): 60 s (nginx's `send_timeout`
+    /// and HAProxy's recommended `timeout client` are of that order).
+    pub const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+
     /// The default [`max_header_size`](Self::max_header_size): 64 KiB.
     pub const DEFAULT_MAX_HEADER_SIZE: usize = 64 * 1024;
 
@@ -206,6 +213,7 @@ impl Config {
             allowed_backends: Vec::new(),
             client_header_timeout: Self::DEFAULT_CLIENT_HEADER_TIMEOUT,
             idle_timeout: Self::DEFAULT_IDLE_TIMEOUT,
+            client_timeout: Self::DEFAULT_CLIENT_TIMEOUT,
             max_header_size: Self::DEFAULT_MAX_HEADER_SIZE,
             max_connections: Self::DEFAULT_MAX_CONNECTIONS,
             queue_timeout: Self::DEFAULT_QUEUE_TIMEOUT,
@@ -352,6 +360,15 @@ impl Config {
     /// stream open. HAProxy's `timeout http-keep-alive`, nginx's `keepalive_timeout`.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout;
+        self
+    }
+
+    /// How long a client may read nothing while a response is being sent to it (the
+    /// connection's writes blocked, its socket buffers full) before the connection is cut:
+    /// HAProxy's `timeout client` on the sending side, nginx's `send_timeout`. A client that
+    /// reads slowly but keeps reading is never cut.
+    pub fn client_timeout(mut self, timeout: Duration) -> Self {
+        self.client_timeout = timeout;
         self
     }
 
