@@ -389,3 +389,31 @@ async fn an_h2c_hyper_backend_serves_http1_clients_on_one_multiplexed_connection
         "the health checks and all 20 requests share one HTTP/2 connection"
     );
 }
+
+#[tokio::test]
+async fn least_connections_counts_the_streams_of_one_multiplexed_connection() {
+    let (servers, lb) = grpc_lb(2, Config::new().algo(tower_lb::Algo::LeastConn)).await;
+    for s in &servers {
+        s.reporter
+            .set_service_status("demo.Echo", ServingStatus::Serving)
+            .await;
+    }
+    let mut client = health_client(lb.addr).await;
+    // A long server-streaming call holds a stream on one server...
+    let mut watch = client.watch(check("demo.Echo")).await.unwrap().into_inner();
+    timeout(DEADLINE, watch.message()).await.unwrap().unwrap();
+    let busy = servers.iter().position(|s| s.calls() == 1).unwrap();
+    let before: Vec<usize> = servers.iter().map(GrpcServer::calls).collect();
+    // ...so every unary call goes to the other, though both connections are open and idle.
+    for _ in 0..8 {
+        client.check(check("")).await.unwrap();
+    }
+    let got: Vec<usize> = servers
+        .iter()
+        .zip(&before)
+        .map(|(s, before)| s.calls() - before)
+        .collect();
+    assert_eq!(got[busy], 0, "{got:?}");
+    assert_eq!(got[1 - busy], 8, "{got:?}");
+    drop(watch);
+}
