@@ -417,3 +417,125 @@ async fn least_connections_counts_the_streams_of_one_multiplexed_connection() {
     assert_eq!(got[1 - busy], 8, "{got:?}");
     drop(watch);
 }
+
+/// nginx serving HTTP/2 with prior knowledge (`listen … http2` without TLS) on a free port of
+/// 127.0.0.1, answering with the protocol it got; stopped when dropped.
+struct Nginx {
+    child: std::process::Child,
+    port: u16,
+    dir: TempDir,
+}
+
+/// A directory removed when dropped.
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Nginx {
+    async fn start() -> Self {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let dir =
+            std::env::temp_dir().join(format!("tower-lb-nginx-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let d = dir.display();
+        let conf = format!(
+            "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{\n access_log off;\n client_body_temp_path {d};\n proxy_temp_path {d};\n \
+             fastcgi_temp_path {d};\n uwsgi_temp_path {d};\n scgi_temp_path {d};\n \
+             server {{\n  listen 127.0.0.1:{port} http2;\n  \
+             location / {{ return 200 \"nginx $server_protocol $http_host $request_uri\"; }}\n }}\n}}\n"
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+        let child = std::process::Command::new("nginx")
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .arg("-p")
+            .arg(&dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nginx is not installed: apt-get install nginx");
+        let nginx = Self {
+            child,
+            port,
+            dir: TempDir(dir),
+        };
+        support::eventually("nginx listens", || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+        })
+        .await;
+        nginx
+    }
+}
+
+impl Drop for Nginx {
+    /// `nginx -s stop` (SIGTERM to the master, which stops its workers; a SIGKILL would leave
+    /// them behind), then the kill should it not have worked.
+    fn drop(&mut self) {
+        let stopped = std::process::Command::new("nginx")
+            .arg("-c")
+            .arg(self.dir.0.join("nginx.conf"))
+            .arg("-p")
+            .arg(&self.dir.0)
+            .args(["-s", "stop"])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !stopped {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn nginx_http2_listener_serves_http1_and_http2_clients_as_an_h2c_backend() {
+    let nginx = Nginx::start().await;
+    let backend: BackendAddr = format!("h2c://127.0.0.1:{}", nginx.port).parse().unwrap();
+    let lb = start(
+        Config::new()
+            .health_path("/health")
+            .backend(backend.to_string().parse().unwrap()),
+    )
+    .await;
+    lb.wait_health(&backend, Health::Healthy).await;
+    let reply = support::send_request(
+        &support::client(),
+        Request::get(lb.url("/a?b=1"))
+            .header("host", "app.example")
+            .body(Full::new(Bytes::new()))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body, "nginx HTTP/2.0 app.example /a?b=1");
+
+    // An HTTP/2 client too.
+    let h2 = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Full<Bytes>>();
+    let res = timeout(
+        DEADLINE,
+        h2.request(
+            Request::get(lb.url("/c"))
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(res.version(), http::Version::HTTP_2);
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, format!("nginx HTTP/2.0 {} /c", lb.addr));
+}
