@@ -76,6 +76,9 @@ pub(crate) struct Settings {
     pub(crate) max_streams: usize,
 }
 
+/// What tells one backend's connections from another's: its protocol and `host:port`.
+type HostKey = (BackendScheme, Authority);
+
 /// The hosts of one client. Clones share them.
 pub(crate) struct Pool<B> {
     shared: Arc<Shared<B>>,
@@ -83,7 +86,7 @@ pub(crate) struct Pool<B> {
 
 struct Shared<B> {
     settings: Settings,
-    hosts: Mutex<HashMap<(BackendScheme, Authority), Weak<Host<B>>>>,
+    hosts: Mutex<HashMap<HostKey, Weak<Host<B>>>>,
     sweeping: AtomicBool,
     /// Tells this pool from others in the threads' memory of their stacks.
     id: u64,
