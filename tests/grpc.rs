@@ -539,3 +539,78 @@ async fn nginx_http2_listener_serves_http1_and_http2_clients_as_an_h2c_backend()
     let body = res.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(body, format!("nginx HTTP/2.0 {} /c", lb.addr));
 }
+
+/// An HTTP/2 backend for a client-streaming method: reads every gRPC message of the request,
+/// then answers one `HealthCheckResponse` whose `status` field is how many it read, with
+/// `grpc-status: 0` in the trailers.
+async fn counting_backend() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let svc = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                let body = req.into_body().collect().await.unwrap().to_bytes();
+                // Length-prefixed messages: 1 flag byte, 4 length bytes, the message.
+                let (mut count, mut rest) = (0u8, &body[..]);
+                while rest.len() >= 5 {
+                    let len = u32::from_be_bytes(rest[1..5].try_into().unwrap()) as usize;
+                    rest = &rest[5 + len..];
+                    count += 1;
+                }
+                let message = Bytes::from(vec![0, 0, 0, 0, 2, 0x08, count]);
+                let mut trailers = http::HeaderMap::new();
+                trailers.insert("grpc-status", "0".parse().unwrap());
+                let frames = futures_util::stream::iter([
+                    Ok::<_, Infallible>(hyper::body::Frame::data(message)),
+                    Ok(hyper::body::Frame::trailers(trailers)),
+                ]);
+                let res = Response::builder()
+                    .header("content-type", "application/grpc")
+                    .body(http_body_util::StreamBody::new(frames))
+                    .unwrap();
+                Ok::<_, Infallible>(res)
+            });
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc),
+            );
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_client_streaming_call_reaches_its_backend_whole_and_its_answer_and_trailers_return() {
+    let backend = counting_backend().await;
+    let addr: BackendAddr = format!("h2c://{backend}").parse().unwrap();
+    let lb = start(
+        Config::new()
+            .health_interval(Duration::from_secs(3600))
+            .backend(addr.to_string().parse().unwrap()),
+    )
+    .await;
+    lb.wait_health(&addr, Health::Healthy).await;
+    let channel = Channel::from_shared(format!("http://{}", lb.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let requests = futures_util::stream::iter((0..5).map(|i| check(&format!("s{i}"))));
+    let codec: tonic_prost::ProstCodec<HealthCheckRequest, tonic_health::pb::HealthCheckResponse> =
+        tonic_prost::ProstCodec::default();
+    let res = timeout(
+        DEADLINE,
+        grpc.client_streaming(
+            tonic::Request::new(requests),
+            http::uri::PathAndQuery::from_static("/test.Counter/Count"),
+            codec,
+        ),
+    )
+    .await
+    .unwrap()
+    .expect("the call succeeds: grpc-status 0 came back in the trailers");
+    assert_eq!(res.into_inner().status, 5, "five messages streamed");
+}
