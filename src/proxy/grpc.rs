@@ -47,8 +47,8 @@ pub fn is_grpc(headers: &HeaderMap) -> bool {
         && matches!(value.get(prefix.len()), None | Some(b'+' | b';'))
 }
 
-/// The gRPC status code and message for a balancer or proxy error; see the
-/// [module docs](self).
+/// The gRPC status code and message for a balancer or proxy error; see
+/// [`grpc_error_response`].
 pub fn grpc_status(err: &BoxError) -> (u8, &'static str) {
     let mut cur: Option<&(dyn StdError + 'static)> = Some(&**err);
     while let Some(e) = cur {
@@ -68,7 +68,19 @@ pub fn grpc_status(err: &BoxError) -> (u8, &'static str) {
 
 /// The Trailers-Only gRPC response for a request that could not be forwarded: `200`,
 /// `content-type: application/grpc`, `grpc-status` and `grpc-message` from [`grpc_status`],
-/// no body.
+/// no body (HTTP/2 sends it as one HEADERS frame that ends the stream), as gRPC clients read
+/// a call's outcome; a `503` with a JSON body is a protocol error to them.
+///
+/// The codes follow gRPC's [mapping of HTTP statuses], as Envoy's router does:
+///
+/// | error                                       | code                    |
+/// |---------------------------------------------|-------------------------|
+/// | [`NoAvailableBackend`]                      | `UNAVAILABLE` (14)      |
+/// | [`BackendUnavailable`]                      | `UNAVAILABLE` (14)      |
+/// | [`BackendTimeout`]                          | `DEADLINE_EXCEEDED` (4) |
+/// | anything else (the `502 Bad Gateway` cases) | `UNAVAILABLE` (14)      |
+///
+/// [mapping of HTTP statuses]: https://github.com/grpc/grpc/blob/master/doc/http-grpc-status-mapping.md
 pub fn grpc_error_response(err: &BoxError) -> Response<Full<Bytes>> {
     let (code, message) = grpc_status(err);
     let mut res = Response::new(Full::new(Bytes::new()));
