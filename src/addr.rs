@@ -1,6 +1,6 @@
 //! [`BackendAddr`]: where a backend is, parsed, validated and normalised once.
 //!
-//! A backend is named by an absolute `http://` or `https://` URL: a scheme ([`BackendScheme`]),
+//! A backend is named by an absolute `http://`, `https://` or `h2c://` URL: a scheme ([`BackendScheme`]),
 //! a host, an optional port and an optional path prefix that requests are forwarded under. [`BackendAddr`] is that URL once checked
 //! and put in its normal form, so that the admin API, the registry, the health probes and the
 //! forwarding client all agree on which backend an address names, and none has to check it
@@ -43,21 +43,27 @@ pub enum BackendScheme {
     /// `https://`: HTTP over TLS (feature `tls`), the server's certificate checked and SNI set
     /// to the backend's host; port 443 by default.
     Https,
+    /// `h2c://`: HTTP/2 over TCP with prior knowledge (RFC 9113 §3.3: the connection starts
+    /// with the HTTP/2 preface, no `Upgrade` dance), requests multiplexed as streams on a
+    /// shared connection; port 80 by default. Traefik spells such backends `h2c://host:port`,
+    /// and gRPC servers (tonic, grpc-go) accept it.
+    H2c,
 }
 
 impl BackendScheme {
-    /// The scheme as written in a URL, lower-case: `http`, `https`.
+    /// The scheme as written in a URL, lower-case: `http`, `https`, `h2c`.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Http => "http",
             Self::Https => "https",
+            Self::H2c => "h2c",
         }
     }
 
-    /// The port of a URL of this scheme without one: 80, 443.
+    /// The port of a URL of this scheme without one: 80, 443, 80.
     pub const fn default_port(self) -> u16 {
         match self {
-            Self::Http => 80,
+            Self::Http | Self::H2c => 80,
             Self::Https => 443,
         }
     }
@@ -67,17 +73,23 @@ impl BackendScheme {
         matches!(self, Self::Https)
     }
 
-    /// The [`http::uri::Scheme`] of a request URI to such a backend.
+    /// Whether requests go to the backend over HTTP/2 (multiplexed on shared connections).
+    pub const fn is_http2(self) -> bool {
+        matches!(self, Self::H2c)
+    }
+
+    /// The [`http::uri::Scheme`] of a request URI to such a backend: `http` for `h2c` too,
+    /// the request's scheme (`:scheme` in HTTP/2), not the transport's.
     fn uri_scheme(self) -> Scheme {
         match self {
-            Self::Http => Scheme::HTTP,
+            Self::Http | Self::H2c => Scheme::HTTP,
             Self::Https => Scheme::HTTPS,
         }
     }
 
     /// The scheme named `s`, in any case.
     fn parse(s: &str) -> Option<Self> {
-        [Self::Http, Self::Https]
+        [Self::Http, Self::Https, Self::H2c]
             .into_iter()
             .find(|scheme| s.eq_ignore_ascii_case(scheme.as_str()))
     }
@@ -89,8 +101,8 @@ impl fmt::Display for BackendScheme {
     }
 }
 
-/// The address of an HTTP backend: `http[s]://host[:port][/prefix]`, validated and
-/// normalised.
+/// The address of an HTTP backend: `http[s]://host[:port][/prefix]` (or `h2c://…` for HTTP/2
+/// with prior knowledge, see [`BackendScheme`]), validated and normalised.
 ///
 /// Parse one with [`FromStr`] (or build one from a [`SocketAddr`] with [`TryFrom`]). The
 /// address must be an absolute `http://` or `https://` URL ([`scheme`](Self::scheme)) with a
@@ -129,7 +141,7 @@ pub struct BackendAddr {
 }
 
 impl BackendAddr {
-    /// How the backend is reached: `http` or `https`.
+    /// How the backend is reached: `http`, `https` or `h2c`.
     pub fn scheme(&self) -> BackendScheme {
         self.scheme
     }
@@ -209,7 +221,8 @@ impl BackendAddr {
             .build()
     }
 
-    /// The address as a [`Uri`]: its normal form, with path `/` when it has no prefix.
+    /// The address as a [`Uri`]: its normal form (`h2c://` kept), with path `/` when it has no
+    /// prefix.
     pub fn to_uri(&self) -> Uri {
         // The authority and prefix came from a valid URI, and the prefix starts with `/`.
         let path = if self.prefix.is_empty() {
@@ -218,7 +231,10 @@ impl BackendAddr {
             PathAndQuery::try_from(&*self.prefix).unwrap_or_else(|_| PathAndQuery::from_static("/"))
         };
         let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(self.scheme.uri_scheme());
+        parts.scheme = Some(match self.scheme {
+            BackendScheme::H2c => Scheme::try_from("h2c").unwrap_or(Scheme::HTTP),
+            scheme => scheme.uri_scheme(),
+        });
         parts.authority = Some(self.authority.clone());
         parts.path_and_query = Some(path);
         Uri::from_parts(parts).unwrap_or_default()
@@ -271,9 +287,8 @@ impl FromStr for BackendAddr {
         let uri: Uri = address.parse().map_err(|_| bad(ABSOLUTE))?;
         let scheme = match uri.scheme_str() {
             None => return Err(bad(ABSOLUTE)),
-            Some(s) => {
-                BackendScheme::parse(s).ok_or_else(|| bad("the scheme must be http or https"))?
-            }
+            Some(s) => BackendScheme::parse(s)
+                .ok_or_else(|| bad("the scheme must be http, https or h2c"))?,
         };
         let authority = uri.authority().ok_or_else(|| bad(ABSOLUTE))?;
         if authority.as_str().contains('@') {
@@ -423,7 +438,7 @@ mod tests {
     #[test]
     fn bad_addresses_are_refused_with_a_reason() {
         for (address, reason) in [
-            ("ftp://x", "the scheme must be http or https"),
+            ("ftp://x", "the scheme must be http, https or h2c"),
             (
                 "127.0.0.1:1080",
                 "expected an absolute http:// or https:// URL with a host",
@@ -591,6 +606,26 @@ mod tests {
             "{err}"
         );
         // Serialized with `collect_str`: its `Display`, checked above; JSON in `admin`.
+    }
+
+    #[test]
+    fn h2c_addresses_keep_their_scheme_and_are_not_the_http_backend() {
+        let h2 = addr("H2C://X:80/grpc/");
+        assert_eq!(h2.scheme(), BackendScheme::H2c);
+        assert!(h2.scheme().is_http2());
+        assert_eq!(h2.to_string(), "h2c://x/grpc");
+        assert_eq!(h2.port(), 80);
+        assert_eq!(addr(&h2.to_string()), h2);
+        assert_ne!(
+            h2,
+            addr("http://x/grpc"),
+            "another protocol, another backend"
+        );
+        assert_eq!(addr("http://x").scheme(), BackendScheme::Http);
+        assert_eq!(h2.to_uri(), "h2c://x/grpc");
+        // The request's own scheme stays `http`.
+        assert_eq!(h2.uri_with("/health").unwrap(), "http://x/grpc/health");
+        assert_eq!(format!("{:>4}", BackendScheme::H2c), " h2c");
     }
 
     #[test]

@@ -64,7 +64,13 @@ pub(crate) struct Args {
           value_parser = parse_seconds)]
     pub(crate) health_timeout: Duration,
 
-    /// A backend to register at start-up, as http://host:port with an optional =WEIGHT
+    /// Check backends with gRPC's health check (grpc.health.v1.Health/Check) for SERVICE
+    /// (none: the server as a whole) instead of GET --health-path; for h2c:// gRPC backends.
+    #[arg(long, value_name = "SERVICE", num_args = 0..=1, default_missing_value = "")]
+    pub(crate) health_grpc: Option<String>,
+
+    /// A backend to register at start-up, as http://host:port (h2c://host:port for HTTP/2
+    /// with prior knowledge, gRPC) with an optional =WEIGHT
     /// (1 to 1000, default 1); repeat for more. Validated like POST /register.
     #[arg(long = "backend", value_name = "URL[=WEIGHT]", value_parser = parse_backend)]
     pub(crate) backends: Vec<BackendSpec>,
@@ -143,6 +149,12 @@ pub(crate) struct Args {
     #[arg(long, value_name = "SECONDS", default_value = seconds(Config::DEFAULT_IDLE_TIMEOUT),
           value_parser = parse_seconds)]
     pub(crate) idle_timeout: Duration,
+
+    /// Seconds a client may read nothing of a response being sent to it before the
+    /// connection is cut (HAProxy's timeout client, nginx's send_timeout).
+    #[arg(long, value_name = "SECONDS", default_value = seconds(Config::DEFAULT_CLIENT_TIMEOUT),
+          value_parser = parse_seconds)]
+    pub(crate) client_timeout: Duration,
 
     /// Seconds a TCP connect to a backend may take; then the request fails with 504.
     #[arg(long, value_name = "SECONDS",
@@ -444,6 +456,7 @@ impl Args {
                 .admin_token(self.admin_token.clone())
                 .client_header_timeout(self.client_header_timeout)
                 .idle_timeout(self.idle_timeout)
+                .client_timeout(self.client_timeout)
                 .shutdown_timeout(self.grace)
                 .max_header_size(self.max_header_size)
                 .max_connections(self.max_connections)
@@ -469,6 +482,9 @@ impl Args {
         }
         if let Some(path) = &self.backends_file {
             config = config.backends_file(path.clone());
+        }
+        if let Some(service) = &self.health_grpc {
+            config = config.health_grpc(service.clone());
         }
         if let Some(addr) = self.admin_bind {
             config = config.admin_bind(addr);

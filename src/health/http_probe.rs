@@ -6,15 +6,16 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use bytes::Buf;
-use http::header::USER_AGENT as USER_AGENT_HEADER;
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{CONTENT_TYPE, TE, USER_AGENT as USER_AGENT_HEADER};
 use http::uri::PathAndQuery;
-use http::{HeaderMap, HeaderValue, Uri};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use http_body::Body;
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 
 use super::error::{InvalidProbeUri, UnhealthyStatus};
+use super::grpc::{self, GrpcUnhealthy};
 use super::probe::{Probe, ProbeTarget};
 use crate::proxy::future::ResponseFuture;
 use crate::proxy::{self, BackendBody, ProxyClient};
@@ -57,6 +58,15 @@ const USER_AGENT: &str = "tower-lb-health-check";
 ///
 /// `B` is the client's request body type; a check sends no body.
 ///
+/// # gRPC
+///
+/// [`grpc`](Self::grpc) makes a probe that calls gRPC's own health check instead,
+/// `grpc.health.v1.Health/Check` with a service name (empty for the server as a whole), on
+/// an `h2c://` backend: the check passes when the call ends with `grpc-status: 0` and the
+/// answer is `SERVING` (anything else is a [`GrpcUnhealthy`] naming it), as Envoy's and
+/// Kubernetes' gRPC probes judge. The messages are written by hand (see the `grpc` module's
+/// source): no `protoc`, no protobuf crate.
+///
 /// It can also be called directly, for instance to check a backend before registering it:
 ///
 /// ```no_run
@@ -78,6 +88,8 @@ pub struct HttpProbe<B = Incoming> {
     /// The path, parsed; `None` if it is not a valid path and query (every check fails).
     target: Option<PathAndQuery>,
     client: ProxyClient<B>,
+    /// For a gRPC check: its request message (the service name in it).
+    grpc: Option<Bytes>,
 }
 
 impl HttpProbe {
@@ -88,6 +100,12 @@ impl HttpProbe {
     /// of its own.
     pub fn new(path: impl Into<String>) -> Self {
         Self::with_client(ProxyClient::new(), path)
+    }
+
+    /// Checks with gRPC's health check for `service` (`""`: the server as a whole), with a
+    /// client of its own; see [gRPC](Self#grpc).
+    pub fn new_grpc(service: &str) -> Self {
+        Self::grpc(ProxyClient::new(), service)
     }
 }
 
@@ -103,7 +121,22 @@ impl<B> HttpProbe<B> {
             target: PathAndQuery::try_from(path.as_str()).ok(),
             path: path.into(),
             client,
+            grpc: None,
         }
+    }
+
+    /// Checks with gRPC's health check, `grpc.health.v1.Health/Check` for `service` (`""`:
+    /// the server as a whole), through `client`; see [gRPC](Self#grpc).
+    pub fn grpc(client: ProxyClient<B>, service: &str) -> Self {
+        Self {
+            grpc: Some(grpc::check_request(service)),
+            ..Self::with_client(client, grpc::CHECK_PATH)
+        }
+    }
+
+    /// Whether it makes gRPC health checks.
+    pub fn is_grpc(&self) -> bool {
+        self.grpc.is_some()
     }
 
     /// The path checked on every backend.
@@ -138,11 +171,20 @@ where
                 Into::into,
             ));
         };
-        let mut headers = HeaderMap::with_capacity(2);
+        let mut headers = HeaderMap::with_capacity(4);
         headers.insert(USER_AGENT_HEADER, HeaderValue::from_static(USER_AGENT));
+        let (method, body) = match &self.grpc {
+            Some(message) => {
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+                headers.insert(TE, HeaderValue::from_static("trailers"));
+                (Method::POST, message.clone())
+            }
+            None => (Method::GET, Bytes::new()),
+        };
         HttpProbeFuture {
             state: State::Requesting {
-                inner: proxy::get(&self.client, addr, target, headers),
+                inner: proxy::check(&self.client, addr, method, target, headers, body),
+                grpc: self.grpc.is_some(),
             },
         }
     }
@@ -161,6 +203,7 @@ impl<B> Clone for HttpProbe<B> {
             path: Arc::clone(&self.path),
             target: self.target.clone(),
             client: self.client.clone(),
+            grpc: self.grpc.clone(),
         }
     }
 }
@@ -169,6 +212,7 @@ impl<B> fmt::Debug for HttpProbe<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpProbe")
             .field("path", &self.path)
+            .field("grpc", &self.grpc.is_some())
             .field("client", &self.client)
             .finish()
     }
@@ -206,9 +250,12 @@ pin_project! {
         Requesting {
             #[pin]
             inner: ResponseFuture<B>,
+            grpc: bool,
         },
         // A 2xx arrived; its body is read so the connection goes back to the pool.
         Draining { body: BackendBody<B>, read: usize },
+        // A gRPC answer: its message and trailers are read, then judged.
+        Grpc { body: BackendBody<B>, message: BytesMut, headers: HeaderMap },
     }
 }
 
@@ -238,16 +285,54 @@ where
                         .unwrap_or_else(|| "polled after completion".into());
                     return Poll::Ready(Err(error));
                 }
-                StateProj::Requesting { inner } => {
+                StateProj::Requesting { inner, grpc } => {
                     let response = ready!(inner.poll(cx))?;
                     let status = response.status();
-                    if !status.is_success() {
+                    if *grpc && status == StatusCode::OK {
+                        let (parts, body) = response.into_parts();
+                        state.set(State::Grpc {
+                            body,
+                            message: BytesMut::new(),
+                            // A Trailers-Only answer has `grpc-status` here.
+                            headers: parts.headers,
+                        });
+                        continue;
+                    }
+                    if !status.is_success() || *grpc {
                         return Poll::Ready(Err(UnhealthyStatus::new(status).into()));
                     }
                     state.set(State::Draining {
                         body: response.into_body(),
                         read: 0,
                     });
+                }
+                StateProj::Grpc {
+                    body,
+                    message,
+                    headers,
+                } => {
+                    while !body.is_end_stream() {
+                        let Some(frame) = ready!(Pin::new(&mut *body).poll_frame(cx)) else {
+                            break;
+                        };
+                        match frame?.into_data() {
+                            Ok(data) if message.len() + data.len() <= MAX_DRAIN => {
+                                message.extend_from_slice(&data);
+                            }
+                            Ok(_) => return Poll::Ready(Err(GrpcUnhealthy::Malformed.into())),
+                            Err(frame) => {
+                                if let Ok(trailers) = frame.into_trailers() {
+                                    headers.extend(trailers);
+                                }
+                            }
+                        }
+                    }
+                    let result = grpc::judge(
+                        headers.get("grpc-status").map(HeaderValue::as_bytes),
+                        headers.get("grpc-message").map(HeaderValue::as_bytes),
+                        message,
+                    );
+                    return Poll::Ready(result.map_err(Into::into));
                 }
                 StateProj::Draining { body, read } => {
                     // The status decided the check; the body only matters for reusing the

@@ -184,6 +184,8 @@ mod discover;
 mod error;
 pub mod future;
 #[cfg(feature = "proxy")]
+mod grpc;
+#[cfg(feature = "proxy")]
 mod http_probe;
 mod layer;
 mod monitor;
@@ -198,6 +200,9 @@ pub use self::discover::HealthCheckDiscover;
 #[cfg_attr(docsrs, doc(cfg(feature = "proxy")))]
 pub use self::error::InvalidProbeUri;
 pub use self::error::{ProbeTimedOut, UnhealthyStatus};
+#[cfg(feature = "proxy")]
+#[cfg_attr(docsrs, doc(cfg(feature = "proxy")))]
+pub use self::grpc::GrpcUnhealthy;
 #[cfg(feature = "proxy")]
 #[cfg_attr(docsrs, doc(cfg(feature = "proxy")))]
 pub use self::http_probe::{HttpProbe, HttpProbeFuture};

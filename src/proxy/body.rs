@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker, ready};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use futures_util::task::AtomicWaker;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -49,11 +49,16 @@ impl Upload {
     }
 }
 
-/// A request body that reports to an [`Upload`], if it has one; or no body at all (a health
-/// check's, on the same connections as the requests, whose body type it cannot make).
+/// A request body that reports to an [`Upload`], if it has one; or a body of the balancer's
+/// own (a health check's, on the same connections as the requests, whose body type it cannot
+/// make): none, or fixed bytes (a gRPC check's request message).
+///
+/// Its chunks are [`Bytes`] whatever `B`'s are: hyper's own bodies' pass through as they are
+/// (`Bytes::copy_to_bytes` of the whole is a move), others' are copied.
 #[derive(Debug)]
 pub(crate) struct UploadBody<B> {
     inner: Option<B>,
+    fixed: Option<Bytes>,
     upload: Option<Arc<Upload>>,
 }
 
@@ -61,21 +66,23 @@ impl<B> UploadBody<B> {
     pub(crate) fn new(inner: B, upload: Option<Arc<Upload>>) -> Self {
         Self {
             inner: Some(inner),
+            fixed: None,
             upload,
         }
     }
 
-    /// An empty body.
-    pub(crate) fn empty() -> Self {
+    /// A body of `bytes`, in one chunk.
+    pub(crate) fn full(bytes: Bytes) -> Self {
         Self {
             inner: None,
+            fixed: Some(bytes).filter(|b| !b.is_empty()),
             upload: None,
         }
     }
 }
 
 impl<B: Body + Unpin> Body for UploadBody<B> {
-    type Data = B::Data;
+    type Data = Bytes;
     type Error = B::Error;
 
     fn poll_frame(
@@ -84,7 +91,7 @@ impl<B: Body + Unpin> Body for UploadBody<B> {
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = &mut *self;
         let Some(inner) = this.inner.as_mut() else {
-            return Poll::Ready(None);
+            return Poll::Ready(this.fixed.take().map(|bytes| Ok(Frame::data(bytes))));
         };
         let frame = ready!(Pin::new(&mut *inner).poll_frame(cx));
         if let Some(upload) = &this.upload {
@@ -98,17 +105,23 @@ impl<B: Body + Unpin> Body for UploadBody<B> {
                 None | Some(Err(_)) => upload.finish(),
             }
         }
-        Poll::Ready(frame)
+        Poll::Ready(frame.map(|frame| {
+            frame.map(|frame| frame.map_data(|mut data| data.copy_to_bytes(data.remaining())))
+        }))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(B::is_end_stream)
+        match &self.inner {
+            Some(inner) => inner.is_end_stream(),
+            None => self.fixed.is_none(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner
-            .as_ref()
-            .map_or_else(|| SizeHint::with_exact(0), B::size_hint)
+        match &self.inner {
+            Some(inner) => inner.size_hint(),
+            None => SizeHint::with_exact(self.fixed.as_ref().map_or(0, |b| b.len() as u64)),
+        }
     }
 }
 

@@ -1,7 +1,8 @@
-//! The pooled keep-alive HTTP/1.1 client that every [`HttpBackend`](super::HttpBackend) shares.
+//! The pooled keep-alive HTTP/1.1 (and HTTP/2, for `h2c://` backends) client that every
+//! [`HttpBackend`](super::HttpBackend) shares.
 //!
 //! Its connection pool is our own ([`pool`](super::pool)), over hyper's connection-level
-//! HTTP/1.1 client, rather than hyper-util's legacy `Client`, whose checkout, check-in and
+//! HTTP/1.1 and HTTP/2 clients, rather than hyper-util's legacy `Client`, whose checkout, check-in and
 //! response bookkeeping cost more than the rest of the request path together.
 
 use std::fmt;
@@ -15,7 +16,9 @@ use super::pool::{Pool, Settings};
 use super::upgrade::Tunnels;
 use crate::BoxError;
 
-/// A pooled, keep-alive HTTP/1.1 client for forwarding requests to backends.
+/// A pooled, keep-alive HTTP/1.1 client for forwarding requests to backends, and HTTP/2 to
+/// `h2c://` backends (one multiplexed connection per backend, another when one carries
+/// [`http2_max_streams`](ProxyClientBuilder::http2_max_streams) requests).
 ///
 /// One `ProxyClient` is meant to be shared by all backends (clone it: clones share the
 /// connection pool). It keeps idle keep-alive connections per backend (and per thread with a
@@ -131,6 +134,7 @@ impl<B> fmt::Debug for ProxyClient<B> {
 /// | [`pool_threads`](Self::pool_threads) | 1 |
 /// | [`max_conns_per_backend`](Self::max_conns_per_backend) | no cap |
 /// | [`backend_tls`](Self::backend_tls) (feature `tls`) | the system's roots ([`BackendTls::system`](crate::tls::BackendTls::system)) |
+/// | [`http2_max_streams`](Self::http2_max_streams) | 100 |
 ///
 /// `TCP_NODELAY` is always on.
 ///
@@ -157,6 +161,7 @@ pub struct ProxyClientBuilder {
     max_conns_per_backend: Option<usize>,
     #[cfg(feature = "tls")]
     backend_tls: Option<crate::tls::BackendTls>,
+    http2_max_streams: usize,
 }
 
 impl Default for ProxyClientBuilder {
@@ -181,6 +186,10 @@ impl ProxyClientBuilder {
     /// The default [`max_conns_per_backend`](Self::max_conns_per_backend): no cap.
     pub const DEFAULT_MAX_CONNS_PER_BACKEND: Option<usize> = None;
 
+    /// The default [`http2_max_streams`](Self::http2_max_streams): 100, the least a server
+    /// should allow (RFC 9113 §6.5.2) and what nginx, Go and tonic allow or more.
+    pub const DEFAULT_HTTP2_MAX_STREAMS: usize = 100;
+
     /// The default settings.
     pub const fn new() -> Self {
         Self {
@@ -192,6 +201,7 @@ impl ProxyClientBuilder {
             max_conns_per_backend: Self::DEFAULT_MAX_CONNS_PER_BACKEND,
             #[cfg(feature = "tls")]
             backend_tls: None,
+            http2_max_streams: Self::DEFAULT_HTTP2_MAX_STREAMS,
         }
     }
 
@@ -263,6 +273,15 @@ impl ProxyClientBuilder {
         self
     }
 
+    /// At most this many requests in flight on one HTTP/2 connection to an `h2c://` backend;
+    /// one more opens another connection (`0` counts as 1). Keep it at or below the
+    /// backends' `SETTINGS_MAX_CONCURRENT_STREAMS`: above it, hyper queues the extra requests
+    /// on the connection until a stream ends.
+    pub fn http2_max_streams(mut self, max: usize) -> Self {
+        self.http2_max_streams = max.max(1);
+        self
+    }
+
     /// Builds the client for request bodies of type `B`.
     pub fn build<B>(self) -> ProxyClient<B>
     where
@@ -277,6 +296,7 @@ impl ProxyClientBuilder {
                     idle_timeout: self.pool_idle_timeout,
                     max_idle: self.pool_max_idle_per_host,
                     threads: self.pool_threads,
+                    max_streams: self.http2_max_streams,
                 },
                 #[cfg(feature = "tls")]
                 self.backend_tls,

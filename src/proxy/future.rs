@@ -11,7 +11,6 @@ use http::uri::Authority;
 use http::{Request, Response, StatusCode};
 use http_body::Body;
 use hyper::body::Incoming;
-use hyper::client::conn::TrySendError;
 use hyper::upgrade::OnUpgrade;
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
@@ -22,6 +21,7 @@ use super::error::classify;
 use super::headers::{restore_upgrade, strip_hop_by_hop};
 use super::limit::Slot;
 use super::pool::{Connecting, Host, Sender};
+use super::sender::Sent;
 use super::upgrade::Tunnels;
 use crate::BackendTimeout;
 use crate::BoxError;
@@ -32,14 +32,6 @@ pub(crate) struct Upgrade {
     pub(crate) client: OnUpgrade,
     pub(crate) tunnels: Arc<Tunnels>,
 }
-
-/// hyper's future for one request on one connection; boxed, since its type has no name.
-type Sent<B> = Pin<
-    Box<
-        dyn Future<Output = Result<Response<Incoming>, TrySendError<Request<UploadBody<B>>>>>
-            + Send,
-    >,
->;
 
 /// The response timer of a connection.
 ///
@@ -123,7 +115,7 @@ where
     B::Error: Into<BoxError>,
 {
     /// Sends `req` on a pooled connection, with the connection's timer, or on a new one.
-    fn start(host: &Host<B>, req: Request<UploadBody<B>>) -> (Self, Option<Timer>) {
+    fn start(host: &Arc<Host<B>>, req: Request<UploadBody<B>>) -> (Self, Option<Timer>) {
         let Some((sender, timer)) = host.checkout() else {
             let connect = Self::Connect {
                 connecting: host.connect(),
@@ -143,7 +135,7 @@ where
 
     fn send(mut sender: Sender<B>, req: Request<UploadBody<B>>, reused: bool) -> Self {
         Self::Send {
-            sent: Box::pin(sender.try_send_request(req)),
+            sent: sender.send(req),
             sender: Some(sender),
             reused,
         }
@@ -164,6 +156,7 @@ where
         slot: Option<Slot>,
         upgrade: Option<Box<Upgrade>>,
     ) -> Self {
+        let req = host.prepare(req);
         let (attempt, timer) = Attempt::start(&host, req);
         Self {
             attempt,

@@ -9,11 +9,14 @@
 //!
 //! - **Target**: scheme and authority become the backend's; the path and query are kept byte
 //!   for byte, after the backend's path prefix if its base URI has one. Requests go out as
-//!   HTTP/1.1 whatever the client spoke (HTTP/1.0, 1.1 or 2).
+//!   HTTP/1.1 whatever the client spoke (HTTP/1.0, 1.1 or 2), or as HTTP/2 to an `h2c://`
+//!   backend ([`BackendScheme::H2c`](crate::BackendScheme)): the `Host` becomes
+//!   `:authority`, and requests share one connection as streams.
 //! - **Hop-by-hop headers** are removed from the request and from the response: `Connection`
 //!   and every header it names, `Keep-Alive`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`,
 //!   `Proxy-Authorization`, `Proxy-Connection`; except that an upgrade request keeps
-//!   `Connection: upgrade` and `Upgrade` (see [Upgrades](#upgrades)).
+//!   `Connection: upgrade` and `Upgrade` (see [Upgrades](#upgrades)), and `TE: trailers` is
+//!   kept (gRPC servers ask for it; response trailers are passed back as they come).
 //! - **Forwarding headers**: the client's `Host` is kept (an HTTP/2 client's `:authority`
 //!   becomes `Host`); `X-Forwarded-For` gets the peer IP (from the [`PeerAddr`](crate::PeerAddr)
 //!   or axum `ConnectInfo` extension) appended to whatever the client sent; `X-Forwarded-Host`
@@ -47,7 +50,9 @@
 //! Failures are typed, and [`error_response`] turns any balancer or proxy error into the JSend
 //! response the client should get: [`BackendUnavailable`] (refused, reset or closed before a
 //! response: 502), [`BackendTimeout`] (connect or response-head timeout: 504), and the
-//! balancer's [`NoAvailableBackend`](crate::NoAvailableBackend) (503).
+//! balancer's [`NoAvailableBackend`](crate::NoAvailableBackend) (503). For a gRPC request
+//! ([`is_grpc`]), [`grpc_error_response`] gives the gRPC status instead (`UNAVAILABLE`,
+//! `DEADLINE_EXCEEDED`) in a `200` without body, as gRPC clients expect.
 //!
 //! # Examples
 //!
@@ -94,16 +99,21 @@ mod body;
 mod client;
 mod error;
 pub mod future;
+mod grpc;
 mod headers;
 mod limit;
 mod pool;
+mod sender;
 mod service;
 mod upgrade;
 
 pub use self::body::BackendBody;
 pub use self::client::{ProxyClient, ProxyClientBuilder};
 pub use self::error::{NO_AVAILABLE_SERVER, error_response};
+pub use self::grpc::{
+    GRPC_DEADLINE_EXCEEDED, GRPC_UNAVAILABLE, grpc_error_response, grpc_status, is_grpc,
+};
 pub use self::headers::ClientTls;
 pub use self::service::HttpBackend;
-pub(crate) use self::service::get;
+pub(crate) use self::service::check;
 pub use crate::{BackendTimeout, BackendUnavailable};

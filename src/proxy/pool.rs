@@ -33,6 +33,13 @@
 //! when none was given), SNI and the certificate's name being the backend's host, both within
 //! the connect timeout. A handshake that fails is a [`BackendUnavailable`] whose message says
 //! why ([`BackendTlsError`](crate::tls::BackendTlsError)), logged at `warn`.
+//! An `h2c://` backend ([`BackendScheme::H2c`]) gets HTTP/2 connections instead, which carry
+//! many requests at once: the pool keeps them in a list per backend, and a request takes a
+//! stream on the first one with fewer than [`Settings::max_streams`] requests in flight,
+//! opening another only when all are at that limit (one at a time, so that requests arriving
+//! together share the connection the first of them opens). A connection stays while it is
+//! open; the backend closes one it no longer wants (GOAWAY) and hyper closes one no request
+//! holds any more.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -47,19 +54,16 @@ use std::time::Duration;
 
 use http::uri::Authority;
 use http_body::Body;
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::debug;
 
-use super::body::UploadBody;
 use super::future::Timer;
-use crate::{BackendAddr, BackendScheme, BoxError};
-use crate::{BackendTimeout, BackendUnavailable};
-
-/// The sending side of one backend connection.
-pub(crate) type Sender<B> = http1::SendRequest<UploadBody<B>>;
+pub(crate) use super::sender::Sender;
+use super::sender::{Http2Conn, to_http2};
+use crate::{BackendAddr, BackendScheme, BackendTimeout, BackendUnavailable, BoxError};
 
 /// A new connection to a backend, on its way.
 pub(crate) type Connecting<B> = Pin<Box<dyn Future<Output = Result<Sender<B>, BoxError>> + Send>>;
@@ -73,6 +77,8 @@ pub(crate) struct Settings {
     /// The threads running a single-threaded runtime of their own that send through the pool:
     /// the first this many each get an idle stack of their own; more share them in turn.
     pub(crate) threads: usize,
+    /// The requests an HTTP/2 connection carries at once before another is opened.
+    pub(crate) max_streams: usize,
 }
 
 /// The hosts of one client. Clones share them.
@@ -106,6 +112,7 @@ impl<B> Pool<B> {
             shared: Arc::new(Shared {
                 settings: Settings {
                     threads: settings.threads.max(1),
+                    max_streams: settings.max_streams.max(1),
                     ..settings
                 },
                 #[cfg(feature = "tls")]
@@ -129,8 +136,10 @@ impl<B> Pool<B> {
         hosts.retain(|_, host| host.strong_count() > 0);
         let lists = 1 + self.shared.settings.threads;
         let host = Arc::new(Host {
-            authority: addr.authority().clone(),
             scheme: addr.scheme(),
+            http2: Mutex::default(),
+            opening: tokio::sync::Mutex::const_new(()),
+            authority: addr.authority().clone(),
             port: addr.port(),
             settings: self.shared.settings,
             idle: (0..lists).map(|_| Mutex::default()).collect(),
@@ -170,6 +179,7 @@ impl<B> Shared<B> {
                 // Closed outside the lock.
                 drop(stale);
             }
+            lock(&host.http2).retain(|conn| !conn.is_closed());
         }
     }
 }
@@ -189,8 +199,13 @@ impl<B> Idle<B> {
     }
 }
 
-/// The connections to one backend: an idle stack per worker thread.
+/// The connections to one backend: an idle stack per worker thread (HTTP/1.1), or the shared
+/// connections (HTTP/2).
 pub(crate) struct Host<B> {
+    /// HTTP/2: the open connections, oldest first.
+    http2: Mutex<Vec<Arc<Http2Conn<B>>>>,
+    /// HTTP/2: held while a connection is being opened.
+    opening: tokio::sync::Mutex<()>,
     authority: Authority,
     scheme: BackendScheme,
     port: u16,
@@ -206,10 +221,46 @@ impl<B> Host<B> {
         &self.authority
     }
 
+    /// Whether requests go to this backend over HTTP/2.
+    pub(crate) fn is_http2(&self) -> bool {
+        self.scheme.is_http2()
+    }
+
+    /// Puts a request written for HTTP/1.1 into the form this backend's connections send.
+    pub(crate) fn prepare<T>(&self, req: http::Request<T>) -> http::Request<T> {
+        if self.is_http2() {
+            to_http2(req, &self.authority)
+        } else {
+            req
+        }
+    }
+
+    /// HTTP/2: a stream on the oldest open connection below its stream limit, if any.
+    fn checkout_http2(&self) -> Option<Sender<B>> {
+        let mut conns = lock(&self.http2);
+        conns.retain(|conn| !conn.is_closed());
+        let max = self.settings.max_streams;
+        let conn = conns.iter().find(|conn| conn.streams() < max)?;
+        Some(conn.open())
+    }
+
+    /// HTTP/2 connections open and requests in flight on each, oldest first.
+    #[cfg(test)]
+    pub(crate) fn http2_streams(&self) -> Vec<usize> {
+        lock(&self.http2)
+            .iter()
+            .map(|conn| conn.streams())
+            .collect()
+    }
+
     /// The most recently used idle connection of this thread's stack, if any is still open
-    /// and not idle for too long, with its response timer if it has one.
+    /// and not idle for too long, with its response timer if it has one. For HTTP/2, a
+    /// stream on a connection with room for one.
     #[inline]
     pub(crate) fn checkout(&self) -> Option<(Sender<B>, Option<Timer>)> {
+        if self.is_http2() {
+            return self.checkout_http2().map(|sender| (sender, None));
+        }
         let mut list = lock(&self.idle[self.list()]);
         let mut top = list.pop()?;
         let idle_timeout = self.settings.idle_timeout;
@@ -228,7 +279,8 @@ impl<B> Host<B> {
     /// thread): it is put back all the same, and whoever takes it waits the moment it takes to
     /// be ready.
     pub(crate) fn checkin(&self, sender: Sender<B>, timer: Option<Timer>) {
-        if sender.is_closed() || self.settings.max_idle == 0 {
+        // An HTTP/2 stream ends when its sender is dropped; the connection stays listed.
+        if sender.is_shared() || sender.is_closed() || self.settings.max_idle == 0 {
             return;
         }
         self.push(sender, timer);
@@ -305,8 +357,9 @@ impl<B> Host<B> {
     }
 
     /// Opens a new connection, within the connect timeout; its task is spawned on the current
-    /// runtime.
-    pub(crate) fn connect(&self) -> Connecting<B>
+    /// runtime. For HTTP/2, waits for a connection another request is opening, and takes a
+    /// stream on it if it has room.
+    pub(crate) fn connect(self: &Arc<Self>) -> Connecting<B>
     where
         B: Body + Send + Unpin + 'static,
         B::Data: Send,
@@ -315,54 +368,108 @@ impl<B> Host<B> {
         if let Some(idle_timeout) = self.settings.idle_timeout {
             self.start_sweeping(idle_timeout);
         }
-        let authority = self.authority.clone();
-        let (scheme, port) = (self.scheme, self.port);
-        #[cfg(feature = "tls")]
-        let tls = self.pool.upgrade().and_then(|pool| pool.tls.clone());
-        let timeout = self.settings.connect_timeout;
+        if self.is_http2() {
+            let host = Arc::clone(self);
+            return Box::pin(async move { host.connect_http2().await });
+        }
+        let host = Arc::clone(self);
         Box::pin(async move {
-            let connecting = async {
-                let stream = connect(&authority, port).await.map_err(|error| {
-                    BoxError::from(BackendUnavailable::new(authority.clone(), error))
-                })?;
-                match scheme {
-                    BackendScheme::Http => Ok::<_, BoxError>(Stream::Tcp(stream)),
-                    #[cfg(feature = "tls")]
-                    BackendScheme::Https => {
-                        let tls = tls.unwrap_or_else(crate::tls::BackendTls::system);
-                        match tls.connect(authority.host(), stream).await {
-                            Ok(stream) => Ok(Stream::Tls(Box::new(stream))),
-                            Err(error) => {
-                                let error =
-                                    crate::tls::BackendTlsError::new(authority.clone(), error);
-                                tracing::warn!(backend = %authority, %error, "backend TLS handshake failed");
-                                Err(BackendUnavailable::new(authority.clone(), error)
-                                    .with_reason()
-                                    .into())
-                            }
-                        }
-                    }
-                    #[cfg(not(feature = "tls"))]
-                    BackendScheme::Https => Err(BackendUnavailable::new(
-                        authority.clone(),
-                        "https backends need the `tls` feature of tower-lb",
-                    )
-                    .with_reason()
-                    .into()),
-                }
-            };
-            let stream = match timeout {
-                Some(timeout) => tokio::time::timeout(timeout, connecting)
-                    .await
-                    .map_err(|_| BackendTimeout::connect(authority.clone()))?,
-                None => connecting.await,
-            }?;
-            match stream {
+            let authority = host.authority.clone();
+            match host.open().await? {
                 Stream::Tcp(stream) => handshake(stream, authority).await,
                 #[cfg(feature = "tls")]
                 Stream::Tls(stream) => handshake(*stream, authority).await,
             }
         })
+    }
+
+    /// A new connection to the backend, before HTTP: TCP, then TLS for `https://`, both within
+    /// the connect timeout.
+    async fn open(&self) -> Result<Stream, BoxError> {
+        let authority = &self.authority;
+        let connecting = async {
+            let stream = connect(authority, self.port).await.map_err(|error| {
+                BoxError::from(BackendUnavailable::new(authority.clone(), error))
+            })?;
+            match self.scheme {
+                BackendScheme::Http | BackendScheme::H2c => Ok::<_, BoxError>(Stream::Tcp(stream)),
+                #[cfg(feature = "tls")]
+                BackendScheme::Https => {
+                    let tls = self
+                        .pool
+                        .upgrade()
+                        .and_then(|pool| pool.tls.clone())
+                        .unwrap_or_else(crate::tls::BackendTls::system);
+                    match tls.connect(authority.host(), stream).await {
+                        Ok(stream) => Ok(Stream::Tls(Box::new(stream))),
+                        Err(error) => {
+                            let error = crate::tls::BackendTlsError::new(authority.clone(), error);
+                            tracing::warn!(backend = %authority, %error, "backend TLS handshake failed");
+                            Err(BackendUnavailable::new(authority.clone(), error)
+                                .with_reason()
+                                .into())
+                        }
+                    }
+                }
+                #[cfg(not(feature = "tls"))]
+                BackendScheme::Https => Err(BackendUnavailable::new(
+                    authority.clone(),
+                    "https backends need the `tls` feature of tower-lb",
+                )
+                .with_reason()
+                .into()),
+            }
+        };
+        match self.settings.connect_timeout {
+            Some(timeout) => tokio::time::timeout(timeout, connecting)
+                .await
+                .map_err(|_| BackendTimeout::connect(authority.clone()))?,
+            None => connecting.await,
+        }
+    }
+
+    /// A stream on a new HTTP/2 connection, or on one opened meanwhile with room for it.
+    async fn connect_http2(&self) -> Result<Sender<B>, BoxError>
+    where
+        B: Body + Send + Unpin + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let _opening = self.opening.lock().await;
+        if let Some(sender) = self.checkout_http2() {
+            return Ok(sender);
+        }
+        let authority = self.authority.clone();
+        let stream = match self.open().await? {
+            Stream::Tcp(stream) => stream,
+            // Only `h2c://` backends are spoken to over HTTP/2, and they are plain TCP: HTTP/2
+            // over TLS (ALPN h2) to backends is not offered yet.
+            #[cfg(feature = "tls")]
+            Stream::Tls(_) => {
+                return Err(BackendUnavailable::new(
+                    authority,
+                    "HTTP/2 over TLS to backends is not supported",
+                )
+                .with_reason()
+                .into());
+            }
+        };
+        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|error| BackendUnavailable::new(authority.clone(), error))?;
+        let backend = authority.clone();
+        tokio::spawn(async move {
+            if let Err(error) = conn.await {
+                debug!(backend = %backend, %error, "backend connection failed");
+            }
+        });
+        debug!(backend = %authority, "HTTP/2 connection opened");
+        let conn = Arc::new(Http2Conn::new(sender));
+        let sender = conn.open();
+        lock(&self.http2).push(conn);
+        Ok(sender)
     }
 }
 
@@ -393,13 +500,14 @@ where
             debug!(backend = %authority, %error, "backend connection failed");
         }
     });
-    Ok(sender)
+    Ok(Sender::Http1(sender))
 }
 
 impl<B> fmt::Debug for Host<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let idle: usize = self.idle.iter().map(|list| lock(list).len()).sum();
         f.debug_struct("Host")
+            .field("scheme", &self.scheme)
             .field("authority", &self.authority)
             .field("idle", &idle)
             .finish()
@@ -638,5 +746,82 @@ mod tests {
             get(&mut b).await;
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 10);
+    }
+
+    /// An HTTP/2 (prior knowledge) backend: `/hang` waits until `release` fires, the rest
+    /// answer `ok` at once; counts the connections it accepted.
+    async fn h2_backend(release: Arc<tokio::sync::Notify>) -> (SocketAddr, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                count.fetch_add(1, Ordering::SeqCst);
+                let release = Arc::clone(&release);
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let release = Arc::clone(&release);
+                        async move {
+                            assert_eq!(req.version(), http::Version::HTTP_2);
+                            if req.uri().path() == "/hang" {
+                                release.notified().await;
+                            }
+                            Ok::<_, Infallible>(Response::new(Full::new(bytes::Bytes::from("ok"))))
+                        }
+                    });
+                    let _ = hyper::server::conn::http2::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn h2c_requests_share_one_connection_until_its_stream_limit() {
+        let release = Arc::new(tokio::sync::Notify::new());
+        let (addr, accepted) = h2_backend(Arc::clone(&release)).await;
+        let client = ProxyClient::builder().http2_max_streams(3).build();
+        let b: HttpBackend<Empty<bytes::Bytes>> =
+            HttpBackend::new(format!("h2c://{addr}").parse().unwrap(), client);
+        // Requests arriving together share the connection the first one opens.
+        let hanging: Vec<_> = (0..3)
+            .map(|_| {
+                let mut b = b.clone();
+                tokio::spawn(async move {
+                    let req = Request::get("/hang").body(Empty::new()).unwrap();
+                    let res = b.ready().await.unwrap().call(req).await.unwrap();
+                    res.into_body().collect().await.unwrap().to_bytes()
+                })
+            })
+            .collect();
+        let host = Arc::clone(b.shared_host());
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while host.http2_streams() != [3] {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("three streams on one connection");
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        // The first connection is full: the fourth request opens another.
+        get(&mut b.clone()).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        assert_eq!(host.http2_streams(), [3, 0]);
+        release.notify_waiters();
+        for task in hanging {
+            assert_eq!(task.await.unwrap(), "ok");
+        }
+        // Their streams have ended: the first connection takes requests again.
+        assert_eq!(host.http2_streams(), [0, 0]);
+        for _ in 0..5 {
+            get(&mut b.clone()).await;
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 }

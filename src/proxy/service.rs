@@ -111,12 +111,20 @@ impl<B> Shared<B> {
         parts.version = Version::HTTP_11;
 
         let headers = &mut parts.headers;
+        // `TE: trailers` says the client takes trailers (gRPC needs it): kept for the backend,
+        // which the response's trailers are passed back from as they come.
+        let trailers = accepts_trailers(headers);
+        let http1 = !self.addr.scheme().is_http2();
         let upgrade = strip_hop_by_hop(headers).and_then(|upgrade| {
-            // Only HTTP/1.1 upgrades, and only when the server hands the connection over.
-            let on_upgrade = parts.extensions.remove::<OnUpgrade>()?;
+            // Only HTTP/1.1 upgrades, to HTTP/1.1 backends, and only when the server hands the
+            // connection over.
+            let on_upgrade = parts.extensions.remove::<OnUpgrade>().filter(|_| http1)?;
             restore_upgrade(headers, upgrade);
             Some(on_upgrade)
         });
+        if trailers {
+            headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        }
         // Room for the X-Forwarded-* headers (and Host), so the map grows at most once.
         headers.reserve(4);
         let host = match headers.get(header::HOST) {
@@ -150,6 +158,21 @@ impl<B> Shared<B> {
         }
         Ok(upgrade)
     }
+}
+
+/// Whether `TE` lists `trailers` (RFC 9110 §10.1.4).
+fn accepts_trailers(headers: &http::HeaderMap) -> bool {
+    headers.get_all(header::TE).iter().any(|value| {
+        value.to_str().is_ok_and(|value| {
+            value.split(',').any(|t| {
+                t.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .eq_ignore_ascii_case("trailers")
+            })
+        })
+    })
 }
 
 impl<B> Service<Request<B>> for HttpBackend<B>
@@ -202,16 +225,19 @@ where
     }
 }
 
-/// A bodiless `GET` of `path_and_query` (under the backend's prefix) on the backend at
-/// `addr`, through `client`'s pool: the connections, connector and timeouts traffic uses, as
-/// an [`HttpProbe`](crate::health::HttpProbe) sends its checks. It takes no place under the
-/// backend's cap (as HAProxy's checks do not count toward a server's `maxconn`). The request
-/// carries `Host` (the backend's) and `headers`.
-pub(crate) fn get<B>(
+/// A `method` request for `path_and_query` (under the backend's prefix) with `body` on the
+/// backend at `addr`, through `client`'s pool: the connections, connector and timeouts
+/// traffic uses, as an [`HttpProbe`](crate::health::HttpProbe) sends its checks (a bodiless
+/// `GET`, or a gRPC call). It takes no place under the backend's cap (as HAProxy's checks do
+/// not count toward a server's `maxconn`). The request carries `Host` (the backend's) and
+/// `headers`.
+pub(crate) fn check<B>(
     client: &ProxyClient<B>,
     addr: &BackendAddr,
+    method: Method,
     path_and_query: PathAndQuery,
     headers: http::HeaderMap,
+    body: bytes::Bytes,
 ) -> ResponseFuture<B>
 where
     B: Body + Send + Unpin + 'static,
@@ -222,8 +248,8 @@ where
         .join(path_and_query)
         .map_err(BoxError::from)
         .and_then(|target| {
-            let mut req = Request::new(UploadBody::empty());
-            *req.method_mut() = Method::GET;
+            let mut req = Request::new(UploadBody::full(body));
+            *req.method_mut() = method;
             *req.uri_mut() = Uri::from(target);
             *req.version_mut() = Version::HTTP_11;
             *req.headers_mut() = headers;
@@ -304,6 +330,24 @@ mod tests {
         assert_eq!(parts.headers["x-forwarded-host"], "lb.example:8080");
         assert_eq!(parts.headers["x-forwarded-proto"], "http");
         assert!(!parts.headers.contains_key("x-forwarded-for"));
+        assert!(!parts.headers.contains_key("te"));
+    }
+
+    #[test]
+    fn te_trailers_is_kept_and_other_te_values_dropped() {
+        let b = backend("http://127.0.0.1:1080");
+        for (te, kept) in [
+            ("trailers", true),
+            ("gzip, Trailers", true),
+            ("gzip;q=0.5", false),
+        ] {
+            let req = Request::get("/").header("te", te).body(()).unwrap();
+            let parts = rewrite(&b, req);
+            assert_eq!(parts.headers.get("te").is_some(), kept, "{te}");
+            if kept {
+                assert_eq!(parts.headers["te"], "trailers");
+            }
+        }
     }
 
     #[test]

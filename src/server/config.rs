@@ -27,6 +27,7 @@ use crate::{Algo, IpNet};
 /// | [`shutdown_timeout`](Self::shutdown_timeout) | 30 s ([`DEFAULT_SHUTDOWN_TIMEOUT`](Self::DEFAULT_SHUTDOWN_TIMEOUT)) |
 /// | [`client_header_timeout`](Self::client_header_timeout) | 10 s ([`DEFAULT_CLIENT_HEADER_TIMEOUT`](Self::DEFAULT_CLIENT_HEADER_TIMEOUT)) |
 /// | [`idle_timeout`](Self::idle_timeout) | 60 s ([`DEFAULT_IDLE_TIMEOUT`](Self::DEFAULT_IDLE_TIMEOUT)) |
+/// | [`client_timeout`](Self::client_timeout) | 60 s ([`DEFAULT_CLIENT_TIMEOUT`](Self::DEFAULT_CLIENT_TIMEOUT)) |
 /// | [`max_header_size`](Self::max_header_size) | 64 KiB ([`DEFAULT_MAX_HEADER_SIZE`](Self::DEFAULT_MAX_HEADER_SIZE)) |
 /// | [`max_connections`](Self::max_connections) | 10 000 ([`DEFAULT_MAX_CONNECTIONS`](Self::DEFAULT_MAX_CONNECTIONS)) |
 /// | [`queue_timeout`](Self::queue_timeout) | 0: fail fast ([`DEFAULT_QUEUE_TIMEOUT`](Self::DEFAULT_QUEUE_TIMEOUT)) |
@@ -92,6 +93,9 @@ pub struct Config {
     pub health_path: String,
     /// How long a health check may take.
     pub health_timeout: Duration,
+    /// The service gRPC health checks ask about (`""`: the server as a whole), or `None` for
+    /// HTTP checks of [`health_path`](Self::health_path).
+    pub health_grpc: Option<String>,
     /// Backends registered at start-up.
     pub backends: Vec<BackendSpec>,
     /// How requests are forwarded to backends.
@@ -114,6 +118,8 @@ pub struct Config {
     pub client_header_timeout: Duration,
     /// How long a keep-alive connection may sit idle between two requests.
     pub idle_timeout: Duration,
+    /// How long a client may read nothing of a response being sent to it.
+    pub client_timeout: Duration,
     /// The largest request head accepted, in bytes.
     pub max_header_size: usize,
     /// The most client connections open at once, if capped.
@@ -196,6 +202,10 @@ impl Config {
     /// The default [`idle_timeout`](Self::idle_timeout): 60 s.
     pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+    /// The default [`client_timeout`](Self::client_timeout): 60 s (nginx's `send_timeout`
+    /// and HAProxy's recommended `timeout client` are of that order).
+    pub const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+
     /// The default [`max_header_size`](Self::max_header_size): 64 KiB.
     pub const DEFAULT_MAX_HEADER_SIZE: usize = 64 * 1024;
 
@@ -222,6 +232,7 @@ impl Config {
             health_interval: Self::DEFAULT_HEALTH_INTERVAL,
             health_path: Self::DEFAULT_HEALTH_PATH.to_owned(),
             health_timeout: Self::DEFAULT_HEALTH_TIMEOUT,
+            health_grpc: None,
             backends: Vec::new(),
             proxy_client: ProxyClientBuilder::new(),
             shutdown_timeout: Self::DEFAULT_SHUTDOWN_TIMEOUT,
@@ -233,6 +244,7 @@ impl Config {
             allowed_backends: Vec::new(),
             client_header_timeout: Self::DEFAULT_CLIENT_HEADER_TIMEOUT,
             idle_timeout: Self::DEFAULT_IDLE_TIMEOUT,
+            client_timeout: Self::DEFAULT_CLIENT_TIMEOUT,
             max_header_size: Self::DEFAULT_MAX_HEADER_SIZE,
             max_connections: Self::DEFAULT_MAX_CONNECTIONS,
             queue_timeout: Self::DEFAULT_QUEUE_TIMEOUT,
@@ -307,6 +319,14 @@ impl Config {
     /// a `2xx` answer is a pass.
     pub fn health_path(mut self, path: impl Into<String>) -> Self {
         self.health_path = path.into();
+        self
+    }
+
+    /// Checks backends with gRPC's health check, `grpc.health.v1.Health/Check` for `service`
+    /// (`""`: the server as a whole), instead of `GET` [`health_path`](Self::health_path):
+    /// for `h2c://` gRPC backends. See [`HttpProbe::grpc`].
+    pub fn health_grpc(mut self, service: impl Into<String>) -> Self {
+        self.health_grpc = Some(service.into());
         self
     }
 
@@ -407,6 +427,15 @@ impl Config {
     /// stream open. HAProxy's `timeout http-keep-alive`, nginx's `keepalive_timeout`.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout;
+        self
+    }
+
+    /// How long a client may read nothing while a response is being sent to it (the
+    /// connection's writes blocked, its socket buffers full) before the connection is cut:
+    /// HAProxy's `timeout client` on the sending side, nginx's `send_timeout`. A client that
+    /// reads slowly but keeps reading is never cut.
+    pub fn client_timeout(mut self, timeout: Duration) -> Self {
+        self.client_timeout = timeout;
         self
     }
 

@@ -57,7 +57,8 @@
 //! | setting | default | what happens |
 //! |---|---|---|
 //! | [`client_header_timeout`](Config::client_header_timeout) | 10 s | a request head not complete in time (from the connect, or from its first byte on a keep-alive connection) gets `408` and the connection is closed; one that never started is closed silently |
-//! | [`idle_timeout`](Config::idle_timeout) | 60 s | a keep-alive connection idle that long between requests (HTTP/2: with no stream open) is closed |
+//! | [`idle_timeout`](Config::idle_timeout) | 60 s | a keep-alive connection idle that long between requests (HTTP/2: with no stream open) is closed; an HTTP/2 client gets `GOAWAY` first |
+//! | [`client_timeout`](Config::client_timeout) | 60 s | a client that reads nothing of its response for that long (the connection's writes stay blocked) is cut off |
 //! | [`max_header_size`](Config::max_header_size) | 64 KiB | a larger request head gets `431` and the connection is closed |
 //! | [`max_connections`](Config::max_connections) | 10 000 | at the cap the server stops accepting; new connections wait in the kernel's backlog |
 //! | [`ProxyClientBuilder::connect_timeout`](crate::proxy::ProxyClientBuilder::connect_timeout) | 1 s | `504` |
@@ -232,6 +233,7 @@ impl Server {
             conn::Settings {
                 header_timeout: config.client_header_timeout,
                 idle_timeout: config.idle_timeout,
+                client_timeout: config.client_timeout,
                 max_header_size: config.max_header_size,
                 max_connections: config.max_connections,
             },

@@ -40,7 +40,10 @@ pub(crate) fn routes(
     shared: &Shared,
 ) -> Routes {
     // Checks go through the client that forwards requests: one connection path for both.
-    let probe = HttpProbe::with_client(client.clone(), config.health_path.clone());
+    let probe = match &config.health_grpc {
+        Some(service) => HttpProbe::grpc(client.clone(), service),
+        None => HttpProbe::with_client(client.clone(), config.health_path.clone()),
+    };
     let mut health = HealthCheckLayer::new(probe.clone())
         .interval(config.health_interval)
         .timeout(config.health_timeout)
@@ -176,8 +179,8 @@ impl Drop for Tasks {
 /// | what | how it changes |
 /// |---|---|
 /// | [`backends`](Config::backend) and their weights | reconciled with those of the last config: added, reweighted, drained; counters and health kept |
-/// | [`algo`](Config::algo), [`client_ip`](Config::client_ip), health settings ([`health_interval`](Config::health_interval), [`health_path`](Config::health_path), [`health_timeout`](Config::health_timeout), [`outlier_detection`](Config::outlier_detection), [`slow_start`](Config::slow_start)), [`queue_timeout`](Config::queue_timeout), [`retries`](Config::retries), [`retry_non_idempotent`](Config::retry_non_idempotent), [`admin_token`](Config::admin_token), [`allowed_backends`](Config::allow_backend) | the balancer and what wraps it are rebuilt over the same registry and swapped in: each new request takes the new one, requests in flight finish on the old one; backends that were unhealthy stay so until their next check; the balancer's counters start again |
-/// | [`addr`](Config::bind), [`workers`](Config::workers), [`admin_bind`](Config::admin_bind), [`max_connections`](Config::max_connections), [`client_header_timeout`](Config::client_header_timeout), [`idle_timeout`](Config::idle_timeout), [`max_header_size`](Config::max_header_size), [`proxy_client`](Config::proxy_client) (connect and backend timeouts, per-backend cap), [`shutdown_timeout`](Config::shutdown_timeout), [`seed`](Config::seed), the DNS and backends-file settings | not applied: [`Reloaded::restart_needed`] names them and the server logs them |
+/// | [`algo`](Config::algo), [`client_ip`](Config::client_ip), health settings ([`health_interval`](Config::health_interval), [`health_path`](Config::health_path), [`health_timeout`](Config::health_timeout), [`health_grpc`](Config::health_grpc), [`outlier_detection`](Config::outlier_detection), [`slow_start`](Config::slow_start)), [`queue_timeout`](Config::queue_timeout), [`retries`](Config::retries), [`retry_non_idempotent`](Config::retry_non_idempotent), [`admin_token`](Config::admin_token), [`allowed_backends`](Config::allow_backend) | the balancer and what wraps it are rebuilt over the same registry and swapped in: each new request takes the new one, requests in flight finish on the old one; backends that were unhealthy stay so until their next check; the balancer's counters start again |
+/// | [`addr`](Config::bind), [`workers`](Config::workers), [`admin_bind`](Config::admin_bind), [`max_connections`](Config::max_connections), [`client_header_timeout`](Config::client_header_timeout), [`idle_timeout`](Config::idle_timeout), [`client_timeout`](Config::client_timeout), [`max_header_size`](Config::max_header_size), [`proxy_client`](Config::proxy_client) (connect and backend timeouts, per-backend cap), [`shutdown_timeout`](Config::shutdown_timeout), [`seed`](Config::seed), the DNS and backends-file settings | not applied: [`Reloaded::restart_needed`] names them and the server logs them |
 #[derive(Clone)]
 pub struct Reload {
     inner: Arc<Inner>,
@@ -296,6 +299,7 @@ impl Reload {
         running.max_connections = old.max_connections;
         running.client_header_timeout = old.client_header_timeout;
         running.idle_timeout = old.idle_timeout;
+        running.client_timeout = old.client_timeout;
         running.max_header_size = old.max_header_size;
         running.proxy_client = old.proxy_client.clone();
         running.shutdown_timeout = old.shutdown_timeout;
@@ -324,6 +328,7 @@ fn live_settings(c: &Config) -> String {
             c.health_interval,
             &c.health_path,
             c.health_timeout,
+            &c.health_grpc,
             c.outlier_detection,
             c.slow_start,
             c.queue_timeout,
@@ -354,6 +359,7 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
         old.client_header_timeout != new.client_header_timeout,
     );
     check("idle_timeout", old.idle_timeout != new.idle_timeout);
+    check("client_timeout", old.client_timeout != new.client_timeout);
     check(
         "max_header_size",
         old.max_header_size != new.max_header_size,

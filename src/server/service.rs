@@ -106,10 +106,13 @@ impl hyper::service::Service<Request<Incoming>> for Handler {
                 inner: routes.admin.clone().call(req),
             };
         }
+        // gRPC clients get the balancer's errors as gRPC statuses.
+        let grpc = proxy::is_grpc(req.headers());
         // Always ready: no `poll_ready` needed. Costs a clone of the retry layer, queue and
         // balancer (reference counts).
         ResponseFuture::Proxy {
             inner: routes.proxy.clone().call(req),
+            grpc,
         }
     }
 }
@@ -120,7 +123,7 @@ pin_project! {
     /// The response future of the server's service.
     #[project = ResponseFutureProj]
     pub(crate) enum ResponseFuture {
-        Proxy { #[pin] inner: ProxyFuture },
+        Proxy { #[pin] inner: ProxyFuture, grpc: bool },
         Admin { #[pin] inner: admin::ResponseFuture },
         Ready { res: Option<Response<ResponseBody>> },
     }
@@ -167,7 +170,7 @@ impl Future for ResponseFuture {
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let res = match self.project() {
-            ResponseFutureProj::Proxy { inner } => match ready!(inner.poll(cx)) {
+            ResponseFutureProj::Proxy { inner, grpc } => match ready!(inner.poll(cx)) {
                 Ok(res) => res.map(Either::Left),
                 Err(error) => {
                     if error.is::<NoAvailableBackend>() {
@@ -175,7 +178,11 @@ impl Future for ResponseFuture {
                     } else {
                         tracing::warn!(%error, "request not forwarded");
                     }
-                    proxy::error_response(&error).map(Either::Right)
+                    if *grpc {
+                        proxy::grpc_error_response(&error).map(Either::Right)
+                    } else {
+                        proxy::error_response(&error).map(Either::Right)
+                    }
                 }
             },
             ResponseFutureProj::Admin { inner } => match ready!(inner.poll(cx)) {

@@ -59,6 +59,18 @@ fn every_flag_reaches_the_config() {
     assert_eq!(c.health_interval, Duration::from_millis(1500));
     assert_eq!(c.health_path, "/ping");
     assert_eq!(c.health_timeout, Duration::from_millis(500));
+    assert_eq!(c.health_grpc, None);
+    // `--health-grpc` alone asks about the server as a whole; with a name, that service.
+    let grpc = |a: &[&str]| args(a).unwrap().config().health_grpc;
+    assert_eq!(grpc(&["--health-grpc"]), Some(String::new()));
+    assert_eq!(
+        grpc(&["--health-grpc", "demo.Echo"]),
+        Some("demo.Echo".into())
+    );
+    assert_eq!(
+        grpc(&["--health-grpc", "--backend", "h2c://127.0.0.1:50051"]),
+        Some(String::new())
+    );
     let backends: Vec<_> = c
         .backends
         .iter()
@@ -270,6 +282,8 @@ fn connection_flags_default_and_reach_the_config() {
     let c = args(&[]).unwrap().config();
     assert_eq!(c.client_header_timeout, Duration::from_secs(10));
     assert_eq!(c.idle_timeout, Duration::from_secs(60));
+    assert_eq!(c.client_timeout, Duration::from_secs(60));
+    assert_eq!(c.health_grpc, None);
     assert_eq!(c.shutdown_timeout, Duration::from_secs(30));
     assert_eq!(c.max_header_size, 64 * 1024);
     assert_eq!(c.max_connections, Some(10_000));
@@ -284,6 +298,8 @@ fn connection_flags_default_and_reach_the_config() {
         "2.5",
         "--idle-timeout",
         "5",
+        "--client-timeout",
+        "3",
         "--connect-timeout",
         "0.25",
         "--backend-timeout",
@@ -303,6 +319,7 @@ fn connection_flags_default_and_reach_the_config() {
     .config();
     assert_eq!(c.client_header_timeout, Duration::from_millis(2500));
     assert_eq!(c.idle_timeout, Duration::from_secs(5));
+    assert_eq!(c.client_timeout, Duration::from_secs(3));
     assert_eq!(c.shutdown_timeout, Duration::ZERO);
     assert_eq!(c.max_header_size, 16384);
     assert_eq!(c.max_connections, None);
@@ -440,6 +457,8 @@ fn no_flags_give_the_library_defaults() {
     assert_eq!(cli.allowed_backends, lib.allowed_backends);
     assert_eq!(cli.client_header_timeout, lib.client_header_timeout);
     assert_eq!(cli.idle_timeout, lib.idle_timeout);
+    assert_eq!(cli.client_timeout, lib.client_timeout);
+    assert_eq!(cli.health_grpc, lib.health_grpc);
     assert_eq!(cli.max_header_size, lib.max_header_size);
     assert_eq!(cli.max_connections, lib.max_connections);
     assert_eq!(cli.queue_timeout, lib.queue_timeout);
@@ -506,6 +525,7 @@ fn help_shows_the_library_defaults() {
             secs(Config::DEFAULT_CLIENT_HEADER_TIMEOUT),
         ),
         ("idle-timeout", secs(Config::DEFAULT_IDLE_TIMEOUT)),
+        ("client-timeout", secs(Config::DEFAULT_CLIENT_TIMEOUT)),
         ("connect-timeout", secs(client.connect_timeout().unwrap())),
         ("backend-timeout", secs(client.response_timeout().unwrap())),
         ("grace", secs(Config::DEFAULT_SHUTDOWN_TIMEOUT)),

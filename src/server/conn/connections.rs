@@ -27,6 +27,8 @@ use crate::tls::ServerTls;
 pub(crate) struct Settings {
     pub(crate) header_timeout: Duration,
     pub(crate) idle_timeout: Duration,
+    /// How long a write to the client may stay blocked (the client not reading).
+    pub(crate) client_timeout: Duration,
     pub(crate) max_header_size: usize,
     pub(crate) max_connections: Option<usize>,
 }

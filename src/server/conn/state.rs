@@ -22,6 +22,8 @@ pub(super) struct ConnState {
     /// The connection has been idle for [`PARK_AFTER`], its last response flushed: its task
     /// may take it back from hyper.
     park: AtomicBool,
+    /// An HTTP/2 connection reached its idle timeout: its task sends `GOAWAY`.
+    goaway: AtomicBool,
 }
 
 /// One more request dispatched and in flight.
@@ -57,6 +59,16 @@ impl ConnState {
     /// The IO saw the connection idle for [`PARK_AFTER`] with everything flushed.
     pub(super) fn ask_to_park(&self) {
         self.park.store(true, Ordering::Release);
+    }
+
+    /// The IO saw an HTTP/2 connection idle for the idle timeout.
+    pub(super) fn ask_goaway(&self) {
+        self.goaway.store(true, Ordering::Release);
+    }
+
+    /// Whether the task should send `GOAWAY` now; clears the request.
+    pub(super) fn take_goaway(&self) -> bool {
+        self.goaway.load(Ordering::Relaxed) && self.goaway.swap(false, Ordering::AcqRel)
     }
 
     /// Whether the connection may be parked now; clears the request.

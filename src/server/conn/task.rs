@@ -61,9 +61,10 @@ impl Connection {
             Some(Protocol::Http1) => {}
             Some(Protocol::Http2) => {
                 io.serve_http2();
+                let state = Arc::clone(service.state());
                 // On the heap: hyper's HTTP/2 connection is larger than the rest of the task,
                 // which every HTTP/1 connection, parked ones included, would carry.
-                Box::pin(self.serve_http2(io, service)).await;
+                Box::pin(self.serve_http2(io, service, &state)).await;
                 return;
             }
             None => return,
@@ -137,8 +138,8 @@ impl Connection {
     }
 
     /// Serves HTTP/2 until the connection ends, with a graceful shutdown (`GOAWAY`) when the
-    /// server drains.
-    async fn serve_http2<T, S>(mut self, io: TimedIo<T>, service: Tracked<S>)
+    /// server drains, or when the connection reaches its idle timeout.
+    async fn serve_http2<T, S>(mut self, io: TimedIo<T>, service: Tracked<S>, state: &ConnState)
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
         S: ConnService,
@@ -155,10 +156,16 @@ impl Connection {
         loop {
             let event = tokio::select! {
                 biased;
-                result = conn.as_mut() => Event::Served(Some(result)),
+                served = std::future::poll_fn(|cx| match conn.as_mut().poll(cx) {
+                    Poll::Ready(result) => Poll::Ready(Some(result)),
+                    // Idle for the idle timeout: `GOAWAY`, then hyper closes.
+                    Poll::Pending if state.take_goaway() => Poll::Ready(None),
+                    Poll::Pending => Poll::Pending,
+                }) => Event::Served(served),
                 changed = self.stage.changed(), if watching => Event::Stage(changed.is_ok()),
             };
             match event {
+                Event::Served(None) => conn.as_mut().graceful_shutdown(),
                 Event::Served(result) => {
                     if let Some(Err(error)) = result {
                         tracing::debug!(peer = %self.peer, %error, "connection ended with an error");

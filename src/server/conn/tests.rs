@@ -20,6 +20,7 @@ use super::{Connections, Settings};
 const SETTINGS: Settings = Settings {
     header_timeout: Duration::from_secs(10),
     idle_timeout: Duration::from_secs(60),
+    client_timeout: Duration::from_secs(60),
     max_header_size: 64 * 1024,
     max_connections: None,
 };

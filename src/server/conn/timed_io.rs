@@ -34,8 +34,9 @@ enum Phase {
     Idle { deadline: Instant },
     /// A request in flight: no timeout.
     Busy,
-    /// HTTP/2: idle from `idle` (when no stream is open).
-    H2 { idle: Option<Instant> },
+    /// HTTP/2: idle from `idle` (when no stream is open); `goaway` once the idle timeout
+    /// struck and the task was asked to send `GOAWAY`.
+    H2 { idle: Option<Instant>, goaway: bool },
     /// Upgraded: bytes pass through.
     Tunnel,
 }
@@ -61,6 +62,11 @@ pub(super) struct TimedIo<T> {
     park_at: Option<Instant>,
     // Everything written has been flushed.
     flushed: bool,
+    // While a write to the client is blocked: when it gives up (the client timeout). Made on
+    // the first blocked write, and kept.
+    write_sleep: Option<Pin<Box<Sleep>>>,
+    // Whether the last write was blocked (`write_sleep` counts from then).
+    write_blocked: bool,
     // Bytes read and not used yet (read ahead by the task, or by a previous hyper
     // connection), served first.
     unread: Bytes,
@@ -109,6 +115,8 @@ impl<T> TimedIo<T> {
             armed: deadline,
             park_at: None,
             flushed: true,
+            write_sleep: None,
+            write_blocked: false,
             unread: Bytes::new(),
             settings,
             _permit: permit,
@@ -127,7 +135,10 @@ impl<T> TimedIo<T> {
 
     /// The connection speaks HTTP/2: only the idle timeout applies, while no stream is open.
     pub(super) fn serve_http2(&mut self) {
-        self.phase = Phase::H2 { idle: None };
+        self.phase = Phase::H2 {
+            idle: None,
+            goaway: false,
+        };
     }
 
     /// Moves to the phase the service's state implies (before a read, after a write).
@@ -140,12 +151,15 @@ impl<T> TimedIo<T> {
         self.phase = match self.phase {
             Phase::Tunnel => Phase::Tunnel,
             _ if self.state.upgraded() => Phase::Tunnel,
-            Phase::H2 { .. } if busy => Phase::H2 { idle: None },
-            Phase::H2 { idle: None } => {
-                self.idle_until(Instant::now() + self.settings.idle_timeout)
+            Phase::H2 { goaway, .. } if busy => Phase::H2 { idle: None, goaway },
+            Phase::H2 { idle: None, goaway } => {
+                self.idle_until(Instant::now() + self.settings.idle_timeout, goaway)
             }
-            Phase::H2 { idle: Some(_) } if new_request => {
-                self.idle_until(Instant::now() + self.settings.idle_timeout)
+            Phase::H2 {
+                idle: Some(_),
+                goaway,
+            } if new_request => {
+                self.idle_until(Instant::now() + self.settings.idle_timeout, goaway)
             }
             Phase::Head { .. } | Phase::Idle { .. } | Phase::Busy if busy => Phase::Busy,
             Phase::Head { .. } | Phase::Idle { .. } if !new_request => self.phase,
@@ -160,9 +174,10 @@ impl<T> TimedIo<T> {
         };
     }
 
-    fn idle_until(&mut self, deadline: Instant) -> Phase {
+    fn idle_until(&mut self, deadline: Instant, goaway: bool) -> Phase {
         Phase::H2 {
             idle: Some(self.arm(deadline)),
+            goaway,
         }
     }
 
@@ -229,7 +244,7 @@ impl<T> TimedIo<T> {
     fn deadline(&self) -> Option<Instant> {
         match self.phase {
             Phase::Head { deadline, .. } | Phase::Idle { deadline } => Some(deadline),
-            Phase::H2 { idle } => idle,
+            Phase::H2 { idle, .. } => idle,
             Phase::Busy | Phase::Tunnel => None,
         }
     }
@@ -324,9 +339,60 @@ impl<T: AsyncRead + AsyncWrite + Unpin> TimedIo<T> {
         Poll::Ready(Ok(()))
     }
 
+    /// A write's outcome, under the client timeout: a write (or flush) the client leaves
+    /// blocked for [`Settings::client_timeout`] fails with `TimedOut`, which ends the
+    /// connection. Any progress starts the count again; tunnels have no such timeout.
+    fn client_timeout<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        outcome: Poll<io::Result<R>>,
+    ) -> Poll<io::Result<R>> {
+        if outcome.is_ready() || self.phase == Phase::Tunnel {
+            self.write_blocked = false;
+            return outcome;
+        }
+        if !self.write_blocked {
+            self.write_blocked = true;
+            let deadline = Instant::now() + self.settings.client_timeout;
+            match &mut self.write_sleep {
+                Some(sleep) => sleep.as_mut().reset(deadline),
+                None => self.write_sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+        }
+        let Some(sleep) = self.write_sleep.as_mut() else {
+            return Poll::Pending;
+        };
+        ready!(sleep.as_mut().poll(cx));
+        tracing::debug!(timeout = ?self.settings.client_timeout, "client timed out: it read nothing of its response");
+        Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "client timed out: it read nothing of its response",
+        )))
+    }
+
     /// The deadline passed with nothing to read.
     fn expire(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.phase {
+            Phase::H2 {
+                idle: Some(_),
+                goaway: false,
+            } => {
+                // `GOAWAY` first (RFC 9113 §6.8): the task asks hyper for a graceful shutdown,
+                // which sends it and closes the connection, no stream being open. Should the
+                // client hold the connection open regardless, it is closed one header
+                // timeout later.
+                tracing::debug!("idle HTTP/2 connection timed out: GOAWAY");
+                self.state.ask_goaway();
+                let deadline = Instant::now() + self.settings.header_timeout;
+                self.phase = Phase::H2 {
+                    idle: Some(deadline),
+                    goaway: true,
+                };
+                self.sleep.as_mut().reset(deadline);
+                self.armed = deadline;
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
             Phase::Head { started: true, .. } => {
                 tracing::debug!("request head timed out: 408");
                 // Best effort: a fresh connection's send buffer always has room for it. (The
@@ -409,7 +475,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TimedIo<T> {
             return Poll::Ready(Ok(buf.len()));
         }
         this.flushed = false;
-        Pin::new(&mut this.inner).poll_write(cx, buf)
+        let written = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.client_timeout(cx, written)
     }
 
     #[inline]
@@ -428,7 +495,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TimedIo<T> {
             return Poll::Ready(Ok(bufs.iter().map(|b| b.len()).sum()));
         }
         this.flushed = false;
-        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+        let written = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.client_timeout(cx, written)
     }
 
     #[inline]
@@ -443,6 +511,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TimedIo<T> {
             ready!(this.poll_answer(cx))?;
         }
         let flushed = Pin::new(&mut this.inner).poll_flush(cx);
+        let flushed = this.client_timeout(cx, flushed);
         if let Poll::Ready(Ok(())) = flushed {
             this.flushed = true;
         }

@@ -10,6 +10,7 @@ use crate::server::conn::tracked::InFlight;
 const SETTINGS: Settings = Settings {
     header_timeout: Duration::from_secs(10),
     idle_timeout: Duration::from_secs(60),
+    client_timeout: Duration::from_secs(60),
     max_header_size: 64 * 1024,
     max_connections: None,
 };
@@ -123,12 +124,25 @@ async fn http2_has_only_the_idle_timeout_and_tunnels_none() {
     assert_eq!(next_bytes(&mut io).await, Woke::Bytes);
     assert_eq!(sniff::protocol(io.read_ahead()), Some(Protocol::Http2));
     io.serve_http2();
-    assert_eq!(io.phase, Phase::H2 { idle: None });
+    assert_eq!(
+        io.phase,
+        Phase::H2 {
+            idle: None,
+            goaway: false
+        }
+    );
     assert_eq!(read(&mut io).await.unwrap(), H2_PREFACE, "replayed");
-    // No header timeout: the idle timeout, counted while no stream is open.
+    // No header timeout: the idle timeout, counted while no stream is open. Then the task is
+    // asked for `GOAWAY` (which closes the connection), and a client that still holds it open
+    // is closed a header timeout later.
     let start = Instant::now();
+    assert!(!state.take_goaway());
     assert_eq!(read(&mut io).await.unwrap(), b"");
-    assert_eq!(start.elapsed(), SETTINGS.idle_timeout);
+    assert!(state.take_goaway(), "GOAWAY asked at the idle timeout");
+    assert_eq!(
+        start.elapsed(),
+        SETTINGS.idle_timeout + SETTINGS.header_timeout
+    );
 
     let (mut client, mut io, state2) = pair().await;
     drop(state);
@@ -137,6 +151,49 @@ async fn http2_has_only_the_idle_timeout_and_tunnels_none() {
     assert!(waited.is_err(), "a tunnel has no timeout");
     client.write_all(b"raw").await.unwrap();
     assert_eq!(read(&mut io).await.unwrap(), b"raw");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_reads_nothing_of_its_response_is_cut_off_at_the_client_timeout() {
+    let (client, mut io, state) = duplex();
+    let _in_flight = InFlight::start(&state);
+    // The pipe holds 64 KiB; the client reads none of it.
+    let chunk = vec![b'x'; 16 * 1024];
+    let start = Instant::now();
+    let mut written = 0;
+    let error = loop {
+        match io.write(&chunk).await {
+            Ok(n) => written += n,
+            Err(error) => break error,
+        }
+    };
+    assert_eq!(written, 64 * 1024);
+    assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+    assert_eq!(start.elapsed(), SETTINGS.client_timeout);
+    drop(client);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_reads_slowly_is_never_cut_off() {
+    let (mut client, mut io, state) = duplex();
+    let _in_flight = InFlight::start(&state);
+    let reader = tokio::spawn(async move {
+        let mut buf = vec![0; 16 * 1024];
+        let mut total = 0;
+        // Takes 16 KiB every half client timeout.
+        while total < 256 * 1024 {
+            tokio::time::sleep(SETTINGS.client_timeout / 2).await;
+            total += client.read(&mut buf).await.unwrap();
+        }
+        total
+    });
+    let chunk = vec![b'x'; 16 * 1024];
+    for _ in 0..16 {
+        io.write_all(&chunk)
+            .await
+            .expect("a reading client is not cut off");
+    }
+    assert!(reader.await.unwrap() >= 256 * 1024);
 }
 
 #[tokio::test(start_paused = true)]
