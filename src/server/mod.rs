@@ -131,6 +131,7 @@ use tower::{Layer, ServiceBuilder};
 use self::conn::Connections;
 use self::service::{Client, Handler, Routes, Serve};
 use crate::admin::Admin;
+use crate::admin::status::StatusSource;
 use crate::health::{Health, HealthCheckLayer, HealthMonitor, HttpProbe};
 use crate::proxy::HttpBackend;
 use crate::queue::Queue;
@@ -218,7 +219,16 @@ impl Server {
             .layer(balance)
             .service(health.layer(registry.discover()));
 
+        let queue = Queue::new(balancer.clone(), config.queue_timeout);
+        // The status page reads what `Server::stats` reads.
+        let stats = ServerStats {
+            balancer: balancer.clone(),
+            monitor: monitor.clone(),
+            connections: Arc::clone(connections.counters()),
+            queue: Arc::clone(queue.counters()),
+        };
         let admin = Admin::new(registry.clone(), probe)
+            .status(StatusSource::new(move || stats.snapshot()))
             .timeout(config.health_timeout)
             .wait_until(serving(balancer.clone(), monitor.clone()))
             .token(config.admin_token.clone())
@@ -236,7 +246,7 @@ impl Server {
                 proxy: RetryLayer::new()
                     .max_retries(config.retries)
                     .retry_non_idempotent(config.retry_non_idempotent)
-                    .layer(Queue::new(balancer.clone(), config.queue_timeout)),
+                    .layer(queue),
                 balancer,
                 admin,
             }),

@@ -1,0 +1,203 @@
+"use strict";
+// The status page: polls /status.json every second, keeps the last five minutes of request
+// counts per backend to draw rates, and calls the admin API for drain and weight.
+(function () {
+  const POLL_MS = 1000;
+  const HISTORY = 300; // samples kept per backend: five minutes at one a second
+  const $ = (id) => document.getElementById(id);
+  const tokenInput = $("token");
+  tokenInput.value = new URLSearchParams(location.search).get("token") || "";
+
+  // address -> [{t, requests}], oldest first; "" holds the balancer's total.
+  const samples = new Map();
+
+  function headers(json) {
+    const h = {};
+    if (json) h["Content-Type"] = "application/json";
+    const token = tokenInput.value.trim();
+    if (token) h["Authorization"] = "Bearer " + token;
+    return h;
+  }
+
+  // The JSend answer of an admin route, as {ok, status, message, data}.
+  async function call(method, path, body) {
+    const res = await fetch(path, {
+      method,
+      headers: headers(body !== undefined),
+      body: body === undefined ? undefined : JSON.stringify(body),
+      cache: "no-store",
+    });
+    let json = null;
+    try { json = await res.json(); } catch (_) { /* not JSON */ }
+    const message = json && json.data && (json.data.title || json.data.message) || json && typeof json.data === "string" && json.data || res.statusText;
+    return { ok: res.ok, status: res.status, message, data: json && json.data };
+  }
+
+  function record(key, t, requests) {
+    let list = samples.get(key);
+    if (!list) samples.set(key, (list = []));
+    list.push({ t, requests });
+    if (list.length > HISTORY + 1) list.shift();
+    return list;
+  }
+
+  // Requests per second between successive samples.
+  function rates(list) {
+    const out = [];
+    for (let i = 1; i < list.length; i++) {
+      const dt = (list[i].t - list[i - 1].t) / 1000;
+      const dn = list[i].requests - list[i - 1].requests;
+      out.push(dt > 0 && dn >= 0 ? dn / dt : 0);
+    }
+    return out;
+  }
+
+  function sparkline(values) {
+    const w = 120, h = 24;
+    const max = Math.max(1, ...values);
+    const step = w / (HISTORY - 1);
+    const start = w - step * (values.length - 1);
+    const points = values.map((v, i) =>
+      (start + i * step).toFixed(1) + "," + (h - 1 - (v / max) * (h - 2)).toFixed(1)).join(" ");
+    return '<svg width="' + w + '" height="' + h + '" viewBox="0 0 ' + w + " " + h +
+      '" role="img"><polyline points="' + points + '"/></svg>';
+  }
+
+  const fmtRate = (r) => (r >= 100 ? r.toFixed(0) : r.toFixed(1));
+  function fmtUptime(s) {
+    const d = Math.floor(s / 86400), h = Math.floor(s / 3600) % 24, m = Math.floor(s / 60) % 60;
+    return (d ? d + "d " : "") + (d || h ? h + "h " : "") + m + "m " + (s % 60) + "s";
+  }
+  function fmtAgo(iso) {
+    if (!iso) return "never";
+    const s = Math.max(0, (Date.now() - Date.parse(iso)) / 1000);
+    return s < 60 ? s.toFixed(1) + " s ago" : Math.round(s / 60) + " min ago";
+  }
+  const fmtMs = (v) => (v < 10 ? v.toFixed(2) : v.toFixed(0)) + " ms";
+
+  const CELLS = ["address", "state", "weight", "in-flight", "spark", "requests", "1xx", "2xx",
+    "3xx", "4xx", "5xx", "failures", "ejections", "last-check", "error", "latency", "actions"];
+
+  function newRow(address) {
+    const tr = document.createElement("tr");
+    tr.dataset.address = address;
+    for (const name of CELLS) {
+      const td = document.createElement("td");
+      td.className = name;
+      tr.appendChild(td);
+    }
+    tr.querySelector(".address").textContent = address;
+    tr.querySelector(".state").innerHTML = '<span class="badge"></span>';
+    const actions = tr.querySelector(".actions");
+    const drain = document.createElement("button");
+    drain.className = "drain";
+    drain.textContent = "drain";
+    drain.addEventListener("click", () => act(drain, "DELETE", { address },
+      (d) => "drained " + d.server + " (" + d.state + ", " + (d.in_flight ?? "?") + " in flight)"));
+    const weight = document.createElement("input");
+    weight.type = "number"; weight.min = "1"; weight.max = "1000"; weight.className = "weight-input";
+    const set = document.createElement("button");
+    set.className = "set-weight";
+    set.textContent = "set weight";
+    set.addEventListener("click", () => act(set, "POST", { address, weight: Number(weight.value) },
+      (d) => "weight of " + d.server + " is " + d.weight));
+    actions.append(drain, " ", weight, " ", set);
+    return tr;
+  }
+
+  async function act(button, method, body, describe) {
+    const message = $("message");
+    button.disabled = true;
+    try {
+      const r = await call(method, "/register", body);
+      message.className = r.ok ? "ok" : "refused";
+      message.textContent = r.ok ? describe(r.data) : "refused (" + r.status + "): " + r.message;
+    } catch (e) {
+      message.className = "refused";
+      message.textContent = "failed: " + e;
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  function render(data, now) {
+    $("version").textContent = "v" + data.version;
+    $("algorithm").textContent = data.algorithm || "custom";
+    $("uptime").textContent = fmtUptime(data.uptime_secs);
+    $("connections-open").textContent = data.connections_open ?? "–";
+    $("connections-accepted").textContent = data.connections_accepted ?? "–";
+    $("requests").textContent = data.requests;
+    $("in-flight").textContent = data.in_flight;
+    $("no-backend").textContent = data.no_backend;
+    $("retries").textContent = data.retries;
+    $("queue").textContent = data.queue_waiting == null ? "–" : data.queue_waiting + " / " + data.queue_timeouts;
+    const total = rates(record("", now, data.requests + data.no_backend));
+    $("rate").textContent = total.length ? fmtRate(total[total.length - 1]) : "–";
+
+    const withLatency = data.backends.some((b) => b.latency_ms);
+    for (const el of document.querySelectorAll(".latency")) el.hidden = !withLatency;
+
+    const tbody = document.querySelector("#backends tbody");
+    const seen = new Set();
+    for (const b of data.backends) {
+      seen.add(b.address);
+      let tr = tbody.querySelector('tr[data-address="' + CSS.escape(b.address) + '"]');
+      if (!tr) {
+        tr = newRow(b.address);
+        tr.querySelector(".weight-input").value = b.weight;
+      }
+      tbody.appendChild(tr); // keeps the server's order
+      tr.dataset.state = b.state;
+      const set = (name, text) => { tr.querySelector("." + name).textContent = text; };
+      tr.querySelector(".badge").textContent = b.state;
+      set("weight", b.weight);
+      set("in-flight", b.in_flight);
+      set("requests", b.requests);
+      for (const cls of ["1xx", "2xx", "3xx", "4xx", "5xx"]) set(cls, b.responses[cls]);
+      set("failures", b.failures + (b.body_errors ? " (+" + b.body_errors + " body)" : ""));
+      set("ejections", b.ejections);
+      set("last-check", fmtAgo(b.last_check) + (b.checks ? " · " + b.checks_failed + "/" + b.checks + " failed" : ""));
+      set("error", b.last_error || "");
+      tr.querySelector(".error").title = b.last_error || "";
+      const latency = tr.querySelector(".latency");
+      latency.hidden = !withLatency;
+      latency.textContent = b.latency_ms ? fmtMs(b.latency_ms.p50) + " / " + fmtMs(b.latency_ms.p99) : "–";
+      const r = rates(record(b.address, now, b.requests));
+      const spark = tr.querySelector(".spark");
+      spark.innerHTML = sparkline(r);
+      spark.title = r.length ? fmtRate(r[r.length - 1]) + " requests/s" : "";
+      spark.dataset.rate = r.length ? r[r.length - 1] : 0;
+      tr.querySelector(".drain").disabled = b.state === "draining";
+    }
+    for (const tr of [...tbody.children]) {
+      if (!seen.has(tr.dataset.address)) tr.remove();
+    }
+    for (const key of [...samples.keys()]) {
+      if (key && !seen.has(key)) samples.delete(key);
+    }
+    $("empty").hidden = data.backends.length > 0;
+  }
+
+  let timer = null;
+  async function poll() {
+    clearTimeout(timer);
+    const banner = $("banner");
+    try {
+      const r = await call("GET", "/status.json");
+      if (r.ok) {
+        banner.hidden = true;
+        render(r.data, Date.now());
+        $("updated").textContent = "updated " + new Date().toLocaleTimeString();
+        document.body.dataset.polls = String(Number(document.body.dataset.polls || 0) + 1);
+      } else {
+        banner.hidden = false;
+        banner.textContent = "refused (" + r.status + "): " + r.message;
+      }
+    } catch (e) {
+      banner.hidden = false;
+      banner.textContent = "cannot reach the balancer: " + e;
+    }
+    timer = setTimeout(poll, POLL_MS);
+  }
+  poll();
+})();
