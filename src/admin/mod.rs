@@ -106,7 +106,7 @@
 //! ```
 
 mod access;
-mod backends;
+pub(crate) mod backends;
 mod parse;
 mod service;
 pub mod status;

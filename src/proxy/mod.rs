@@ -96,12 +96,14 @@ pub mod future;
 mod headers;
 mod limit;
 mod pool;
+mod served_by;
 mod service;
 mod upgrade;
 
 pub use self::body::BackendBody;
 pub use self::client::{ProxyClient, ProxyClientBuilder};
 pub use self::error::{NO_AVAILABLE_SERVER, error_response};
+pub use self::served_by::ServedBy;
 pub use self::service::HttpBackend;
 pub(crate) use self::service::get;
 pub use crate::{BackendTimeout, BackendUnavailable};

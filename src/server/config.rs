@@ -1,6 +1,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use super::access_log;
 use crate::admin::{AdminToken, BackendSpec};
 use crate::client_ip::ClientIp;
 use crate::health::{HealthCheckLayer, HttpProbe, OutlierDetection};
@@ -35,6 +36,8 @@ use crate::{Algo, IpNet};
 /// | [`admin_token`](Self::admin_token) | none: the admin API serves loopback peers only |
 /// | [`admin_bind`](Self::admin_bind) | none: the admin API is on the main listener |
 /// | [`allow_backend`](Self::allow_backend) | any backend may be registered |
+/// | [`access_log`](Self::access_log) | off |
+/// | [`access_log_format`](Self::access_log_format) | JSON lines ([`DEFAULT_ACCESS_LOG_FORMAT`](Self::DEFAULT_ACCESS_LOG_FORMAT)) |
 ///
 /// Each default is written once, as a `DEFAULT_*` constant here or on the layer it configures
 /// ([`HealthCheckLayer`](crate::HealthCheckLayer), [`OutlierDetection`],
@@ -117,6 +120,10 @@ pub struct Config {
     /// Threads that serve connections, each with its own runtime and listening socket; 1 for
     /// none of its own.
     pub workers: usize,
+    /// Where proxied requests are logged, one line each; `None` for no access log.
+    pub access_log: Option<access_log::Target>,
+    /// The access log's format.
+    pub access_log_format: access_log::Format,
 }
 
 impl Default for Config {
@@ -182,6 +189,9 @@ impl Config {
     /// [`RetryLayer::DEFAULT_MAX_RETRIES`](crate::RetryLayer::DEFAULT_MAX_RETRIES).
     pub const DEFAULT_RETRIES: usize = RetryLayer::DEFAULT_MAX_RETRIES;
 
+    /// The default [`access_log_format`](Self::access_log_format): JSON lines.
+    pub const DEFAULT_ACCESS_LOG_FORMAT: access_log::Format = access_log::Format::Json;
+
     /// The defaults in the table above.
     pub fn new() -> Self {
         Self {
@@ -208,6 +218,8 @@ impl Config {
             retries: Self::DEFAULT_RETRIES,
             retry_non_idempotent: false,
             workers: 1,
+            access_log: None,
+            access_log_format: Self::DEFAULT_ACCESS_LOG_FORMAT,
         }
     }
 
@@ -304,6 +316,19 @@ impl Config {
     /// may use the admin API.
     pub fn admin_token(mut self, token: impl Into<Option<AdminToken>>) -> Self {
         self.admin_token = token.into();
+        self
+    }
+
+    /// Logs every proxied request to `target`, one line each, off the request path (see
+    /// [`access_log`](super::access_log)); `None` (the default) for no access log.
+    pub fn access_log(mut self, target: impl Into<Option<access_log::Target>>) -> Self {
+        self.access_log = target.into();
+        self
+    }
+
+    /// The access log's format (default [JSON lines](Self::DEFAULT_ACCESS_LOG_FORMAT)).
+    pub fn access_log_format(mut self, format: access_log::Format) -> Self {
+        self.access_log_format = format;
         self
     }
 

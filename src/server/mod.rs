@@ -114,6 +114,7 @@
 //! # }
 //! ```
 
+pub mod access_log;
 mod config;
 mod conn;
 mod service;
@@ -128,6 +129,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tower::{Layer, ServiceBuilder};
 
+use self::access_log::AccessLog;
 use self::conn::Connections;
 use self::service::{Client, Handler, Routes, Serve};
 use crate::admin::Admin;
@@ -236,6 +238,11 @@ impl Server {
             .balancer(balancer.clone())
             .monitor(monitor.clone());
 
+        let access_log = match config.access_log.clone() {
+            Some(target) => Some(AccessLog::open(target, config.access_log_format)?),
+            None => None,
+        };
+
         Ok(Self {
             listeners,
             local_addr,
@@ -249,6 +256,7 @@ impl Server {
                     .layer(queue),
                 balancer,
                 admin,
+                access_log,
             }),
             algo: config.algo,
             health_interval: config.health_interval,
@@ -273,6 +281,12 @@ impl Server {
     /// ([`BackendAddr`]).
     pub fn registry(&self) -> &Registry<BackendAddr, Backend> {
         &self.registry
+    }
+
+    /// The access log, with [`Config::access_log`]: [`reopen`](AccessLog::reopen) it after
+    /// a rotation.
+    pub fn access_log(&self) -> Option<&AccessLog> {
+        self.routes.access_log.as_ref()
     }
 
     /// The health of every registered backend.

@@ -14,6 +14,7 @@ use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use tower::Service;
 
+use super::access_log::{AccessLog, Logged, Pending};
 use crate::admin::{self, Admin};
 use crate::algo::AlgoPick;
 use crate::balance::TrackedBody;
@@ -41,8 +42,10 @@ pub(crate) type Client = ProxyClient<RetryBody<Incoming>>;
 /// The balancer, with the wait for a ready backend ([`Config::queue_timeout`](super::Config)).
 pub(crate) type Proxy = Queue<BackendSet, AlgoPick>;
 
-/// The body of every response the server sends: a backend's, or one of its own (JSend).
-pub type ResponseBody = Either<TrackedBody<BackendBody<RetryBody<Incoming>>>, Full<Bytes>>;
+/// The body of every response the server sends: a backend's, or one of its own (JSend),
+/// [logged](super::access_log) when it ends.
+pub type ResponseBody =
+    Logged<Either<TrackedBody<BackendBody<RetryBody<Incoming>>>, Full<Bytes>>>;
 
 /// What every connection shares.
 pub(crate) struct Routes {
@@ -50,6 +53,8 @@ pub(crate) struct Routes {
     /// The balancer with its queue, under retries.
     pub(crate) proxy: Retry<Proxy>,
     pub(crate) admin: Admin<Backend, HttpProbe<RetryBody<Incoming>>>,
+    /// Where proxied requests are logged, with [`Config::access_log`](super::Config).
+    pub(crate) access_log: Option<AccessLog>,
 }
 
 /// Which routes a listener serves.
@@ -87,11 +92,23 @@ impl hyper::service::Service<Request<Incoming>> for Handler {
                 inner: self.routes.admin.clone().call(req),
             };
         }
+        // One span per proxied request; `Span::none()`, which costs nothing to enter, when
+        // debug is off for the server.
+        let span = tracing::debug_span!(
+            "request",
+            method = %req.method(),
+            path = req.uri().path(),
+            backend = tracing::field::Empty,
+        );
+        let log = self
+            .routes
+            .access_log
+            .as_ref()
+            .map(|log| Pending::start(log, &mut req));
         // Always ready: no `poll_ready` needed. Costs a clone of the retry layer, queue and
         // balancer (reference counts).
-        ResponseFuture::Proxy {
-            inner: self.routes.proxy.clone().call(req),
-        }
+        let inner = span.in_scope(|| self.routes.proxy.clone().call(req));
+        ResponseFuture::Proxy { inner, span, log }
     }
 }
 
@@ -101,7 +118,7 @@ pin_project! {
     /// The response future of the server's service.
     #[project = ResponseFutureProj]
     pub(crate) enum ResponseFuture {
-        Proxy { #[pin] inner: ProxyFuture },
+        Proxy { #[pin] inner: ProxyFuture, span: tracing::Span, log: Option<Box<Pending>> },
         Admin { #[pin] inner: admin::ResponseFuture },
     }
 }
@@ -112,19 +129,25 @@ impl Future for ResponseFuture {
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let res = match self.project() {
-            ResponseFutureProj::Proxy { inner } => match ready!(inner.poll(cx)) {
-                Ok(res) => res.map(Either::Left),
-                Err(error) => {
-                    if error.is::<NoAvailableBackend>() {
-                        tracing::debug!(%error, "request not forwarded");
-                    } else {
-                        tracing::warn!(%error, "request not forwarded");
+            ResponseFutureProj::Proxy { inner, span, log } => {
+                let _entered = span.enter();
+                let res = match ready!(inner.poll(cx)) {
+                    Ok(res) => res.map(Either::Left),
+                    Err(error) => {
+                        if error.is::<NoAvailableBackend>() {
+                            tracing::debug!(%error, "request not forwarded");
+                        } else {
+                            tracing::warn!(%error, "request not forwarded");
+                        }
+                        proxy::error_response(&error).map(Either::Right)
                     }
-                    proxy::error_response(&error).map(Either::Right)
-                }
-            },
+                };
+                tracing::debug!(status = res.status().as_u16(), "answered");
+                let log = log.take().map(|log| log.head(res.status()));
+                res.map(|body| Logged::new(body, log))
+            }
             ResponseFutureProj::Admin { inner } => match ready!(inner.poll(cx)) {
-                Ok(res) => res.map(Either::Right),
+                Ok(res) => res.map(|body| Logged::new(Either::Right(body), None)),
             },
         };
         Poll::Ready(Ok(res))

@@ -10,6 +10,8 @@
 
   // address -> [{t, requests}], oldest first; "" holds the balancer's total.
   const samples = new Map();
+  // address -> its table row.
+  const rowsByAddress = new Map();
 
   function headers(json) {
     const h = {};
@@ -52,10 +54,12 @@
     return out;
   }
 
+  // The last minute at first, up to five as samples come in.
   function sparkline(values) {
     const w = 120, h = 24;
     const max = Math.max(1, ...values);
-    const step = w / (HISTORY - 1);
+    const span = Math.min(HISTORY, Math.max(60, values.length));
+    const step = w / (span - 1);
     const start = w - step * (values.length - 1);
     const points = values.map((v, i) =>
       (start + i * step).toFixed(1) + "," + (h - 1 - (v / max) * (h - 2)).toFixed(1)).join(" ");
@@ -73,10 +77,13 @@
     const s = Math.max(0, (Date.now() - Date.parse(iso)) / 1000);
     return s < 60 ? s.toFixed(1) + " s ago" : Math.round(s / 60) + " min ago";
   }
+  function fmtChecks(b) {
+    return b.checks ? b.checks_failed + "/" + b.checks + " failed" : "";
+  }
   const fmtMs = (v) => (v < 10 ? v.toFixed(2) : v.toFixed(0)) + " ms";
 
-  const CELLS = ["address", "state", "weight", "in-flight", "spark", "requests", "1xx", "2xx",
-    "3xx", "4xx", "5xx", "failures", "ejections", "last-check", "error", "latency", "actions"];
+  const CELLS = ["address", "state", "weight", "in-flight", "spark", "requests", "c1xx", "c2xx",
+    "c3xx", "c4xx", "c5xx", "failures", "ejections", "last-check", "error", "latency", "actions"];
 
   function newRow(address) {
     const tr = document.createElement("tr");
@@ -141,10 +148,11 @@
     const seen = new Set();
     for (const b of data.backends) {
       seen.add(b.address);
-      let tr = tbody.querySelector('tr[data-address="' + CSS.escape(b.address) + '"]');
+      let tr = rowsByAddress.get(b.address);
       if (!tr) {
         tr = newRow(b.address);
         tr.querySelector(".weight-input").value = b.weight;
+        rowsByAddress.set(b.address, tr);
       }
       tbody.appendChild(tr); // keeps the server's order
       tr.dataset.state = b.state;
@@ -153,10 +161,11 @@
       set("weight", b.weight);
       set("in-flight", b.in_flight);
       set("requests", b.requests);
-      for (const cls of ["1xx", "2xx", "3xx", "4xx", "5xx"]) set(cls, b.responses[cls]);
+      for (const cls of ["1xx", "2xx", "3xx", "4xx", "5xx"]) set("c" + cls, b.responses[cls]);
       set("failures", b.failures + (b.body_errors ? " (+" + b.body_errors + " body)" : ""));
       set("ejections", b.ejections);
-      set("last-check", fmtAgo(b.last_check) + (b.checks ? " · " + b.checks_failed + "/" + b.checks + " failed" : ""));
+      set("last-check", fmtAgo(b.last_check));
+      tr.querySelector(".last-check").title = fmtChecks(b);
       set("error", b.last_error || "");
       tr.querySelector(".error").title = b.last_error || "";
       const latency = tr.querySelector(".latency");
@@ -169,8 +178,11 @@
       spark.dataset.rate = r.length ? r[r.length - 1] : 0;
       tr.querySelector(".drain").disabled = b.state === "draining";
     }
-    for (const tr of [...tbody.children]) {
-      if (!seen.has(tr.dataset.address)) tr.remove();
+    for (const [address, tr] of [...rowsByAddress]) {
+      if (!seen.has(address)) {
+        tr.remove();
+        rowsByAddress.delete(address);
+      }
     }
     for (const key of [...samples.keys()]) {
       if (key && !seen.has(key)) samples.delete(key);
