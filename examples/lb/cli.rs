@@ -6,6 +6,7 @@
 use std::ffi::OsString;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroUsize;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::builder::OsStr;
@@ -15,6 +16,7 @@ use tower_lb::admin::{AdminToken, BackendSpec};
 use tower_lb::health::OutlierDetection;
 use tower_lb::proxy::ProxyClientBuilder;
 use tower_lb::server::Config;
+use tower_lb::server::access_log::{Format as AccessLogFormat, Target as AccessLogTarget};
 use tower_lb::{Algo, ClientIp};
 
 /// An HTTP load balancer built from tower middleware.
@@ -24,8 +26,9 @@ use tower_lb::{Algo, ClientIp};
 /// again. POST /register with {"address": "http://host:port", "weight": 5} adds a backend
 /// (or updates its weight) at run time, DELETE /register with {"address": ...} drains one
 /// (no new requests, those in flight finish), GET /backends lists them with their state
-/// and counters. The admin API answers loopback clients only, unless --admin-token is
-/// set.
+/// and counters, GET /status is a live status page in the browser (open
+/// /status?token=TOKEN with --admin-token). The admin API answers loopback clients only,
+/// unless --admin-token is set.
 #[derive(Debug, Parser)]
 #[command(name = "lb", version, about, long_about)]
 pub(crate) struct Args {
@@ -196,6 +199,16 @@ pub(crate) struct Args {
     /// them twice, since one that closed the connection may have acted on the request.
     #[arg(long)]
     pub(crate) retry_non_idempotent: bool,
+
+    /// Log every proxied request, one line each, to PATH (appended to; reopened on
+    /// SIGUSR1 for log rotation) or to standard output with -. Off by default.
+    #[arg(long, value_name = "PATH|-")]
+    pub(crate) access_log: Option<PathBuf>,
+
+    /// The access log's format: json (one JSON object per line) or combined (Apache's
+    /// combined log format, then backend=, ttfb=, total= and retries=).
+    #[arg(long, value_name = "FORMAT", default_value_t = Config::DEFAULT_ACCESS_LOG_FORMAT)]
+    pub(crate) access_log_format: AccessLogFormat,
 }
 
 /// The environment variable read for the admin token when --admin-token is not given.
@@ -291,6 +304,9 @@ impl Args {
         if let Some(addr) = self.admin_bind {
             config = config.admin_bind(addr);
         }
+        config = config
+            .access_log(self.access_log.clone().map(AccessLogTarget::from_arg))
+            .access_log_format(self.access_log_format);
         for &network in &self.allowed_backends {
             config = config.allow_backend(network);
         }
