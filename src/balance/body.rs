@@ -3,17 +3,24 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Buf;
+use http::StatusCode;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
+use tokio::time::Instant;
 
 use super::endpoint::Stats;
 use super::set::Observer;
 
-/// Counts one request in flight on a backend until dropped.
+/// Counts one request in flight on a backend until dropped, and times it: to its response
+/// head, and (once it has one) to the end of its body, when dropped.
 pub(crate) struct InFlight {
     stats: Arc<Stats>,
     observer: Option<Arc<dyn Observer>>,
     notify_load: bool,
+    /// When the request was sent.
+    sent: Instant,
+    /// Whether a response head arrived: only then is the time to the body's end recorded.
+    answered: bool,
 }
 
 impl InFlight {
@@ -27,9 +34,23 @@ impl InFlight {
             stats,
             observer,
             notify_load,
+            sent: Instant::now(),
+            answered: false,
         };
         this.notify();
         this
+    }
+
+    /// A response head arrived with `status`: counts it, records the time to it, and tells
+    /// the observer that tracks latency.
+    #[inline]
+    pub(crate) fn answered(&mut self, status: StatusCode, tracks_latency: bool) {
+        let elapsed = self.sent.elapsed();
+        self.answered = true;
+        self.stats.record_response(status, elapsed);
+        if let (true, Some(observer)) = (tracks_latency, &self.observer) {
+            observer.latency(&self.stats, elapsed);
+        }
     }
 
     fn notify(&self) {
@@ -41,14 +62,13 @@ impl InFlight {
     pub(crate) fn stats(&self) -> &Stats {
         &self.stats
     }
-
-    pub(crate) fn observer(&self) -> Option<&Arc<dyn Observer>> {
-        self.observer.as_ref()
-    }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
+        if self.answered {
+            self.stats.record_total(self.sent.elapsed());
+        }
         self.stats.finish();
         self.notify();
     }

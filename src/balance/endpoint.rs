@@ -2,10 +2,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
+use std::time::Duration;
+
 use http::StatusCode;
 
 use crate::algo::least_time::Rtt;
-use crate::stats::Responses;
+use crate::stats::{HistogramSnapshot, LatencyHistogram, Responses};
 
 /// One backend as a balancer sees it: its discovery key and its live counters.
 ///
@@ -66,7 +68,8 @@ impl<K: fmt::Debug> fmt::Debug for Endpoint<K> {
 /// [`BackendSnapshot`](crate::stats::BackendSnapshot) (see the [`stats`](crate::stats) module
 /// for what each number means).
 // `repr(C)`, hot fields first: what the pickers read for every request (weight, in flight,
-// slot, RTT) sits together at the start, ahead of the counters only written once per response.
+// slot, RTT) sits together at the start, ahead of the counters only written once per response,
+// and the two histograms (about 250 bytes each) come last.
 #[repr(C)]
 pub struct Stats {
     weight: AtomicU32,
@@ -84,6 +87,10 @@ pub struct Stats {
     body_errors: AtomicU64,
     /// Requests sent here that had been sent to another backend before.
     retries: AtomicU64,
+    /// Time from sending the request to the response head.
+    response_time: LatencyHistogram,
+    /// Time from sending the request to the end of the response body.
+    total_time: LatencyHistogram,
 }
 
 impl Stats {
@@ -98,6 +105,8 @@ impl Stats {
             removed: AtomicBool::new(false),
             slot: AtomicUsize::new(usize::MAX),
             rtt: Rtt::new(),
+            response_time: LatencyHistogram::new(),
+            total_time: LatencyHistogram::new(),
         }
     }
 
@@ -156,6 +165,17 @@ impl Stats {
         self.retries.load(Relaxed)
     }
 
+    /// Time from sending each request to its response head, for the requests that got one.
+    pub fn response_time(&self) -> HistogramSnapshot {
+        self.response_time.snapshot()
+    }
+
+    /// Time from sending each request to the end of its response body (its last frame, an
+    /// error, or the body dropped unfinished), for the requests that got a response head.
+    pub fn total_time(&self) -> HistogramSnapshot {
+        self.total_time.snapshot()
+    }
+
     /// Whether the backend has left the set (it may still finish requests in flight).
     pub fn is_removed(&self) -> bool {
         self.removed.load(Relaxed)
@@ -194,16 +214,23 @@ impl Stats {
         self.in_flight.fetch_sub(1, Relaxed);
     }
 
-    /// A response head arrived with `status`.
+    /// A response head arrived with `status`, `elapsed` after the request was sent.
     #[inline]
-    pub(crate) fn record_response(&self, status: StatusCode) {
+    pub(crate) fn record_response(&self, status: StatusCode, elapsed: Duration) {
         self.responses[class(status)].fetch_add(1, Relaxed);
+        self.response_time.record(elapsed);
+    }
+
+    /// The response body of a request sent `elapsed` ago ended.
+    #[inline]
+    pub(crate) fn record_total(&self, elapsed: Duration) {
+        self.total_time.record(elapsed);
     }
 
     /// A `200 OK` arrived, for tests that fill counters by hand.
     #[cfg(all(test, feature = "server"))]
     pub(crate) fn record_served(&self) {
-        self.record_response(StatusCode::OK);
+        self.record_response(StatusCode::OK, Duration::ZERO);
     }
 
     #[inline]
@@ -244,6 +271,8 @@ impl fmt::Debug for Stats {
             .field("failures", &self.failures())
             .field("body_errors", &self.body_errors())
             .field("retries", &self.retries())
+            .field("response_time", &self.response_time)
+            .field("total_time", &self.total_time)
             .field("removed", &self.is_removed())
             .finish()
     }

@@ -5,7 +5,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
-use tokio::time::Instant;
 
 use super::body::{InFlight, TrackedBody};
 use crate::{BoxError, NoAvailableBackend};
@@ -28,7 +27,7 @@ pin_project! {
             #[pin]
             inner: F,
             in_flight: Option<InFlight>,
-            sent: Option<Instant>,
+            tracks_latency: bool,
         },
     }
 }
@@ -40,12 +39,12 @@ impl<F> ResponseFuture<F> {
         }
     }
 
-    pub(crate) fn called(inner: F, in_flight: InFlight, sent: Option<Instant>) -> Self {
+    pub(crate) fn called(inner: F, in_flight: InFlight, tracks_latency: bool) -> Self {
         Self {
             state: State::Called {
                 inner,
                 in_flight: Some(in_flight),
-                sent,
+                tracks_latency,
             },
         }
     }
@@ -64,16 +63,13 @@ where
             StateProj::Called {
                 inner,
                 in_flight,
-                sent,
+                tracks_latency,
             } => {
                 let result = ready!(inner.poll(cx));
-                let in_flight = in_flight.take().expect("polled after completion");
+                let mut in_flight = in_flight.take().expect("polled after completion");
                 match result {
                     Ok(response) => {
-                        in_flight.stats().record_response(response.status());
-                        if let (Some(sent), Some(observer)) = (sent, in_flight.observer()) {
-                            observer.latency(in_flight.stats(), sent.elapsed());
-                        }
+                        in_flight.answered(response.status(), *tracks_latency);
                         Poll::Ready(Ok(response.map(|body| TrackedBody::new(body, in_flight))))
                     }
                     Err(error) => {

@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll, Waker};
 
-use tokio::time::Instant;
 use tower::Service;
 use tower::discover::Discover;
 
@@ -265,8 +264,11 @@ where
             tried.push(Arc::clone(&stats));
         }
         let in_flight = InFlight::start(stats, observer, notify_load);
-        let sent = tracks_latency.then(Instant::now);
-        Ok(ResponseFuture::called(service.call(req), in_flight, sent))
+        Ok(ResponseFuture::called(
+            service.call(req),
+            in_flight,
+            tracks_latency,
+        ))
     }
 }
 
@@ -317,5 +319,10 @@ where
     /// The requests answered with [`NoAvailableBackend`] so far.
     pub(crate) fn no_backend_answers(&self) -> u64 {
         self.shared.no_backend.load(Relaxed)
+    }
+
+    /// The discovery changes (backends added, updated, removed) applied so far.
+    pub(crate) fn discovery_changes(&self) -> u64 {
+        self.shared.discovery_changes.load(Relaxed)
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::pin::Pin;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Waker};
 
@@ -37,6 +37,8 @@ pub(crate) struct Shared<K, S, P: Pick<K>> {
     task: Option<AbortHandle>,
     /// Requests answered with `NoAvailableBackend` (see `Balance::no_backend`).
     pub(crate) no_backend: AtomicU64,
+    /// Discovery changes applied to the published sets: backends added, updated, removed.
+    pub(crate) discovery_changes: AtomicU64,
 }
 
 impl<K, S, P: Pick<K>> Drop for Shared<K, S, P> {
@@ -81,6 +83,8 @@ pub(crate) struct Members<K, S> {
     list: Vec<(Arc<Endpoint<K>>, S)>,
     index: HashMap<K, usize>,
     retired: Vec<Arc<Endpoint<K>>>,
+    /// Changes applied so far (a removal of an unknown key is none).
+    applied: u64,
 }
 
 impl<K, S> Members<K, S>
@@ -93,10 +97,12 @@ where
             list: Vec::new(),
             index: HashMap::new(),
             retired: Vec::new(),
+            applied: 0,
         }
     }
 
     fn apply(&mut self, change: Change<K, S>) {
+        self.applied += 1;
         match change {
             Change::Insert(key, service) => {
                 if let Some(&i) = self.index.get(&key) {
@@ -114,6 +120,7 @@ where
             }
             Change::Remove(key) => {
                 let Some(i) = self.index.remove(&key) else {
+                    self.applied -= 1;
                     return;
                 };
                 let (endpoint, _) = self.list.remove(i);
@@ -184,6 +191,7 @@ where
     let mut members = Members::new();
     let (_, open) = drain(&mut discover, &mut members);
     let set = members.snapshot(&picker, 0);
+    let applied = members.applied;
     Arc::new_cyclic(|weak: &Weak<Shared<D::Key, D::Service, P>>| {
         let task =
             open.then(|| tokio::spawn(follow(discover, members, weak.clone())).abort_handle());
@@ -193,6 +201,7 @@ where
             changes: Arc::default(),
             task,
             no_backend: AtomicU64::new(0),
+            discovery_changes: AtomicU64::new(applied),
         }
     })
 }
@@ -232,6 +241,7 @@ async fn follow<D, P>(
         shared
             .set
             .store(Arc::new(members.snapshot(&shared.picker, generation)));
+        shared.discovery_changes.store(members.applied, Relaxed);
         shared.changes.publish(generation);
         if !open {
             tracing::debug!("service discovery ended; keeping the last set");

@@ -1,6 +1,5 @@
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use http::Method;
@@ -96,8 +95,7 @@ impl<S> Layer<S> for RetryLayer {
                 methods: self.methods.clone(),
                 any_method: self.any_method,
                 budget: Arc::clone(&self.budget),
-                retries: AtomicU64::new(0),
-                budget_exhausted: AtomicU64::new(0),
+                counters: Arc::default(),
             }),
         )
     }

@@ -4,11 +4,11 @@
 use std::error::Error as StdError;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::Method;
 use tower::retry::budget::Budget;
 
+use crate::stats::RetryCounters;
 use crate::{BackendTimeout, BackendUnavailable, BoxError};
 
 /// The methods retried by default: the idempotent ones of RFC 9110 §9.2.2 that a proxy sees.
@@ -27,8 +27,7 @@ pub(crate) struct Policy {
     pub(crate) methods: Box<[Method]>,
     pub(crate) any_method: bool,
     pub(crate) budget: Arc<dyn Budget + Send + Sync>,
-    pub(crate) retries: AtomicU64,
-    pub(crate) budget_exhausted: AtomicU64,
+    pub(crate) counters: Arc<RetryCounters>,
 }
 
 impl Policy {
@@ -45,11 +44,11 @@ impl Policy {
             return false;
         }
         if !self.budget.withdraw() {
-            self.budget_exhausted.fetch_add(1, Ordering::Relaxed);
+            self.counters.budget_exhausted();
             tracing::debug!(%error, "retry budget exhausted: not retrying");
             return false;
         }
-        self.retries.fetch_add(1, Ordering::Relaxed);
+        self.counters.retried();
         true
     }
 }
@@ -60,11 +59,7 @@ impl fmt::Debug for Policy {
             .field("max_retries", &self.max_retries)
             .field("methods", &self.methods)
             .field("any_method", &self.any_method)
-            .field("retries", &self.retries.load(Ordering::Relaxed))
-            .field(
-                "budget_exhausted",
-                &self.budget_exhausted.load(Ordering::Relaxed),
-            )
+            .field("counters", &self.counters)
             .finish_non_exhaustive()
     }
 }

@@ -1,6 +1,5 @@
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use http::Request;
@@ -14,6 +13,7 @@ use super::head::Head;
 use super::policy::Policy;
 use crate::BoxError;
 use crate::balance::Tried;
+use crate::stats::RetryCounters;
 
 /// Sends a request again, to another backend, when an attempt fails before the backend
 /// could act on it. See the [module docs](super).
@@ -56,12 +56,19 @@ impl<S> Retry<S> {
 
     /// How many retries this service and its clones have sent.
     pub fn retries(&self) -> u64 {
-        self.policy.retries.load(Ordering::Relaxed)
+        self.policy.counters.snapshot().retries
     }
 
     /// How many retries were not sent because the budget was empty.
     pub fn budget_exhausted(&self) -> u64 {
-        self.policy.budget_exhausted.load(Ordering::Relaxed)
+        self.policy.counters.snapshot().budget_exhausted
+    }
+
+    /// The counters of this service and its clones, to read as a
+    /// [`RetrySnapshot`](crate::stats::RetrySnapshot) while it runs (see
+    /// [`BalancerSnapshot::with_retries`](crate::BalancerSnapshot::with_retries)).
+    pub fn counters(&self) -> &Arc<RetryCounters> {
+        &self.policy.counters
     }
 }
 

@@ -300,7 +300,8 @@ impl Server {
     }
 
     /// Where every number the server keeps is read, now and while it runs: the balancer's
-    /// and its backends', with their health, the client connections and the queue. See
+    /// and its backends', with their health, the client connections, the queue and the
+    /// retries. See
     /// [`stats`](crate::stats) for what each means.
     pub fn stats(&self) -> ServerStats {
         ServerStats {
@@ -308,6 +309,7 @@ impl Server {
             monitor: self.monitor.clone(),
             connections: Arc::clone(self.connections.counters()),
             queue: Arc::clone(self.routes.proxy.get_ref().counters()),
+            retries: Arc::clone(self.routes.proxy.counters()),
         }
     }
 

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::Balancer;
 use crate::health::HealthMonitor;
-use crate::stats::{BalancerSnapshot, ConnectionCounters, QueueCounters};
+use crate::stats::{BalancerSnapshot, ConnectionCounters, QueueCounters, RetryCounters};
 use crate::{BackendAddr, Weighted};
 
 /// Where every number of a [`Server`](super::Server) is read: cheap to clone, and it keeps
@@ -16,15 +16,17 @@ pub struct ServerStats {
     pub(super) monitor: HealthMonitor<Weighted<BackendAddr>>,
     pub(super) connections: Arc<ConnectionCounters>,
     pub(super) queue: Arc<QueueCounters>,
+    pub(super) retries: Arc<RetryCounters>,
 }
 
 impl ServerStats {
     /// Every number now: the balancer's and its backends', with their health, the client
-    /// connections and the queue.
+    /// connections, the queue and the retries.
     pub fn snapshot(&self) -> BalancerSnapshot<Weighted<BackendAddr>> {
         self.balancer
             .snapshot_with(&self.monitor)
             .with_connections(&self.connections)
             .with_queue(&self.queue)
+            .with_retries(&self.retries)
     }
 }

@@ -3,6 +3,7 @@
 use std::ops::AddAssign;
 use std::time::{Duration, SystemTime};
 
+use super::histogram::HistogramSnapshot;
 use crate::balance::Endpoint;
 use crate::health::{BackendState, HealthSnapshot};
 
@@ -85,6 +86,13 @@ pub struct BackendSnapshot<K> {
     pub body_errors: u64,
     /// Requests it received that had been sent to another backend first: retries.
     pub retries: u64,
+    /// Time from sending each request to its response head, for every response counted in
+    /// `responses`.
+    pub response_time: HistogramSnapshot,
+    /// Time from sending each request to the end of its response body (its last frame, an
+    /// error, or the body dropped unfinished), for every response counted in `responses`
+    /// whose body has ended.
+    pub total_time: HistogramSnapshot,
     /// The Peak-EWMA response-time estimate, kept by [least time](crate::Algo::LeastTime)
     /// only; `None` otherwise and before its first response.
     pub rtt: Option<Duration>,
@@ -107,6 +115,8 @@ impl<K: Clone> BackendSnapshot<K> {
             transport_failures: stats.failures(),
             body_errors: stats.body_errors(),
             retries: stats.retries(),
+            response_time: stats.response_time(),
+            total_time: stats.total_time(),
             rtt: stats
                 .rtt_estimate_ns()
                 .map(|ns| Duration::from_nanos(ns as u64)),

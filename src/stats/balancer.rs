@@ -5,7 +5,10 @@ use std::hash::Hash;
 use tower::discover::Discover;
 
 use super::backend::{BackendSnapshot, Responses};
-use super::counters::{ConnectionCounters, ConnectionsSnapshot, QueueCounters, QueueSnapshot};
+use super::counters::{
+    ConnectionCounters, ConnectionsSnapshot, QueueCounters, QueueSnapshot, RetryCounters,
+    RetrySnapshot,
+};
 use crate::algo::Pick;
 use crate::health::HealthMonitor;
 use crate::{Algo, Balance};
@@ -31,8 +34,13 @@ pub struct BalancerSnapshot<K> {
     /// attempt counts: a retry that finds no other backend counts too, although the
     /// [retry layer](crate::retry) then reports the first attempt's error.
     pub no_backend: u64,
+    /// Discovery changes applied to the backend set since the balancer was built: backends
+    /// added, updated (a new weight) or removed.
+    pub discovery_changes: u64,
     /// The queue in front of the balancer, if there is one.
     pub queue: Option<QueueSnapshot>,
+    /// The retry layer in front of the balancer (and its queue), if there is one.
+    pub retries: Option<RetrySnapshot>,
     /// The server's client connections, when taken from a server.
     pub connections: Option<ConnectionsSnapshot>,
 }
@@ -41,6 +49,13 @@ impl<K> BalancerSnapshot<K> {
     /// With the numbers of the queue whose counters are `queue`.
     pub fn with_queue(mut self, queue: &QueueCounters) -> Self {
         self.queue = Some(queue.snapshot());
+        self
+    }
+
+    /// With the numbers of the retry layer whose counters are `retries`
+    /// ([`Retry::counters`](crate::Retry::counters)).
+    pub fn with_retries(mut self, retries: &RetryCounters) -> Self {
+        self.retries = Some(retries.snapshot());
         self
     }
 
@@ -87,7 +102,9 @@ where
             algorithm,
             backends,
             no_backend: self.no_backend_answers(),
+            discovery_changes: self.discovery_changes(),
             queue: None,
+            retries: None,
             connections: None,
         }
     }

@@ -99,6 +99,62 @@ pub struct QueueSnapshot {
     pub timeouts: u64,
 }
 
+/// The live counters of a [`Retry`](crate::Retry) and its clones.
+///
+/// The retry policy bumps one relaxed atomic per retry sent, or per retry the budget refused;
+/// a request that is not retried never touches them.
+#[derive(Default)]
+pub struct RetryCounters {
+    retries: AtomicU64,
+    budget_exhausted: AtomicU64,
+}
+
+impl RetryCounters {
+    /// All zero.
+    pub const fn new() -> Self {
+        Self {
+            retries: AtomicU64::new(0),
+            budget_exhausted: AtomicU64::new(0),
+        }
+    }
+
+    /// A retry was sent.
+    pub(crate) fn retried(&self) {
+        self.retries.fetch_add(1, Relaxed);
+    }
+
+    /// A retry was not sent: the budget was empty.
+    pub(crate) fn budget_exhausted(&self) {
+        self.budget_exhausted.fetch_add(1, Relaxed);
+    }
+
+    /// The counts now.
+    pub fn snapshot(&self) -> RetrySnapshot {
+        RetrySnapshot {
+            retries: self.retries.load(Relaxed),
+            budget_exhausted: self.budget_exhausted.load(Relaxed),
+        }
+    }
+}
+
+impl fmt::Debug for RetryCounters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.snapshot(), f)
+    }
+}
+
+/// A retry layer's numbers at one moment, from [`RetryCounters::snapshot`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct RetrySnapshot {
+    /// Retries sent, in all. HAProxy's backend `wretr` + `wredis`, Envoy's
+    /// `upstream_rq_retry`.
+    pub retries: u64,
+    /// Retries not sent because the retry budget was empty. Envoy's
+    /// `upstream_rq_retry_overflow`.
+    pub budget_exhausted: u64,
+}
+
 /// The live counters of a server's client connections.
 ///
 /// The accept loop calls [`open`](Self::open) for each accepted connection and keeps the guard

@@ -26,6 +26,8 @@
 //! | `transport_failures` | counter | errors from its service with no response (refused, reset, timed out, closed before the head) | `econ` + `eresp` | `upstream_cx_connect_fail` + `upstream_rq_timeout` + resets before the head |
 //! | `body_errors` | counter | response bodies that failed after the head | `srv_abrt` | `upstream_rq_rx_reset` after the head |
 //! | `retries` | counter | requests it received that another backend had been sent first | `wretr` (counted on the retried-to server) | `upstream_rq_retry` (per cluster) |
+//! | `response_time` | histogram | time from sending a request to its response head ([`HistogramSnapshot`]: 0.5 ms to 12 s) | `rtime` (an average) | `upstream_rq_time` |
+//! | `total_time` | histogram | time from sending a request to the end of its response body | `ttime` (an average) | — |
 //! | `rtt` | gauge | Peak-EWMA response time, with least time only | `rtime` (an average) | `upstream_rq_time` (a histogram) |
 //! | `health.state` | state | healthy, unhealthy (checks) or ejected (outlier detection) | `status` | `health_flags` in `/clusters` |
 //! | `health.checks`, `health.checks_failed` | counters | active checks run, and failed | `chkfail` (failed) | `health_check.attempt`, `health_check.failure` |
@@ -45,10 +47,14 @@
 //! | `queue.waiting` | gauge | requests waiting for a backend now | `qcur` | `upstream_rq_pending_active` |
 //! | `queue.queued` | counter | requests that had to wait | — | `upstream_rq_pending_total` |
 //! | `queue.timeouts` | counter | requests that waited the whole queue timeout | (termination state `sQ`) | — |
+//! | `retries.retries` | counter | retries sent ([`Retry`](crate::Retry)) | `wretr` + `wredis` | `upstream_rq_retry` |
+//! | `retries.budget_exhausted` | counter | retries not sent: the retry budget was empty | — | `upstream_rq_retry_overflow` |
+//! | `discovery_changes` | counter | backends added, updated (weight) or removed by discovery, as applied | — | `membership_change` |
 //! | `connections.open` | gauge | client connections open now | frontend `scur` | `downstream_cx_active` |
 //! | `connections.accepted` | counter | client connections accepted | frontend `conn_tot` | `downstream_cx_total` |
 //!
-//! `queue` is `None` without a queue, `connections` without a server.
+//! `queue` is `None` without a queue, `retries` without a retry layer, `connections` without a
+//! server.
 //!
 //! # Examples
 //!
@@ -78,12 +84,15 @@
 mod backend;
 mod balancer;
 mod counters;
+pub mod histogram;
 
 pub use self::backend::{BackendSnapshot, Responses};
 pub use self::balancer::BalancerSnapshot;
 pub use self::counters::{
     ConnectionCounters, ConnectionsSnapshot, OpenConnection, QueueCounters, QueueSnapshot, Queued,
+    RetryCounters, RetrySnapshot,
 };
+pub use self::histogram::{HistogramSnapshot, LatencyHistogram};
 
 #[cfg(test)]
 mod tests;

@@ -126,6 +126,70 @@ async fn a_body_that_fails_after_the_head_is_a_body_error() {
     assert_eq!(lb.snapshot().backends[0].body_errors, 1, "counted once");
 }
 
+#[tokio::test(start_paused = true)]
+async fn response_times_are_recorded_to_the_head_and_to_the_end_of_the_body() {
+    let (svc, mut handle) = mock::pair::<Req, http::Response<StreamBody<_>>>();
+    handle.allow(2);
+    let mut lb = LoadBalance::new(ServiceList::new(vec![svc]), Algo::RoundRobin);
+
+    // The head after 3 ms, the body's end 40 ms later.
+    let fut = lb.call(Req::new(()));
+    let (_, respond) = handle.next_request().await.unwrap();
+    tokio::time::advance(Duration::from_millis(3)).await;
+    let (frames, rx) = tokio::sync::mpsc::unbounded_channel::<Result<Frame<Bytes>, Infallible>>();
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|frame| (frame, rx))
+    });
+    respond.send_response(http::Response::new(StreamBody::new(Box::pin(stream))));
+    let mut body = fut.await.unwrap().into_body();
+    let backend = &lb.snapshot().backends[0];
+    assert_eq!(backend.response_time.count(), 1);
+    assert_eq!(backend.response_time.sum(), Duration::from_millis(3));
+    assert_eq!(backend.total_time.count(), 0, "the body is still open");
+
+    tokio::time::advance(Duration::from_millis(40)).await;
+    frames
+        .send(Ok(Frame::data(Bytes::from_static(b"x"))))
+        .unwrap();
+    drop(frames);
+    assert!(body.frame().await.unwrap().is_ok());
+    assert!(body.frame().await.is_none());
+    let backend = &lb.snapshot().backends[0];
+    assert_eq!(backend.total_time.count(), 1);
+    assert_eq!(backend.total_time.sum(), Duration::from_millis(43));
+    // 3 ms is in the bucket (2 ms, 3 ms], 43 ms in (32 ms, 48 ms].
+    let bucket = |d| {
+        HistogramSnapshot::BOUNDS
+            .iter()
+            .position(|b| *b == d)
+            .unwrap()
+    };
+    assert_eq!(
+        backend.response_time.counts()[bucket(Duration::from_millis(3))],
+        1
+    );
+    assert_eq!(
+        backend.total_time.counts()[bucket(Duration::from_millis(48))],
+        1
+    );
+    assert_eq!(
+        backend.response_time.quantile(1.0),
+        Some(Duration::from_millis(3))
+    );
+
+    // A request that gets no head is in neither histogram.
+    let fut = lb.call(Req::new(()));
+    let (_, respond) = handle.next_request().await.unwrap();
+    respond.send_error("connection refused");
+    assert!(fut.await.is_err());
+    let backend = &lb.snapshot().backends[0];
+    assert_eq!(backend.transport_failures, 1);
+    assert_eq!(
+        (backend.response_time.count(), backend.total_time.count()),
+        (1, 1)
+    );
+}
+
 #[tokio::test]
 async fn a_request_sent_elsewhere_before_is_a_retry_on_the_backend_it_goes_to() {
     let mut lb = LoadBalance::new(
@@ -413,4 +477,72 @@ async fn a_server_reads_its_balancer_and_health() {
     assert_eq!((connections.open, connections.accepted), (0, 0));
     let queue = stats.queue.expect("a server counts its queue");
     assert_eq!((queue.waiting, queue.queued, queue.timeouts), (0, 0, 0));
+}
+
+#[tokio::test]
+async fn discovery_changes_count_every_applied_add_update_and_removal() {
+    let registry = Registry::new(|_: &&'static str| answering(&[200]));
+    registry.register("a", 1);
+    registry.register("b", 1);
+    let lb = LoadBalance::new(registry.discover(), Algo::RoundRobin);
+    assert_eq!(
+        lb.snapshot().discovery_changes,
+        2,
+        "the changes ready at start"
+    );
+
+    let changed = lb.changed();
+    registry.register("a", 5);
+    changed.await;
+    let changed = lb.changed();
+    assert!(registry.deregister(&"b"));
+    assert!(!registry.deregister(&"c"), "not registered: no change");
+    changed.await;
+    let stats = lb.snapshot();
+    assert_eq!(stats.discovery_changes, 4);
+    assert_eq!(stats.backends.len(), 1);
+}
+
+#[tokio::test]
+async fn retries_and_refusals_of_the_budget_are_counted_with_the_retry_layer() {
+    use crate::retry::{RetryBody, RetryLayer};
+    use http_body_util::Empty;
+    use tower::retry::budget::TpsBudget;
+
+    type RetryReq = http::Request<RetryBody<Empty<Bytes>>>;
+    // Every attempt is refused: each request is retried while the budget lasts.
+    let refusing = || {
+        service_fn(|_: RetryReq| async {
+            let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+            Err::<Res, BoxError>(
+                crate::BackendUnavailable::new("10.0.0.1:80".parse().unwrap(), refused).into(),
+            )
+        })
+    };
+    let lb = LoadBalance::new(
+        ServiceList::new(vec![refusing(), refusing(), refusing()]),
+        Algo::RoundRobin,
+    );
+    // A budget with room for exactly 1 retry (the minimum of 1 per second, nothing from
+    // deposits).
+    let mut retry = ServiceBuilder::new()
+        .layer(RetryLayer::new().max_retries(2).budget(TpsBudget::new(
+            Duration::from_secs(1),
+            1,
+            0.0,
+        )))
+        .service(lb.clone());
+    for _ in 0..2 {
+        let req = http::Request::get("/").body(Empty::new()).unwrap();
+        assert!(retry.ready().await.unwrap().call(req).await.is_err());
+    }
+    let stats = lb.snapshot().with_retries(retry.counters());
+    let retries = stats.retries.unwrap();
+    assert_eq!(retries.retries, retry.retries());
+    assert_eq!(retries.budget_exhausted, retry.budget_exhausted());
+    assert!(retries.retries >= 1, "{retries:?}");
+    assert!(retries.budget_exhausted >= 1, "{retries:?}");
+    // Each retry was sent to a backend, which counts it.
+    let by_backends: u64 = stats.backends.iter().map(|b| b.retries).sum();
+    assert_eq!(by_backends, retries.retries);
 }
