@@ -245,6 +245,15 @@ async fn the_status_page_shows_backends_live_and_drains_with_the_token_only() {
     assert!(requests >= 30, "the total counts the traffic: {requests}");
     let connections: u64 = text(&page, "#connections-accepted").await.parse().unwrap();
     assert!(connections > 0);
+    // p50 / p99 from each backend's response-time histogram.
+    let latency = text(&page, &format!("tr[data-address=\"{}\"] td.latency", addresses[2])).await;
+    let (p50, p99) = latency
+        .split_once(" / ")
+        .unwrap_or_else(|| panic!("p50 / p99: {latency:?}"));
+    for quantile in [p50, p99] {
+        let ms: f64 = quantile.strip_suffix(" ms").unwrap().parse().unwrap();
+        assert!(ms > 0.0, "{latency}");
+    }
 
     // A killed backend turns unhealthy within a few check intervals.
     let mut backends = backends.into_iter();

@@ -221,13 +221,17 @@ impl Server {
             .layer(balance)
             .service(health.layer(registry.discover()));
 
-        let queue = Queue::new(balancer.clone(), config.queue_timeout);
+        let proxy = RetryLayer::new()
+            .max_retries(config.retries)
+            .retry_non_idempotent(config.retry_non_idempotent)
+            .layer(Queue::new(balancer.clone(), config.queue_timeout));
         // The status page reads what `Server::stats` reads.
         let stats = ServerStats {
             balancer: balancer.clone(),
             monitor: monitor.clone(),
             connections: Arc::clone(connections.counters()),
-            queue: Arc::clone(queue.counters()),
+            queue: Arc::clone(proxy.get_ref().counters()),
+            retries: Arc::clone(proxy.counters()),
         };
         let admin = Admin::new(registry.clone(), probe)
             .status(StatusSource::new(move || stats.snapshot()))
@@ -250,10 +254,7 @@ impl Server {
             registry,
             monitor,
             routes: Arc::new(Routes {
-                proxy: RetryLayer::new()
-                    .max_retries(config.retries)
-                    .retry_non_idempotent(config.retry_non_idempotent)
-                    .layer(queue),
+                proxy,
                 balancer,
                 admin,
                 access_log,

@@ -4,7 +4,8 @@
 //! Like HAProxy's stats page or the NGINX Plus dashboard, it shows every backend of a running
 //! [`Server`](crate::server::Server) — address, state (healthy, unhealthy, ejected, draining,
 //! slow start, each with its colour), weight, requests in flight, answers by status class,
-//! transport failures, ejections, the last health check and its error, and a requests/s
+//! transport failures, ejections, the last health check and its error, the p50 and p99
+//! response times, and a requests/s
 //! sparkline over the last five minutes — and the balancer's totals: client connections,
 //! requests/s, `503`s, retries, the algorithm, uptime and version. The page polls
 //! `/status.json` every second; the rates and the sparklines are computed in the page from
@@ -33,14 +34,18 @@
 //! ```json
 //! {"version":"0.1.0","uptime_secs":42,"algorithm":"WRR",
 //!  "connections_open":3,"connections_accepted":17,"requests":1200,"in_flight":1,
-//!  "no_backend":0,"retries":2,"queue_waiting":0,"queue_timeouts":0,
+//!  "no_backend":0,"retries":2,"retry_budget_exhausted":0,"queue_waiting":0,"queue_timeouts":0,
 //!  "backends":[{"address":"http://127.0.0.1:18490","state":"healthy","weight":1,
 //!    "in_flight":1,"requests":600,"responses":{"1xx":0,"2xx":598,"3xx":0,"4xx":2,"5xx":0,"other":0},
 //!    "failures":0,"body_errors":0,"retries":1,"ejections":0,"checks":40,"checks_failed":0,
-//!    "last_check":"2026-12-04T21:40:00.125Z","last_error":null,"slow_start_remaining_ms":null}]}
+//!    "last_check":"2026-12-04T21:40:00.125Z","last_error":null,"slow_start_remaining_ms":null,
+//!    "latency_ms":{"p50":0.6,"p99":2.1}}]}
 //! ```
 //!
-//! `requests` counts answers and transport failures; `state` is one of `healthy`,
+//! `requests` counts answers and transport failures; `latency_ms` holds the p50 and p99 of
+//! the time to the response head since the backend joined, estimated from its histogram
+//! ([`HistogramSnapshot::quantile`](crate::stats::HistogramSnapshot::quantile)), `null`
+//! before its first answer; `state` is one of `healthy`,
 //! `unhealthy`, `ejected`, `draining` and `slow start` (healthy, still ramping up).
 
 mod page;

@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::addr::BackendAddr;
 use crate::admin::backends::rfc3339;
 use crate::health::BackendState;
-use crate::stats::{BackendSnapshot, BalancerSnapshot};
+use crate::stats::{BackendSnapshot, BalancerSnapshot, HistogramSnapshot};
 use crate::weight::Weighted;
 
 type Snapshot = dyn Fn() -> BalancerSnapshot<Weighted<BackendAddr>> + Send + Sync;
@@ -58,6 +58,7 @@ pub(crate) struct Report {
     in_flight: u64,
     no_backend: u64,
     retries: u64,
+    retry_budget_exhausted: Option<u64>,
     queue_waiting: Option<u64>,
     queue_timeouts: Option<u64>,
     backends: Vec<BackendStatus>,
@@ -81,6 +82,16 @@ struct BackendStatus {
     last_check: Option<String>,
     last_error: Option<String>,
     slow_start_remaining_ms: Option<u64>,
+    /// Time to the response head, since the backend joined; `null` before its first answer.
+    latency_ms: Option<Latency>,
+}
+
+/// Response-time quantiles in milliseconds, estimated from the backend's histogram
+/// ([`HistogramSnapshot::quantile`]).
+#[derive(Debug, Serialize)]
+struct Latency {
+    p50: f64,
+    p99: f64,
 }
 
 /// The report of `source` now.
@@ -96,7 +107,11 @@ pub(crate) fn report(source: &StatusSource) -> Report {
         requests: backends.iter().map(|b| b.requests).sum(),
         in_flight: snapshot.in_flight(),
         no_backend: snapshot.no_backend,
-        retries: snapshot.backends.iter().map(|b| b.retries).sum(),
+        retries: snapshot.retries.map_or_else(
+            || snapshot.backends.iter().map(|b| b.retries).sum(),
+            |r| r.retries,
+        ),
+        retry_budget_exhausted: snapshot.retries.map(|r| r.budget_exhausted),
         queue_waiting: snapshot.queue.map(|q| q.waiting),
         queue_timeouts: snapshot.queue.map(|q| q.timeouts),
         backends,
@@ -131,5 +146,14 @@ fn backend(b: &BackendSnapshot<Weighted<BackendAddr>>) -> BackendStatus {
         last_error: health.and_then(|h| h.last_error.clone()),
         slow_start_remaining_ms: slow_start
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        latency_ms: latency(&b.response_time),
     }
+}
+
+fn latency(histogram: &HistogramSnapshot) -> Option<Latency> {
+    let ms = |q| histogram.quantile(q).map(|d| d.as_secs_f64() * 1000.0);
+    Some(Latency {
+        p50: ms(0.5)?,
+        p99: ms(0.99)?,
+    })
 }
