@@ -83,7 +83,10 @@ async fn json_lines_have_every_field() {
         let backend = v["backend"].as_str().unwrap().to_owned();
         assert!(live.contains(&backend), "{line}");
         served.insert(backend);
-        let (ttfb, total) = (v["ttfb_ms"].as_f64().unwrap(), v["total_ms"].as_f64().unwrap());
+        let (ttfb, total) = (
+            v["ttfb_ms"].as_f64().unwrap(),
+            v["total_ms"].as_f64().unwrap(),
+        );
         assert!(ttfb > 0.0 && ttfb <= total, "{line}");
         assert_eq!(v["bytes"], sizes[i], "{line}");
         assert_eq!(v["retries"], 0, "{line}");
@@ -106,7 +109,9 @@ async fn combined_lines_parse_as_apaches_format() {
     let live: HashSet<String> = backends.iter().map(|b| b.url()).collect();
     for (i, line) in lines(&path, REQUESTS).await.iter().enumerate() {
         // %h %l %u [%t] "%r" %>s %b "%{Referer}i" "%{User-agent}i" then key=value.
-        let (host, rest) = line.split_once(" - - [").unwrap_or_else(|| panic!("{line}"));
+        let (host, rest) = line
+            .split_once(" - - [")
+            .unwrap_or_else(|| panic!("{line}"));
         assert_eq!(host, "127.0.0.1");
         let (time, rest) = rest.split_once("] \"").unwrap();
         assert_eq!(time.len(), "04/Dec/2026:21:40:00 +0000".len(), "{line}");
@@ -182,7 +187,11 @@ async fn a_rename_and_a_reopen_start_a_new_file() {
     assert_eq!(new.len(), 2, "{new:#?}");
     assert!(new[0].contains("\"/?i=3\""), "{new:#?}");
     let old = std::fs::read_to_string(&rotated).unwrap();
-    assert_eq!(old.lines().count(), 3, "the rotated file keeps its lines: {old}");
+    assert_eq!(
+        old.lines().count(),
+        3,
+        "the rotated file keeps its lines: {old}"
+    );
     assert_eq!(log.dropped(), 0);
     lb.stop().await;
 }

@@ -90,7 +90,7 @@ async fn browser(driver: &Chromedriver, profile: &Path) -> Client {
                 "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                 "--no-first-run", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync",
-                "--window-size=1700,560",
+                "--window-size=1900,520",
                 format!("--user-data-dir={}", profile.display()),
             ],
         }),
@@ -164,7 +164,9 @@ async fn click(page: &Client, css: &str) {
         .find(Locator::Css(css))
         .await
         .unwrap_or_else(|e| panic!("no {css} on the page: {e}"));
-    el.click().await.unwrap_or_else(|e| panic!("click {css}: {e}"));
+    el.click()
+        .await
+        .unwrap_or_else(|e| panic!("click {css}: {e}"));
 }
 
 /// `GET /backends` with the admin token, as a list of (address, state).
@@ -238,15 +240,25 @@ async fn the_status_page_shows_backends_live_and_drains_with_the_token_only() {
             .all(|a| rows.iter().any(|(addr, _, n)| addr == a && *n > 0))
     })
     .await;
-    assert!(shown.iter().all(|(_, state, _)| state == "healthy"), "{shown:?}");
-    assert_eq!(text(&page, "#algorithm").await, Config::DEFAULT_ALGO.to_string());
+    assert!(
+        shown.iter().all(|(_, state, _)| state == "healthy"),
+        "{shown:?}"
+    );
+    assert_eq!(
+        text(&page, "#algorithm").await,
+        Config::DEFAULT_ALGO.to_string()
+    );
     assert!(text(&page, "#version").await.starts_with('v'));
     let requests: u64 = text(&page, "#requests").await.parse().unwrap();
     assert!(requests >= 30, "the total counts the traffic: {requests}");
     let connections: u64 = text(&page, "#connections-accepted").await.parse().unwrap();
     assert!(connections > 0);
     // p50 / p99 from each backend's response-time histogram.
-    let latency = text(&page, &format!("tr[data-address=\"{}\"] td.latency", addresses[2])).await;
+    let latency = text(
+        &page,
+        &format!("tr[data-address=\"{}\"] td.latency", addresses[2]),
+    )
+    .await;
     let (p50, p99) = latency
         .split_once(" / ")
         .unwrap_or_else(|| panic!("p50 / p99: {latency:?}"));
@@ -270,7 +282,10 @@ async fn the_status_page_shows_backends_live_and_drains_with_the_token_only() {
         &format!("tr[data-address=\"{killed_addr}\"] td.error"),
     )
     .await;
-    assert!(!error.is_empty(), "the failed check's error is shown: {rows:?}");
+    assert!(
+        !error.is_empty(),
+        "the failed check's error is shown: {rows:?}"
+    );
     // A few more polls, so that the sparklines have a line to draw.
     wait_text(&page, "#rate", ".").await;
     tokio::time::sleep(Duration::from_secs(3)).await;

@@ -21,7 +21,8 @@ use tower_lb::{Algo, ClientIp};
 
 /// An HTTP load balancer built from tower middleware.
 ///
-/// Requests to any path but /register and /backends are forwarded to a backend chosen by
+/// Requests to any path but the admin routes (/register, /backends, /status,
+/// /status.json) are forwarded to a backend chosen by
 /// the algorithm; backends that fail their health check are taken out until they pass
 /// again. POST /register with {"address": "http://host:port", "weight": 5} adds a backend
 /// (or updates its weight) at run time, DELETE /register with {"address": ...} drains one

@@ -283,12 +283,18 @@ mod tests {
         assert_eq!(page("/status?token=%zz", None), wrong);
         // No query token: the header, as for any admin request.
         assert_eq!(page("/status", Some("Bearer s3cr/t+x")), Ok(()));
-        assert_eq!(page("/status", None).unwrap_err().0, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            page("/status", None).unwrap_err().0,
+            StatusCode::UNAUTHORIZED
+        );
         // Without a configured token, the peer decides, whatever the query.
         let open = Access::loopback();
         let mut req = req(Some("10.0.0.1:1"), None);
         *req.uri_mut() = "/status?token=x".parse().unwrap();
-        assert_eq!(open.check_page(&req).unwrap_err().status, StatusCode::FORBIDDEN);
+        assert_eq!(
+            open.check_page(&req).unwrap_err().status,
+            StatusCode::FORBIDDEN
+        );
     }
 
     #[test]

@@ -44,8 +44,7 @@ pub(crate) type Proxy = Queue<BackendSet, AlgoPick>;
 
 /// The body of every response the server sends: a backend's, or one of its own (JSend),
 /// [logged](super::access_log) when it ends.
-pub type ResponseBody =
-    Logged<Either<TrackedBody<BackendBody<RetryBody<Incoming>>>, Full<Bytes>>>;
+pub type ResponseBody = Logged<Either<TrackedBody<BackendBody<RetryBody<Incoming>>>, Full<Bytes>>>;
 
 /// What every connection shares.
 pub(crate) struct Routes {

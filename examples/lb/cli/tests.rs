@@ -588,7 +588,9 @@ fn access_log_flags_reach_the_config() {
     let error = args(&["--access-log-format", "xml"]).unwrap_err();
     assert_eq!(error.exit_code(), 2);
     assert!(
-        error.to_string().contains("unknown access log format \"xml\": use json or combined"),
+        error
+            .to_string()
+            .contains("unknown access log format \"xml\": use json or combined"),
         "{error}"
     );
 }

@@ -53,6 +53,9 @@ mod tests {
         assert!(!PAGE.contains("http://") && !PAGE.contains("https://"));
         assert!(!PAGE.contains(" src=") && !PAGE.contains("<link"));
         let res = page();
-        assert_eq!(res.headers()[header::CONTENT_TYPE], "text/html; charset=utf-8");
+        assert_eq!(
+            res.headers()[header::CONTENT_TYPE],
+            "text/html; charset=utf-8"
+        );
     }
 }

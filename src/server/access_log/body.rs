@@ -147,4 +147,3 @@ impl<B: Body> Body for Logged<B> {
         self.inner.size_hint()
     }
 }
-

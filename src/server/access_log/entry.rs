@@ -74,7 +74,8 @@ impl Entry {
 
     fn write_json(&self, out: &mut impl Write) -> io::Result<()> {
         let header = |v: &'_ Option<HeaderValue>| -> Option<String> {
-            v.as_ref().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            v.as_ref()
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         };
         let (referer, user_agent) = (header(&self.referer), header(&self.user_agent));
         let line = Json {
@@ -224,7 +225,10 @@ mod tests {
         no_body.backend = None;
         no_body.path = "/\n\u{7f}".to_owned();
         let line = line(&no_body, Format::Combined);
-        assert!(line.contains("\"GET /\\x0a\\x7f HTTP/1.1\" 200 - "), "{line}");
+        assert!(
+            line.contains("\"GET /\\x0a\\x7f HTTP/1.1\" 200 - "),
+            "{line}"
+        );
         assert!(line.contains(" backend=- "), "{line}");
     }
 
