@@ -292,6 +292,25 @@ async fn the_status_page_shows_backends_live_and_drains_with_the_token_only() {
     let png = page.screenshot().await.expect("a screenshot");
     std::fs::write(screenshot_path(), &png).expect("save the screenshot");
 
+    // Set weight, with the token: the admin API agrees.
+    let weighted = addresses[2].clone();
+    let input = page
+        .find(Locator::Css(&format!(
+            "tr[data-address=\"{weighted}\"] input.weight-input"
+        )))
+        .await
+        .unwrap();
+    input.clear().await.unwrap();
+    input.send_keys("7").await.unwrap();
+    click(
+        &page,
+        &format!("tr[data-address=\"{weighted}\"] button.set-weight"),
+    )
+    .await;
+    let message = wait_text(&page, "#message", "weight of").await;
+    assert!(message.contains(&format!("{weighted} is 7")), "{message}");
+    assert_eq!(lb.registry.weight(&weighted.parse().unwrap()), Some(7));
+
     // Without the token, drain is refused and nothing changes.
     let drained = addresses[1].clone();
     let token_input = page.find(Locator::Id("token")).await.unwrap();

@@ -13,10 +13,10 @@
 //!
 //! [`Format::Json`] (the default, `--access-log-format json`), one JSON object per line
 //! ([JSON Lines](https://jsonlines.org/)); times are milliseconds, `backend` is `null` when
-//! no backend answered:
+//! no backend answered (a line from `lb --demo --access-log -`):
 //!
 //! ```text
-//! {"time":"2026-12-04T21:40:00.125Z","client":"127.0.0.1","method":"GET","path":"/a?b=1","protocol":"HTTP/1.1","status":200,"backend":"http://127.0.0.1:1080","ttfb_ms":0.412,"total_ms":0.53,"bytes":12,"retries":0,"referer":null,"user_agent":"curl/8.14.1"}
+//! {"time":"2026-12-04T21:47:24.248Z","client":"127.0.0.1","method":"GET","path":"/?n=1","protocol":"HTTP/1.1","status":200,"backend":"http://127.0.0.1:46471","ttfb_ms":0.837,"total_ms":0.878,"bytes":42,"retries":0,"referer":null,"user_agent":"curl/8.14.1"}
 //! ```
 //!
 //! [`Format::Combined`] (`--access-log-format combined`) is Apache's combined log format —
@@ -25,7 +25,7 @@
 //! `$upstream_addr` and `$request_time`:
 //!
 //! ```text
-//! 127.0.0.1 - - [04/Dec/2026:21:40:00 +0000] "GET /a?b=1 HTTP/1.1" 200 12 "-" "curl/8.14.1" backend=http://127.0.0.1:1080 ttfb=0.000412 total=0.000530 retries=0
+//! 127.0.0.1 - - [04/Dec/2026:21:47:32 +0000] "GET / HTTP/1.1" 200 42 "http://example.test/" "curl/8.14.1" backend=http://127.0.0.1:45527 ttfb=0.000722 total=0.000828 retries=0
 //! ```
 //!
 //! In the combined format, `"`, `\` and bytes outside printable ASCII in the request line and
