@@ -29,23 +29,26 @@
 //!
 //! # `GET /status.json`
 //!
-//! A JSend `success` whose `data` is (values from a real run):
+//! A JSend `success` whose `data` is (from `lb --demo` after three requests, one backend
+//! shown, wrapped here):
 //!
 //! ```json
-//! {"version":"0.1.0","uptime_secs":42,"algorithm":"WRR",
-//!  "connections_open":3,"connections_accepted":17,"requests":1200,"in_flight":1,
-//!  "no_backend":0,"retries":2,"retry_budget_exhausted":0,"queue_waiting":0,"queue_timeouts":0,
-//!  "backends":[{"address":"http://127.0.0.1:18490","state":"healthy","weight":1,
-//!    "in_flight":1,"requests":600,"responses":{"1xx":0,"2xx":598,"3xx":0,"4xx":2,"5xx":0,"other":0},
-//!    "failures":0,"body_errors":0,"retries":1,"ejections":0,"checks":40,"checks_failed":0,
-//!    "last_check":"2026-12-04T21:40:00.125Z","last_error":null,"slow_start_remaining_ms":null,
-//!    "latency_ms":{"p50":0.6,"p99":2.1}}]}
+//! {"status":"success","data":{"version":"0.1.0","uptime_secs":3,"algorithm":"RR","connections_open":1,"connections_accepted":4,"requests":3,"in_flight":0,"no_backend":0,"retries":0,"retry_budget_exhausted":0,"queue_waiting":0,"queue_timeouts":0,
+//!  "latency_bounds_ms":[0.5,0.75,1.0,1.5,2.0,3.0,4.0,6.0,8.0,12.0,16.0,24.0,32.0,48.0,64.0,96.0,128.0,192.0,256.0,384.0,512.0,768.0,1024.0,1536.0,2048.0,3072.0,4096.0,6144.0,8192.0,12288.0],
+//!  "backends":[{"address":"http://127.0.0.1:45973","state":"healthy","weight":3,"in_flight":0,
+//!    "requests":1,"responses":{"1xx":0,"2xx":1,"3xx":0,"4xx":0,"5xx":0,"other":0},
+//!    "failures":0,"body_errors":0,"retries":0,"ejections":0,"checks":1,"checks_failed":0,
+//!    "last_check":"2026-12-04T22:13:54.379Z","last_error":null,
+//!    "slow_start_remaining_ms":null,"latency_ms":{"p50":0.875,"p99":0.9974999999999999},
+//!    "response_time_buckets":[0,0,1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]}]}}
 //! ```
 //!
 //! `requests` counts answers and transport failures; `latency_ms` holds the p50 and p99 of
 //! the time to the response head since the backend joined, estimated from its histogram
 //! ([`HistogramSnapshot::quantile`](crate::stats::HistogramSnapshot::quantile)), `null`
-//! before its first answer; `state` is one of `healthy`,
+//! before its first answer; `response_time_buckets` are that histogram's samples per bucket,
+//! whose upper bounds are `latency_bounds_ms` (the last bucket is `+Inf`): the page shows p50
+//! and p99 over its last minute, from the difference of two samples, the same estimate; `state` is one of `healthy`,
 //! `unhealthy`, `ejected`, `draining` and `slow start` (healthy, still ramping up).
 
 mod page;

@@ -35,10 +35,10 @@
     return { ok: res.ok, status: res.status, message, data: json && json.data };
   }
 
-  function record(key, t, requests) {
+  function record(key, t, requests, buckets) {
     let list = samples.get(key);
     if (!list) samples.set(key, (list = []));
-    list.push({ t, requests });
+    list.push({ t, requests, buckets });
     if (list.length > HISTORY + 1) list.shift();
     return list;
   }
@@ -81,6 +81,36 @@
     return b.checks ? b.checks_failed + "/" + b.checks + " failed" : "";
   }
   const fmtMs = (v) => (v < 10 ? v.toFixed(2) : v.toFixed(0)) + " ms";
+
+  // The q-quantile of a histogram's samples per bucket, as Prometheus' histogram_quantile
+  // (and the server's HistogramSnapshot::quantile) estimates it: linear within the bucket
+  // holding the rank; the +Inf bucket gives the highest bound. null without samples.
+  function quantile(counts, bounds, q) {
+    const total = counts.reduce((a, b) => a + b, 0);
+    if (!total) return null;
+    const rank = q * total;
+    let below = 0;
+    for (let i = 0; i < counts.length; i++) {
+      const n = counts[i];
+      if (n === 0 || below + n < rank) { below += n; continue; }
+      if (i >= bounds.length) break;
+      const lower = i === 0 ? 0 : bounds[i - 1];
+      return lower + (bounds[i] - lower) * Math.min(1, Math.max(0, (rank - below) / n));
+    }
+    return bounds[bounds.length - 1];
+  }
+
+  // p50 and p99 over the last minute, from the oldest bucket counts kept within it; the
+  // backend's whole life until a minute has passed. null when nothing was answered.
+  function recentLatency(list, bounds) {
+    const now = list[list.length - 1];
+    const since = now.t - 60000;
+    const old = list.find((s) => s.t >= since) || list[0];
+    const counts = old === now || !old.buckets ? now.buckets
+      : now.buckets.map((n, i) => n - (old.buckets[i] || 0));
+    const p50 = quantile(counts, bounds, 0.5);
+    return p50 === null ? null : { p50, p99: quantile(counts, bounds, 0.99) };
+  }
 
   const CELLS = ["address", "state", "weight", "in-flight", "spark", "requests", "c1xx", "c2xx",
     "c3xx", "c4xx", "c5xx", "failures", "ejections", "last-check", "error", "latency", "actions"];
@@ -168,10 +198,15 @@
       tr.querySelector(".last-check").title = fmtChecks(b);
       set("error", b.last_error || "");
       tr.querySelector(".error").title = b.last_error || "";
+      const history = record(b.address, now, b.requests, b.response_time_buckets);
+      const recent = recentLatency(history, data.latency_bounds_ms);
       const latency = tr.querySelector(".latency");
       latency.hidden = !withLatency;
-      latency.textContent = b.latency_ms ? fmtMs(b.latency_ms.p50) + " / " + fmtMs(b.latency_ms.p99) : "–";
-      const r = rates(record(b.address, now, b.requests));
+      latency.textContent = recent ? fmtMs(recent.p50) + " / " + fmtMs(recent.p99) : "–";
+      latency.title = b.latency_ms
+        ? "last minute; since it joined: " + fmtMs(b.latency_ms.p50) + " / " + fmtMs(b.latency_ms.p99)
+        : "";
+      const r = rates(history);
       const spark = tr.querySelector(".spark");
       spark.innerHTML = sparkline(r);
       spark.title = r.length ? fmtRate(r[r.length - 1]) + " requests/s" : "";

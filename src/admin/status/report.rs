@@ -61,6 +61,8 @@ pub(crate) struct Report {
     retry_budget_exhausted: Option<u64>,
     queue_waiting: Option<u64>,
     queue_timeouts: Option<u64>,
+    /// The upper bounds of the response-time buckets but the last (`+Inf`), in ms.
+    latency_bounds_ms: Vec<f64>,
     backends: Vec<BackendStatus>,
 }
 
@@ -84,6 +86,9 @@ struct BackendStatus {
     slow_start_remaining_ms: Option<u64>,
     /// Time to the response head, since the backend joined; `null` before its first answer.
     latency_ms: Option<Latency>,
+    /// The same histogram's samples per bucket (not cumulative), for the page to estimate
+    /// quantiles over its last minute.
+    response_time_buckets: Vec<u64>,
 }
 
 /// Response-time quantiles in milliseconds, estimated from the backend's histogram
@@ -114,6 +119,10 @@ pub(crate) fn report(source: &StatusSource) -> Report {
         retry_budget_exhausted: snapshot.retries.map(|r| r.budget_exhausted),
         queue_waiting: snapshot.queue.map(|q| q.waiting),
         queue_timeouts: snapshot.queue.map(|q| q.timeouts),
+        latency_bounds_ms: HistogramSnapshot::BOUNDS
+            .iter()
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .collect(),
         backends,
     }
 }
@@ -147,6 +156,7 @@ fn backend(b: &BackendSnapshot<Weighted<BackendAddr>>) -> BackendStatus {
         slow_start_remaining_ms: slow_start
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         latency_ms: latency(&b.response_time),
+        response_time_buckets: b.response_time.counts().to_vec(),
     }
 }
 
