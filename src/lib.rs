@@ -56,6 +56,9 @@ mod ip_net;
 #[cfg(feature = "proxy")]
 #[cfg_attr(docsrs, doc(cfg(feature = "proxy")))]
 pub mod jsend;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 #[cfg(feature = "proxy")]
 #[cfg_attr(docsrs, doc(cfg(feature = "proxy")))]
 pub mod proxy;
@@ -86,6 +89,6 @@ pub use self::stats::{BackendSnapshot, BalancerSnapshot};
 pub use self::weight::{Weight, Weighted};
 
 /// The README's Rust examples, compiled and run as doc tests.
-#[cfg(all(doctest, feature = "server"))]
+#[cfg(all(doctest, feature = "server", feature = "metrics"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

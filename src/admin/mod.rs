@@ -15,6 +15,7 @@
 //! | `GET /backends` | `200 {"status":"success","data":[{"address":…,"weight":…,"state":…,…}]}`, see [`BackendInfo`] |
 //! | `GET /status` | the live [status page](status) (HTML; the token may also come as `?token=`) |
 //! | `GET /status.json` | `200 {"status":"success","data":{…}}`, the numbers the page polls |
+//! | `GET /metrics` | `200`, the Prometheus metrics in the OpenMetrics text format (with the `metrics` feature and a [registry](Admin::metrics); see [`metrics`](crate::metrics)) |
 //!
 //! Errors of `POST` and `DELETE /register`:
 //!
@@ -117,6 +118,8 @@ pub use self::parse::{
     BackendSpec, DEFAULT_WEIGHT, MAX_BODY, MAX_WEIGHT, RegisterError, parse_address,
     parse_deregistration, parse_registration,
 };
+#[cfg(feature = "metrics")]
+pub use self::service::METRICS_PATH;
 pub use self::service::{Admin, BACKENDS_PATH, REGISTER_PATH, ResponseFuture, is_admin_path};
 
 #[cfg(test)]

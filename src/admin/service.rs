@@ -31,11 +31,20 @@ pub const REGISTER_PATH: &str = "/register";
 /// The path that lists backends (`GET`).
 pub const BACKENDS_PATH: &str = "/backends";
 
-/// Whether [`Admin`] serves `path`: [`REGISTER_PATH`], [`BACKENDS_PATH`], or the status
-/// page's [`STATUS_PATH`] and [`STATUS_JSON_PATH`]. A few string comparisons, cheap enough
-/// for a request path to route with.
+/// The path of the Prometheus metrics (`GET`), with the `metrics` feature.
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub const METRICS_PATH: &str = "/metrics";
+
+/// Whether [`Admin`] serves `path`: [`REGISTER_PATH`], [`BACKENDS_PATH`], the status page's
+/// [`STATUS_PATH`] and [`STATUS_JSON_PATH`] (and `METRICS_PATH` with the `metrics` feature).
+/// A few string comparisons, cheap enough for a request path to route with.
 #[inline]
 pub fn is_admin_path(path: &str) -> bool {
+    #[cfg(feature = "metrics")]
+    if path == METRICS_PATH {
+        return true;
+    }
     path == REGISTER_PATH
         || path == BACKENDS_PATH
         // The status page.
@@ -61,6 +70,8 @@ pub struct Admin<S, P> {
     view: Option<Arc<dyn BalancerView>>,
     monitor: Option<HealthMonitor<Weighted<BackendAddr>>>,
     status: Option<StatusSource>,
+    #[cfg(feature = "metrics")]
+    metrics: Option<Arc<prometheus_client::registry::Registry>>,
 }
 
 impl<S, P> Admin<S, P> {
@@ -80,6 +91,8 @@ impl<S, P> Admin<S, P> {
             view: None,
             monitor: None,
             status: None,
+            #[cfg(feature = "metrics")]
+            metrics: None,
         }
     }
 
@@ -153,6 +166,15 @@ impl<S, P> Admin<S, P> {
         self
     }
 
+    /// The Prometheus registry `GET /metrics` renders ([`metrics`](crate::metrics)); without
+    /// one, `/metrics` is a `404`.
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn metrics(mut self, registry: Arc<prometheus_client::registry::Registry>) -> Self {
+        self.metrics = Some(registry);
+        self
+    }
+
     /// The registry backends are added to.
     pub fn registry(&self) -> &Registry<BackendAddr, S> {
         &self.registry
@@ -176,6 +198,8 @@ impl<S, P: Clone> Clone for Admin<S, P> {
             view: self.view.clone(),
             monitor: self.monitor.clone(),
             status: self.status.clone(),
+            #[cfg(feature = "metrics")]
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -261,6 +285,10 @@ where
             (STATUS_PATH | STATUS_JSON_PATH, method) => {
                 ResponseFuture::ready(not_allowed(&method, "GET"))
             }
+            #[cfg(feature = "metrics")]
+            (METRICS_PATH, Method::GET) => ResponseFuture::ready(self.render_metrics()),
+            #[cfg(feature = "metrics")]
+            (METRICS_PATH, method) => ResponseFuture::ready(not_allowed(&method, "GET")),
             (path, method) => ResponseFuture::ready(jsend::fail(
                 StatusCode::NOT_FOUND,
                 format!(
@@ -531,6 +559,23 @@ where
                 "no status here: this admin API was built without a server's numbers",
             ),
         }
+    }
+
+    /// `GET /metrics`: the registry's metrics in the OpenMetrics text format.
+    #[cfg(feature = "metrics")]
+    fn render_metrics(&self) -> Response<Full<Bytes>> {
+        let Some(registry) = &self.metrics else {
+            return jsend::fail(
+                StatusCode::NOT_FOUND,
+                "no metrics: the admin API was built without a metrics registry",
+            );
+        };
+        let mut res = Response::new(Full::from(crate::metrics::render(registry)));
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+        );
+        res
     }
 
     /// `GET /backends`.

@@ -758,3 +758,54 @@ async fn the_status_page_is_html_and_its_numbers_need_a_source() {
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(res.headers()[header::ALLOW], "GET");
 }
+
+#[cfg(feature = "metrics")]
+#[tokio::test]
+async fn metrics_are_served_to_admin_peers_only_in_the_openmetrics_format() {
+    use std::sync::Arc;
+
+    let (admin, backends) = admin();
+    // Without a registry, there is nothing to render.
+    let (status, json, _) = send(&mut admin.clone(), get("/metrics")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{json}");
+
+    let mut registry = prometheus_client::registry::Registry::default();
+    let lb = crate::LoadBalance::new(backends.discover(), crate::Algo::RoundRobin);
+    crate::metrics::BalancerMetrics::new(lb).register(&mut registry);
+    let mut admin = admin.metrics(Arc::new(registry));
+    let res = ServiceExt::<Request<Full<Bytes>>>::ready(&mut admin)
+        .await
+        .unwrap()
+        .call(get("/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        res.headers()[header::CONTENT_TYPE],
+        crate::metrics::CONTENT_TYPE
+    );
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    let text = std::str::from_utf8(&body).unwrap();
+    assert!(
+        text.contains("tower_lb_no_available_backend_total 0"),
+        "{text}"
+    );
+    assert!(text.ends_with("# EOF\n"), "{text}");
+
+    // The same access rules as the rest of the API.
+    let req = request(Method::GET, "/metrics", "", "10.0.0.1:5000");
+    let (status, json, _) = send(&mut admin, req).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(title(&json).contains("local clients only"), "{json}");
+    let mut admin = admin.token("s3cret".parse::<AdminToken>().unwrap());
+    assert_eq!(
+        send(&mut admin, get("/metrics")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let req = request(Method::POST, "/metrics", "", "127.0.0.1:5000");
+    let mut admin = admin.token(None);
+    let (status, _, res) = send(&mut admin, req).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(res.headers()[header::ALLOW], "GET");
+    assert!(crate::admin::is_admin_path("/metrics"));
+}

@@ -161,6 +161,7 @@ pub struct Server {
     health_interval: Duration,
     shutdown_timeout: Duration,
     connections: Connections,
+    stats: ServerStats,
 }
 
 impl Server {
@@ -234,13 +235,18 @@ impl Server {
             retries: Arc::clone(proxy.counters()),
         };
         let admin = Admin::new(registry.clone(), probe)
-            .status(StatusSource::new(move || stats.snapshot()))
+            .status(StatusSource::new({
+                let stats = stats.clone();
+                move || stats.snapshot()
+            }))
             .timeout(config.health_timeout)
             .wait_until(serving(balancer.clone(), monitor.clone()))
             .token(config.admin_token.clone())
             .allow_backends(config.allowed_backends.iter().copied())
             .balancer(balancer.clone())
             .monitor(monitor.clone());
+        #[cfg(feature = "metrics")]
+        let admin = admin.metrics(Arc::new(stats.registry()));
 
         let access_log = match config.access_log.clone() {
             Some(target) => Some(AccessLog::open(target, config.access_log_format)?),
@@ -259,6 +265,7 @@ impl Server {
                 admin,
                 access_log,
             }),
+            stats,
             algo: config.algo,
             health_interval: config.health_interval,
             shutdown_timeout: config.shutdown_timeout,
@@ -305,13 +312,7 @@ impl Server {
     /// retries. See
     /// [`stats`](crate::stats) for what each means.
     pub fn stats(&self) -> ServerStats {
-        ServerStats {
-            balancer: self.routes.balancer.clone(),
-            monitor: self.monitor.clone(),
-            connections: Arc::clone(self.connections.counters()),
-            queue: Arc::clone(self.routes.proxy.get_ref().counters()),
-            retries: Arc::clone(self.routes.proxy.counters()),
-        }
+        self.stats.clone()
     }
 
     /// Serves until `shutdown` completes, then shuts down gracefully: stops accepting,

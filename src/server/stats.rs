@@ -29,4 +29,15 @@ impl ServerStats {
             .with_queue(&self.queue)
             .with_retries(&self.retries)
     }
+
+    /// A Prometheus registry with these numbers as [`BalancerMetrics`](crate::metrics::BalancerMetrics),
+    /// read at every scrape: what the admin API's `GET /metrics` renders.
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn registry(&self) -> prometheus_client::registry::Registry {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let stats = self.clone();
+        crate::metrics::BalancerMetrics::from_fn(move || stats.snapshot()).register(&mut registry);
+        registry
+    }
 }

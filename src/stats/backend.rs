@@ -127,6 +127,24 @@ impl<K: Clone> BackendSnapshot<K> {
 }
 
 impl<K> BackendSnapshot<K> {
+    /// The same numbers under another key: `f` of this one (say, its address as a string).
+    pub fn map_key<L>(self, f: impl FnOnce(K) -> L) -> BackendSnapshot<L> {
+        BackendSnapshot {
+            key: f(self.key),
+            weight: self.weight,
+            in_flight: self.in_flight,
+            responses: self.responses,
+            transport_failures: self.transport_failures,
+            body_errors: self.body_errors,
+            retries: self.retries,
+            response_time: self.response_time,
+            total_time: self.total_time,
+            rtt: self.rtt,
+            removed: self.removed,
+            health: self.health,
+        }
+    }
+
     /// Where it stands: healthy, unhealthy or ejected; `None` without health checks.
     pub fn state(&self) -> Option<BackendState> {
         self.health.as_ref().map(|h| h.state)
