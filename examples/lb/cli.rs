@@ -17,18 +17,21 @@ use tower_lb::discover::dns::{Dns, DnsTarget};
 use tower_lb::health::OutlierDetection;
 use tower_lb::proxy::ProxyClientBuilder;
 use tower_lb::server::Config;
+use tower_lb::server::access_log::{Format as AccessLogFormat, Target as AccessLogTarget};
 use tower_lb::tls::{BackendTls, CertPair, ServerTls};
 use tower_lb::{Algo, ClientIp};
 
 /// An HTTP load balancer built from tower middleware.
 ///
-/// Requests to any path but /register, /backends and /metrics are forwarded to a backend
-/// chosen by the algorithm; backends that fail their health check are taken out until they
-/// pass again. POST /register with {"address": "http://host:port", "weight": 5} adds a
-/// backend (or updates its weight) at run time, DELETE /register with {"address": ...}
-/// drains one (no new requests, those in flight finish), GET /backends lists them with their
-/// state and counters, GET /metrics serves Prometheus metrics. The admin API answers
-/// loopback clients only, unless --admin-token is set.
+/// Requests to any path but the admin routes (/register, /backends, /metrics, /status,
+/// /status.json) are forwarded to a backend chosen by the algorithm; backends that fail
+/// their health check are taken out until they pass again. POST /register with
+/// {"address": "http://host:port", "weight": 5} adds a backend (or updates its weight) at run
+/// time, DELETE /register with {"address": ...} drains one (no new requests, those in flight
+/// finish), GET /backends lists them with their state and counters, GET /metrics serves
+/// Prometheus metrics, GET /status is a live status page in the browser (open
+/// /status?token=TOKEN with --admin-token). The admin API answers loopback clients only,
+/// unless --admin-token is set.
 #[derive(Debug, Parser)]
 #[command(name = "lb", version, about, long_about)]
 pub(crate) struct Args {
@@ -307,6 +310,15 @@ pub(crate) struct Args {
     /// Check a config file and exit: 0 and "ok" if it is valid, 2 and the reason if not.
     #[arg(long, value_name = "FILE")]
     pub(crate) check_config: Option<PathBuf>,
+    /// Log every proxied request, one line each, to PATH (appended to; reopened on
+    /// SIGUSR1 for log rotation) or to standard output with -. Off by default.
+    #[arg(long, value_name = "PATH|-")]
+    pub(crate) access_log: Option<PathBuf>,
+
+    /// The access log's format: json (one JSON object per line) or combined (Apache's
+    /// combined log format, then backend=, ttfb=, total= and retries=).
+    #[arg(long, value_name = "FORMAT", default_value_t = Config::DEFAULT_ACCESS_LOG_FORMAT)]
+    pub(crate) access_log_format: AccessLogFormat,
 }
 
 /// The environment variable read for the admin token when --admin-token is not given.
@@ -489,6 +501,9 @@ impl Args {
         if let Some(addr) = self.admin_bind {
             config = config.admin_bind(addr);
         }
+        config = config
+            .access_log(self.access_log.clone().map(AccessLogTarget::from_arg))
+            .access_log_format(self.access_log_format);
         for &network in &self.allowed_backends {
             config = config.allow_backend(network);
         }

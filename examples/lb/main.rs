@@ -15,7 +15,8 @@
 //! (`-algo WRR`, `-port 8081`) is accepted too. Logs follow `RUST_LOG` (default `info`).
 //!
 //! The rooms: [`cli`] parses the command line into a [`Config`], [`signal`] turns SIGTERM and
-//! SIGINT into a graceful shutdown, [`demo`] runs the backends of `--demo`; this file starts
+//! SIGINT into a graceful shutdown (and SIGUSR1 into reopening the access log), [`demo`]
+//! runs the backends of `--demo`; this file starts
 //! the logs and the runtime and runs the [`Server`].
 
 use std::io::IsTerminal;
@@ -64,13 +65,23 @@ fn main() -> ExitCode {
 async fn run(args: cli::Args, argv: Vec<std::ffi::OsString>) -> Result<(), String> {
     let config: Config = args.with_tls(args.config()).unwrap_or_else(|e| e.exit());
     let addr = config.addr;
-    let server = Server::bind(config)
-        .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let server = Server::bind(config).await.map_err(|e| {
+        if e.to_string().starts_with("cannot open the access log") {
+            e.to_string()
+        } else {
+            format!("cannot listen on {addr}: {e}")
+        }
+    })?;
     if args.demo {
         demo::start(&server)
             .await
             .map_err(|e| format!("cannot start the demo backends: {e}"))?;
+    }
+    #[cfg(unix)]
+    if let Some(log) = server.access_log() {
+        let reopen = signal::reopen_on_sigusr1(log.clone())
+            .map_err(|e| format!("cannot handle signals: {e}"))?;
+        tokio::spawn(reopen);
     }
     let signal = signal::shutdown().map_err(|e| format!("cannot handle signals: {e}"))?;
     let reloads =

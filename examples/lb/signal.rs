@@ -81,6 +81,22 @@ impl Reloads {
     }
 }
 
+/// Reopens the access log on each SIGUSR1 (after `logrotate` renamed it), as nginx does.
+/// The handler is installed before it returns.
+#[cfg(unix)]
+pub(crate) fn reopen_on_sigusr1(
+    log: tower_lb::server::access_log::AccessLog,
+) -> std::io::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    Ok(async move {
+        while usr1.recv().await.is_some() {
+            tracing::info!(target = %log.target(), "SIGUSR1: reopening the access log");
+            log.reopen();
+        }
+    })
+}
+
 /// The signal handling, with the real program's code path: `run` and a SIGTERM.
 #[cfg(all(test, unix))]
 mod tests;

@@ -117,6 +117,25 @@ impl Access {
         }
     }
 
+    /// Like [`check`](Self::check), for a page a browser opens, which cannot send an
+    /// `Authorization` header: the token may also come as the `token` query parameter
+    /// (percent-encoded).
+    pub(crate) fn check_page<B>(&self, req: &Request<B>) -> Result<(), Refusal> {
+        if let Some(token) = &self.token {
+            if let Some(presented) = query_token(req.uri().query()) {
+                return if token.matches(&presented) {
+                    Ok(())
+                } else {
+                    Err(Refusal {
+                        status: StatusCode::UNAUTHORIZED,
+                        message: "wrong admin token",
+                    })
+                };
+            }
+        }
+        self.check(req)
+    }
+
     /// `Ok` if `peer` is in a trusted network; a request with no known peer is refused.
     pub(crate) fn check_peer(&self, peer: Option<SocketAddr>) -> Result<(), Refusal> {
         let trusted = peer.is_some_and(|peer| {
@@ -161,6 +180,34 @@ fn bearer(value: &HeaderValue) -> Option<&[u8]> {
     }
     let start = rest.iter().position(|&b| b != b' ')?;
     Some(rest[start..].trim_ascii_end())
+}
+
+/// The percent-decoded value of the first `token=` parameter of `query` (empty, so matching
+/// no token, when an escape is malformed).
+fn query_token(query: Option<&str>) -> Option<Vec<u8>> {
+    let value = query?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("token="))?;
+    Some(percent_decode(value).unwrap_or_default())
+}
+
+/// `application/x-www-form-urlencoded` decoding (`+` is a space), as the page's
+/// `URLSearchParams` reads it; `None` for a malformed escape.
+fn percent_decode(value: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(value.len());
+    let mut bytes = value.bytes();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'%' => {
+                let hex = [bytes.next()?, bytes.next()?];
+                let hex = std::str::from_utf8(&hex).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+    }
+    Some(out)
 }
 
 /// Whether a backend may be registered: with no networks, any; otherwise its host must be an
@@ -215,6 +262,39 @@ mod tests {
                 .insert(header::AUTHORIZATION, value.parse().unwrap());
         }
         req
+    }
+
+    #[test]
+    fn a_page_takes_the_token_from_its_query_too() {
+        let access = Access {
+            token: Some(token("s3cr/t+x")),
+            trusted: LOOPBACK.to_vec(),
+        };
+        let page = |uri: &str, authorization: Option<&str>| {
+            let mut req = req(Some("127.0.0.1:1"), authorization);
+            *req.uri_mut() = uri.parse().unwrap();
+            access.check_page(&req).map_err(|r| (r.status, r.message))
+        };
+        assert_eq!(page("/status?token=s3cr%2Ft%2Bx", None), Ok(()));
+        assert_eq!(page("/status?a=1&token=s3cr/t%2bx", None), Ok(()));
+        let wrong = Err((StatusCode::UNAUTHORIZED, "wrong admin token"));
+        assert_eq!(page("/status?token=s3cr/t+x", None), wrong, "+ is a space");
+        assert_eq!(page("/status?token=nope", None), wrong);
+        assert_eq!(page("/status?token=%zz", None), wrong);
+        // No query token: the header, as for any admin request.
+        assert_eq!(page("/status", Some("Bearer s3cr/t+x")), Ok(()));
+        assert_eq!(
+            page("/status", None).unwrap_err().0,
+            StatusCode::UNAUTHORIZED
+        );
+        // Without a configured token, the peer decides, whatever the query.
+        let open = Access::loopback();
+        let mut req = req(Some("10.0.0.1:1"), None);
+        *req.uri_mut() = "/status?token=x".parse().unwrap();
+        assert_eq!(
+            open.check_page(&req).unwrap_err().status,
+            StatusCode::FORBIDDEN
+        );
     }
 
     #[test]

@@ -13,6 +13,8 @@
 //! | `POST /register` `{"address": "http://127.0.0.1:1080", "weight": 5}` | checks the backend once, registers it (or updates its weight): `200 {"status":"success","data":{"server":"http://127.0.0.1:1080","weight":5}}` |
 //! | `DELETE /register` `{"address": "http://127.0.0.1:1080"}` | drains the backend: `200 {"status":"success","data":{"server":"http://127.0.0.1:1080","state":"draining","in_flight":3}}` |
 //! | `GET /backends` | `200 {"status":"success","data":[{"address":…,"weight":…,"state":…,…}]}`, see [`BackendInfo`] |
+//! | `GET /status` | the live [status page](status) (HTML; the token may also come as `?token=`) |
+//! | `GET /status.json` | `200 {"status":"success","data":{…}}`, the numbers the page polls |
 //! | `GET /metrics` | `200`, the Prometheus metrics in the OpenMetrics text format (with the `metrics` feature and a [registry](Admin::metrics); see [`metrics`](crate::metrics)) |
 //!
 //! Errors of `POST` and `DELETE /register`:
@@ -106,9 +108,10 @@
 //! ```
 
 mod access;
-mod backends;
+pub(crate) mod backends;
 mod parse;
 mod service;
+pub mod status;
 mod target;
 
 pub use self::access::{AdminToken, InvalidToken, LOOPBACK};

@@ -17,6 +17,7 @@ use tower::Service;
 use super::access::{Access, AdminToken, check_backend};
 use super::backends::{self, BalancerView};
 use super::parse::{MAX_BODY, RegisterError, parse_deregistration, parse_registration};
+use super::status::{self, STATUS_JSON_PATH, STATUS_PATH, StatusSource};
 use super::target::Target;
 use crate::addr::BackendAddr;
 use crate::client_ip::ClientIp;
@@ -36,16 +37,20 @@ pub const BACKENDS_PATH: &str = "/backends";
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub const METRICS_PATH: &str = "/metrics";
 
-/// Whether [`Admin`] serves `path`: [`REGISTER_PATH`] or [`BACKENDS_PATH`] (and
-/// `METRICS_PATH` with the `metrics` feature). A few string comparisons, cheap enough for a
-/// request path to route with.
+/// Whether [`Admin`] serves `path`: [`REGISTER_PATH`], [`BACKENDS_PATH`], the status page's
+/// [`STATUS_PATH`] and [`STATUS_JSON_PATH`] (and `METRICS_PATH` with the `metrics` feature).
+/// A few string comparisons, cheap enough for a request path to route with.
 #[inline]
 pub fn is_admin_path(path: &str) -> bool {
     #[cfg(feature = "metrics")]
     if path == METRICS_PATH {
         return true;
     }
-    path == REGISTER_PATH || path == BACKENDS_PATH
+    path == REGISTER_PATH
+        || path == BACKENDS_PATH
+        // The status page.
+        || path == STATUS_PATH
+        || path == STATUS_JSON_PATH
 }
 
 type Confirm = dyn Fn(&BackendAddr, u32) -> bool + Send + Sync;
@@ -66,6 +71,7 @@ pub struct Admin<S, P> {
     allowed: Arc<[IpNet]>,
     view: Option<Arc<dyn BalancerView>>,
     monitor: Option<HealthMonitor<Weighted<BackendAddr>>>,
+    status: Option<StatusSource>,
     #[cfg(feature = "metrics")]
     metrics: Option<Arc<prometheus_client::registry::Registry>>,
 }
@@ -87,6 +93,7 @@ impl<S, P> Admin<S, P> {
             allowed: Arc::new([]),
             view: None,
             monitor: None,
+            status: None,
             #[cfg(feature = "metrics")]
             metrics: None,
         }
@@ -167,6 +174,13 @@ impl<S, P> Admin<S, P> {
         self
     }
 
+    /// Where the [status page](super::status)'s `GET /status.json` reads its numbers; without
+    /// it, that route answers `404`.
+    pub fn status(mut self, source: StatusSource) -> Self {
+        self.status = Some(source);
+        self
+    }
+
     /// The Prometheus registry `GET /metrics` renders ([`metrics`](crate::metrics)); without
     /// one, `/metrics` is a `404`.
     #[cfg(feature = "metrics")]
@@ -199,6 +213,7 @@ impl<S, P: Clone> Clone for Admin<S, P> {
             allowed: Arc::clone(&self.allowed),
             view: self.view.clone(),
             monitor: self.monitor.clone(),
+            status: self.status.clone(),
             #[cfg(feature = "metrics")]
             metrics: self.metrics.clone(),
         }
@@ -218,6 +233,7 @@ impl<S, P: fmt::Debug> fmt::Debug for Admin<S, P> {
             .field("allow_backends", &self.allowed)
             .field("balancer", &self.view.is_some())
             .field("monitor", &self.monitor.is_some())
+            .field("status", &self.status)
             .finish()
     }
 }
@@ -240,7 +256,13 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        if let Err(refusal) = self.access.check(&req) {
+        // The status page may carry its token in the query (a browser opens it).
+        let checked = if req.uri().path() == STATUS_PATH {
+            self.access.check_page(&req)
+        } else {
+            self.access.check(&req)
+        };
+        if let Err(refusal) = checked {
             tracing::info!(
                 peer = ?ClientIp::peer_of(&req),
                 method = %req.method(),
@@ -274,6 +296,12 @@ where
             (REGISTER_PATH, method) => ResponseFuture::ready(not_allowed(&method, "POST, DELETE")),
             (BACKENDS_PATH, Method::GET) => ResponseFuture::ready(self.list()),
             (BACKENDS_PATH, method) => ResponseFuture::ready(not_allowed(&method, "GET")),
+            // The status page.
+            (STATUS_PATH, Method::GET) => ResponseFuture::ready(status::page()),
+            (STATUS_JSON_PATH, Method::GET) => ResponseFuture::ready(self.status_json()),
+            (STATUS_PATH | STATUS_JSON_PATH, method) => {
+                ResponseFuture::ready(not_allowed(&method, "GET"))
+            }
             #[cfg(feature = "metrics")]
             (METRICS_PATH, Method::GET) => ResponseFuture::ready(self.render_metrics()),
             #[cfg(feature = "metrics")]
@@ -282,7 +310,7 @@ where
                 StatusCode::NOT_FOUND,
                 format!(
                     "no admin route {method} {path}: the admin API serves \
-                     {REGISTER_PATH} and {BACKENDS_PATH}"
+                     {REGISTER_PATH}, {BACKENDS_PATH}, {STATUS_PATH} and {STATUS_JSON_PATH}"
                 ),
             )),
         }
@@ -547,6 +575,21 @@ where
                 in_flight,
             },
         )
+    }
+
+    /// `GET /status.json`.
+    fn status_json(&self) -> Response<Full<Bytes>> {
+        match &self.status {
+            Some(source) => jsend::response(
+                StatusCode::OK,
+                jsend::Status::Success,
+                &status::report(source),
+            ),
+            None => jsend::fail(
+                StatusCode::NOT_FOUND,
+                "no status here: this admin API was built without a server's numbers",
+            ),
+        }
     }
 
     /// `GET /metrics`: the registry's metrics in the OpenMetrics text format.

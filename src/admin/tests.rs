@@ -223,9 +223,12 @@ async fn other_paths_are_404() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(
         title(&json),
-        "no admin route GET /stats: the admin API serves /register and /backends"
+        "no admin route GET /stats: the admin API serves /register, /backends, /status and \
+         /status.json"
     );
     assert!(is_admin_path("/register") && is_admin_path("/backends"));
+    assert!(is_admin_path("/status") && is_admin_path("/status.json"));
+    assert!(!is_admin_path("/status/") && !is_admin_path("/status.html"));
     assert!(!is_admin_path("/register/") && !is_admin_path("/") && !is_admin_path("/Backends"));
 }
 
@@ -711,6 +714,49 @@ async fn only_allowed_backends_are_registered_and_checked() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(probes.load(Ordering::SeqCst), 1);
     assert_eq!(registry.len(), 2);
+}
+
+#[tokio::test]
+async fn the_status_page_is_html_and_its_numbers_need_a_source() {
+    let (admin, _) = admin();
+    let mut admin = admin.token("s3cret".parse::<AdminToken>().unwrap());
+    // The page takes the token from its query, as a browser opens it.
+    let res = ServiceExt::<Request<Full<Bytes>>>::ready(&mut admin)
+        .await
+        .unwrap()
+        .call(get("/status?token=s3cret"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        res.headers()[header::CONTENT_TYPE],
+        "text/html; charset=utf-8"
+    );
+    assert!(res.headers().contains_key(header::CONTENT_SECURITY_POLICY));
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert!(body.starts_with(b"<!DOCTYPE html>"));
+    // Wrong or missing token: refused, as any admin request.
+    let (status, json, _) = send(&mut admin, get("/status?token=nope")).await;
+    assert_eq!(
+        (status, title(&json)),
+        (StatusCode::UNAUTHORIZED, "wrong admin token")
+    );
+    let (status, _, _) = send(&mut admin, get("/status")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // The JSON takes the header only.
+    let (status, _, _) = send(&mut admin, get("/status.json?token=s3cret")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let mut req = get("/status.json");
+    req.headers_mut()
+        .insert(header::AUTHORIZATION, "Bearer s3cret".parse().unwrap());
+    let (status, json, _) = send(&mut admin, req).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "no status source: {json}");
+    let mut req = request(Method::POST, "/status", "", "127.0.0.1:1");
+    req.headers_mut()
+        .insert(header::AUTHORIZATION, "Bearer s3cret".parse().unwrap());
+    let (status, _, res) = send(&mut admin, req).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(res.headers()[header::ALLOW], "GET");
 }
 
 #[cfg(feature = "metrics")]

@@ -104,6 +104,7 @@ mod headers;
 mod limit;
 mod pool;
 mod sender;
+mod served_by;
 mod service;
 mod upgrade;
 
@@ -114,6 +115,7 @@ pub use self::grpc::{
     GRPC_DEADLINE_EXCEEDED, GRPC_UNAVAILABLE, grpc_error_response, grpc_status, is_grpc,
 };
 pub use self::headers::ClientTls;
+pub use self::served_by::ServedBy;
 pub use self::service::HttpBackend;
 pub(crate) use self::service::check;
 pub use crate::{BackendTimeout, BackendUnavailable};

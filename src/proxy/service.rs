@@ -20,6 +20,7 @@ use super::headers::{
 };
 use super::limit::{Claim, Limit};
 use super::pool::Host;
+use super::served_by::ServedBy;
 use crate::{BackendAddr, BoxError, ClientIp};
 
 /// Forwards each request to one backend; see the [module docs](super).
@@ -200,6 +201,14 @@ where
             None => None,
         };
         let (mut parts, body) = req.into_parts();
+        if let Some(served_by) = parts.extensions.get::<ServedBy>() {
+            served_by.set(&shared.addr);
+        }
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            // The request's span (the server's `request`), when there is one.
+            tracing::Span::current().record("backend", tracing::field::display(&shared.addr));
+            tracing::debug!(backend = %shared.addr, "forwarding");
+        }
         let on_upgrade = match shared.rewrite(&mut parts) {
             Ok(on_upgrade) => on_upgrade,
             Err(err) => return ResponseFuture::failed(err),

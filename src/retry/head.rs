@@ -42,6 +42,9 @@ struct Known {
     #[cfg(feature = "proxy")]
     upgrade: Option<hyper::upgrade::OnUpgrade>,
     tried: Option<Tried>,
+    /// With the server's access log.
+    #[cfg(feature = "proxy")]
+    served_by: Option<crate::proxy::ServedBy>,
 }
 
 impl Known {
@@ -55,6 +58,8 @@ impl Known {
             #[cfg(feature = "proxy")]
             upgrade: copy_one(ext, &mut found),
             tried: copy_one(ext, &mut found),
+            #[cfg(feature = "proxy")]
+            served_by: copy_one(ext, &mut found),
         };
         (found == ext.len()).then_some(known)
     }
@@ -66,6 +71,8 @@ impl Known {
         #[cfg(feature = "proxy")]
         insert_one(ext, self.upgrade);
         insert_one(ext, self.tried);
+        #[cfg(feature = "proxy")]
+        insert_one(ext, self.served_by);
     }
 }
 

@@ -2,6 +2,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::access_log;
 use crate::admin::{AdminToken, BackendSpec};
 use crate::client_ip::ClientIp;
 #[cfg(feature = "dns")]
@@ -46,6 +47,8 @@ use crate::{Algo, IpNet};
 /// | `dns_server` (feature `dns`) | the system's resolvers (`/etc/resolv.conf`) |
 /// | `dns_ttl` (feature `dns`) | 5 s to 30 s (`Dns::DEFAULT_MIN_TTL`, `Dns::DEFAULT_MAX_TTL`) |
 /// | [`backends_file`](Self::backends_file) | none |
+/// | [`access_log`](Self::access_log) | off |
+/// | [`access_log_format`](Self::access_log_format) | JSON lines ([`DEFAULT_ACCESS_LOG_FORMAT`](Self::DEFAULT_ACCESS_LOG_FORMAT)) |
 ///
 /// Each default is written once, as a `DEFAULT_*` constant here or on the layer it configures
 /// ([`HealthCheckLayer`](crate::HealthCheckLayer), [`OutlierDetection`],
@@ -154,6 +157,10 @@ pub struct Config {
     pub dns_max_ttl: Duration,
     /// A watched file of backends, if any.
     pub backends_file: Option<PathBuf>,
+    /// Where proxied requests are logged, one line each; `None` for no access log.
+    pub access_log: Option<access_log::Target>,
+    /// The access log's format.
+    pub access_log_format: access_log::Format,
 }
 
 impl Default for Config {
@@ -223,6 +230,9 @@ impl Config {
     /// [`RetryLayer::DEFAULT_MAX_RETRIES`](crate::RetryLayer::DEFAULT_MAX_RETRIES).
     pub const DEFAULT_RETRIES: usize = RetryLayer::DEFAULT_MAX_RETRIES;
 
+    /// The default [`access_log_format`](Self::access_log_format): JSON lines.
+    pub const DEFAULT_ACCESS_LOG_FORMAT: access_log::Format = access_log::Format::Json;
+
     /// The defaults in the table above.
     pub fn new() -> Self {
         Self {
@@ -264,6 +274,8 @@ impl Config {
             #[cfg(feature = "dns")]
             dns_max_ttl: Dns::DEFAULT_MAX_TTL,
             backends_file: None,
+            access_log: None,
+            access_log_format: Self::DEFAULT_ACCESS_LOG_FORMAT,
         }
     }
 
@@ -391,6 +403,19 @@ impl Config {
     /// may use the admin API.
     pub fn admin_token(mut self, token: impl Into<Option<AdminToken>>) -> Self {
         self.admin_token = token.into();
+        self
+    }
+
+    /// Logs every proxied request to `target`, one line each, off the request path (see
+    /// [`access_log`](super::access_log)); `None` (the default) for no access log.
+    pub fn access_log(mut self, target: impl Into<Option<access_log::Target>>) -> Self {
+        self.access_log = target.into();
+        self
+    }
+
+    /// The access log's format (default [JSON lines](Self::DEFAULT_ACCESS_LOG_FORMAT)).
+    pub fn access_log_format(mut self, format: access_log::Format) -> Self {
+        self.access_log_format = format;
         self
     }
 

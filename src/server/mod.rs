@@ -131,6 +131,7 @@
 //! # }
 //! ```
 
+pub mod access_log;
 mod config;
 mod conn;
 #[cfg(feature = "etcd")]
@@ -148,6 +149,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio::net::{TcpListener, TcpStream};
 
+use self::access_log::AccessLog;
 use self::conn::Connections;
 use self::service::{Client, Handler, Routes, Serve};
 #[cfg(doc)]
@@ -187,6 +189,8 @@ pub struct Server {
     reload: Reload,
     /// DNS and backends-file discovery, stopped when the server is.
     discovery: reload::Tasks,
+    /// Where proxied requests are logged, with [`Config::access_log`].
+    access_log: Option<AccessLog>,
     algo: Algo,
     health_interval: Duration,
     shutdown_timeout: Duration,
@@ -294,6 +298,11 @@ impl Server {
             shared,
         );
 
+        let access_log = match config.access_log.clone() {
+            Some(target) => Some(AccessLog::open(target, config.access_log_format)?),
+            None => None,
+        };
+
         Ok(Self {
             listeners,
             local_addr,
@@ -304,6 +313,7 @@ impl Server {
             routes,
             reload,
             discovery,
+            access_log,
             stats,
             algo: config.algo,
             health_interval: config.health_interval,
@@ -348,6 +358,12 @@ impl Server {
     /// ([`BackendAddr`]).
     pub fn registry(&self) -> &Registry<BackendAddr, Backend> {
         &self.registry
+    }
+
+    /// The access log, with [`Config::access_log`]: [`reopen`](AccessLog::reopen) it after
+    /// a rotation.
+    pub fn access_log(&self) -> Option<&AccessLog> {
+        self.access_log.as_ref()
     }
 
     /// The health of every registered backend.

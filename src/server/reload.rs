@@ -24,6 +24,10 @@ type Backends = Registry<BackendAddr, super::Backend>;
 /// What every build of the [`routes`] shares, whatever the configuration.
 #[derive(Clone, Default)]
 pub(crate) struct Shared {
+    /// Where proxied requests are logged, with [`Config::access_log`].
+    pub(crate) access_log: Option<super::access_log::AccessLog>,
+    /// What the status page's `GET /status.json` reads.
+    pub(crate) status: Option<crate::admin::status::StatusSource>,
     /// Where `POST` and `DELETE /register` write, with [`Config::etcd`].
     #[cfg(feature = "etcd")]
     pub(crate) etcd: Option<crate::discover::EtcdRegistrations>,
@@ -77,8 +81,10 @@ pub(crate) fn routes(
         Some(metrics) => admin.metrics(Arc::clone(metrics)),
         None => admin,
     };
-    #[cfg(not(any(feature = "etcd", feature = "metrics")))]
-    let _ = shared;
+    let admin = match &shared.status {
+        Some(status) => admin.status(status.clone()),
+        None => admin,
+    };
     Routes {
         proxy: RetryLayer::new()
             .max_retries(config.retries)
@@ -87,6 +93,7 @@ pub(crate) fn routes(
         balancer,
         monitor,
         admin,
+        access_log: shared.access_log.clone(),
     }
 }
 

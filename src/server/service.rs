@@ -15,6 +15,7 @@ use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use tower::Service;
 
+use super::access_log::{AccessLog, Logged, Pending};
 use crate::admin::{self, Admin};
 use crate::algo::AlgoPick;
 use crate::balance::TrackedBody;
@@ -42,8 +43,9 @@ pub(crate) type Client = ProxyClient<RetryBody<Incoming>>;
 /// The balancer, with the wait for a ready backend ([`Config::queue_timeout`](super::Config)).
 pub(crate) type Proxy = Queue<BackendSet, AlgoPick>;
 
-/// The body of every response the server sends: a backend's, or one of its own (JSend).
-pub type ResponseBody = Either<TrackedBody<BackendBody<RetryBody<Incoming>>>, Full<Bytes>>;
+/// The body of every response the server sends: a backend's, or one of its own (JSend),
+/// [logged](super::access_log) when it ends.
+pub type ResponseBody = Logged<Either<TrackedBody<BackendBody<RetryBody<Incoming>>>, Full<Bytes>>>;
 
 /// What every connection shares.
 pub(crate) struct Routes {
@@ -53,6 +55,8 @@ pub(crate) struct Routes {
     /// The balancer with its queue, under retries.
     pub(crate) proxy: Retry<Proxy>,
     pub(crate) admin: Admin<Backend, HttpProbe<RetryBody<Incoming>>>,
+    /// Where proxied requests are logged, with [`Config::access_log`](super::Config).
+    pub(crate) access_log: Option<AccessLog>,
 }
 
 /// Which routes a listener serves.
@@ -108,11 +112,26 @@ impl hyper::service::Service<Request<Incoming>> for Handler {
         }
         // gRPC clients get the balancer's errors as gRPC statuses.
         let grpc = proxy::is_grpc(req.headers());
+        // One span per proxied request; `Span::none()`, which costs nothing to enter, when
+        // debug is off for the server.
+        let span = tracing::debug_span!(
+            "request",
+            method = %req.method(),
+            path = req.uri().path(),
+            backend = tracing::field::Empty,
+        );
+        let log = routes
+            .access_log
+            .as_ref()
+            .map(|log| Pending::start(log, &mut req));
         // Always ready: no `poll_ready` needed. Costs a clone of the retry layer, queue and
         // balancer (reference counts).
+        let inner = span.in_scope(|| routes.proxy.clone().call(req));
         ResponseFuture::Proxy {
-            inner: routes.proxy.clone().call(req),
+            inner,
             grpc,
+            span,
+            log,
         }
     }
 }
@@ -123,7 +142,7 @@ pin_project! {
     /// The response future of the server's service.
     #[project = ResponseFutureProj]
     pub(crate) enum ResponseFuture {
-        Proxy { #[pin] inner: ProxyFuture, grpc: bool },
+        Proxy { #[pin] inner: ProxyFuture, grpc: bool, span: tracing::Span, log: Option<Box<Pending>> },
         Admin { #[pin] inner: admin::ResponseFuture },
         Ready { res: Option<Response<ResponseBody>> },
     }
@@ -145,7 +164,7 @@ fn redirect(req: &Request<Incoming>, https_port: u16) -> Response<ResponseBody> 
             http::StatusCode::BAD_REQUEST,
             "a redirect to https needs a Host header",
         )
-        .map(Either::Right);
+        .map(|body| Logged::new(Either::Right(body), None));
     };
     let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
     let location = if https_port == 443 {
@@ -153,7 +172,7 @@ fn redirect(req: &Request<Incoming>, https_port: u16) -> Response<ResponseBody> 
     } else {
         format!("https://{}:{https_port}{path}", host.host())
     };
-    let mut res = Response::new(Either::Right(Full::new(Bytes::new())));
+    let mut res = Response::new(Logged::new(Either::Right(Full::new(Bytes::new())), None));
     *res.status_mut() = http::StatusCode::PERMANENT_REDIRECT;
     match http::HeaderValue::try_from(location) {
         Ok(location) => {
@@ -170,23 +189,34 @@ impl Future for ResponseFuture {
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let res = match self.project() {
-            ResponseFutureProj::Proxy { inner, grpc } => match ready!(inner.poll(cx)) {
-                Ok(res) => res.map(Either::Left),
-                Err(error) => {
-                    if error.is::<NoAvailableBackend>() {
-                        tracing::debug!(%error, "request not forwarded");
-                    } else {
-                        tracing::warn!(%error, "request not forwarded");
+            ResponseFutureProj::Proxy {
+                inner,
+                grpc,
+                span,
+                log,
+            } => {
+                let _entered = span.enter();
+                let res = match ready!(inner.poll(cx)) {
+                    Ok(res) => res.map(Either::Left),
+                    Err(error) => {
+                        if error.is::<NoAvailableBackend>() {
+                            tracing::debug!(%error, "request not forwarded");
+                        } else {
+                            tracing::warn!(%error, "request not forwarded");
+                        }
+                        if *grpc {
+                            proxy::grpc_error_response(&error).map(Either::Right)
+                        } else {
+                            proxy::error_response(&error).map(Either::Right)
+                        }
                     }
-                    if *grpc {
-                        proxy::grpc_error_response(&error).map(Either::Right)
-                    } else {
-                        proxy::error_response(&error).map(Either::Right)
-                    }
-                }
-            },
+                };
+                tracing::debug!(status = res.status().as_u16(), "answered");
+                let log = log.take().map(|log| log.head(res.status()));
+                res.map(|body| Logged::new(body, log))
+            }
             ResponseFutureProj::Admin { inner } => match ready!(inner.poll(cx)) {
-                Ok(res) => res.map(Either::Right),
+                Ok(res) => res.map(|body| Logged::new(Either::Right(body), None)),
             },
             ResponseFutureProj::Ready { res } => match res.take() {
                 Some(res) => res,

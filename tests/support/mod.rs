@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower_lb::admin::BackendSpec;
 use tower_lb::health::{Health, HealthMonitor};
+use tower_lb::server::access_log::AccessLog;
 use tower_lb::server::{Backend, Balancer, Config, Server, ServerStats};
 use tower_lb::{BackendAddr, Registry, Weighted};
 
@@ -37,6 +38,8 @@ pub struct Lb {
     pub balancer: Balancer,
     /// The server's numbers, read while it runs.
     pub stats: ServerStats,
+    /// The access log, with `Config::access_log`.
+    pub access_log: Option<AccessLog>,
     pub client: HttpClient,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
@@ -54,6 +57,7 @@ pub async fn start(config: Config) -> Lb {
     let health = server.health().clone();
     let balancer = server.balancer().clone();
     let stats = server.stats();
+    let access_log = server.access_log().cloned();
     let task = tokio::spawn(server.run(async {
         let _ = stopped.await;
     }));
@@ -64,6 +68,7 @@ pub async fn start(config: Config) -> Lb {
         health,
         balancer,
         stats,
+        access_log,
         client: client(),
         stop: Some(stop),
         task: Some(task),

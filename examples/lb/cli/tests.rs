@@ -425,6 +425,11 @@ fn help_names_every_flag_and_its_default() {
         "--allow-backend",
         "DELETE /register",
         "GET /backends",
+        "--access-log <PATH|->",
+        "SIGUSR1",
+        "--access-log-format <FORMAT>",
+        "[default: json]",
+        "GET /status",
     ] {
         assert!(help.contains(text), "{text} missing from\n{help}");
     }
@@ -464,6 +469,9 @@ fn no_flags_give_the_library_defaults() {
     assert_eq!(cli.queue_timeout, lib.queue_timeout);
     assert_eq!(cli.retries, lib.retries);
     assert_eq!(cli.retry_non_idempotent, lib.retry_non_idempotent);
+    assert_eq!(cli.access_log, lib.access_log);
+    assert!(lib.access_log.is_none(), "the access log is off in both");
+    assert_eq!(cli.access_log_format, lib.access_log_format);
     type Body = http_body_util::Empty<bytes::Bytes>;
     let (cli_client, lib_client) = (
         cli.proxy_client.clone().build::<Body>(),
@@ -810,4 +818,30 @@ fn bad_tls_flags_are_usage_errors_naming_the_file() {
         assert_eq!(err.exit_code(), 2, "{argv:?}");
         assert!(err.to_string().contains(&message), "{argv:?}: {err}");
     }
+}
+
+#[test]
+fn access_log_flags_reach_the_config() {
+    use tower_lb::server::access_log::{Format, Target};
+    let config = args(&["--access-log", "-"]).unwrap().config();
+    assert_eq!(config.access_log, Some(Target::Stdout));
+    assert_eq!(config.access_log_format, Format::Json);
+    let config = args(&[
+        "--access-log",
+        "/tmp/lb.log",
+        "--access-log-format",
+        "combined",
+    ])
+    .unwrap()
+    .config();
+    assert_eq!(config.access_log, Some(Target::File("/tmp/lb.log".into())));
+    assert_eq!(config.access_log_format, Format::Combined);
+    let error = args(&["--access-log-format", "xml"]).unwrap_err();
+    assert_eq!(error.exit_code(), 2);
+    assert!(
+        error
+            .to_string()
+            .contains("unknown access log format \"xml\": use json or combined"),
+        "{error}"
+    );
 }
