@@ -168,6 +168,13 @@ macro_rules! define_dispatch {
                 }
             }
 
+            #[inline]
+            fn observe_failure(&self, stats: &Stats, elapsed: Duration) {
+                match &self.inner {
+                    $(Inner::$variant(p) => Pick::<K>::observe_failure(p, stats, elapsed),)*
+                }
+            }
+
             fn algo(&self) -> Option<Algo> {
                 Some(self.algo)
             }
