@@ -261,13 +261,18 @@ impl LeastTime {
     /// decayed to the later of their update times (see the [module docs](self)).
     #[inline]
     fn cheaper<K>(&self, a: &Endpoint<K>, b: &Endpoint<K>) -> bool {
-        let (cost_a, stamp_a) = a.stats().rtt.sample(self.default_ns);
-        let (cost_b, stamp_b) = b.stats().rtt.sample(self.default_ns);
-        let now = stamp_a.max(stamp_b);
-        let load = |e: &Endpoint<K>| (e.in_flight() as f64 + 1.0) / f64::from(e.weight());
-        let a = cost_a * decay_weight(now - stamp_a, self.decay_ns) * load(a);
-        let b = cost_b * decay_weight(now - stamp_b, self.decay_ns) * load(b);
-        b < a
+        let (mut cost_a, stamp_a) = a.stats().rtt.sample(self.default_ns);
+        let (mut cost_b, stamp_b) = b.stats().rtt.sample(self.default_ns);
+        // Only the older estimate decays to the other's stamp; weights are cross-multiplied
+        // instead of divided by.
+        if stamp_a < stamp_b {
+            cost_a *= decay_weight(stamp_b - stamp_a, self.decay_ns);
+        } else {
+            cost_b *= decay_weight(stamp_a - stamp_b, self.decay_ns);
+        }
+        let total_a = cost_a * (a.in_flight() as f64 + 1.0) * f64::from(b.weight());
+        let total_b = cost_b * (b.in_flight() as f64 + 1.0) * f64::from(a.weight());
+        total_b < total_a
     }
 }
 
