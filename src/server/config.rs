@@ -385,9 +385,11 @@ impl Config {
     }
 
     /// At most this many more attempts per request, each on a backend not tried yet, when a
-    /// backend refused the connection or closed it before any byte of a response; zero
-    /// disables retries. Only `GET`, `HEAD`, `OPTIONS`, `PUT` and `DELETE` requests without a
-    /// body are retried, within a budget of about 20 % extra load; see [`retry`](crate::retry).
+    /// backend refused the connection or closed it before any byte of a response (or answered
+    /// a status named in [`retry_on`](Self::retry_on)); zero disables retries. Only `GET`,
+    /// `HEAD`, `OPTIONS`, `PUT` and `DELETE` requests without a body or with one up to
+    /// [`retry_buffer`](Self::retry_buffer) are retried, within a budget of about 20 % extra
+    /// load; see [`retry`](crate::retry).
     pub fn retries(mut self, retries: usize) -> Self {
         self.retries = retries;
         self
