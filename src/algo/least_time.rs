@@ -298,12 +298,12 @@ impl LeastTime {
         }
         let mut costs = [(f64::INFINITY, 0usize); SCAN_UP_TO];
         let start = self.rng.below(n);
-        for k in 0..n {
+        for (k, slot) in costs[..n].iter_mut().enumerate() {
             let i = (start + k) % n;
             let (cost, stamp) = samples[i];
             let e = &endpoints[i];
             let load = (e.in_flight() as f64 + 1.0) / f64::from(e.weight());
-            costs[k] = (cost * decay_weight(now - stamp, self.decay_ns) * load, i);
+            *slot = (cost * decay_weight(now - stamp, self.decay_ns) * load, i);
         }
         let costs = &mut costs[..n];
         // Stable: equal costs keep the order from the random start.
