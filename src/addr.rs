@@ -1,7 +1,7 @@
 //! [`BackendAddr`]: where a backend is, parsed, validated and normalised once.
 //!
-//! A backend is named by an absolute `http://` URL: a host, an optional port and an optional
-//! path prefix that requests are forwarded under. [`BackendAddr`] is that URL once checked
+//! A backend is named by an absolute `http://` or `https://` URL: a scheme ([`BackendScheme`]),
+//! a host, an optional port and an optional path prefix that requests are forwarded under. [`BackendAddr`] is that URL once checked
 //! and put in its normal form, so that the admin API, the registry, the health probes and the
 //! forwarding client all agree on which backend an address names, and none has to check it
 //! again: a `BackendAddr` is valid by construction.
@@ -11,39 +11,98 @@
 //! # Examples
 //!
 //! ```
-//! use tower_lb::BackendAddr;
+//! use tower_lb::{BackendAddr, BackendScheme};
 //!
 //! let addr: BackendAddr = "HTTP://Example.COM:80/api/".parse().unwrap();
 //! assert_eq!(addr.to_string(), "http://example.com/api");
 //! assert_eq!((addr.host(), addr.port(), addr.prefix()), ("example.com", 80, "/api"));
 //! assert_eq!(addr.uri_with("/health?full=1").unwrap(), "http://example.com/api/health?full=1");
 //!
-//! let err = "https://example.com".parse::<BackendAddr>().unwrap_err();
-//! assert!(err.to_string().starts_with(r#"invalid address "https://example.com": https backends"#));
+//! let tls: BackendAddr = "https://Example.COM:443".parse().unwrap();
+//! assert_eq!(tls.to_string(), "https://example.com");
+//! assert_eq!((tls.scheme(), tls.port()), (BackendScheme::Https, 443));
+//!
+//! let err = "ftp://example.com".parse::<BackendAddr>().unwrap_err();
+//! assert_eq!(err.to_string(), r#"invalid address "ftp://example.com": the scheme must be http or https"#);
 //! ```
 
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
 use http::Uri;
 use http::uri::{Authority, InvalidUri, PathAndQuery, Scheme};
 
-/// The port of an `http://` URL without one.
-const DEFAULT_PORT: u16 = 80;
+/// How the balancer talks to a backend: the scheme of its [`BackendAddr`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum BackendScheme {
+    /// `http://`: HTTP/1.1 over TCP; port 80 by default.
+    Http,
+    /// `https://`: HTTP over TLS (feature `tls`), the server's certificate checked and SNI set
+    /// to the backend's host; port 443 by default.
+    Https,
+}
 
-/// The address of an HTTP backend: `http://host[:port][/prefix]`, validated and normalised.
+impl BackendScheme {
+    /// The scheme as written in a URL, lower-case: `http`, `https`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::Https => "https",
+        }
+    }
+
+    /// The port of a URL of this scheme without one: 80, 443.
+    pub const fn default_port(self) -> u16 {
+        match self {
+            Self::Http => 80,
+            Self::Https => 443,
+        }
+    }
+
+    /// Whether connections to the backend are TLS.
+    pub const fn is_tls(self) -> bool {
+        matches!(self, Self::Https)
+    }
+
+    /// The [`http::uri::Scheme`] of a request URI to such a backend.
+    fn uri_scheme(self) -> Scheme {
+        match self {
+            Self::Http => Scheme::HTTP,
+            Self::Https => Scheme::HTTPS,
+        }
+    }
+
+    /// The scheme named `s`, in any case.
+    fn parse(s: &str) -> Option<Self> {
+        [Self::Http, Self::Https]
+            .into_iter()
+            .find(|scheme| s.eq_ignore_ascii_case(scheme.as_str()))
+    }
+}
+
+impl fmt::Display for BackendScheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// The address of an HTTP backend: `http[s]://host[:port][/prefix]`, validated and
+/// normalised.
 ///
 /// Parse one with [`FromStr`] (or build one from a [`SocketAddr`] with [`TryFrom`]). The
-/// address must be an absolute `http://` URL with a host, an optional port (`1..=65535`) and
-/// an optional path prefix (requests are forwarded under it); user info, a query or a fragment
-/// are refused. `https://` is recognised but refused: the balancer speaks plain HTTP to its
-/// backends (TLS to backends is not built in).
+/// address must be an absolute `http://` or `https://` URL ([`scheme`](Self::scheme)) with a
+/// host, an optional port (`1..=65535`) and an optional path prefix (requests are forwarded
+/// under it); user info, a query or a fragment are refused. An `https://` backend is reached
+/// over TLS (the `tls` feature's client, [`tls::BackendTls`](crate::tls::BackendTls)).
 ///
-/// The normal form has a lower-case scheme and host, no default port (`:80`) and no trailing
-/// `/`, so `http://x:1`, `http://x:1/`, `HTTP://X:1//` are one backend (equal, with one hash),
-/// and so are `http://x` and `http://x:80`. It [displays](fmt::Display) in that form,
-/// `http://127.0.0.1:8081`, which parses back to the same address.
+/// The normal form keeps the scheme, lower-case, and has a lower-case host, no default port
+/// (`:80` for `http`, `:443` for `https`) and no trailing `/`, so `http://x:1`, `http://x:1/`,
+/// `HTTP://X:1//` are one backend (equal, with one hash), and so are `http://x` and
+/// `http://x:80`; `http://x:443` and `https://x` are two. It [displays](fmt::Display) in that
+/// form, `http://127.0.0.1:8081`, which parses back to the same address.
 ///
 /// [`uri_with`](Self::uri_with) and [`join`](Self::join) put a request's path under the
 /// prefix; the forwarding client ([`HttpBackend`](crate::proxy::HttpBackend)) and the health
@@ -60,15 +119,21 @@ const DEFAULT_PORT: u16 = 80;
 /// assert_eq!(a.authority().as_str(), "127.0.0.1:8081");
 /// assert!("127.0.0.1:8081".parse::<BackendAddr>().is_err());
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct BackendAddr {
-    /// `host[:port]`: a lower-case host, and the port only when it is not 80.
+    scheme: BackendScheme,
+    /// `host[:port]`: a lower-case host, and the port only when it is not the scheme's default.
     authority: Authority,
     /// The path prefix without a trailing `/`; empty when there is none.
     prefix: Box<str>,
 }
 
 impl BackendAddr {
+    /// How the backend is reached: `http` or `https`.
+    pub fn scheme(&self) -> BackendScheme {
+        self.scheme
+    }
+
     /// The host: a lower-case name or IP address, an IPv6 address in brackets (as in the URL).
     pub fn host(&self) -> &str {
         self.authority.host()
@@ -81,12 +146,14 @@ impl BackendAddr {
         literal.unwrap_or(host).parse().ok()
     }
 
-    /// The port: the one given, or 80.
+    /// The port: the one given, or the scheme's default (80, 443).
     pub fn port(&self) -> u16 {
-        self.authority.port_u16().unwrap_or(DEFAULT_PORT)
+        self.authority
+            .port_u16()
+            .unwrap_or(self.scheme.default_port())
     }
 
-    /// `host[:port]`, as in the normal form (so without `:80`): what a connection goes to,
+    /// `host[:port]`, as in the normal form (so without the default port): what a connection goes to,
     /// and the `Host` a request without one gets.
     pub fn authority(&self) -> &Authority {
         &self.authority
@@ -117,7 +184,7 @@ impl BackendAddr {
         PathAndQuery::try_from(joined)
     }
 
-    /// The absolute URI of `path_and_query` on this backend: `http://`, the authority, then
+    /// The absolute URI of `path_and_query` on this backend: the scheme, the authority, then
     /// [`join`](Self::join)'s path (a leading `/` is added if missing).
     ///
     /// Fails if `path_and_query` is not a valid path and query, or the result is too long.
@@ -136,7 +203,7 @@ impl BackendAddr {
             PathAndQuery::try_from(format!("/{path_and_query}"))?
         };
         Uri::builder()
-            .scheme(Scheme::HTTP)
+            .scheme(self.scheme.uri_scheme())
             .authority(self.authority.clone())
             .path_and_query(self.join(path_and_query)?)
             .build()
@@ -151,20 +218,33 @@ impl BackendAddr {
             PathAndQuery::try_from(&*self.prefix).unwrap_or_else(|_| PathAndQuery::from_static("/"))
         };
         let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(Scheme::HTTP);
+        parts.scheme = Some(self.scheme.uri_scheme());
         parts.authority = Some(self.authority.clone());
         parts.path_and_query = Some(path);
         Uri::from_parts(parts).unwrap_or_default()
     }
 }
 
+impl Hash for BackendAddr {
+    /// Hashes the normal form's bytes: `host[:port]` (lower-case, no `:80`), the prefix, then
+    /// `0xff`. Hash-based algorithms place clients by this hash, so it is fixed: every
+    /// balancer with the same backends places clients the same way, whatever order the
+    /// backends arrived in (see `SourceIpHash`).
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write(self.authority.as_str().as_bytes());
+        state.write(self.prefix.as_bytes());
+        state.write_u8(0xff);
+    }
+}
+
 impl fmt::Display for BackendAddr {
-    /// The normal form: `http://host[:port][/prefix]`.
+    /// The normal form: `http[s]://host[:port][/prefix]`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = self.scheme.as_str();
         if f.width().is_some() || f.precision().is_some() {
-            return f.pad(&format!("http://{}{}", self.authority, self.prefix));
+            return f.pad(&format!("{scheme}://{}{}", self.authority, self.prefix));
         }
-        write!(f, "http://{}{}", self.authority, self.prefix)
+        write!(f, "{scheme}://{}{}", self.authority, self.prefix)
     }
 }
 
@@ -184,21 +264,17 @@ impl FromStr for BackendAddr {
             address: address.to_owned(),
             reason,
         };
-        const ABSOLUTE: &str = "expected an absolute http:// URL with a host";
+        const ABSOLUTE: &str = "expected an absolute http:// or https:// URL with a host";
         if address.contains('#') {
             return Err(bad("a fragment is not allowed"));
         }
         let uri: Uri = address.parse().map_err(|_| bad(ABSOLUTE))?;
-        match uri.scheme_str() {
+        let scheme = match uri.scheme_str() {
             None => return Err(bad(ABSOLUTE)),
-            Some(s) if s.eq_ignore_ascii_case("http") => {}
-            Some(s) if s.eq_ignore_ascii_case("https") => {
-                return Err(bad(
-                    "https backends are not supported: the balancer speaks plain HTTP to backends",
-                ));
+            Some(s) => {
+                BackendScheme::parse(s).ok_or_else(|| bad("the scheme must be http or https"))?
             }
-            Some(_) => return Err(bad("the scheme must be http")),
-        }
+        };
         let authority = uri.authority().ok_or_else(|| bad(ABSOLUTE))?;
         if authority.as_str().contains('@') {
             return Err(bad("user info is not allowed"));
@@ -218,12 +294,13 @@ impl FromStr for BackendAddr {
             return Err(bad("a query is not allowed"));
         }
         let mut normal = host.to_ascii_lowercase();
-        if let Some(port) = port.filter(|&p| p != DEFAULT_PORT) {
+        if let Some(port) = port.filter(|&p| p != scheme.default_port()) {
             normal.push(':');
             normal.push_str(&port.to_string());
         }
         let authority = Authority::try_from(normal).map_err(|_| bad(ABSOLUTE))?;
         Ok(Self {
+            scheme,
             authority,
             prefix: uri.path().trim_end_matches('/').into(),
         })
@@ -241,7 +318,7 @@ impl TryFrom<&str> for BackendAddr {
 impl TryFrom<&Uri> for BackendAddr {
     type Error = InvalidBackendAddr;
 
-    /// The same rules as [`FromStr`]: `uri` must be an absolute `http://` URL.
+    /// The same rules as [`FromStr`]: `uri` must be an absolute `http://` or `https://` URL.
     fn try_from(uri: &Uri) -> Result<Self, Self::Error> {
         uri.to_string().parse()
     }
@@ -299,9 +376,9 @@ impl<'de> serde::Deserialize<'de> for BackendAddr {
     }
 }
 
-/// A backend address that is not an absolute `http://host[:port][/prefix]` URL; see
+/// A backend address that is not an absolute `http[s]://host[:port][/prefix]` URL; see
 /// [`BackendAddr`]. It names the address and what is wrong with it:
-/// `invalid address "ftp://x": the scheme must be http`.
+/// `invalid address "ftp://x": the scheme must be http or https`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvalidBackendAddr {
     address: String,
@@ -314,7 +391,7 @@ impl InvalidBackendAddr {
         &self.address
     }
 
-    /// What is wrong with it (`the scheme must be http`).
+    /// What is wrong with it (`the scheme must be http or https`).
     pub fn reason(&self) -> &'static str {
         self.reason
     }
@@ -346,27 +423,42 @@ mod tests {
     #[test]
     fn bad_addresses_are_refused_with_a_reason() {
         for (address, reason) in [
-            ("ftp://x", "the scheme must be http"),
+            ("ftp://x", "the scheme must be http or https"),
             (
                 "127.0.0.1:1080",
-                "expected an absolute http:// URL with a host",
+                "expected an absolute http:// or https:// URL with a host",
             ),
-            ("http://", "expected an absolute http:// URL with a host"),
-            ("http:///x", "expected an absolute http:// URL with a host"),
-            ("/path", "expected an absolute http:// URL with a host"),
-            ("", "expected an absolute http:// URL with a host"),
-            ("x", "expected an absolute http:// URL with a host"),
+            (
+                "http://",
+                "expected an absolute http:// or https:// URL with a host",
+            ),
+            (
+                "http:///x",
+                "expected an absolute http:// or https:// URL with a host",
+            ),
+            (
+                "/path",
+                "expected an absolute http:// or https:// URL with a host",
+            ),
+            (
+                "",
+                "expected an absolute http:// or https:// URL with a host",
+            ),
+            (
+                "x",
+                "expected an absolute http:// or https:// URL with a host",
+            ),
             ("http://h:0", "the port must be between 1 and 65535"),
             ("http://h:99999", "the port must be between 1 and 65535"),
             ("http://h:", "the port must be between 1 and 65535"),
             ("http://user:pw@h", "user info is not allowed"),
             ("http://h/?q=1", "a query is not allowed"),
             ("http://h/#top", "a fragment is not allowed"),
-            ("http:// h", "expected an absolute http:// URL with a host"),
             (
-                "https://x",
-                "https backends are not supported: the balancer speaks plain HTTP to backends",
+                "http:// h",
+                "expected an absolute http:// or https:// URL with a host",
             ),
+            ("https://h:0", "the port must be between 1 and 65535"),
         ] {
             let err = address.parse::<BackendAddr>().unwrap_err();
             assert_eq!((err.address(), err.reason()), (address, reason));
@@ -398,6 +490,26 @@ mod tests {
             assert_eq!(addr(&addr(a).to_string()), addr(a));
         }
         assert_eq!(format!("{:>12}", addr("http://x")), "    http://x");
+    }
+
+    #[test]
+    fn https_addresses_keep_their_scheme_and_default_to_port_443() {
+        let a = addr("HTTPS://Backend.example:443/api/");
+        assert_eq!(a.scheme(), BackendScheme::Https);
+        assert_eq!(a.to_string(), "https://backend.example/api");
+        assert_eq!((a.port(), a.authority().as_str()), (443, "backend.example"));
+        assert_eq!(a, addr("https://backend.example/api"));
+        assert_eq!(addr("https://x:80").to_string(), "https://x:80");
+        // The same host and port over another scheme is another backend.
+        assert_ne!(addr("https://x:8443"), addr("http://x:8443"));
+        assert_eq!(addr("http://x").scheme(), BackendScheme::Http);
+        assert_eq!(
+            a.uri_with("/health").unwrap(),
+            "https://backend.example/api/health"
+        );
+        assert_eq!(a.to_uri(), "https://backend.example/api");
+        assert_eq!(addr(&a.to_string()), a);
+        assert_eq!(BackendScheme::Https.to_string(), "https");
     }
 
     #[test]
@@ -474,7 +586,10 @@ mod tests {
         assert_eq!(BackendAddr::deserialize(de).unwrap(), addr("http://x:1"));
         let de: StrDeserializer<'_, Error> = "ftp://x".into_deserializer();
         let err = BackendAddr::deserialize(de).unwrap_err();
-        assert!(err.to_string().contains("the scheme must be http"), "{err}");
+        assert!(
+            err.to_string().contains("the scheme must be http or https"),
+            "{err}"
+        );
         // Serialized with `collect_str`: its `Display`, checked above; JSON in `admin`.
     }
 

@@ -42,6 +42,8 @@ impl std::error::Error for NoAvailableBackend {}
 pub struct BackendUnavailable {
     backend: Authority,
     source: BoxError,
+    /// Whether the message says why (the source's message after a colon).
+    with_reason: bool,
 }
 
 impl BackendUnavailable {
@@ -50,7 +52,16 @@ impl BackendUnavailable {
         Self {
             backend,
             source: source.into(),
+            with_reason: false,
         }
+    }
+
+    /// The message ends with the source's: `backend 127.0.0.1:8443 unavailable: TLS
+    /// handshake with backend 127.0.0.1:8443 failed: …`; for causes a reader must see in a
+    /// log line or a health check's `last_error` (a bad certificate), not only in the chain.
+    pub fn with_reason(mut self) -> Self {
+        self.with_reason = true;
+        self
     }
 
     /// The backend's address.
@@ -61,7 +72,11 @@ impl BackendUnavailable {
 
 impl fmt::Display for BackendUnavailable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "backend {} unavailable", self.backend)
+        write!(f, "backend {} unavailable", self.backend)?;
+        if self.with_reason {
+            write!(f, ": {}", self.source)?;
+        }
+        Ok(())
     }
 }
 

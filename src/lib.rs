@@ -50,6 +50,7 @@ pub mod admin;
 pub mod algo;
 pub mod balance;
 pub mod client_ip;
+pub mod discover;
 mod error;
 pub mod health;
 mod ip_net;
@@ -66,10 +67,13 @@ pub mod retry;
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod server;
 pub mod stats;
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub mod tls;
 mod wait_list;
 mod weight;
 
-pub use self::addr::{BackendAddr, InvalidBackendAddr};
+pub use self::addr::{BackendAddr, BackendScheme, InvalidBackendAddr};
 pub use self::algo::Algo;
 pub use self::balance::{Balance, Endpoint, LoadBalance, LoadBalanceLayer, Stats, TrackedBody};
 pub use self::client_ip::{ClientIp, PeerAddr};

@@ -18,6 +18,13 @@ errors.
 
     python3 benches/compare/compare.py                 # installs what is missing, builds, runs
     python3 benches/compare/compare.py --threads 1 --rounds 5 --secs 5
+    python3 benches/compare/compare.py --tls           # the three terminate TLS, same certificate
+
+With --tls, nginx, HAProxy and tower-lb terminate TLS (TLS 1.3, ALPN h2 and http/1.1 offered,
+wrk speaks HTTP/1.1 over it) with one self-signed certificate made by `openssl` for the run,
+and forward plain HTTP to the same backends; the L4 floors are left out (they would not
+terminate TLS), and `direct` stays plain HTTP. wrk keeps its connections, so this measures the
+cost of TLS records on every request, not of handshakes.
 
 Everything listens on 127.0.0.1 only. The machine is shared and noisy: compare ratios from one
 run, not absolute numbers across runs.
@@ -39,6 +46,29 @@ BACKENDS = [19081, 19082, 19083]
 PORTS = {"direct": BACKENDS[0], "nginx": 19090, "haproxy": 19091, "tower-lb": 19092}
 # The floors: L4 forwarders, no HTTP work at all.
 FLOORS = {"haproxy-tcp": 19095, "tcp-forward": 19093}
+# With --tls: the certificate, key and HAProxy's combined PEM every balancer serves.
+TLS = None
+
+
+def make_certificate(d):
+    """A self-signed certificate for localhost and 127.0.0.1, made with openssl, for every
+    balancer; sets TLS."""
+    global TLS
+    cert, key, both = f"{d}/cert.pem", f"{d}/key.pem", f"{d}/both.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", "2", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", key, "-out", cert],
+        check=True, capture_output=True,
+    )
+    with open(both, "w") as f:
+        f.write(open(cert).read() + open(key).read())
+    TLS = {"cert": cert, "key": key, "both": both}
+
+
+def scheme(name):
+    """How wrk and the readiness check reach a target: https for the balancers with --tls."""
+    return "https" if TLS and name != "direct" else "http"
 
 
 def ensure_tools():
@@ -71,9 +101,17 @@ worker_rlimit_nofile {nofile_limit()};
 events {{ worker_connections 16384; }}
 http {{ access_log off; keepalive_requests 1000000;
   upstream be {{ {ups} keepalive 128; }}
-  server {{ listen 127.0.0.1:{PORTS['nginx']} backlog=4096;
+  server {{ listen 127.0.0.1:{PORTS['nginx']} backlog=4096{nginx_tls()}
     location / {{ proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}
 }}"""
+
+
+def nginx_tls():
+    if not TLS:
+        return ";"
+    # `listen ... http2` (nginx before 1.25; later ones warn and accept it) offers ALPN h2.
+    return (f" ssl http2; ssl_certificate {TLS['cert']}; ssl_certificate_key {TLS['key']}; "
+            "ssl_protocols TLSv1.2 TLSv1.3;")
 
 
 def nofile_limit():
@@ -94,6 +132,7 @@ def haproxy_lb(threads, tcp=False):
     mode = "tcp" if tcp else "http\n  option http-keep-alive"
     reuse = "" if tcp else "\n  http-reuse always"
     port = FLOORS["haproxy-tcp"] if tcp else PORTS["haproxy"]
+    haproxy_tls = f" ssl crt {TLS['both']} alpn h2,http/1.1" if TLS and not tcp else ""
     return f"""global
   nbthread {threads}
   maxconn {maxconn}
@@ -103,7 +142,7 @@ defaults
   timeout client 30s
   timeout server 30s
 frontend fe
-  bind 127.0.0.1:{port}
+  bind 127.0.0.1:{port}{haproxy_tls}
   default_backend be
 backend be
   balance roundrobin{reuse}
@@ -113,7 +152,8 @@ backend be
 
 def tower_lb_cmd(binary, threads):
     backends = " ".join(f"--backend http://127.0.0.1:{p}" for p in BACKENDS)
-    return f"{binary} --bind 127.0.0.1 --port {PORTS['tower-lb']} --workers {threads} {backends}"
+    tls = f" --tls-cert {TLS['cert']} --tls-key {TLS['key']}" if TLS else ""
+    return f"{binary} --bind 127.0.0.1 --port {PORTS['tower-lb']} --workers {threads} {backends}{tls}"
 
 
 def tcp_forward_cmd(binary, threads):
@@ -121,11 +161,14 @@ def tcp_forward_cmd(binary, threads):
     return f"{binary} --port {FLOORS['tcp-forward']} --workers {threads} {backends}"
 
 
-def wait_http(port, timeout=60):
+def wait_http(port, timeout=60, proto="http"):
+    import ssl
+    unverified = ssl._create_unverified_context()
     t0 = time.time()
     while time.time() - t0 < timeout:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1) as r:
+            with urllib.request.urlopen(f"{proto}://127.0.0.1:{port}/", timeout=1,
+                                        context=unverified) as r:
                 if r.status == 200:
                     return True
         except Exception:
@@ -133,9 +176,9 @@ def wait_http(port, timeout=60):
     return False
 
 
-def wrk(port, conns, secs):
+def wrk(port, conns, secs, proto="http"):
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{conns}", f"-d{secs}s", "--latency", f"http://127.0.0.1:{port}/"],
+        ["wrk", "-t1", f"-c{conns}", f"-d{secs}s", "--latency", f"{proto}://127.0.0.1:{port}/"],
         capture_output=True, text=True, timeout=secs + 60,
     ).stdout
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
@@ -166,10 +209,10 @@ def group_cpu(pgid):
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def measured(port, conns, secs, pgid):
+def measured(port, conns, secs, pgid, proto="http"):
     """wrk against `port`, and the CPU time per request (us) of the process group serving it."""
     before = group_cpu(pgid) if pgid else 0.0
-    rps, p99, errors = wrk(port, conns, secs)
+    rps, p99, errors = wrk(port, conns, secs, proto)
     cpu = (group_cpu(pgid) - before) / (rps * secs) * 1e6 if pgid and rps else float("nan")
     return rps, p99, errors, cpu
 
@@ -214,7 +257,7 @@ def run_threads(procs, d, binaries, threads, a):
         ports.update(FLOORS)
     try:
         for name, port in ports.items():
-            if not wait_http(port):
+            if not wait_http(port, proto=scheme(name)):
                 raise RuntimeError(f"{name} on port {port} never answered 200; see {d}/out.log")
         names = list(ports)
         # The process group of each balancer (each started in a session of its own), for its
@@ -227,8 +270,9 @@ def run_threads(procs, d, binaries, threads, a):
             # Rotate the order each round so no target always runs first or last.
             order = names[r % len(names):] + names[:r % len(names)]
             for n in order:
-                res[n].append(measured(ports[n], a.conns, a.secs, groups[n]))
-        print(f"\n## {threads} thread(s): wrk -t1 -c{a.conns} -d{a.secs}s, {a.rounds} rounds, median")
+                res[n].append(measured(ports[n], a.conns, a.secs, groups[n], scheme(n)))
+        tls_note = ", balancers terminate TLS" if TLS else ""
+        print(f"\n## {threads} thread(s): wrk -t1 -c{a.conns} -d{a.secs}s, {a.rounds} rounds, median{tls_note}")
         print(f"| target | rps | p99 ms | errors | balancer CPU us/request |\n|---|---:|---:|---:|---:|")
         med = {}
         for n in names:
@@ -256,7 +300,7 @@ def run_threads(procs, d, binaries, threads, a):
         if a.high_conns:
             print(f"\n{a.high_conns} connections, {a.secs}s each:")
             for n in ("haproxy", "nginx", "tower-lb"):
-                rps, p99, errors = wrk(PORTS[n], a.high_conns, a.secs)
+                rps, p99, errors = wrk(PORTS[n], a.high_conns, a.secs, scheme(n))
                 print(f"  {n}: rps {rps:.0f}, p99 {p99:.2f} ms, errors {errors}")
         sys.stdout.flush()
     finally:
@@ -275,10 +319,18 @@ def main():
     ap.add_argument("--no-build", action="store_true", help="use the existing release binaries")
     ap.add_argument("--no-floor", dest="floor", action="store_false",
                     help="skip the L4 floors (HAProxy mode tcp, examples/tcp_forward.rs)")
+    ap.add_argument("--binary", help="tower-lb's binary (default: the release build of examples/lb); "
+                    "implies --no-build, e.g. a debug build for a smoke run")
+    ap.add_argument("--tls", action="store_true",
+                    help="the balancers terminate TLS with one self-signed certificate (no floors)")
     a = ap.parse_args()
+    if a.tls:
+        a.floor = False
 
     ensure_tools()
     binaries = {n: os.path.join(ROOT, "target", "release", "examples", n) for n in ("lb", "tcp_forward")}
+    if a.binary:
+        binaries["lb"], a.no_build = os.path.abspath(a.binary), True
     if not a.no_build:
         subprocess.run(["cargo", "build", "--release", "--example", "lb", "--example", "tcp_forward"],
                        cwd=ROOT, check=True)
@@ -291,6 +343,8 @@ def main():
 
     d = tempfile.mkdtemp(prefix="tower-lb-compare-")
     procs = Procs(d)
+    if a.tls:
+        make_certificate(d)
     try:
         open(f"{d}/be.conf", "w").write(nginx_backends(d))
         procs.start(["nginx", "-c", f"{d}/be.conf", "-p", d])

@@ -10,6 +10,11 @@ connection has), then leaves them all open and idle, and reads VmRSS and VmHWM f
 
     python3 benches/compare/idle_conns.py                      # 10,000 connections, 1 worker
     python3 benches/compare/idle_conns.py --conns 10000 --workers 2
+    python3 benches/compare/idle_conns.py --tls                # the same over TLS (ALPN http/1.1)
+
+With --tls the balancer terminates TLS with a self-signed certificate made by `openssl`, and
+each connection does its handshake, then its request; the connections are opened one at a
+time.
 
 The open-file limit of this process (and of the balancer) must allow --conns + a few hundred;
 the script raises its soft limit to the hard one.
@@ -83,6 +88,37 @@ def open_idle(n, batch=500, pause=0.0):
     return conns
 
 
+def open_idle_tls(n):
+    """Opens `n` TLS connections, one at a time, each doing one request and reading its whole
+    response."""
+    import ssl
+    ctx = ssl._create_unverified_context()
+    ctx.set_alpn_protocols(["http/1.1"])
+    conns = []
+    for _ in range(n):
+        raw = socket.create_connection(("127.0.0.1", PORT))
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s = ctx.wrap_socket(raw, server_hostname="localhost")
+        s.sendall(REQUEST)
+        got = b""
+        while True:
+            data = s.recv(65536)
+            if not data:
+                raise RuntimeError("the balancer closed a connection")
+            got += data
+            head, sep, body = got.partition(b"\r\n\r\n")
+            if sep:
+                length = next(
+                    (int(l.split(b":", 1)[1]) for l in head.split(b"\r\n")
+                     if l.lower().startswith(b"content-length:")), 0)
+                if len(body) >= length:
+                    if not head.startswith(b"HTTP/1.1 200"):
+                        raise RuntimeError(f"unexpected answer: {head[:40]!r}")
+                    break
+        conns.append(s)
+    return conns
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--conns", type=int, default=10_000, help="idle connections (default 10000)")
@@ -92,6 +128,7 @@ def main():
     ap.add_argument("--pause", type=float, default=0.0,
                     help="seconds between two batches (default 0: as fast as they are answered)")
     ap.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "examples", "lb"))
+    ap.add_argument("--tls", action="store_true", help="TLS connections (the balancer terminates TLS)")
     a = ap.parse_args()
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -102,24 +139,30 @@ def main():
 
     d = tempfile.mkdtemp(prefix="tower-lb-idle-")
     procs = compare.Procs(d)
+    tls_args = []
+    if a.tls:
+        compare.make_certificate(d)
+        tls_args = ["--tls-cert", compare.TLS["cert"], "--tls-key", compare.TLS["key"]]
     try:
         open(f"{d}/be.conf", "w").write(compare.nginx_backends(d))
         procs.start(["nginx", "-c", f"{d}/be.conf", "-p", d])
         lb = procs.start([a.binary, "--bind", "127.0.0.1", "--port", str(PORT), "--workers", str(a.workers),
                           "--max-connections", str(a.conns + 100),
-                          "--backend", f"http://127.0.0.1:{compare.BACKENDS[0]}"])
-        if not (compare.wait_http(compare.BACKENDS[0]) and compare.wait_http(PORT)):
+                          "--backend", f"http://127.0.0.1:{compare.BACKENDS[0]}", *tls_args])
+        proto = "https" if a.tls else "http"
+        if not (compare.wait_http(compare.BACKENDS[0]) and compare.wait_http(PORT, proto=proto)):
             print(f"nothing answered; see {d}/out.log")
             return 2
         before, _ = rss(lb.pid)
         t0 = time.time()
-        conns = open_idle(a.conns, a.batch, a.pause)
+        conns = open_idle_tls(a.conns) if a.tls else open_idle(a.conns, a.batch, a.pause)
         opened = time.time() - t0
         during, _ = rss(lb.pid)
         time.sleep(a.settle)
         after, peak = rss(lb.pid)
         per_conn = (after - before) / a.conns * 1024
-        print(f"tower-lb, {a.workers} worker(s), {a.conns} idle keep-alive connections "
+        kind = "TLS " if a.tls else ""
+        print(f"tower-lb, {a.workers} worker(s), {a.conns} idle {kind}keep-alive connections "
               f"(opened and used once in {opened:.1f}s):")
         print(f"  VmRSS before {before / 1024:.1f} MiB, with the connections {during / 1024:.1f} MiB, "
               f"after {a.settle:g}s {after / 1024:.1f} MiB (peak VmHWM {peak / 1024:.1f} MiB)")

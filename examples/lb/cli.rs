@@ -6,6 +6,7 @@
 use std::ffi::OsString;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroUsize;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::builder::OsStr;
@@ -16,6 +17,7 @@ use tower_lb::health::OutlierDetection;
 use tower_lb::proxy::ProxyClientBuilder;
 use tower_lb::retry::RetryOn;
 use tower_lb::server::Config;
+use tower_lb::tls::{BackendTls, CertPair, ServerTls};
 use tower_lb::{Algo, ClientIp};
 
 /// An HTTP load balancer built from tower middleware.
@@ -210,6 +212,58 @@ pub(crate) struct Args {
     /// requests without a body are retried.
     #[arg(long, value_name = "BYTES", default_value_t = Config::DEFAULT_RETRY_BUFFER)]
     pub(crate) retry_buffer: usize,
+
+    /// Take the backends from etcd at these endpoints (http://host:port, comma-separated)
+    /// instead of --backend: every key under --etcd-prefix holds {"address": ..., "weight":
+    /// ...}. POST and DELETE /register write there and answer once etcd has the change,
+    /// so every balancer on the prefix serves it; each runs its own health checks. If
+    /// etcd goes away the last set is kept.
+    #[cfg(feature = "etcd")]
+    #[arg(long, value_name = "URL[,URL...]", value_delimiter = ',', value_parser = parse_etcd_endpoint,
+          requires = "etcd_prefix", conflicts_with_all = ["backends", "demo"])]
+    pub(crate) etcd: Vec<String>,
+
+    /// The prefix of the backends' keys in etcd, e.g. /lb/backends/ (with --etcd).
+    #[cfg(feature = "etcd")]
+    #[arg(long, value_name = "PREFIX", requires = "etcd", value_parser = parse_etcd_prefix)]
+    pub(crate) etcd_prefix: Option<String>,
+
+    /// Attach the backends registered through this balancer to an etcd lease of this
+    /// many seconds that it keeps alive: they are removed everywhere that long after it
+    /// dies. By default they stay until DELETE /register.
+    #[cfg(feature = "etcd")]
+    #[arg(long, value_name = "SECONDS", requires = "etcd",
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub(crate) etcd_lease_ttl: Option<u64>,
+    /// Serve HTTPS (TLS 1.2 and 1.3, ALPN h2 and http/1.1) with this PEM certificate chain,
+    /// paired with the --tls-key of the same rank; repeat both for more certificates,
+    /// chosen by the client's SNI name (the first is the default). SIGHUP reloads them from
+    /// disk; a file that does not load is logged and the old certificates kept.
+    #[arg(long = "tls-cert", value_name = "FILE", requires = "tls_keys")]
+    pub(crate) tls_certs: Vec<PathBuf>,
+
+    /// The PEM private key of the --tls-cert of the same rank.
+    #[arg(long = "tls-key", value_name = "FILE", requires = "tls_certs")]
+    pub(crate) tls_keys: Vec<PathBuf>,
+
+    /// Also listen on this port (same --bind address) for plain HTTP, answering every
+    /// request with 308 to the same URL over https. Needs --tls-cert.
+    #[arg(long, value_name = "PORT", requires = "tls_certs")]
+    pub(crate) redirect_http: Option<u16>,
+
+    /// Trust the CA certificates in this PEM file for https:// backends, besides the
+    /// system's roots; repeat for more.
+    #[arg(long = "backend-ca", value_name = "FILE")]
+    pub(crate) backend_cas: Vec<PathBuf>,
+
+    /// Present this PEM client certificate to https:// backends that ask for one (mutual
+    /// TLS), with --backend-key.
+    #[arg(long, value_name = "FILE", requires = "backend_key")]
+    pub(crate) backend_cert: Option<PathBuf>,
+
+    /// The PEM private key of --backend-cert.
+    #[arg(long, value_name = "FILE", requires = "backend_cert")]
+    pub(crate) backend_key: Option<PathBuf>,
 }
 
 /// The environment variable read for the admin token when --admin-token is not given.
@@ -250,6 +304,52 @@ impl Args {
         T: Into<OsString>,
     {
         Self::try_parse_from(normalize(argv))
+    }
+
+    /// The configuration with the TLS files loaded: the listener's certificates (and the
+    /// redirect listener) and the backends' trusted roots and client certificate. A file
+    /// that does not load is a usage error naming its flag and the file.
+    pub(crate) fn with_tls(&self, mut config: Config) -> Result<Config, clap::Error> {
+        let usage = |flags: &str, error: &dyn std::fmt::Display| {
+            Self::command().error(
+                clap::error::ErrorKind::ValueValidation,
+                format!("{flags}: {error}"),
+            )
+        };
+        if self.tls_certs.len() != self.tls_keys.len() {
+            return Err(usage(
+                "--tls-cert/--tls-key",
+                &format!(
+                    "{} certificates but {} keys: give them in pairs",
+                    self.tls_certs.len(),
+                    self.tls_keys.len()
+                ),
+            ));
+        }
+        if !self.tls_certs.is_empty() {
+            let pairs = self.tls_certs.iter().zip(&self.tls_keys);
+            let tls = ServerTls::from_pairs(pairs.map(|(cert, key)| CertPair::new(cert, key)))
+                .map_err(|error| usage("--tls-cert/--tls-key", &error))?;
+            config = config.tls(tls);
+        }
+        if let Some(port) = self.redirect_http {
+            config = config.redirect_http(SocketAddr::new(self.bind, port));
+        }
+        if !self.backend_cas.is_empty() || self.backend_cert.is_some() {
+            let mut tls = BackendTls::builder();
+            for ca in &self.backend_cas {
+                tls = tls.ca_file(ca);
+            }
+            if let (Some(cert), Some(key)) = (&self.backend_cert, &self.backend_key) {
+                tls = tls.client_cert(cert, key);
+            }
+            let tls = tls
+                .build()
+                .map_err(|error| usage("--backend-ca/--backend-cert/--backend-key", &error))?;
+            let client = config.proxy_client.clone().backend_tls(tls);
+            config = config.proxy_client(client);
+        }
+        Ok(config)
     }
 
     /// The worker threads to run.
@@ -309,6 +409,13 @@ impl Args {
         }
         for &network in &self.allowed_backends {
             config = config.allow_backend(network);
+        }
+        #[cfg(feature = "etcd")]
+        if let Some(prefix) = &self.etcd_prefix {
+            config = config.etcd(
+                tower_lb::server::EtcdConfig::new(self.etcd.iter().cloned(), prefix.clone())
+                    .lease_ttl(self.etcd_lease_ttl.map(Duration::from_secs)),
+            );
         }
         config
     }
@@ -441,6 +548,30 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
         ));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// An etcd endpoint: `http://` or `https://`, a host and a port.
+#[cfg(feature = "etcd")]
+fn parse_etcd_endpoint(s: &str) -> Result<String, String> {
+    let uri: http::Uri = s
+        .parse()
+        .map_err(|e| format!("{s:?} is not an etcd endpoint URL: {e}"))?;
+    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+    if !scheme_ok || uri.port_u16().is_none() || uri.path().len() > 1 {
+        return Err(format!(
+            "{s:?} is not an etcd endpoint: expected http://host:port, e.g. http://127.0.0.1:2379"
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+/// A non-empty prefix: an empty one would read every key in etcd as a backend.
+#[cfg(feature = "etcd")]
+fn parse_etcd_prefix(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("the prefix must not be empty, e.g. /lb/backends/".to_owned());
+    }
+    Ok(s.to_owned())
 }
 
 fn parse_seconds_or_zero(s: &str) -> Result<Duration, String> {

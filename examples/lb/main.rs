@@ -58,7 +58,7 @@ fn main() -> ExitCode {
 
 /// Binds, starts the demo backends if asked, and serves until SIGTERM or SIGINT.
 async fn run(args: cli::Args) -> Result<(), String> {
-    let config: Config = args.config();
+    let config: Config = args.with_tls(args.config()).unwrap_or_else(|e| e.exit());
     let addr = config.addr;
     let server = Server::bind(config)
         .await
@@ -69,6 +69,11 @@ async fn run(args: cli::Args) -> Result<(), String> {
             .map_err(|e| format!("cannot start the demo backends: {e}"))?;
     }
     let signal = signal::shutdown().map_err(|e| format!("cannot handle signals: {e}"))?;
+    if let Some(tls) = server.tls() {
+        let reload = signal::reload_on_hangup(tls.clone())
+            .map_err(|e| format!("cannot handle signals: {e}"))?;
+        tokio::spawn(reload);
+    }
     server
         .run(signal)
         .await

@@ -26,6 +26,7 @@
 //! | another method | 405 | `fail`, with `Allow: POST, DELETE` (`Allow: GET` for `/backends`) |
 //! | body over 64 KiB ([`MAX_BODY`]) | 413 | `fail` |
 //! | `Content-Type` present and not JSON | 415 | `fail` |
+//! | with [`etcd`](Admin::etcd): etcd did not take the write | 503 | `{"status":"error","data":"<address>: the registration was not stored: etcd …"}` |
 //!
 //! `weight` is optional ([`DEFAULT_WEIGHT`]); `DELETE` ignores it. A missing `Content-Type` is
 //! read as JSON; `application/json` and any `application/*+json`, with parameters, are JSON.
@@ -107,6 +108,7 @@ mod access;
 mod backends;
 mod parse;
 mod service;
+mod target;
 
 pub use self::access::{AdminToken, InvalidToken, LOOPBACK};
 pub use self::backends::{BackendInfo, BalancerView};

@@ -272,10 +272,10 @@ fn check_weight(weight: i128) -> Result<u32, RegisterError> {
 /// Validates and normalises a backend address: [`BackendAddr`]'s [`FromStr`], with its error
 /// as a [`RegisterError::BadAddress`] (the same message), as `/register` reports it.
 ///
-/// The address must be an absolute `http://` URL with a host, an optional port
+/// The address must be an absolute `http://` or `https://` URL with a host, an optional port
 /// (`1..=65535`) and an optional path prefix (requests are forwarded under it); user info, a
-/// query or a fragment are refused. `https://` is recognised but refused. The normal form has
-/// a lower-case scheme and host, no default port (`:80`) and no trailing `/`.
+/// query or a fragment are refused. The normal form has a lower-case scheme and host, no
+/// default port (`:80`, `:443`) and no trailing `/`.
 ///
 /// ```
 /// use tower_lb::admin::parse_address;
@@ -398,7 +398,8 @@ mod tests {
             "http://h/?q=1",
             "http://h/#top",
             "http:// h",
-            "https://x",
+            "https://x:0",
+            "ftp://x",
         ] {
             let err = parse_address(address).unwrap_err();
             assert!(

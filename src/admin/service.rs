@@ -17,6 +17,7 @@ use tower::Service;
 use super::access::{Access, AdminToken, check_backend};
 use super::backends::{self, BalancerView};
 use super::parse::{MAX_BODY, RegisterError, parse_deregistration, parse_registration};
+use super::target::Target;
 use crate::addr::BackendAddr;
 use crate::client_ip::ClientIp;
 use crate::health::{HealthMonitor, Probe};
@@ -47,6 +48,7 @@ type BoxFuture = Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, Infal
 #[must_use]
 pub struct Admin<S, P> {
     registry: Registry<BackendAddr, S>,
+    target: Target<S>,
     probe: P,
     timeout: Duration,
     confirm: Option<Arc<Confirm>>,
@@ -64,6 +66,7 @@ impl<S, P> Admin<S, P> {
     /// [`monitor`](Self::monitor).
     pub fn new(registry: Registry<BackendAddr, S>, probe: P) -> Self {
         Self {
+            target: Target::Local(registry.clone()),
             registry,
             probe,
             timeout: Duration::from_secs(2),
@@ -138,7 +141,19 @@ impl<S, P> Admin<S, P> {
         self
     }
 
-    /// The registry backends are added to.
+    /// Writes `POST` and `DELETE /register` to etcd instead of the registry, answering once
+    /// etcd has acknowledged the write (`503` naming etcd if it fails). The registry should
+    /// follow the same prefix ([`EtcdSync`](crate::discover::EtcdSync)): the answer then
+    /// waits, as without etcd, until the balancer has applied the change. The validation
+    /// and the check at registration are the same.
+    #[cfg(feature = "etcd")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "etcd")))]
+    pub fn etcd(mut self, registrations: crate::discover::EtcdRegistrations) -> Self {
+        self.target = Target::Etcd(Box::new(registrations));
+        self
+    }
+
+    /// The registry backends are added to (without [`etcd`](Self::etcd)) and listed from.
     pub fn registry(&self) -> &Registry<BackendAddr, S> {
         &self.registry
     }
@@ -153,6 +168,7 @@ impl<S, P: Clone> Clone for Admin<S, P> {
     fn clone(&self) -> Self {
         Self {
             registry: self.registry.clone(),
+            target: self.target.clone(),
             probe: self.probe.clone(),
             timeout: self.timeout,
             confirm: self.confirm.clone(),
@@ -168,6 +184,7 @@ impl<S, P: fmt::Debug> fmt::Debug for Admin<S, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Admin")
             .field("registry", &self.registry)
+            .field("target", &self.target)
             .field("probe", &self.probe)
             .field("timeout", &self.timeout)
             .field("wait_until", &self.confirm.is_some())
@@ -288,6 +305,15 @@ fn is_json(content_type: &HeaderValue) -> bool {
     essence
         .strip_prefix("application/")
         .is_some_and(|subtype| subtype == "json" || subtype.ends_with("+json"))
+}
+
+/// `503` with the JSend error of a store that could not take a write.
+fn unavailable(address: &str, error: &str) -> Response<Full<Bytes>> {
+    tracing::warn!(backend = %address, %error, "registration store unavailable");
+    jsend::error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &format!("{address}: the registration was not stored: {error}"),
+    )
 }
 
 fn too_large() -> Response<Full<Bytes>> {
@@ -418,8 +444,9 @@ where
                 format!("{address} not alive, registration failed."),
             );
         }
-        let outcome = self.registry.register(uri.clone(), weight);
-        tracing::info!(backend = %address, weight, ?outcome, "backend registered");
+        if let Err(error) = self.target.register(&uri, weight).await {
+            return unavailable(&address, &error);
+        }
         if let Some(confirm) = &self.confirm {
             let (view, monitor) = (self.view.as_deref(), self.monitor.as_ref());
             if !wait_until(self.timeout, view, monitor, || confirm(&uri, weight)).await {
@@ -448,7 +475,11 @@ where
             Err(res) => return res,
         };
         let address = uri.to_string();
-        if !self.registry.deregister(&uri) {
+        let deregistered = match self.target.deregister(&uri).await {
+            Ok(deregistered) => deregistered,
+            Err(error) => return unavailable(&address, &error),
+        };
+        if !deregistered {
             return jsend::fail(
                 StatusCode::NOT_FOUND,
                 format!("{address} is not registered."),

@@ -4,6 +4,13 @@
 //! Every hash here is fixed by this crate (FNV-1a and MurmurHash3's 64-bit finalizer), unlike
 //! `std`'s `RandomState` (seeded per process) or `DefaultHasher` (whose algorithm may change
 //! between Rust releases), so placements computed by different balancers and restarts agree.
+//!
+//! A backend key is hashed through its [`Hash`] impl into [`key_hash`]'s hasher, which writes
+//! integers as little-endian bytes of a fixed width (a `usize` as 8 bytes), so the hash does not
+//! depend on the machine either. For a [`BackendAddr`](crate::BackendAddr) the bytes are those of
+//! its normal form (see its `Hash` impl): `key_hash` is then FNV-1a-64 over
+//! `host[:port]`, the path prefix and a `0xff` byte, finished with [`fmix64`], whatever order
+//! the backends were registered in and whichever balancer computes it.
 
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
@@ -46,6 +53,47 @@ impl Hasher for StableHasher {
     #[inline]
     fn finish(&self) -> u64 {
         fmix64(self.0)
+    }
+
+    // Integers as little-endian bytes of a fixed width, whatever the machine.
+    fn write_u16(&mut self, n: u16) {
+        self.write(&n.to_le_bytes());
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write(&n.to_le_bytes());
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.write(&n.to_le_bytes());
+    }
+
+    fn write_u128(&mut self, n: u128) {
+        self.write(&n.to_le_bytes());
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+
+    fn write_i16(&mut self, n: i16) {
+        self.write_u16(n as u16);
+    }
+
+    fn write_i32(&mut self, n: i32) {
+        self.write_u32(n as u32);
+    }
+
+    fn write_i64(&mut self, n: i64) {
+        self.write_u64(n as u64);
+    }
+
+    fn write_i128(&mut self, n: i128) {
+        self.write_u128(n as u128);
+    }
+
+    fn write_isize(&mut self, n: isize) {
+        self.write_u64(n as i64 as u64);
     }
 }
 
@@ -122,6 +170,31 @@ mod tests {
             seeded_bytes_hash(7, b"session"),
             seeded_bytes_hash(8, b"session")
         );
+    }
+
+    #[test]
+    fn backend_addresses_hash_as_their_normal_form_on_every_machine() {
+        let addr: crate::BackendAddr = "HTTP://Example.COM:80/api/".parse().unwrap();
+        // FNV-1a over "example.com", "/api" and 0xff, then fmix64: written out here so that
+        // a change to the function or to `BackendAddr`'s `Hash` fails this test.
+        let mut h = FNV_OFFSET;
+        for &b in b"example.com/api\xff" {
+            h = (h ^ u64::from(b)).wrapping_mul(FNV_PRIME);
+        }
+        assert_eq!(key_hash(&addr), fmix64(h));
+        let same: crate::BackendAddr = "http://example.com/api".parse().unwrap();
+        assert_eq!(key_hash(&addr), key_hash(&same));
+        let other: crate::BackendAddr = "http://example.com:8080/api".parse().unwrap();
+        assert_ne!(key_hash(&addr), key_hash(&other));
+        // Integers hash as fixed-width little-endian bytes.
+        assert_eq!(key_hash(&7usize), key_hash(&7u64));
+        assert_eq!(key_hash(&7u64), {
+            let mut h = FNV_OFFSET;
+            for &b in &7u64.to_le_bytes() {
+                h = (h ^ u64::from(b)).wrapping_mul(FNV_PRIME);
+            }
+            fmix64(h)
+        });
     }
 
     #[test]

@@ -21,12 +21,14 @@
 //! # Placement
 //!
 //! Points derive from the hash of the backend's discovery key and the point's number, never
-//! from its position in the set, so every balancer and every restart places clients the same
-//! way. The hash is FNV-1a over the key's [`Hash`] bytes, finished with MurmurHash3's 64-bit
-//! mixer: fixed by this crate, unlike `std`'s `RandomState` (seeded per process) or
-//! `DefaultHasher` (whose algorithm may change between Rust releases). The key's `Hash` bytes
-//! are those of the platform (integers in native byte order), so balancers that must agree
-//! should run on the same architecture.
+//! from its position in the set or the order backends arrived in, so every balancer with the
+//! same backends (and weights) and every restart places clients the same way. The hash is
+//! FNV-1a over the key's [`Hash`] bytes (integers as fixed-width little-endian bytes),
+//! finished with MurmurHash3's 64-bit mixer: fixed by this crate, unlike `std`'s `RandomState`
+//! (seeded per process) or `DefaultHasher` (whose algorithm may change between Rust releases).
+//! A [`BackendAddr`](crate::BackendAddr) hashes as its normal form, so `http://X:80/` and
+//! `http://x` are one point set on every instance. Equal point hashes (vanishingly rare) are
+//! ordered by key hash.
 //!
 //! A lookup is O(1): an index of the top bits of a hash points at the first ring position in
 //! its range, from which about one point is scanned. The ring holds at most [`MAX_POINTS`]
@@ -292,6 +294,56 @@ mod tests {
             counts.values().all(|&c| (500..1_600).contains(&c)),
             "{counts:?}"
         );
+    }
+
+    /// Endpoints for these addresses, in this order, slots set as a balancer would.
+    fn addressed(addrs: &[crate::BackendAddr]) -> Vec<Arc<Endpoint<crate::BackendAddr>>> {
+        addrs
+            .iter()
+            .enumerate()
+            .map(|(slot, addr)| {
+                let e = Arc::new(Endpoint::new(addr.clone(), 1));
+                e.stats().set_slot(slot);
+                e
+            })
+            .collect()
+    }
+
+    #[test]
+    fn same_client_same_backend_whatever_the_insertion_order() {
+        let addrs: Vec<crate::BackendAddr> = (0..12)
+            .map(|i| format!("http://10.1.0.{i}:8080").parse().unwrap())
+            .collect();
+        let ips = clients(3_000);
+        let place = |order: &[crate::BackendAddr]| -> Vec<crate::BackendAddr> {
+            let sih = SourceIpHash::new();
+            let eps = addressed(order);
+            let table = sih.build(&eps);
+            ips.iter()
+                .map(|&ip| {
+                    let i = sih
+                        .pick(&table, &eps, &request_from(ip), &mut |_| true)
+                        .unwrap();
+                    eps[i].key().clone()
+                })
+                .collect()
+        };
+        let first = place(&addrs);
+        let rng = Rng::from_seed(13);
+        for _ in 0..20 {
+            // A random permutation (Fisher–Yates), as registrations on another instance.
+            let mut order = addrs.clone();
+            for i in (1..order.len()).rev() {
+                order.swap(i, rng.below(i + 1));
+            }
+            assert_eq!(place(&order), first, "order {order:?}");
+        }
+        // Spellings of one address are one backend: the normal form is hashed.
+        let respelled: Vec<crate::BackendAddr> = (0..12)
+            .rev()
+            .map(|i| format!("HTTP://10.1.0.{i}:8080/").parse().unwrap())
+            .collect();
+        assert_eq!(place(&respelled), first);
     }
 
     #[test]

@@ -585,11 +585,7 @@ mod http_probe {
         assert_eq!(HttpProbe::default().path(), "/health");
         assert!(HttpProbe::new("/a b").uri_for(&uri("http://h:1")).is_err());
         // Keys that are no backend address: the check fails at once, naming the key.
-        for key in [
-            "10.0.0.1:8080",
-            "https://example.com/x/?q=1",
-            "/only/a/path",
-        ] {
+        for key in ["10.0.0.1:8080", "https://example.com/x?q=1", "/only/a/path"] {
             let key: Uri = key.parse().unwrap();
             let error = ProbeTarget::backend_addr(&key).unwrap_err();
             assert!(error.to_string().contains("invalid address"), "{error}");

@@ -130,6 +130,7 @@ impl<B> fmt::Debug for ProxyClient<B> {
 /// | [`pool_max_idle_per_host`](Self::pool_max_idle_per_host) | 128 |
 /// | [`pool_threads`](Self::pool_threads) | 1 |
 /// | [`max_conns_per_backend`](Self::max_conns_per_backend) | no cap |
+/// | [`backend_tls`](Self::backend_tls) (feature `tls`) | the system's roots ([`BackendTls::system`](crate::tls::BackendTls::system)) |
 ///
 /// `TCP_NODELAY` is always on.
 ///
@@ -154,6 +155,8 @@ pub struct ProxyClientBuilder {
     pool_max_idle_per_host: usize,
     pool_threads: usize,
     max_conns_per_backend: Option<usize>,
+    #[cfg(feature = "tls")]
+    backend_tls: Option<crate::tls::BackendTls>,
 }
 
 impl Default for ProxyClientBuilder {
@@ -187,7 +190,19 @@ impl ProxyClientBuilder {
             pool_max_idle_per_host: Self::DEFAULT_POOL_MAX_IDLE_PER_HOST,
             pool_threads: 1,
             max_conns_per_backend: Self::DEFAULT_MAX_CONNS_PER_BACKEND,
+            #[cfg(feature = "tls")]
+            backend_tls: None,
         }
+    }
+
+    /// How `https://` backends are reached: the certificates trusted and the client
+    /// certificate, if any. Without one, the system's roots are trusted
+    /// ([`BackendTls::system`](crate::tls::BackendTls::system)).
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn backend_tls(mut self, tls: impl Into<Option<crate::tls::BackendTls>>) -> Self {
+        self.backend_tls = tls.into();
+        self
     }
 
     /// How long a TCP connect to a backend may take before it fails with
@@ -256,12 +271,16 @@ impl ProxyClientBuilder {
         B::Error: Into<BoxError>,
     {
         ProxyClient {
-            pool: Pool::new(Settings {
-                connect_timeout: self.connect_timeout,
-                idle_timeout: self.pool_idle_timeout,
-                max_idle: self.pool_max_idle_per_host,
-                threads: self.pool_threads,
-            }),
+            pool: Pool::new(
+                Settings {
+                    connect_timeout: self.connect_timeout,
+                    idle_timeout: self.pool_idle_timeout,
+                    max_idle: self.pool_max_idle_per_host,
+                    threads: self.pool_threads,
+                },
+                #[cfg(feature = "tls")]
+                self.backend_tls,
+            ),
             response_timeout: self.response_timeout,
             connect_timeout: self.connect_timeout,
             max_conns_per_backend: self.max_conns_per_backend,

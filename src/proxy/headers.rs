@@ -10,6 +10,12 @@ use http::{HeaderMap, HeaderValue};
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 pub(crate) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// A request extension saying the client's connection is TLS: the forwarded request gets
+/// `X-Forwarded-Proto: https` rather than `http`. The [`Server`](crate::server::Server)'s TLS
+/// listener sets it; a server of your own that terminates TLS inserts it the same way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct ClientTls;
+
 pub(crate) static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub(crate) static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 

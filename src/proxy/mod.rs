@@ -17,7 +17,8 @@
 //! - **Forwarding headers**: the client's `Host` is kept (an HTTP/2 client's `:authority`
 //!   becomes `Host`); `X-Forwarded-For` gets the peer IP (from the [`PeerAddr`](crate::PeerAddr)
 //!   or axum `ConnectInfo` extension) appended to whatever the client sent; `X-Forwarded-Host`
-//!   is set to the `Host` and `X-Forwarded-Proto` to `http`, replacing client-sent values.
+//!   is set to the `Host` and `X-Forwarded-Proto` to `http` (`https` when the request carries
+//!   the [`ClientTls`] extension), replacing client-sent values.
 //!
 //! Bodies stream both ways and are never buffered: the response body ([`BackendBody`]) is the
 //! backend's [`Incoming`](hyper::body::Incoming), so each chunk reaches the client as the
@@ -102,6 +103,7 @@ mod upgrade;
 pub use self::body::BackendBody;
 pub use self::client::{ProxyClient, ProxyClientBuilder};
 pub use self::error::{NO_AVAILABLE_SERVER, error_response};
+pub use self::headers::ClientTls;
 pub use self::service::HttpBackend;
 pub(crate) use self::service::get;
 pub use crate::{BackendTimeout, BackendUnavailable};

@@ -27,6 +27,12 @@
 //!   registered, instead of registering a new timer and removing it again.
 //!
 //! Requests go out in origin form (`GET /path HTTP/1.1`), with the `Host` the caller set.
+//!
+//! An `https://` backend's connections are TLS (feature `tls`): the TCP connection, then the
+//! handshake with the client's [`BackendTls`](crate::tls::BackendTls) (the system's roots
+//! when none was given), SNI and the certificate's name being the backend's host, both within
+//! the connect timeout. A handshake that fails is a [`BackendUnavailable`] whose message says
+//! why ([`BackendTlsError`](crate::tls::BackendTlsError)), logged at `warn`.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -49,7 +55,7 @@ use tracing::debug;
 
 use super::body::UploadBody;
 use super::future::Timer;
-use crate::BoxError;
+use crate::{BackendAddr, BackendScheme, BoxError};
 use crate::{BackendTimeout, BackendUnavailable};
 
 /// The sending side of one backend connection.
@@ -74,9 +80,15 @@ pub(crate) struct Pool<B> {
     shared: Arc<Shared<B>>,
 }
 
+/// What a backend's connections are told apart by: its scheme and `host[:port]`.
+type HostKey = (BackendScheme, Authority);
+
 struct Shared<B> {
     settings: Settings,
-    hosts: Mutex<HashMap<Authority, Weak<Host<B>>>>,
+    /// The TLS client of `https://` backends, if one was given.
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::BackendTls>,
+    hosts: Mutex<HashMap<HostKey, Weak<Host<B>>>>,
     sweeping: AtomicBool,
     /// Tells this pool from others in the threads' memory of their stacks.
     id: u64,
@@ -85,7 +97,10 @@ struct Shared<B> {
 }
 
 impl<B> Pool<B> {
-    pub(crate) fn new(settings: Settings) -> Self {
+    pub(crate) fn new(
+        settings: Settings,
+        #[cfg(feature = "tls")] tls: Option<crate::tls::BackendTls>,
+    ) -> Self {
         static IDS: AtomicU64 = AtomicU64::new(0);
         Self {
             shared: Arc::new(Shared {
@@ -93,6 +108,8 @@ impl<B> Pool<B> {
                     threads: settings.threads.max(1),
                     ..settings
                 },
+                #[cfg(feature = "tls")]
+                tls,
                 hosts: Mutex::new(HashMap::new()),
                 sweeping: AtomicBool::new(false),
                 id: IDS.fetch_add(1, Ordering::Relaxed),
@@ -101,23 +118,26 @@ impl<B> Pool<B> {
         }
     }
 
-    /// The connections to `authority`, shared with every other caller asking for it while
-    /// any holds them.
-    pub(crate) fn host(&self, authority: &Authority) -> Arc<Host<B>> {
+    /// The connections to the backend at `addr` (its scheme and authority), shared with
+    /// every other caller asking for it while any holds them.
+    pub(crate) fn host(&self, addr: &BackendAddr) -> Arc<Host<B>> {
+        let key = (addr.scheme(), addr.authority().clone());
         let mut hosts = lock(&self.shared.hosts);
-        if let Some(host) = hosts.get(authority).and_then(Weak::upgrade) {
+        if let Some(host) = hosts.get(&key).and_then(Weak::upgrade) {
             return host;
         }
         hosts.retain(|_, host| host.strong_count() > 0);
         let lists = 1 + self.shared.settings.threads;
         let host = Arc::new(Host {
-            authority: authority.clone(),
+            authority: addr.authority().clone(),
+            scheme: addr.scheme(),
+            port: addr.port(),
             settings: self.shared.settings,
             idle: (0..lists).map(|_| Mutex::default()).collect(),
             pool: Arc::downgrade(&self.shared),
             pool_id: self.shared.id,
         });
-        hosts.insert(authority.clone(), Arc::downgrade(&host));
+        hosts.insert(key, Arc::downgrade(&host));
         host
     }
 }
@@ -172,6 +192,8 @@ impl<B> Idle<B> {
 /// The connections to one backend: an idle stack per worker thread.
 pub(crate) struct Host<B> {
     authority: Authority,
+    scheme: BackendScheme,
+    port: u16,
     settings: Settings,
     idle: Box<[Mutex<Vec<Idle<B>>>]>,
     pool: Weak<Shared<B>>,
@@ -294,31 +316,84 @@ impl<B> Host<B> {
             self.start_sweeping(idle_timeout);
         }
         let authority = self.authority.clone();
+        let (scheme, port) = (self.scheme, self.port);
+        #[cfg(feature = "tls")]
+        let tls = self.pool.upgrade().and_then(|pool| pool.tls.clone());
         let timeout = self.settings.connect_timeout;
         Box::pin(async move {
-            let connecting = connect(&authority);
+            let connecting = async {
+                let stream = connect(&authority, port).await.map_err(|error| {
+                    BoxError::from(BackendUnavailable::new(authority.clone(), error))
+                })?;
+                match scheme {
+                    BackendScheme::Http => Ok::<_, BoxError>(Stream::Tcp(stream)),
+                    #[cfg(feature = "tls")]
+                    BackendScheme::Https => {
+                        let tls = tls.unwrap_or_else(crate::tls::BackendTls::system);
+                        match tls.connect(authority.host(), stream).await {
+                            Ok(stream) => Ok(Stream::Tls(Box::new(stream))),
+                            Err(error) => {
+                                let error =
+                                    crate::tls::BackendTlsError::new(authority.clone(), error);
+                                tracing::warn!(backend = %authority, %error, "backend TLS handshake failed");
+                                Err(BackendUnavailable::new(authority.clone(), error)
+                                    .with_reason()
+                                    .into())
+                            }
+                        }
+                    }
+                    #[cfg(not(feature = "tls"))]
+                    BackendScheme::Https => Err(BackendUnavailable::new(
+                        authority.clone(),
+                        "https backends need the `tls` feature of tower-lb",
+                    )
+                    .with_reason()
+                    .into()),
+                }
+            };
             let stream = match timeout {
                 Some(timeout) => tokio::time::timeout(timeout, connecting)
                     .await
                     .map_err(|_| BackendTimeout::connect(authority.clone()))?,
                 None => connecting.await,
+            }?;
+            match stream {
+                Stream::Tcp(stream) => handshake(stream, authority).await,
+                #[cfg(feature = "tls")]
+                Stream::Tls(stream) => handshake(*stream, authority).await,
             }
-            .map_err(|error| BackendUnavailable::new(authority.clone(), error))?;
-            let (sender, conn) = http1::Builder::new()
-                // Head and body in one buffer and one write rather than `writev`: less kernel
-                // time per request, measured.
-                .writev(false)
-                .handshake(TokioIo::new(stream))
-                .await
-                .map_err(|error| BackendUnavailable::new(authority.clone(), error))?;
-            tokio::spawn(async move {
-                if let Err(error) = conn.with_upgrades().await {
-                    debug!(backend = %authority, %error, "backend connection failed");
-                }
-            });
-            Ok(sender)
         })
     }
+}
+
+/// A new connection to a backend, before HTTP.
+enum Stream {
+    Tcp(TcpStream),
+    #[cfg(feature = "tls")]
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+/// HTTP/1.1 over `io`, whose connection task is spawned on the current runtime.
+async fn handshake<B, T>(io: T, authority: Authority) -> Result<Sender<B>, BoxError>
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (sender, conn) = http1::Builder::new()
+        // Head and body in one buffer and one write rather than `writev`: less kernel
+        // time per request, measured.
+        .writev(false)
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(|error| BackendUnavailable::new(authority.clone(), error))?;
+    tokio::spawn(async move {
+        if let Err(error) = conn.with_upgrades().await {
+            debug!(backend = %authority, %error, "backend connection failed");
+        }
+    });
+    Ok(sender)
 }
 
 impl<B> fmt::Debug for Host<B> {
@@ -331,10 +406,9 @@ impl<B> fmt::Debug for Host<B> {
     }
 }
 
-/// A TCP connection to `authority` (port 80 by default) with `TCP_NODELAY`: straight to an IP
+/// A TCP connection to `authority`'s host on `port` with `TCP_NODELAY`: straight to an IP
 /// address, or to each address a name resolves to in turn.
-async fn connect(authority: &Authority) -> io::Result<TcpStream> {
-    let port = authority.port_u16().unwrap_or(80);
+async fn connect(authority: &Authority, port: u16) -> io::Result<TcpStream> {
     let host = authority.host();
     let host = host
         .strip_prefix('[')

@@ -15,7 +15,8 @@ use super::body::{BackendBody, UploadBody};
 use super::client::ProxyClient;
 use super::future::{ResponseFuture, Upgrade};
 use super::headers::{
-    X_FORWARDED_HOST, X_FORWARDED_PROTO, append_forwarded_for, restore_upgrade, strip_hop_by_hop,
+    ClientTls, X_FORWARDED_HOST, X_FORWARDED_PROTO, append_forwarded_for, restore_upgrade,
+    strip_hop_by_hop,
 };
 use super::limit::{Claim, Limit};
 use super::pool::Host;
@@ -51,7 +52,7 @@ impl<B> HttpBackend<B> {
     /// where it is parsed ([`InvalidBackendAddr`](crate::InvalidBackendAddr)), never here.
     pub fn new(addr: BackendAddr, client: ProxyClient<B>) -> Self {
         let limit = client.max_conns_per_backend.map(Limit::new);
-        let host = client.pool.host(addr.authority());
+        let host = client.pool.host(&addr);
         Self {
             claim: Claim::default(),
             shared: Arc::new(Shared {
@@ -138,7 +139,12 @@ impl<B> Shared<B> {
                 headers.remove(&X_FORWARDED_HOST)
             }
         };
-        headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        let proto = if parts.extensions.get::<ClientTls>().is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(proto));
         if let Some(peer) = ClientIp::peer_in(&parts.extensions) {
             append_forwarded_for(&mut parts.headers, peer.ip());
         }
@@ -227,7 +233,7 @@ where
         });
     match request {
         Ok(req) => ResponseFuture::new(
-            client.pool.host(addr.authority()),
+            client.pool.host(addr),
             req,
             client.response_timeout,
             None,
@@ -347,6 +353,19 @@ mod tests {
     }
 
     #[test]
+    fn a_request_over_tls_is_forwarded_with_proto_https_whatever_the_client_sent() {
+        let b = backend("http://127.0.0.1:1080");
+        let mut req = Request::get("/")
+            .header("host", "lb.example")
+            .header("x-forwarded-proto", "http")
+            .body(())
+            .unwrap();
+        req.extensions_mut().insert(ClientTls);
+        let parts = rewrite(&b, req);
+        assert_eq!(parts.headers["x-forwarded-proto"], "https");
+    }
+
+    #[test]
     fn a_capped_backend_is_pending_at_its_cap_and_clones_hold_their_slot() {
         let client = ProxyClient::builder().max_conns_per_backend(1).build();
         let b: HttpBackend = HttpBackend::new("http://127.0.0.1:1080".parse().unwrap(), client);
@@ -376,7 +395,7 @@ mod tests {
     #[test]
     fn non_http_bases_are_rejected_when_parsed() {
         // An `HttpBackend` takes a `BackendAddr`, so a bad base fails to parse, with its name.
-        for base in ["https://127.0.0.1:1080", "/just/a/path", "http://h:1/?q=1"] {
+        for base in ["ftp://127.0.0.1:1080", "/just/a/path", "http://h:1/?q=1"] {
             let err = base.parse::<BackendAddr>().unwrap_err();
             assert!(err.to_string().contains(base), "{err}");
         }

@@ -6,6 +6,7 @@ use crate::client_ip::ClientIp;
 use crate::health::{HealthCheckLayer, HttpProbe, OutlierDetection};
 use crate::proxy::ProxyClientBuilder;
 use crate::retry::{RetryLayer, RetryOn};
+use crate::tls::ServerTls;
 use crate::{Algo, IpNet};
 
 /// Everything a [`Server`](super::Server) needs to know. See the [module docs](super).
@@ -37,6 +38,8 @@ use crate::{Algo, IpNet};
 /// | [`admin_token`](Self::admin_token) | none: the admin API serves loopback peers only |
 /// | [`admin_bind`](Self::admin_bind) | none: the admin API is on the main listener |
 /// | [`allow_backend`](Self::allow_backend) | any backend may be registered |
+/// | [`tls`](Self::tls) | none: plain HTTP |
+/// | [`redirect_http`](Self::redirect_http) | none |
 ///
 /// Each default is written once, as a `DEFAULT_*` constant here or on the layer it configures
 /// ([`HealthCheckLayer`](crate::HealthCheckLayer), [`OutlierDetection`],
@@ -123,6 +126,13 @@ pub struct Config {
     /// Threads that serve connections, each with its own runtime and listening socket; 1 for
     /// none of its own.
     pub workers: usize,
+    /// Backends from etcd, and registrations written there, if set.
+    #[cfg(feature = "etcd")]
+    pub etcd: Option<EtcdConfig>,
+    /// TLS on the main listener, if any.
+    pub tls: Option<ServerTls>,
+    /// The address of a plain listener that redirects to `https://`, if any.
+    pub redirect_http: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -223,7 +233,34 @@ impl Config {
             retry_on: Self::DEFAULT_RETRY_ON,
             retry_buffer: Self::DEFAULT_RETRY_BUFFER,
             workers: 1,
+            #[cfg(feature = "etcd")]
+            etcd: None,
+            tls: None,
+            redirect_http: None,
         }
+    }
+
+    /// Serves the main listener over TLS with these certificates (chosen by SNI; see
+    /// [`ServerTls`]), and nothing but TLS: a client that is not TLS, or fails its handshake,
+    /// is closed (logged at debug, counted by [`ServerTls::handshake_failures`]). The
+    /// handshake must end within [`client_header_timeout`](Self::client_header_timeout), and
+    /// the request head within the same timeout again after it. HTTP/2 is chosen by ALPN
+    /// (`h2`), HTTP/1.1 otherwise; forwarded requests carry `X-Forwarded-Proto: https`. The
+    /// admin API on this listener (without [`admin_bind`](Self::admin_bind)) follows the same
+    /// rules as on a plain one. [`ServerTls::reload`] on a clone (the server keeps one,
+    /// [`Server::tls`](super::Server::tls)) swaps the certificates for the next handshakes.
+    pub fn tls(mut self, tls: impl Into<Option<ServerTls>>) -> Self {
+        self.tls = tls.into();
+        self
+    }
+
+    /// A plain HTTP listener at `addr` that answers every request with `308 Permanent
+    /// Redirect` to the same URL over `https://`, on the main listener's port (left out when
+    /// it is 443). Port `0` picks a free one (see
+    /// [`Server::redirect_addr`](super::Server::redirect_addr)). Meant with [`tls`](Self::tls).
+    pub fn redirect_http(mut self, addr: impl Into<Option<SocketAddr>>) -> Self {
+        self.redirect_http = addr.into();
+        self
     }
 
     /// The address to listen on; port `0` picks a free one (see
@@ -428,6 +465,58 @@ impl Config {
     /// [`admin_bind`](Self::admin_bind) and the shutdown; a single-threaded one is enough.
     pub fn workers(mut self, workers: usize) -> Self {
         self.workers = workers.max(1);
+        self
+    }
+
+    /// Takes the backends from etcd instead of [`backend`](Self::backend): the server's
+    /// registry follows the keys under the prefix ([`EtcdSync`](crate::discover::EtcdSync)),
+    /// and `POST`/`DELETE /register` write there
+    /// ([`Admin::etcd`](crate::admin::Admin::etcd)), so every balancer following the prefix
+    /// serves the change. Each balancer runs its own health checks. Backends set with
+    /// [`backend`](Self::backend) are ignored.
+    #[cfg(feature = "etcd")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "etcd")))]
+    pub fn etcd(mut self, etcd: impl Into<Option<EtcdConfig>>) -> Self {
+        self.etcd = etcd.into();
+        self
+    }
+}
+
+/// Where a [`Server`](super::Server) finds its backends in etcd. See [`Config::etcd`] and
+/// [`discover::etcd`](crate::discover::etcd).
+#[cfg(feature = "etcd")]
+#[cfg_attr(docsrs, doc(cfg(feature = "etcd")))]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+#[non_exhaustive]
+pub struct EtcdConfig {
+    /// The etcd endpoints, such as `http://127.0.0.1:2379`.
+    pub endpoints: Vec<String>,
+    /// The prefix of the backends' keys, such as `/lb/backends/`.
+    pub prefix: String,
+    /// The TTL of the lease registrations are attached to; `None` for none.
+    pub lease_ttl: Option<Duration>,
+}
+
+#[cfg(feature = "etcd")]
+impl EtcdConfig {
+    /// The backends under `prefix` on the etcd cluster at `endpoints`, without a lease.
+    pub fn new(
+        endpoints: impl IntoIterator<Item = impl Into<String>>,
+        prefix: impl Into<String>,
+    ) -> Self {
+        Self {
+            endpoints: endpoints.into_iter().map(Into::into).collect(),
+            prefix: prefix.into(),
+            lease_ttl: None,
+        }
+    }
+
+    /// Attaches registrations made through this server to a lease of `ttl` (whole seconds)
+    /// that it keeps alive, so they expire `ttl` after it dies
+    /// ([`EtcdRegistrations::lease_ttl`](crate::discover::EtcdRegistrations::lease_ttl)).
+    pub fn lease_ttl(mut self, ttl: impl Into<Option<Duration>>) -> Self {
+        self.lease_ttl = ttl.into();
         self
     }
 }

@@ -80,6 +80,20 @@
 //! finish for up to [`Config::shutdown_timeout`], then closes whatever is left and returns
 //! `Ok`.
 //!
+//! # TLS
+//!
+//! With [`Config::tls`] the main listener (every worker's) is HTTPS only: each accepted
+//! connection does its TLS handshake ([`ServerTls`]: certificates by
+//! SNI, TLS 1.2 and 1.3, ALPN `h2` and `http/1.1`) within
+//! [`client_header_timeout`](Config::client_header_timeout), then is served as a plain one is
+//! (the same timeouts, parking and shutdown; HTTP/2 when ALPN chose it), its requests carrying
+//! [`ClientTls`](crate::proxy::ClientTls) so that backends see `X-Forwarded-Proto: https`. A
+//! failed or timed-out handshake closes that connection only (logged at debug, counted by
+//! [`ServerTls::handshake_failures`](crate::tls::ServerTls::handshake_failures)).
+//! [`Server::tls`] reloads the certificates for the next handshakes. The admin listener of
+//! [`Config::admin_bind`] stays plain, and [`Config::redirect_http`] adds a plain listener that
+//! answers `308` to `https://`.
+//!
 //! `examples/lb/` is the command-line program around it.
 //!
 //! # Examples
@@ -116,6 +130,8 @@
 
 mod config;
 mod conn;
+#[cfg(feature = "etcd")]
+mod etcd;
 mod service;
 mod stats;
 
@@ -134,9 +150,12 @@ use crate::admin::Admin;
 use crate::health::{Health, HealthCheckLayer, HealthMonitor, HttpProbe};
 use crate::proxy::HttpBackend;
 use crate::queue::Queue;
+use crate::tls::ServerTls;
 use crate::{Algo, BackendAddr, LoadBalanceLayer, Registry, RetryLayer, Weighted};
 
 pub use self::config::Config;
+#[cfg(feature = "etcd")]
+pub use self::config::EtcdConfig;
 pub use self::service::{Backend, Balancer, ResponseBody};
 pub use self::stats::ServerStats;
 
@@ -151,6 +170,10 @@ pub struct Server {
     local_addr: SocketAddr,
     /// The separate admin listener and its address, with [`Config::admin_bind`].
     admin: Option<(TcpListener, SocketAddr)>,
+    /// The plain listener redirecting to HTTPS and its address, with [`Config::redirect_http`].
+    redirect: Option<(TcpListener, SocketAddr)>,
+    /// TLS on the main listeners, with [`Config::tls`].
+    tls: Option<ServerTls>,
     registry: Registry<BackendAddr, Backend>,
     monitor: HealthMonitor<Weighted<BackendAddr>>,
     routes: Arc<Routes>,
@@ -158,6 +181,9 @@ pub struct Server {
     health_interval: Duration,
     shutdown_timeout: Duration,
     connections: Connections,
+    /// Keeps the registry equal to etcd's keys, with [`Config::etcd`]; stops when dropped.
+    #[cfg(feature = "etcd")]
+    etcd: Option<crate::discover::EtcdSync>,
 }
 
 impl Server {
@@ -169,6 +195,14 @@ impl Server {
         let listeners = listen_all(config.addr, config.workers)?;
         let local_addr = listeners[0].local_addr()?;
         let admin_listener = match config.admin_addr {
+            Some(addr) => {
+                let listener = listen(addr)?;
+                let addr = listener.local_addr()?;
+                Some((listener, addr))
+            }
+            None => None,
+        };
+        let redirect_listener = match config.redirect_http {
             Some(addr) => {
                 let listener = listen(addr)?;
                 let addr = listener.local_addr()?;
@@ -198,8 +232,23 @@ impl Server {
         // A `BackendAddr` is valid once parsed: making its service cannot fail.
         let registry =
             Registry::new(move |addr: &BackendAddr| HttpBackend::new(addr.clone(), client.clone()));
-        for backend in &config.backends {
-            registry.register(backend.address().clone(), backend.weight());
+        #[cfg(feature = "etcd")]
+        let (etcd, registrations) = match &config.etcd {
+            Some(etcd) => {
+                let (sync, registrations) =
+                    etcd::connect(etcd, &registry, config.health_timeout).await?;
+                (Some(sync), Some(registrations))
+            }
+            None => (None, None),
+        };
+        #[cfg(feature = "etcd")]
+        let static_backends = etcd.is_none();
+        #[cfg(not(feature = "etcd"))]
+        let static_backends = true;
+        if static_backends {
+            for backend in &config.backends {
+                registry.register(backend.address().clone(), backend.weight());
+            }
         }
 
         let mut health = HealthCheckLayer::new(probe.clone())
@@ -225,11 +274,18 @@ impl Server {
             .allow_backends(config.allowed_backends.iter().copied())
             .balancer(balancer.clone())
             .monitor(monitor.clone());
+        #[cfg(feature = "etcd")]
+        let admin = match registrations {
+            Some(registrations) => admin.etcd(registrations),
+            None => admin,
+        };
 
         Ok(Self {
             listeners,
             local_addr,
             admin: admin_listener,
+            redirect: redirect_listener,
+            tls: config.tls.clone(),
             registry,
             monitor,
             routes: Arc::new(Routes {
@@ -246,6 +302,8 @@ impl Server {
             health_interval: config.health_interval,
             shutdown_timeout: config.shutdown_timeout,
             connections,
+            #[cfg(feature = "etcd")]
+            etcd,
         })
     }
 
@@ -258,6 +316,18 @@ impl Server {
     /// chosen when `0` was asked for).
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin.as_ref().map(|&(_, addr)| addr)
+    }
+
+    /// The address of the plain listener that redirects to HTTPS, with
+    /// [`Config::redirect_http`] (with the port chosen when `0` was asked for).
+    pub fn redirect_addr(&self) -> Option<SocketAddr> {
+        self.redirect.as_ref().map(|&(_, addr)| addr)
+    }
+
+    /// The main listener's TLS, with [`Config::tls`]: [`ServerTls::reload`] on it (or on any
+    /// clone of the one configured) swaps the certificates for the next handshakes.
+    pub fn tls(&self) -> Option<&ServerTls> {
+        self.tls.as_ref()
     }
 
     /// The set of backends: register and deregister them programmatically, as `/register`
@@ -304,18 +374,26 @@ impl Server {
             health_interval = ?self.health_interval,
             backends = self.registry.len(),
             workers = self.listeners.len(),
+            tls = self.tls.is_some(),
+            redirect_http = %self.redirect_addr().map_or_else(|| "off".to_owned(), |a| a.to_string()),
             admin = %self.admin_addr().map_or_else(|| "same listener".to_owned(), |a| a.to_string()),
             "tower-lb listening",
         );
+        let https_port = self.local_addr.port();
         let Self {
             mut listeners,
             admin,
+            redirect,
+            tls,
             routes,
             shutdown_timeout,
             connections,
             ..
         } = self;
         let admin_listener = admin.as_ref().map(|(listener, _)| listener);
+        let redirect_listener = redirect
+            .as_ref()
+            .map(|(listener, _)| (listener, https_port));
         let main_serve = match admin_listener {
             Some(_) => Serve::Proxy,
             None => Serve::All,
@@ -324,11 +402,14 @@ impl Server {
             let listener = TcpListener::from_std(listeners.remove(0))?;
             let listeners = Listeners {
                 main: Some((&listener, main_serve)),
+                tls: tls.as_ref(),
                 admin: admin_listener,
+                redirect: redirect_listener,
             };
             listeners.serve(&connections, &routes, shutdown).await;
             drop(listener);
             drop(admin);
+            drop(redirect);
             connections.shutdown(shutdown_timeout).await;
             return Ok(());
         }
@@ -350,6 +431,7 @@ impl Server {
                 index,
                 listener,
                 serve: main_serve,
+                tls: tls.clone(),
                 connections: connections.sibling(),
                 routes: Arc::clone(&routes),
                 stopped: stopped.clone(),
@@ -378,11 +460,14 @@ impl Server {
         }
         let listeners = Listeners {
             main: None,
+            tls: None,
             admin: admin_listener,
+            redirect: redirect_listener,
         };
         listeners.serve(&connections, &routes, shutdown).await;
         stop.send_replace(true);
         drop(admin);
+        drop(redirect);
         let admin_done = connections.shutdown(shutdown_timeout);
         let workers_done = async {
             for (thread, finished) in workers {
@@ -402,6 +487,7 @@ struct Worker {
     index: usize,
     listener: std::net::TcpListener,
     serve: Serve,
+    tls: Option<ServerTls>,
     connections: Connections,
     routes: Arc<Routes>,
     stopped: tokio::sync::watch::Receiver<bool>,
@@ -414,7 +500,9 @@ impl Worker {
             Ok(listener) => {
                 let listeners = Listeners {
                     main: Some((&listener, self.serve)),
+                    tls: self.tls.as_ref(),
                     admin: None,
+                    redirect: None,
                 };
                 let stopped = async {
                     let _ = self.stopped.wait_for(|stopped| *stopped).await;
@@ -432,7 +520,11 @@ impl Worker {
 /// The listeners one runtime accepts on.
 struct Listeners<'a> {
     main: Option<(&'a TcpListener, Serve)>,
+    /// TLS on the main listener.
+    tls: Option<&'a ServerTls>,
     admin: Option<&'a TcpListener>,
+    /// The plain listener redirecting to HTTPS, and the HTTPS port.
+    redirect: Option<(&'a TcpListener, u16)>,
 }
 
 impl Listeners<'_> {
@@ -459,6 +551,16 @@ impl Listeners<'_> {
                         continue;
                     }
                 },
+                accepted = accept_on(self.redirect.map(|(listener, _)| listener)) => match accepted {
+                    Ok((stream, peer)) => {
+                        let https_port = self.redirect.map_or(443, |(_, port)| port);
+                        (stream, peer, Serve::Redirect { https_port }, None)
+                    }
+                    Err(error) => {
+                        accept_error(error).await;
+                        continue;
+                    }
+                },
                 // At the connection cap this waits, and connections queue in the backlog.
                 permit = connections.admit(), if admitted.is_none() && self.main.is_some() => {
                     admitted = Some(permit);
@@ -477,23 +579,33 @@ impl Listeners<'_> {
                     }
                 }
             };
+            // Only the main listener is TLS.
+            let tls = self
+                .tls
+                .filter(|_| matches!(serve, Serve::All | Serve::Proxy));
             let handler = Handler {
                 routes: Arc::clone(routes),
                 peer,
                 serve,
+                tls: tls.is_some(),
             };
-            connections.serve(stream, peer, permit, handler);
+            match tls {
+                Some(tls) => connections.serve_tls(stream, peer, permit, tls, handler),
+                None => connections.serve(stream, peer, permit, handler),
+            }
         }
     }
 }
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server")
-            .field("local_addr", &self.local_addr)
+        let mut f = f.debug_struct("Server");
+        f.field("local_addr", &self.local_addr)
             .field("algo", &self.algo)
-            .field("registry", &self.registry)
-            .finish_non_exhaustive()
+            .field("registry", &self.registry);
+        #[cfg(feature = "etcd")]
+        f.field("etcd", &self.etcd);
+        f.finish_non_exhaustive()
     }
 }
 

@@ -18,7 +18,7 @@ use crate::admin::{self, Admin};
 use crate::algo::AlgoPick;
 use crate::balance::TrackedBody;
 use crate::health::{HealthCheckDiscover, HttpProbe};
-use crate::proxy::{self, BackendBody, HttpBackend, ProxyClient};
+use crate::proxy::{self, BackendBody, ClientTls, HttpBackend, ProxyClient};
 use crate::queue::Queue;
 use crate::retry::{self, Retry, RetryBody};
 use crate::{BackendAddr, LoadBalance, NoAvailableBackend, PeerAddr, RegistryDiscover};
@@ -61,6 +61,9 @@ pub(crate) enum Serve {
     Proxy,
     /// Everything to the admin (the admin's own listener).
     Admin,
+    /// `308 Permanent Redirect` to the same URL over `https://` on this port (the plain
+    /// listener of [`Config::redirect_http`](super::Config::redirect_http)).
+    Redirect { https_port: u16 },
 }
 
 /// Answers the requests of one connection.
@@ -68,6 +71,8 @@ pub(crate) struct Handler {
     pub(crate) routes: Arc<Routes>,
     pub(crate) peer: SocketAddr,
     pub(crate) serve: Serve,
+    /// Whether the connection is TLS: requests carry [`ClientTls`].
+    pub(crate) tls: bool,
 }
 
 impl hyper::service::Service<Request<Incoming>> for Handler {
@@ -77,10 +82,18 @@ impl hyper::service::Service<Request<Incoming>> for Handler {
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
         req.extensions_mut().insert(PeerAddr(self.peer));
+        if self.tls {
+            req.extensions_mut().insert(ClientTls);
+        }
         let to_admin = match self.serve {
             Serve::All => admin::is_admin_path(req.uri().path()),
             Serve::Proxy => false,
             Serve::Admin => true,
+            Serve::Redirect { https_port } => {
+                return ResponseFuture::Ready {
+                    res: Some(redirect(&req, https_port)),
+                };
+            }
         };
         if to_admin {
             return ResponseFuture::Admin {
@@ -103,7 +116,43 @@ pin_project! {
     pub(crate) enum ResponseFuture {
         Proxy { #[pin] inner: ProxyFuture },
         Admin { #[pin] inner: admin::ResponseFuture },
+        Ready { res: Option<Response<ResponseBody>> },
     }
+}
+
+/// `308 Permanent Redirect` to `https://`, the request's host (its `Host`, or the
+/// `:authority` of an HTTP/2 request; the listener's address without either) without its
+/// port, `https_port` unless it is 443, and the path and query as they were. `308` rather than
+/// `301` keeps the method and body of a `POST`.
+fn redirect(req: &Request<Incoming>, https_port: u16) -> Response<ResponseBody> {
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .and_then(|host| host.parse::<http::uri::Authority>().ok())
+        .or_else(|| req.uri().authority().cloned());
+    let Some(host) = host else {
+        return crate::jsend::fail(
+            http::StatusCode::BAD_REQUEST,
+            "a redirect to https needs a Host header",
+        )
+        .map(Either::Right);
+    };
+    let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let location = if https_port == 443 {
+        format!("https://{}{path}", host.host())
+    } else {
+        format!("https://{}:{https_port}{path}", host.host())
+    };
+    let mut res = Response::new(Either::Right(Full::new(Bytes::new())));
+    *res.status_mut() = http::StatusCode::PERMANENT_REDIRECT;
+    match http::HeaderValue::try_from(location) {
+        Ok(location) => {
+            res.headers_mut().insert(http::header::LOCATION, location);
+        }
+        Err(_) => *res.status_mut() = http::StatusCode::BAD_REQUEST,
+    }
+    res
 }
 
 impl Future for ResponseFuture {
@@ -125,6 +174,10 @@ impl Future for ResponseFuture {
             },
             ResponseFutureProj::Admin { inner } => match ready!(inner.poll(cx)) {
                 Ok(res) => res.map(Either::Right),
+            },
+            ResponseFutureProj::Ready { res } => match res.take() {
+                Some(res) => res,
+                None => panic!("ResponseFuture polled after completion"),
             },
         };
         Poll::Ready(Ok(res))

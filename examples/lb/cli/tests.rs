@@ -597,3 +597,167 @@ fn help_entry<'a>(help: &'a str, flag: &str) -> &'a str {
     let entry = &help[at..];
     &entry[..entry[2..].find("\n  -").map_or(entry.len(), |e| e + 2)]
 }
+
+#[cfg(feature = "etcd")]
+#[test]
+fn etcd_flags_reach_the_config() {
+    use std::time::Duration;
+    use tower_lb::server::EtcdConfig;
+
+    let cli = args(&[
+        "--etcd",
+        "http://127.0.0.1:2379,http://127.0.0.2:2379",
+        "--etcd-prefix",
+        "/lb/backends/",
+        "--etcd-lease-ttl",
+        "10",
+    ])
+    .unwrap()
+    .config();
+    assert_eq!(
+        cli.etcd,
+        Some(
+            EtcdConfig::new(
+                ["http://127.0.0.1:2379", "http://127.0.0.2:2379"],
+                "/lb/backends/"
+            )
+            .lease_ttl(Duration::from_secs(10))
+        )
+    );
+    let cli = args(&["--etcd", "http://127.0.0.1:2379", "--etcd-prefix", "/x/"])
+        .unwrap()
+        .config();
+    assert_eq!(cli.etcd.unwrap().lease_ttl, None);
+    assert_eq!(args(&[]).unwrap().config().etcd, None);
+    let help = Args::command().render_long_help().to_string();
+    for flag in [
+        "--etcd <URL[,URL...]>",
+        "--etcd-prefix <PREFIX>",
+        "--etcd-lease-ttl <SECONDS>",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from\n{help}");
+    }
+}
+
+#[cfg(feature = "etcd")]
+#[test]
+fn bad_etcd_flags_are_usage_errors() {
+    let etcd = "http://127.0.0.1:2379";
+    assert_usage_errors(&[
+        &["--etcd", etcd],
+        &["--etcd-prefix", "/lb/"],
+        &["--etcd-lease-ttl", "5"],
+        &["--etcd", "127.0.0.1:2379", "--etcd-prefix", "/lb/"],
+        &["--etcd", "ftp://127.0.0.1:2379", "--etcd-prefix", "/lb/"],
+        &["--etcd", "http://127.0.0.1", "--etcd-prefix", "/lb/"],
+        &["--etcd", etcd, "--etcd-prefix", ""],
+        &[
+            "--etcd",
+            etcd,
+            "--etcd-prefix",
+            "/lb/",
+            "--etcd-lease-ttl",
+            "0",
+        ],
+        &[
+            "--etcd",
+            etcd,
+            "--etcd-prefix",
+            "/lb/",
+            "--backend",
+            "http://127.0.0.1:1",
+        ],
+        &["--etcd", etcd, "--etcd-prefix", "/lb/", "--demo"],
+    ]);
+}
+/// A self-signed certificate for `localhost` and its key, written in a fresh directory.
+fn cert_files(stem: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("tower-lb-cli-{}-{stem}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    (cert_path, key_path)
+}
+
+#[test]
+fn tls_flags_default_to_off_and_reach_the_config() {
+    let a = args(&[]).unwrap();
+    let config = a.with_tls(a.config()).unwrap();
+    assert!(config.tls.is_none() && config.redirect_http.is_none());
+
+    let (cert, key) = cert_files("flags");
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let a = args(&[
+        "--bind",
+        "127.0.0.1",
+        "--tls-cert",
+        cert,
+        "--tls-key",
+        key,
+        "--tls-cert",
+        cert,
+        "--tls-key",
+        key,
+        "--redirect-http",
+        "8081",
+        "--backend-ca",
+        cert,
+        "--backend-cert",
+        cert,
+        "--backend-key",
+        key,
+    ])
+    .unwrap();
+    let config = a.with_tls(a.config()).unwrap();
+    let tls = config.tls.as_ref().expect("TLS on");
+    assert_eq!(tls.pairs().len(), 2);
+    assert_eq!(tls.pairs()[0].cert, std::path::Path::new(cert));
+    assert_eq!(
+        config.redirect_http,
+        Some("127.0.0.1:8081".parse().unwrap())
+    );
+    assert!(format!("{:?}", config.proxy_client).contains("client_auth: true"));
+}
+
+#[test]
+fn bad_tls_flags_are_usage_errors_naming_the_file() {
+    let (cert, key) = cert_files("bad");
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    assert_usage_errors(&[
+        &["--tls-cert", cert],
+        &["--tls-key", key],
+        &["--redirect-http", "8081"],
+        &["--backend-cert", cert],
+        &["--backend-key", key],
+        &["--tls-cert", cert, "--tls-key", key, "--redirect-http", "x"],
+    ]);
+    for (argv, message) in [
+        (
+            vec!["--tls-cert", cert, "--tls-key", key, "--tls-cert", cert],
+            "--tls-cert/--tls-key: 2 certificates but 1 keys: give them in pairs".to_owned(),
+        ),
+        (
+            vec!["--tls-cert", key, "--tls-key", key],
+            format!("--tls-cert/--tls-key: {key}: no certificate found"),
+        ),
+        (
+            vec!["--tls-cert", cert, "--tls-key", "/nonexistent/key.pem"],
+            "--tls-cert/--tls-key: /nonexistent/key.pem: No such file".to_owned(),
+        ),
+        (
+            vec!["--backend-ca", key],
+            format!("--backend-ca/--backend-cert/--backend-key: {key}: no certificate found"),
+        ),
+    ] {
+        let a = args(&argv).unwrap();
+        let err = a.with_tls(a.config()).unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{argv:?}");
+        assert!(err.to_string().contains(&message), "{argv:?}: {err}");
+    }
+}

@@ -20,6 +20,7 @@ use super::timed_io::TimedIo;
 use super::tracked::Tracked;
 use crate::server::service::Client;
 use crate::stats::ConnectionCounters;
+use crate::tls::ServerTls;
 
 /// What a connection is allowed; from the [`Config`](crate::server::Config).
 #[derive(Debug, Clone, Copy)]
@@ -148,6 +149,62 @@ impl Connections {
         self.serve_io(stream, peer, permit, service);
     }
 
+    /// Serves the TCP connection `stream` over TLS with `tls`'s configuration in force now,
+    /// on a task of its own: the handshake first, within the header timeout, then as
+    /// [`serve_io`](Self::serve_io) does (HTTP/2 when the client chose it by ALPN: its
+    /// connection preface tells it, as on a plain connection). A handshake that fails or times
+    /// out (a client that is not TLS, that gave up, or is too slow) closes the connection,
+    /// logged at debug and counted by `tls`; it costs no one else anything.
+    pub(crate) fn serve_tls<S>(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        permit: Option<OwnedSemaphorePermit>,
+        tls: &ServerTls,
+        service: S,
+    ) where
+        S: ConnService,
+    {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, %error, "TCP_NODELAY not set");
+        }
+        let acceptor = tls.acceptor();
+        let tls = tls.clone();
+        let settings = self.settings;
+        let connection = self.connection(peer);
+        tokio::spawn(async move {
+            let accepted =
+                tokio::time::timeout(settings.header_timeout, acceptor.accept(stream)).await;
+            let io = match accepted {
+                Ok(Ok(io)) => io,
+                Ok(Err(error)) => {
+                    tls.record_handshake_failure();
+                    tracing::debug!(%peer, %error, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tls.record_handshake_failure();
+                    tracing::debug!(%peer, timeout = ?settings.header_timeout, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let state = Arc::new(ConnState::default());
+            let io = TimedIo::new(io, Arc::clone(&state), settings, permit);
+            connection.serve(io, Tracked::new(service, state)).await;
+        });
+    }
+
+    /// One connection's task, counted as open from now.
+    fn connection(&self, peer: SocketAddr) -> Connection {
+        Connection {
+            builders: Arc::clone(&self.builders),
+            stage: self.stage.subscribe(),
+            parked: Arc::clone(&self.parked),
+            peer,
+            _open: self.counters.open(),
+        }
+    }
+
     /// Serves the connection `io` (TCP, TLS, …) from `peer` with `service` on a task of its
     /// own.
     pub(crate) fn serve_io<T, S>(
@@ -163,13 +220,7 @@ impl Connections {
         let state = Arc::new(ConnState::default());
         let io = TimedIo::new(io, Arc::clone(&state), self.settings, permit);
         let service = Tracked::new(service, state);
-        let connection = Connection {
-            builders: Arc::clone(&self.builders),
-            stage: self.stage.subscribe(),
-            parked: Arc::clone(&self.parked),
-            peer,
-            _open: self.counters.open(),
-        };
+        let connection = self.connection(peer);
         tokio::spawn(connection.serve(io, service));
     }
 
