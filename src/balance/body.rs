@@ -42,14 +42,29 @@ impl InFlight {
     }
 
     /// A response head arrived with `status`: counts it, records the time to it, and tells
-    /// the observer that tracks latency.
+    /// the observer that tracks latency (a `5xx` as a failure: a fast 5xx must not make the
+    /// backend look fast).
     #[inline]
     pub(crate) fn answered(&mut self, status: StatusCode, tracks_latency: bool) {
         let elapsed = self.sent.elapsed();
         self.answered = true;
         self.stats.record_response(status, elapsed);
         if let (true, Some(observer)) = (tracks_latency, &self.observer) {
-            observer.latency(&self.stats, elapsed);
+            if status.is_server_error() {
+                observer.failure(&self.stats, elapsed);
+            } else {
+                observer.latency(&self.stats, elapsed);
+            }
+        }
+    }
+
+    /// The backend failed before a response head: counts it, and tells the observer that
+    /// tracks latency.
+    #[inline]
+    pub(crate) fn failed(&self, tracks_latency: bool) {
+        self.stats.record_failure();
+        if let (true, Some(observer)) = (tracks_latency, &self.observer) {
+            observer.failure(&self.stats, self.sent.elapsed());
         }
     }
 

@@ -73,7 +73,7 @@ where
                         Poll::Ready(Ok(response.map(|body| TrackedBody::new(body, in_flight))))
                     }
                     Err(error) => {
-                        in_flight.stats().record_failure();
+                        in_flight.failed(*tracks_latency);
                         Poll::Ready(Err(error.into()))
                     }
                 }

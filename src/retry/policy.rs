@@ -5,10 +5,12 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::sync::Arc;
 
-use http::Method;
+use http::{Method, StatusCode};
 use tower::retry::budget::Budget;
 
+use super::RetryOn;
 use crate::stats::RetryCounters;
+
 use crate::{BackendTimeout, BackendUnavailable, BoxError};
 
 /// The methods retried by default: the idempotent ones of RFC 9110 §9.2.2 that a proxy sees.
@@ -26,6 +28,9 @@ pub(crate) struct Policy {
     pub(crate) max_retries: usize,
     pub(crate) methods: Box<[Method]>,
     pub(crate) any_method: bool,
+    pub(crate) retry_on: RetryOn,
+    /// Bodies up to this many bytes are read whole and sent again on a retry.
+    pub(crate) buffer: usize,
     pub(crate) budget: Arc<dyn Budget + Send + Sync>,
     pub(crate) counters: Arc<RetryCounters>,
 }
@@ -40,9 +45,20 @@ impl Policy {
     /// Whether another attempt may follow the failure `error`; takes a token from the budget
     /// if so.
     pub(crate) fn allow_retry(&self, error: &BoxError) -> bool {
-        if !is_retry_safe(error) {
+        if !self.retry_on.connect_failure() || !is_retry_safe(error) {
             return false;
         }
+        self.withdraw(error)
+    }
+
+    /// Whether another attempt may follow a response with `status`; takes a token from the
+    /// budget if so.
+    #[inline]
+    pub(crate) fn allow_retry_status(&self, status: StatusCode) -> bool {
+        self.retry_on.status(status) && self.withdraw(&status)
+    }
+
+    fn withdraw(&self, error: &dyn fmt::Display) -> bool {
         if !self.budget.withdraw() {
             self.counters.budget_exhausted();
             tracing::debug!(%error, "retry budget exhausted: not retrying");
@@ -59,6 +75,8 @@ impl fmt::Debug for Policy {
             .field("max_retries", &self.max_retries)
             .field("methods", &self.methods)
             .field("any_method", &self.any_method)
+            .field("retry_on", &self.retry_on)
+            .field("buffer", &self.buffer)
             .field("counters", &self.counters)
             .finish_non_exhaustive()
     }

@@ -89,6 +89,8 @@ pub(crate) fn routes(
         proxy: RetryLayer::new()
             .max_retries(config.retries)
             .retry_non_idempotent(config.retry_non_idempotent)
+            .retry_on(config.retry_on)
+            .buffer(config.retry_buffer)
             .layer(Queue::new(balancer.clone(), config.queue_timeout)),
         balancer,
         monitor,
@@ -186,7 +188,7 @@ impl Drop for Tasks {
 /// | what | how it changes |
 /// |---|---|
 /// | [`backends`](Config::backend) and their weights | reconciled with those of the last config: added, reweighted, drained; counters and health kept |
-/// | [`algo`](Config::algo), [`client_ip`](Config::client_ip), health settings ([`health_interval`](Config::health_interval), [`health_path`](Config::health_path), [`health_timeout`](Config::health_timeout), [`health_grpc`](Config::health_grpc), [`outlier_detection`](Config::outlier_detection), [`slow_start`](Config::slow_start)), [`queue_timeout`](Config::queue_timeout), [`retries`](Config::retries), [`retry_non_idempotent`](Config::retry_non_idempotent), [`admin_token`](Config::admin_token), [`allowed_backends`](Config::allow_backend) | the balancer and what wraps it are rebuilt over the same registry and swapped in: each new request takes the new one, requests in flight finish on the old one; backends that were unhealthy stay so until their next check; the balancer's counters start again |
+/// | [`algo`](Config::algo), [`client_ip`](Config::client_ip), health settings ([`health_interval`](Config::health_interval), [`health_path`](Config::health_path), [`health_timeout`](Config::health_timeout), [`health_grpc`](Config::health_grpc), [`outlier_detection`](Config::outlier_detection), [`slow_start`](Config::slow_start)), [`queue_timeout`](Config::queue_timeout), [`retries`](Config::retries), [`retry_non_idempotent`](Config::retry_non_idempotent), [`retry_on`](Config::retry_on), [`retry_buffer`](Config::retry_buffer), [`admin_token`](Config::admin_token), [`allowed_backends`](Config::allow_backend) | the balancer and what wraps it are rebuilt over the same registry and swapped in: each new request takes the new one, requests in flight finish on the old one; backends that were unhealthy stay so until their next check; the balancer's counters start again |
 /// | [`addr`](Config::bind), [`workers`](Config::workers), [`admin_bind`](Config::admin_bind), [`max_connections`](Config::max_connections), [`client_header_timeout`](Config::client_header_timeout), [`idle_timeout`](Config::idle_timeout), [`client_timeout`](Config::client_timeout), [`max_header_size`](Config::max_header_size), [`proxy_client`](Config::proxy_client) (connect and backend timeouts, per-backend cap), [`shutdown_timeout`](Config::shutdown_timeout), [`seed`](Config::seed), the DNS and backends-file settings | not applied: [`Reloaded::restart_needed`] names them and the server logs them |
 #[derive(Clone)]
 pub struct Reload {
@@ -327,8 +329,9 @@ impl Reload {
 /// The settings a rebuild applies, compared by their debug form (the admin token, whose debug
 /// form is redacted, is compared apart).
 fn live_settings(c: &Config) -> String {
+    // Two tuples: `Debug` stops at twelve fields.
     format!(
-        "{:?}",
+        "{:?} {:?}",
         (
             c.algo,
             &c.client_ip,
@@ -338,9 +341,13 @@ fn live_settings(c: &Config) -> String {
             &c.health_grpc,
             c.outlier_detection,
             c.slow_start,
+        ),
+        (
             c.queue_timeout,
             c.retries,
             c.retry_non_idempotent,
+            c.retry_on,
+            c.retry_buffer,
             &c.allowed_backends,
         )
     )
