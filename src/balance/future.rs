@@ -4,6 +4,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
+use http::HeaderValue;
+use http::header::SET_COOKIE;
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
@@ -29,6 +31,7 @@ pin_project! {
             inner: F,
             in_flight: Option<InFlight>,
             sent: Option<Instant>,
+            set_cookie: Option<HeaderValue>,
         },
     }
 }
@@ -40,12 +43,18 @@ impl<F> ResponseFuture<F> {
         }
     }
 
-    pub(crate) fn called(inner: F, in_flight: InFlight, sent: Option<Instant>) -> Self {
+    pub(crate) fn called(
+        inner: F,
+        in_flight: InFlight,
+        sent: Option<Instant>,
+        set_cookie: Option<HeaderValue>,
+    ) -> Self {
         Self {
             state: State::Called {
                 inner,
                 in_flight: Some(in_flight),
                 sent,
+                set_cookie,
             },
         }
     }
@@ -65,12 +74,16 @@ where
                 inner,
                 in_flight,
                 sent,
+                set_cookie,
             } => {
                 let result = ready!(inner.poll(cx));
                 let in_flight = in_flight.take().expect("polled after completion");
                 match result {
-                    Ok(response) => {
+                    Ok(mut response) => {
                         in_flight.stats().record_response(response.status());
+                        if let Some(cookie) = set_cookie.take() {
+                            response.headers_mut().append(SET_COOKIE, cookie);
+                        }
                         if let (Some(sent), Some(observer)) = (sent, in_flight.observer()) {
                             observer.latency(in_flight.stats(), sent.elapsed());
                         }

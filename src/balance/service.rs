@@ -260,13 +260,19 @@ where
         let observer =
             (notify_load || tracks_latency).then(|| Arc::clone(shared) as Arc<dyn Observer>);
         let stats = Arc::clone(set.endpoints[slot].stats_arc());
+        let set_cookie = shared.picker.set_cookie(&set.table, &req, slot);
         drop(set);
         if let Some(tried) = tried {
             tried.push(Arc::clone(&stats));
         }
         let in_flight = InFlight::start(stats, observer, notify_load);
         let sent = tracks_latency.then(Instant::now);
-        Ok(ResponseFuture::called(service.call(req), in_flight, sent))
+        Ok(ResponseFuture::called(
+            service.call(req),
+            in_flight,
+            sent,
+            set_cookie,
+        ))
     }
 }
 

@@ -210,7 +210,15 @@ impl Server {
             health = health.outlier_detection(outliers);
         }
         let monitor = health.monitor();
-        let mut balance = LoadBalanceLayer::new(config.algo).client_ip(config.client_ip.clone());
+        let mut balance = LoadBalanceLayer::new(config.algo)
+            .client_ip(config.client_ip.clone())
+            .hash_balance_factor(config.hash_balance_factor);
+        if let Some(key) = &config.hash_key {
+            balance = balance.key(key.clone());
+        }
+        if let Some(cookie) = &config.sticky_cookie {
+            balance = balance.sticky_cookie(cookie.clone());
+        }
         if let Some(seed) = config.seed {
             balance = balance.seed(seed);
         }
