@@ -10,6 +10,10 @@
 //! state that is costly to rebuild but not critical to keep (for sessions that must stay put,
 //! see [`StickyRoundRobin`](super::StickyRoundRobin)).
 //!
+//! What is hashed is a [`StickyKey`]: the client's IP by default, or a header, a cookie or the
+//! path ([`SourceIpHash::key`]); for a cap on each backend's load, see
+//! [`BoundedLoadHash`](super::BoundedLoadHash), which walks the same ring.
+//!
 //! The client's IP comes from [`ClientIp`]: the TCP peer, or `X-Forwarded-For` only from
 //! trusted proxies, so a client cannot choose its backend by writing the header. A request that
 //! carries no peer address (no [`PeerAddr`](crate::PeerAddr) extension, e.g. when the balancer is
