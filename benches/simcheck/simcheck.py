@@ -106,8 +106,16 @@ async def open_loop(port, rate, seconds, seed):
         reader, writer = conn
         writer.write(request)
         head = await reader.readuntil(b"\r\n\r\n")
-        length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
-        await reader.readexactly(length)
+        length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+        if length:
+            await reader.readexactly(int(length.group(1)))
+        else:
+            # Chunked (what the echo module sends): size line, data, CRLF, until size 0.
+            while True:
+                size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+                await reader.readexactly(size + 2)
+                if size == 0:
+                    break
         latencies.append((time.perf_counter() - arrival) * 1e3)
         if not head.startswith(b"HTTP/1.1 200"):
             errors += 1
