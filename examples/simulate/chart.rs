@@ -68,7 +68,8 @@ where
         .iter()
         .filter_map(|o| o.latencies_ms.last())
         .fold(0.0f64, |a, &b| a.max(f64::from(b)));
-    let (lo, hi) = ((fastest * 0.8).max(0.01), (slowest * 1.25).max(0.1));
+    // Times are whole milliseconds (see `run.rs`): 0 ms is drawn at the left edge.
+    let (lo, hi) = ((fastest * 0.8).max(0.5), (slowest * 1.25).max(1.0));
     let n = outcomes
         .iter()
         .map(|o| o.latencies_ms.len())
@@ -90,7 +91,7 @@ where
     for (i, outcome) in outcomes.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba().stroke_width(2);
         chart
-            .draw_series(LineSeries::new(tail(outcome, floor), color))?
+            .draw_series(LineSeries::new(tail(outcome, floor, lo), color))?
             .label(format!(
                 "{} (p99 {:.1} ms)",
                 outcome.algo,
@@ -110,7 +111,7 @@ where
 }
 
 /// About 400 points of the 1 − CDF curve, spaced evenly on the log scale.
-fn tail(outcome: &Outcome, floor: f64) -> Vec<(f64, f64)> {
+fn tail(outcome: &Outcome, floor: f64, lo: f64) -> Vec<(f64, f64)> {
     let n = outcome.latencies_ms.len();
     let steps = 400;
     let mut points = Vec::with_capacity(steps + 1);
@@ -120,7 +121,7 @@ fn tail(outcome: &Outcome, floor: f64) -> Vec<(f64, f64)> {
         let q = (1.0 - slower).clamp(0.0, 1.0);
         let i = ((q * n as f64) as usize).min(n - 1);
         points.push((
-            f64::from(outcome.latencies_ms[i]).max(1e-3),
+            f64::from(outcome.latencies_ms[i]).max(lo),
             slower.max(floor),
         ));
     }
