@@ -233,7 +233,13 @@ async fn post_is_not_retried_by_default_but_get_put_and_delete_are() {
             "{method}: every other one went to the dead backend: {got:?}"
         );
     }
-    // A PUT with content cannot be sent twice.
+    // A PUT with a small body is buffered and sent again.
+    let got = statuses(&lb, Method::PUT, "content", 6).await;
+    assert!(got.iter().all(|s| *s == StatusCode::OK), "{got:?}");
+    lb.stop().await;
+
+    // Without the buffer, a PUT with content cannot be sent twice.
+    let (lb, _alive) = one_of_two_killed(Config::new().retry_buffer(0)).await;
     let got = statuses(&lb, Method::PUT, "content", 6).await;
     let failed = got
         .iter()
@@ -244,16 +250,174 @@ async fn post_is_not_retried_by_default_but_get_put_and_delete_are() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retry_non_idempotent_retries_posts_without_a_body() {
-    let (lb, _alive) = one_of_two_killed(Config::new().retry_non_idempotent(true)).await;
+async fn retry_non_idempotent_retries_posts_without_a_body_or_with_a_small_one() {
+    let config = Config::new().retry_non_idempotent(true);
+    let (lb, _alive) = one_of_two_killed(config.clone()).await;
     let got = statuses(&lb, Method::POST, "", 6).await;
     assert!(got.iter().all(|s| *s == StatusCode::OK), "{got:?}");
+    let got = statuses(&lb, Method::POST, "form=1", 6).await;
+    assert!(got.iter().all(|s| *s == StatusCode::OK), "{got:?}");
+    lb.stop().await;
+
+    // A body over the buffer is streamed, once.
+    let (lb, _alive) = one_of_two_killed(config.retry_buffer(5)).await;
     let got = statuses(&lb, Method::POST, "form=1", 6).await;
     let failed = got
         .iter()
         .filter(|s| **s == StatusCode::BAD_GATEWAY)
         .count();
-    assert_eq!(failed, 3, "a POST with a body is never retried: {got:?}");
+    assert_eq!(failed, 3, "a POST over the buffer is not retried: {got:?}");
+    lb.stop().await;
+}
+
+/// A backend that passes its health checks but answers every other request with `status`
+/// and the body it got (`status:body`), and logs those bodies.
+struct App {
+    url: String,
+    bodies: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+async fn app(status: u16) -> App {
+    use axum::extract::State;
+
+    type Log = Arc<std::sync::Mutex<Vec<String>>>;
+    let bodies = Log::default();
+    let router = axum::Router::new()
+        .route("/health", axum::routing::get(|| async { "ok" }))
+        .fallback(move |State(log): State<Log>, body: Bytes| async move {
+            let body = String::from_utf8(body.to_vec()).unwrap();
+            log.lock().unwrap().push(body.clone());
+            (
+                StatusCode::from_u16(status).unwrap(),
+                format!("{status}:{body}"),
+            )
+        })
+        .with_state(Arc::clone(&bodies));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    App { url, bodies }
+}
+
+impl App {
+    fn spec(&self) -> tower_lb::admin::BackendSpec {
+        tower_lb::admin::BackendSpec::new(&self.url, 1).unwrap()
+    }
+
+    fn hits(&self) -> usize {
+        self.bodies.lock().unwrap().len()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_answering_503_fails_no_get_before_or_after_its_ejection() {
+    let greeters = backends(2).await;
+    let failing = app(503).await;
+    let config = Config::new()
+        .algo(Algo::RoundRobin)
+        .health_interval(Duration::from_secs(60))
+        .retry_on(tower_lb::retry::RetryOn::GATEWAY_ERRORS)
+        .outlier_detection(OutlierDetection::new().consecutive_failures(EJECT_AFTER))
+        .backends_from(specs(&greeters))
+        .backend(failing.spec());
+    let lb = start(config).await;
+    eventually("the three backends passed their first check", || async {
+        let checked = lb.health.backends();
+        let ready = checked.len() == 3
+            && checked
+                .iter()
+                .all(|(_, h)| h.checks >= 1 && h.status == Health::Healthy)
+            && lb.balancer.len() == 3;
+        ready.then_some(())
+    })
+    .await;
+    let lb = Arc::new(lb);
+    let run = async |n: usize| {
+        let tasks: Vec<_> = (0..CLIENTS)
+            .map(|_| {
+                let lb = Arc::clone(&lb);
+                tokio::spawn(async move {
+                    let url = lb.url("/");
+                    let mut outcomes = Vec::new();
+                    for _ in 0..n / CLIENTS {
+                        outcomes.push(get(&lb.client, &url).await);
+                    }
+                    outcomes
+                })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for task in tasks {
+            outcomes.extend(task.await.unwrap());
+        }
+        outcomes
+    };
+    let outcomes = run(400).await;
+    assert_eq!(failures(&outcomes), Vec::<&Outcome>::new());
+    // It met requests (retried) until passive checks took it out.
+    let before = failing.hits();
+    assert!(before >= EJECT_AFTER as usize, "{before}");
+    let outcomes = run(400).await;
+    assert_eq!(failures(&outcomes), Vec::<&Outcome>::new());
+    assert_eq!(failing.hits(), before, "ejected: no more requests");
+    Arc::into_inner(lb).unwrap().stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_post_is_retried_with_its_body_on_the_next_backend() {
+    let (failing, serving) = (app(503).await, app(200).await);
+    let config = Config::new()
+        .algo(Algo::RoundRobin)
+        .outlier_detection(None)
+        .retry_non_idempotent(true)
+        .retry_on("503".parse().unwrap())
+        .backend(failing.spec())
+        .backend(serving.spec());
+    let lb = start(config).await;
+    eventually("both backends are in", || async {
+        (lb.balancer.len() == 2).then_some(())
+    })
+    .await;
+    for n in 0..4 {
+        let body = format!("order={n}");
+        let reply = send(
+            &lb.client,
+            Method::POST,
+            &lb.url("/orders"),
+            None,
+            body.clone().into(),
+        )
+        .await;
+        assert_eq!(
+            (reply.status, reply.body),
+            (StatusCode::OK, format!("200:{body}"))
+        );
+    }
+    // Every POST met the failing backend first (round robin: the retry takes the other's
+    // turn), then reached the other with the same body.
+    let expected: Vec<String> = (0..4).map(|n| format!("order={n}")).collect();
+    assert_eq!(*failing.bodies.lock().unwrap(), expected);
+    assert_eq!(*serving.bodies.lock().unwrap(), expected);
+    lb.stop().await;
+
+    // Without --retry-non-idempotent, the 503 is the answer.
+    let config = Config::new()
+        .algo(Algo::RoundRobin)
+        .outlier_detection(None)
+        .retry_on("503".parse().unwrap())
+        .backend(failing.spec())
+        .backend(serving.spec());
+    let lb = start(config).await;
+    eventually("both backends are in", || async {
+        (lb.balancer.len() == 2).then_some(())
+    })
+    .await;
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        let reply = send(&lb.client, Method::POST, &lb.url("/"), None, "x".into()).await;
+        got.push(reply.status.as_u16());
+    }
+    assert_eq!(got, [503, 200, 503, 200]);
     lb.stop().await;
 }
 

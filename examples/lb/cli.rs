@@ -16,6 +16,7 @@ use tower_lb::algo::chb::MIN_BALANCE_FACTOR;
 use tower_lb::algo::{StickyCookie, StickyKey};
 use tower_lb::health::OutlierDetection;
 use tower_lb::proxy::ProxyClientBuilder;
+use tower_lb::retry::RetryOn;
 use tower_lb::server::Config;
 use tower_lb::{Algo, ClientIp};
 
@@ -212,16 +213,29 @@ pub(crate) struct Args {
     pub(crate) queue_timeout: Duration,
 
     /// Retries of a request on other backends when a backend refuses the connection or
-    /// closes it before any byte of a response (not after a --backend-timeout). Only GET,
-    /// HEAD, OPTIONS, PUT and DELETE requests without a body are retried, and retries add
-    /// at most about 20 % to the load (plus 10 a second). 0 turns retries off.
+    /// closes it before any byte of a response (not after a --backend-timeout), or answers
+    /// a status named in --retry-on. Only GET, HEAD, OPTIONS, PUT and DELETE requests without
+    /// a body or with one up to --retry-buffer are retried, and retries add at most about
+    /// 20 % to the load (plus 10 a second). 0 turns retries off.
     #[arg(long, value_name = "N", default_value_t = Config::DEFAULT_RETRIES)]
     pub(crate) retries: usize,
 
-    /// Retry POST and PATCH requests (without a body) too: only if the backends can take
-    /// them twice, since one that closed the connection may have acted on the request.
+    /// Retry POST and PATCH requests too: only if the backends can take them twice, since
+    /// one that closed the connection may have acted on the request.
     #[arg(long)]
     pub(crate) retry_non_idempotent: bool,
+
+    /// What is retried, a comma list: connect-failure (refused, reset or closed before any
+    /// response), 5xx, gateway-error (502, 503, 504) or a status from 500 to 599; e.g.
+    /// connect-failure,503. Like HAProxy's retry-on and nginx's proxy_next_upstream.
+    #[arg(long, value_name = "LIST", default_value = Config::DEFAULT_RETRY_ON.to_string())]
+    pub(crate) retry_on: RetryOn,
+
+    /// Request bodies up to this many bytes (by Content-Length) are buffered so the request
+    /// can be retried; larger or chunked bodies are streamed and not retried. 0: only
+    /// requests without a body are retried.
+    #[arg(long, value_name = "BYTES", default_value_t = Config::DEFAULT_RETRY_BUFFER)]
+    pub(crate) retry_buffer: usize,
 }
 
 /// The environment variable read for the admin token when --admin-token is not given.
@@ -332,6 +346,8 @@ impl Args {
                 .queue_timeout(self.queue_timeout)
                 .retries(self.retries)
                 .retry_non_idempotent(self.retry_non_idempotent)
+                .retry_on(self.retry_on)
+                .retry_buffer(self.retry_buffer)
                 .workers(self.worker_threads())
                 .proxy_client(
                     ProxyClientBuilder::new()

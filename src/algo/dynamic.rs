@@ -248,6 +248,13 @@ macro_rules! define_dispatch {
                 cookie.set_cookie(cookies, req, slot)
             }
 
+            #[inline]
+            fn observe_failure(&self, stats: &Stats, elapsed: Duration) {
+                match &self.inner {
+                    $(Inner::$variant(p) => Pick::<K>::observe_failure(p, stats, elapsed),)*
+                }
+            }
+
             fn algo(&self) -> Option<Algo> {
                 Some(self.algo)
             }
@@ -359,7 +366,8 @@ mod tests {
 
     #[test]
     fn same_seed_same_picks_and_seeding_keeps_the_client_ip() {
-        let eps = endpoints(&[3, 1, 2, 1, 1]);
+        // More than 8 backends: LT draws two choices (it compares fewer all together).
+        let eps = endpoints(&[3, 1, 2, 1, 1, 1, 1, 1, 1, 1]);
         for algo in [Algo::PowerOfTwoChoices, Algo::LeastTime, Algo::Random] {
             let a = AlgoPick::new(algo, ClientIp::peer()).seeded(7);
             let b = AlgoPick::new(algo, ClientIp::peer()).seeded(7);

@@ -1,16 +1,77 @@
-//! Least response time: Peak-EWMA latency × (in-flight + 1), chosen by power of two choices.
+//! Least response time: Peak-EWMA latency × (in-flight + 1), chosen by power of two choices,
+//! with failures counted as slow responses.
 //!
 //! Each backend keeps an exponentially weighted moving average of its response time that jumps
 //! to any slower sample at once (the *peak*) and decays back over `decay` (10 s by default). Its
 //! cost is that estimate times its requests in flight plus one, divided by its weight; each
-//! request compares the costs of two random ready backends and takes the cheaper. A backend
-//! without samples starts from a conservative `default_rtt` (30 ms) so it is not flooded before
-//! it has shown how fast it is.
+//! request compares the costs of two random ready backends and takes the cheaper (of up to 8
+//! backends, all are compared: with two choices, two failing backends out of three would
+//! meet in a third of the pairs, and one of them would be picked).
 //!
 //! Choose it when backends differ in speed or slow down under load: it moves traffic off a
-//! degrading backend within a few requests. This is Finagle's and linkerd's balancer
-//! (`P2CPeakEwma`, described in "Beyond Round Robin: Load Balancing for Latency", Buoyant 2016)
-//! and tower's `PeakEwma` load; response time is measured to the response headers.
+//! degrading backend within a few requests.
+//!
+//! # Where it comes from, and what was chosen
+//!
+//! - **Finagle and linkerd2-proxy** (`P2CPeakEwma`; "Beyond Round Robin: Load Balancing for
+//!   Latency", Buoyant 2016; tower's `load::PeakEwma`): cost = `ewma_rtt × (in_flight + 1)`,
+//!   a slower sample replaces the estimate at once (peak sensitivity), a faster one is averaged
+//!   in with weight `1 − e^(−Δt/τ)`, τ = 10 s, and a backend with no sample starts at a
+//!   default of 30 ms. This picker keeps all of that: the `× (in_flight + 1)` factor is what
+//!   keeps a fast backend from being flooded (it estimates the time to drain its queue), and
+//!   the peak makes a backend that turns slow lose its traffic with its first slow answer.
+//! - **Envoy's least request** (`LEAST_REQUEST` with `active_request_bias`): weight ÷
+//!   (active + 1)^bias over two (or more) random choices, plus **slow start**, which ramps a new
+//!   backend's weight up over a window. Envoy's bias is a load exponent without latency; this
+//!   picker's bias is 1 (Envoy's default), and slow start is the health layer's
+//!   ([`HealthCheckLayer::slow_start`](crate::health::HealthCheckLayer::slow_start)), which
+//!   works for every algorithm.
+//! - **C3** (Suresh et al., "C3: Cutting Tail Latency in Cloud Data Stores via Adaptive Replica
+//!   Selection", NSDI '15): score `R − 1/μ + q̂³/μ`, a cubic penalty on the queue estimate
+//!   `q̂`, where the server reports its queue size and service time `1/μ` with every answer.
+//!   HTTP backends report neither, so `R − 1/μ` cannot be separated from the queue term; the
+//!   cubic is not used. Its lesson is kept in another form: the queue term grows with the
+//!   requests in flight, so a backend piling up requests loses traffic fast.
+//! - **linkerd2-proxy's failure-aware P2C** (linkerd2-proxy#4537, "an endpoint returning fast
+//!   503s looks fast to PeakEwma"): failures are injected into the estimate as peak samples.
+//!   Here every `5xx` response and every error from a backend's service (connect refused,
+//!   reset, timed out) is observed as a response time of at least
+//!   [`failure_penalty`](LeastTime::failure_penalty) (1 s by default): the peak takes it at
+//!   once, so a backend answering `503` in microseconds is the *most* expensive one, not the
+//!   cheapest.
+//!
+//! # Decay
+//!
+//! Between samples an estimate decays with time, `× e^(−Δt/τ)`, τ = 10 s as in Finagle; a
+//! faster sample is averaged in with weight `1 − e^(−Δt/τ)`, **but at least 1/10**. Finagle's
+//! purely time-based weight suits a few hundred answers a second; at thousands of answers a
+//! second per backend each answer weighs ~1e-5, so one 15 ms hiccup of a 2 ms backend is
+//! remembered for ln(15/2)·τ ≈ 20 s: the estimate becomes a slowly decaying *maximum*, fast
+//! backends look 3× faster than a 40 ms one instead of 20×, and the slow one keeps the few
+//! per cent of requests that make the p99 (what the issue measured: every balancer at 41 ms).
+//! With the 1/10 floor a peak fades within a few dozen answers of a busy backend, while a
+//! backend that answers rarely (a slow or failing one, probed now and then) still decays by
+//! time.
+//!
+//! # The signal
+//!
+//! The response time is measured by the balancer from the moment the backend was picked to
+//! the response head: time a request spent in a [`Queue`](crate::queue::Queue) or in the
+//! server before the pick does not count (it would hide which backend is slow), a connect to
+//! the backend does (a backend slow to accept is slow).
+//!
+//! # Probing and recovery
+//!
+//! Between samples an estimate decays toward zero (`× e^(−Δt/τ)`), as Finagle's does, so a
+//! backend that got no traffic because it was slow or failing becomes cheaper with time and
+//! is tried again: after a failure (1 s penalty) against backends costing 20 ms, after about
+//! τ·ln(1 s / 20 ms) ≈ 40 s, sooner under load (the others' in-flight factor grows). The first
+//! fast answer after such a pause weighs `1 − e^(−Δt/τ)` (98 % after 40 s), so a recovered
+//! backend gets its traffic back within seconds; one that is still slow or failing sets its peak again and
+//! costs one request per probe (which [`Retry`](crate::retry::Retry) with `retry_on` hides
+//! from clients). A new backend starts at the default of 30 ms, decaying from when it joined,
+//! and its first answer replaces the default outright (tower averages it in, so a new fast
+//! backend would pass for a 30 ms one for seconds).
 //!
 //! # Cost per request
 //!
@@ -76,11 +137,15 @@ impl Rtt {
         let rtt = rtt_ns as f64;
         // As Finagle's `PeakEwma` and tower's `RttEstimate::update` do: a sample slower than
         // the estimate replaces it at once (the peak); a faster one is averaged in, weighted by
-        // the time since the last update.
-        let next = if rtt > cost {
+        // the time since the last update. The first sample replaces the default whatever it
+        // is (tower averages it in, so a fast new backend passed for 30 ms for seconds).
+        let first = self.cost_ns.load(Relaxed) == NEVER;
+        let next = if first || rtt > cost {
             rtt
         } else {
-            let w = decay_weight(now.saturating_sub(stamp), decay_ns);
+            // Each faster sample takes at least a share of MIN_SAMPLE_WEIGHT, however close
+            // it follows the last (see the module docs: "Decay").
+            let w = decay_weight(now.saturating_sub(stamp), decay_ns).min(1.0 - MIN_SAMPLE_WEIGHT);
             cost * w + rtt * (1.0 - w)
         };
         self.stamp_ns.store(now, Relaxed);
@@ -93,6 +158,9 @@ impl Rtt {
             .then(|| self.cost_at(now_ns(), 0.0, DEFAULT_DECAY.as_nanos() as f64))
     }
 }
+
+/// The least weight a faster sample gets in the average, however soon after the last.
+const MIN_SAMPLE_WEIGHT: f64 = 0.1;
 
 /// `exp(-elapsed / decay)`, the weight an estimate `elapsed` old keeps.
 ///
@@ -108,8 +176,8 @@ fn decay_weight(elapsed_ns: u64, decay_ns: f64) -> f64 {
     }
 }
 
-const DEFAULT_RTT: Duration = Duration::from_millis(30);
-const DEFAULT_DECAY: Duration = Duration::from_secs(10);
+const DEFAULT_RTT: Duration = LeastTime::DEFAULT_RTT;
+const DEFAULT_DECAY: Duration = LeastTime::DEFAULT_DECAY;
 
 /// Peak-EWMA least-time picker. See the [module docs](self).
 #[derive(Debug)]
@@ -117,10 +185,20 @@ pub struct LeastTime {
     rng: Rng,
     default_ns: f64,
     decay_ns: f64,
+    penalty_ns: f64,
 }
 
 impl LeastTime {
-    /// A picker with a 30 ms default response time and a 10 s decay, seeded from the OS.
+    /// The response time assumed for a backend with no samples yet: 30 ms, as Finagle and
+    /// linkerd2-proxy.
+    pub const DEFAULT_RTT: Duration = Duration::from_millis(30);
+    /// The decay time τ: 10 s, as Finagle and linkerd2-proxy.
+    pub const DEFAULT_DECAY: Duration = Duration::from_secs(10);
+    /// The response time a failure counts as, at least: 1 s.
+    pub const DEFAULT_FAILURE_PENALTY: Duration = Duration::from_secs(1);
+
+    /// A picker with a 30 ms default response time, a 10 s decay and a 1 s failure penalty,
+    /// seeded from the OS.
     pub fn new() -> Self {
         Self::from_rng_seed(rand::random())
     }
@@ -131,7 +209,18 @@ impl LeastTime {
             rng: Rng::from_seed(seed),
             default_ns: DEFAULT_RTT.as_nanos() as f64,
             decay_ns: DEFAULT_DECAY.as_nanos() as f64,
+            penalty_ns: Self::DEFAULT_FAILURE_PENALTY.as_nanos() as f64,
         }
+    }
+
+    /// The response time a failure (a `5xx` response, or an error from the backend's
+    /// service) counts as, at least; it enters the estimate as a peak. Zero counts failures
+    /// at their real response time, as plain Peak-EWMA does (not recommended: a backend that
+    /// fails fast then attracts traffic).
+    #[must_use]
+    pub fn failure_penalty(mut self, penalty: Duration) -> Self {
+        self.penalty_ns = penalty.as_nanos() as f64;
+        self
     }
 
     /// The response time assumed for a backend with no samples yet.
@@ -157,17 +246,69 @@ impl LeastTime {
         );
     }
 
+    /// Feeds one failure in, as a response time of at least the penalty.
+    pub(crate) fn observe_failure(&self, stats: &Stats, elapsed: Duration) {
+        let elapsed = elapsed.as_nanos() as f64;
+        stats.rtt.observe(
+            elapsed.max(self.penalty_ns) as u64,
+            now_ns(),
+            self.default_ns,
+            self.decay_ns,
+        );
+    }
+
     /// Whether `b` costs less than `a`: estimate × (in flight + 1) / weight, both estimates
     /// decayed to the later of their update times (see the [module docs](self)).
     #[inline]
     fn cheaper<K>(&self, a: &Endpoint<K>, b: &Endpoint<K>) -> bool {
-        let (cost_a, stamp_a) = a.stats().rtt.sample(self.default_ns);
-        let (cost_b, stamp_b) = b.stats().rtt.sample(self.default_ns);
-        let now = stamp_a.max(stamp_b);
-        let load = |e: &Endpoint<K>| (e.in_flight() as f64 + 1.0) / f64::from(e.weight());
-        let a = cost_a * decay_weight(now - stamp_a, self.decay_ns) * load(a);
-        let b = cost_b * decay_weight(now - stamp_b, self.decay_ns) * load(b);
-        b < a
+        let (mut cost_a, stamp_a) = a.stats().rtt.sample(self.default_ns);
+        let (mut cost_b, stamp_b) = b.stats().rtt.sample(self.default_ns);
+        // Only the older estimate decays to the other's stamp; weights are cross-multiplied
+        // instead of divided by.
+        if stamp_a < stamp_b {
+            cost_a *= decay_weight(stamp_b - stamp_a, self.decay_ns);
+        } else {
+            cost_b *= decay_weight(stamp_a - stamp_b, self.decay_ns);
+        }
+        let total_a = cost_a * (a.in_flight() as f64 + 1.0) * f64::from(b.weight());
+        let total_b = cost_b * (b.in_flight() as f64 + 1.0) * f64::from(a.weight());
+        total_b < total_a
+    }
+}
+
+/// Fleets up to this size are scanned whole instead of sampled by two choices.
+const SCAN_UP_TO: usize = 8;
+
+impl LeastTime {
+    /// The cheapest ready backend of a small fleet, every one compared: with two choices, a
+    /// pair of two failing backends out of three would take a third of the requests.
+    /// Ties go to the first after a random start.
+    #[inline]
+    fn cheapest<K>(
+        &self,
+        endpoints: &[Arc<Endpoint<K>>],
+        ready: &mut impl FnMut(usize) -> bool,
+    ) -> Option<usize> {
+        let n = endpoints.len();
+        let mut samples = [(0.0, 0u64); SCAN_UP_TO];
+        let mut now = 0;
+        for (sample, e) in samples.iter_mut().zip(endpoints) {
+            *sample = e.stats().rtt.sample(self.default_ns);
+            now = now.max(sample.1);
+        }
+        let mut costs = [(f64::INFINITY, 0usize); SCAN_UP_TO];
+        let start = self.rng.below(n);
+        for (k, slot) in costs[..n].iter_mut().enumerate() {
+            let i = (start + k) % n;
+            let (cost, stamp) = samples[i];
+            let e = &endpoints[i];
+            let load = (e.in_flight() as f64 + 1.0) / f64::from(e.weight());
+            *slot = (cost * decay_weight(now - stamp, self.decay_ns) * load, i);
+        }
+        let costs = &mut costs[..n];
+        // Stable: equal costs keep the order from the random start.
+        costs.sort_by(|a, b| a.0.total_cmp(&b.0));
+        costs.iter().map(|&(_, i)| i).find(|&i| ready(i))
     }
 }
 
@@ -196,6 +337,9 @@ impl<K: Send + Sync + 'static> Pick<K> for LeastTime {
         _: &http::Request<B>,
         ready: &mut impl FnMut(usize) -> bool,
     ) -> Option<usize> {
+        if (3..=SCAN_UP_TO).contains(&endpoints.len()) {
+            return self.cheapest(endpoints, ready);
+        }
         two_choices_by(&self.rng, endpoints.len(), ready, |a, b| {
             self.cheaper(&endpoints[a], &endpoints[b])
         })
@@ -207,6 +351,10 @@ impl<K: Send + Sync + 'static> Pick<K> for LeastTime {
 
     fn observe_latency(&self, stats: &Stats, rtt: Duration) {
         self.observe(stats, rtt);
+    }
+
+    fn observe_failure(&self, stats: &Stats, elapsed: Duration) {
+        LeastTime::observe_failure(self, stats, elapsed);
     }
 }
 
@@ -245,8 +393,9 @@ mod tests {
         let expected = 200e6 * w + 100e6 * (1.0 - w);
         let got = rtt.cost_at(now, default, decay);
         assert!((got - expected).abs() < 1e3, "{got} vs {expected}");
-        // A second sample at the same instant moves nothing: no time has passed.
+        // A second sample at the same instant still takes its minimum share, 1/10.
         rtt.observe(10_000_000, now, default, decay);
+        let expected = expected * 0.9 + 10e6 * 0.1;
         assert!((rtt.cost_at(now, default, decay) - expected).abs() < 1e3);
     }
 
@@ -321,5 +470,179 @@ mod tests {
         }
         // 10 ms × 1 beats 5 ms × 4.
         assert_eq!(pick_n(&lt, &eps, 10, |_| true), [0; 10]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fast_failure_costs_the_penalty_and_loses_the_traffic() {
+        let eps = endpoints(&[1, 1]);
+        let lt = LeastTime::from_rng_seed(5);
+        lt.observe(eps[0].stats(), Duration::from_millis(20));
+        // Backend 1 answers 503 in 50 µs: plain Peak-EWMA would call it 400× faster.
+        lt.observe_failure(eps[1].stats(), Duration::from_micros(50));
+        let est = eps[1].stats().rtt.cost_at(now_ns(), lt.default_ns, lt.decay_ns);
+        assert_eq!(est, 1e9);
+        assert_eq!(pick_n(&lt, &eps, 100, |_| true), [0; 100]);
+        // Even with backend 0 loaded 40 deep, 1 s × 1 is dearer than 20 ms × 41.
+        for _ in 0..40 {
+            eps[0].stats().start();
+        }
+        assert_eq!(pick_n(&lt, &eps, 10, |_| true), [0; 10]);
+        // A failure slower than the penalty counts at its own time.
+        lt.observe_failure(eps[1].stats(), Duration::from_secs(3));
+        let est = eps[1].stats().rtt.cost_at(now_ns(), lt.default_ns, lt.decay_ns);
+        assert_eq!(est, 3e9);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_penalty_a_fast_failure_looks_fast() {
+        let eps = endpoints(&[1, 1]);
+        let lt = LeastTime::from_rng_seed(5).failure_penalty(Duration::ZERO);
+        lt.observe(eps[0].stats(), Duration::from_millis(20));
+        lt.observe_failure(eps[1].stats(), Duration::from_micros(50));
+        assert_eq!(pick_n(&lt, &eps, 10, |_| true), [1; 10]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_backend_is_probed_again_after_its_penalty_decays_and_recovers_at_once() {
+        let eps = endpoints(&[1, 1]);
+        let lt = LeastTime::from_rng_seed(5);
+        lt.observe(eps[0].stats(), Duration::from_millis(20));
+        lt.observe_failure(eps[1].stats(), Duration::from_micros(50));
+        // Backend 0 keeps answering in 20 ms; 1's estimate decays from its failure. Until
+        // τ·ln(1 s / 20 ms) = 39.1 s, 0 is cheaper; then 1 is probed.
+        let mut probed_at = None;
+        for second in 1..=45 {
+            tokio::time::advance(Duration::from_secs(1)).await;
+            lt.observe(eps[0].stats(), Duration::from_millis(20));
+            if pick_n(&lt, &eps, 1, |_| true) == [1] {
+                probed_at = Some(second);
+                break;
+            }
+        }
+        assert_eq!(probed_at, Some(40));
+        // The probe succeeds in 2 ms; it weighs 1 − e^(−4) of the estimate.
+        lt.observe(eps[1].stats(), Duration::from_millis(2));
+        lt.observe(eps[0].stats(), Duration::from_millis(20));
+        let est = eps[1].stats().rtt.cost_at(now_ns(), lt.default_ns, lt.decay_ns);
+        let expected = 1e9 * (-40.0f64 / 10.0).exp() + 2e6 * (1.0 - (-4.0f64).exp());
+        assert!((est - expected).abs() < 1e3, "{est} vs {expected}");
+        // What is left of the penalty (18 ms) fades as fast answers come: within 5 s the
+        // recovered backend is the cheaper one.
+        for _ in 0..10 {
+            tokio::time::advance(Duration::from_millis(500)).await;
+            lt.observe(eps[0].stats(), Duration::from_millis(20));
+            lt.observe(eps[1].stats(), Duration::from_millis(2));
+        }
+        assert_eq!(pick_n(&lt, &eps, 10, |_| true), [1; 10]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_backend_that_turns_slow_loses_traffic_at_once_and_regains_it_after_decay() {
+        let eps = endpoints(&[1, 1]);
+        let lt = LeastTime::from_rng_seed(5).decay(Duration::from_secs(1));
+        for _ in 0..5 {
+            lt.observe(eps[0].stats(), Duration::from_millis(2));
+            lt.observe(eps[1].stats(), Duration::from_millis(2));
+            tokio::time::advance(Duration::from_millis(10)).await;
+        }
+        for _ in 0..4 {
+            eps[1].stats().start();
+        }
+        // 0 is idle, 1 has 4 in flight: 0 wins.
+        assert_eq!(pick_n(&lt, &eps, 3, |_| true), [0; 3]);
+        for _ in 0..4 {
+            eps[1].stats().finish();
+        }
+        // 0 turns slow: one 40 ms answer and its peak takes it whole.
+        lt.observe(eps[0].stats(), Duration::from_millis(40));
+        let est = eps[0].stats().rtt.cost_at(now_ns(), lt.default_ns, lt.decay_ns);
+        assert_eq!(est, 40e6);
+        for _ in 0..10 {
+            eps[1].stats().start();
+        }
+        // 2 ms × 11 = 22 ms is still cheaper than 40 ms × 1.
+        assert_eq!(pick_n(&lt, &eps, 3, |_| true), [1; 3]);
+        // It recovers. Without samples its estimate decays (τ = 1 s): 40 ms·e^(−1) = 14.7 ms
+        // after 1 s, while 1's estimate, stamped earlier, decays by the same factor, so the
+        // comparison stays: the slow one must be probed by load, here 1 gets 20 in flight.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        for _ in 0..10 {
+            eps[1].stats().start();
+        }
+        assert_eq!(pick_n(&lt, &eps, 1, |_| true), [0]);
+        // Its first fast answer after the pause weighs 1 − e^(−1).
+        lt.observe(eps[0].stats(), Duration::from_millis(2));
+        let est = eps[0].stats().rtt.cost_at(now_ns(), lt.default_ns, lt.decay_ns);
+        let w = (-1.0f64).exp();
+        assert!((est - (40e6 * w + 2e6 * (1.0 - w))).abs() < 1e3, "{est}");
+        // Three more seconds of fast answers and it is back near 2 ms.
+        for _ in 0..30 {
+            tokio::time::advance(Duration::from_millis(100)).await;
+            lt.observe(eps[0].stats(), Duration::from_millis(2));
+        }
+        let est = eps[0].stats().rtt.cost_at(now_ns(), lt.default_ns, lt.decay_ns);
+        assert!(est < 3e6, "{est}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_balancer_counts_5xx_and_errors_as_failures_not_as_fast_answers() {
+        use std::sync::atomic::AtomicUsize;
+        use tower::discover::ServiceList;
+        use tower::{Service, ServiceExt, service_fn};
+
+        let hits: Arc<[AtomicUsize; 3]> = Arc::default();
+        let backend = |n: usize| {
+            let hits = Arc::clone(&hits);
+            service_fn(move |_: http::Request<()>| {
+                let first = hits[n].fetch_add(1, Relaxed) == 0;
+                async move {
+                    match n {
+                        // Answers 503 at once.
+                        0 => Ok(http::Response::builder().status(503).body(()).unwrap()),
+                        // Refuses at once.
+                        1 => Err(crate::BoxError::from("refused")),
+                        // Slower than the 30 ms default at first, so the others are tried.
+                        _ => {
+                            let ms = if first { 100 } else { 5 };
+                            tokio::time::sleep(Duration::from_millis(ms)).await;
+                            Ok(http::Response::new(()))
+                        }
+                    }
+                }
+            })
+        };
+        let mut lb = crate::Balance::with_picker(
+            ServiceList::new(vec![backend(0), backend(1), backend(2)]),
+            LeastTime::from_rng_seed(1),
+        );
+        for _ in 0..300 {
+            let _ = lb.ready().await.unwrap().call(http::Request::new(())).await;
+        }
+        let hits = hits.each_ref().map(|n| n.load(Relaxed));
+        // Each failing backend is tried until its first failure, then not again (its penalty
+        // has not decayed: 300 × 5 ms = 1.5 s).
+        for e in &lb.endpoints()[..2] {
+            assert!(e.stats().rtt_estimate_ns().unwrap() > 0.8e9, "{e:?}");
+        }
+        assert_eq!(hits[0], 1, "{hits:?}");
+        assert_eq!(hits[1], 1, "{hits:?}");
+        assert_eq!(hits[2], 298, "{hits:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_backends_hiccup_fades_within_a_few_dozen_answers() {
+        let lt = LeastTime::from_rng_seed(1);
+        let eps = endpoints(&[1]);
+        let stats = eps[0].stats();
+        lt.observe(stats, Duration::from_millis(2));
+        // One 15 ms answer among answers 0.1 ms apart (10,000 a second).
+        lt.observe(stats, Duration::from_millis(15));
+        for _ in 0..40 {
+            tokio::time::advance(Duration::from_micros(100)).await;
+            lt.observe(stats, Duration::from_millis(2));
+        }
+        let est = stats.rtt.cost_at(now_ns(), lt.default_ns, lt.decay_ns);
+        // 2 + 13 × 0.9^40 = 2.19 ms; by time alone it would still be 14.99 ms.
+        assert!((est - 2.192e6).abs() < 0.01e6, "{est}");
     }
 }

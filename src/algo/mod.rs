@@ -211,7 +211,9 @@ pub trait Pick<K>: Send + Sync + 'static {
         false
     }
 
-    /// A response from the backend with these `stats` arrived `rtt` after its request was sent.
+    /// A response from the backend with these `stats` arrived `rtt` after its request was sent
+    /// (after the backend was picked: time in a queue in front of the balancer is not counted,
+    /// a connect to the backend is).
     fn observe_latency(&self, _stats: &Stats, _rtt: Duration) {}
 
     /// The `Set-Cookie` header value for the response to `req` from backend `slot`, if the
@@ -225,6 +227,13 @@ pub trait Pick<K>: Send + Sync + 'static {
     ) -> Option<http::HeaderValue> {
         None
     }
+
+    /// A request to the backend with these `stats` failed `elapsed` after it was sent: its
+    /// service returned an error (connect refused, reset, timed out…) or it answered with a
+    /// `5xx` status. Called instead of [`observe_latency`](Pick::observe_latency), when
+    /// [`tracks_latency`](Pick::tracks_latency) is true. A latency-aware picker should count
+    /// it as slow, not fast (see [`LeastTime::failure_penalty`]); by default it is ignored.
+    fn observe_failure(&self, _stats: &Stats, _elapsed: Duration) {}
 
     /// The [`Algo`] this picker runs, if it is one of the crate's, for reports such as
     /// [`Balance::snapshot`](crate::Balance::snapshot); `None` by default.

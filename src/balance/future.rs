@@ -80,17 +80,26 @@ where
                 let in_flight = in_flight.take().expect("polled after completion");
                 match result {
                     Ok(mut response) => {
-                        in_flight.stats().record_response(response.status());
+                        let status = response.status();
+                        in_flight.stats().record_response(status);
                         if let Some(cookie) = set_cookie.take() {
                             response.headers_mut().append(SET_COOKIE, cookie);
                         }
                         if let (Some(sent), Some(observer)) = (sent, in_flight.observer()) {
-                            observer.latency(in_flight.stats(), sent.elapsed());
+                            // A fast 5xx must not make the backend look fast.
+                            if status.is_server_error() {
+                                observer.failure(in_flight.stats(), sent.elapsed());
+                            } else {
+                                observer.latency(in_flight.stats(), sent.elapsed());
+                            }
                         }
                         Poll::Ready(Ok(response.map(|body| TrackedBody::new(body, in_flight))))
                     }
                     Err(error) => {
                         in_flight.stats().record_failure();
+                        if let (Some(sent), Some(observer)) = (sent, in_flight.observer()) {
+                            observer.failure(in_flight.stats(), sent.elapsed());
+                        }
                         Poll::Ready(Err(error.into()))
                     }
                 }

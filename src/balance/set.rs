@@ -51,6 +51,7 @@ impl<K, S, P: Pick<K>> Drop for Shared<K, S, P> {
 pub(crate) trait Observer: Send + Sync {
     fn load_changed(&self, stats: &Arc<Stats>);
     fn latency(&self, stats: &Stats, rtt: std::time::Duration);
+    fn failure(&self, stats: &Stats, elapsed: std::time::Duration);
 }
 
 impl<K, S, P> Observer for Shared<K, S, P>
@@ -73,6 +74,10 @@ where
 
     fn latency(&self, stats: &Stats, rtt: std::time::Duration) {
         self.picker.observe_latency(stats, rtt);
+    }
+
+    fn failure(&self, stats: &Stats, elapsed: std::time::Duration) {
+        self.picker.observe_failure(stats, elapsed);
     }
 }
 

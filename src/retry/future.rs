@@ -7,11 +7,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use http::Request;
+use http::{HeaderMap, Request};
+use http_body::Body;
 use pin_project_lite::pin_project;
 use tower::Service;
 
-use super::body::RetryBody;
+use super::body::{Buffered, RetryBody};
 use super::head::Head;
 use super::policy::Policy;
 use crate::{BoxError, NoAvailableBackend};
@@ -22,65 +23,113 @@ pin_project! {
     pub struct ResponseFuture<S, B>
     where
         S: Service<Request<RetryBody<B>>>,
+        B: Body,
     {
         #[pin]
-        state: State<S::Future>,
+        state: State<S::Future, B>,
         // `None` when the request is not to be retried.
-        replay: Option<Replay<S>>,
+        replay: Option<Replay<S, S::Response, B::Data>>,
         _body: PhantomData<fn() -> B>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<F> {
+    enum State<F, B: Body> {
+        // Reading a small request body whole before the first attempt.
+        Buffering {
+            #[pin]
+            body: B,
+            frames: Vec<B::Data>,
+            trailers: Option<HeaderMap>,
+        },
         // An attempt is in flight.
         Called { #[pin] future: F },
-        // An attempt failed; waiting for the service to be ready for the next.
+        // An attempt failed (or the body was read); waiting for the service to be ready for
+        // the next.
         Retrying,
     }
 }
 
-/// What a retry needs: a service to call, and the request head to send again.
-pub(crate) struct Replay<S> {
+/// What a retry needs: a service to call, and the request head (and body) to send again.
+pub(crate) struct Replay<S, R, D> {
     pub(crate) service: S,
     /// Taken by the last retry allowed.
     pub(crate) head: Option<Head>,
     pub(crate) policy: Arc<Policy>,
     pub(crate) remaining: usize,
     pub(crate) last_error: Option<BoxError>,
+    /// The last response that was to be retried: what the client gets if no retry answers.
+    pub(crate) last_response: Option<R>,
+    /// The buffered body, once read; `None` for a request without a body.
+    pub(crate) body: Option<Arc<Buffered<D>>>,
+    /// Whether an attempt was sent already.
+    pub(crate) sent: bool,
 }
 
-impl<S> Replay<S> {
-    /// The error to report once no retry follows `error`: when the last attempt found no
-    /// other backend to try, the failure of the attempt before says more.
-    fn final_error(&mut self, error: BoxError) -> BoxError {
+impl<S, R, D> Replay<S, R, D> {
+    pub(crate) fn new(service: S, head: Head, policy: Arc<Policy>, sent: bool) -> Self {
+        Self {
+            service,
+            head: Some(head),
+            remaining: policy.max_retries,
+            policy,
+            last_error: None,
+            last_response: None,
+            body: None,
+            sent,
+        }
+    }
+
+    /// What to answer once no retry follows `error`: the last backend's response that was to
+    /// be retried, if any; else, when the last attempt found no other backend to try, the
+    /// failure of the attempt before, which says more; else `error`.
+    fn finish(&mut self, error: BoxError) -> Result<R, BoxError> {
+        if let Some(response) = self.last_response.take() {
+            return Ok(response);
+        }
         if error.is::<NoAvailableBackend>() {
             if let Some(last) = self.last_error.take() {
-                return last;
+                return Err(last);
             }
         }
-        error
+        Err(error)
     }
 }
 
 impl<S, B> ResponseFuture<S, B>
 where
     S: Service<Request<RetryBody<B>>>,
+    B: Body,
 {
-    pub(crate) fn new(future: S::Future, replay: Option<Replay<S>>) -> Self {
+    pub(crate) fn new(future: S::Future, replay: Option<Replay<S, S::Response, B::Data>>) -> Self {
         Self {
             state: State::Called { future },
             replay,
             _body: PhantomData,
         }
     }
+
+    /// Reads `body` whole, then sends the request as `replay` holds it.
+    pub(crate) fn buffering(body: B, replay: Replay<S, S::Response, B::Data>) -> Self {
+        Self {
+            state: State::Buffering {
+                body,
+                frames: Vec::new(),
+                trailers: None,
+            },
+            replay: Some(replay),
+            _body: PhantomData,
+        }
+    }
 }
 
-impl<S, B> Future for ResponseFuture<S, B>
+impl<S, B, RB> Future for ResponseFuture<S, B>
 where
-    S: Service<Request<RetryBody<B>>>,
+    S: Service<Request<RetryBody<B>>, Response = http::Response<RB>>,
     S::Error: Into<BoxError>,
+    B: Body,
+    B::Error: Into<BoxError>,
 {
     type Output = Result<S::Response, BoxError>;
 
@@ -88,16 +137,63 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
+                StateProj::Buffering {
+                    mut body,
+                    frames,
+                    trailers,
+                } => match ready!(body.as_mut().poll_frame(cx)) {
+                    Some(Ok(frame)) => match frame.into_data() {
+                        Ok(data) => frames.push(data),
+                        Err(frame) => {
+                            if let Ok(map) = frame.into_trailers() {
+                                *trailers = Some(map);
+                            }
+                        }
+                    },
+                    Some(Err(error)) => return Poll::Ready(Err(error.into())),
+                    None => {
+                        let replay = this.replay.as_mut().expect("buffering without a replay");
+                        replay.body = Some(Arc::new(Buffered {
+                            frames: std::mem::take(frames),
+                            trailers: trailers.take(),
+                        }));
+                        this.state.set(State::Retrying);
+                    }
+                },
                 StateProj::Called { future } => {
                     let error: BoxError = match ready!(future.poll(cx)) {
-                        Ok(response) => return Poll::Ready(Ok(response)),
+                        Ok(response) => {
+                            let status = response.status();
+                            let retry = this.replay.as_mut().filter(|replay| {
+                                replay.remaining > 0 && replay.policy.allow_retry_status(status)
+                            });
+                            let Some(replay) = retry else {
+                                return Poll::Ready(Ok(response));
+                            };
+                            replay.remaining -= 1;
+                            if let Some(head) = &replay.head {
+                                tracing::debug!(
+                                    method = %head.method(),
+                                    uri = %head.uri(),
+                                    retries_left = replay.remaining,
+                                    %status,
+                                    "retrying on another backend",
+                                );
+                            }
+                            // Kept until another backend answers; then dropped, which ends
+                            // its request on the backend it came from.
+                            replay.last_response = Some(response);
+                            replay.last_error = None;
+                            this.state.set(State::Retrying);
+                            continue;
+                        }
                         Err(error) => error.into(),
                     };
                     let Some(replay) = this.replay.as_mut() else {
                         return Poll::Ready(Err(error));
                     };
                     if replay.remaining == 0 || !replay.policy.allow_retry(&error) {
-                        return Poll::Ready(Err(replay.final_error(error)));
+                        return Poll::Ready(replay.finish(error));
                     }
                     replay.remaining -= 1;
                     if let Some(head) = &replay.head {
@@ -115,9 +211,15 @@ where
                 StateProj::Retrying => {
                     let replay = this.replay.as_mut().expect("retrying without a replay");
                     if let Err(error) = ready!(replay.service.poll_ready(cx)) {
-                        return Poll::Ready(Err(error.into()));
+                        let error = error.into();
+                        return Poll::Ready(replay.finish(error));
                     }
-                    let req = Head::request(&mut replay.head, replay.remaining == 0)
+                    let body = match &replay.body {
+                        Some(copy) => RetryBody::buffered(Arc::clone(copy), replay.sent),
+                        None => RetryBody::empty(),
+                    };
+                    replay.sent = true;
+                    let req = Head::request(&mut replay.head, replay.remaining == 0, body)
                         .expect("a request head for every retry");
                     let future = replay.service.call(req);
                     this.state.set(State::Called { future });
@@ -130,6 +232,7 @@ where
 impl<S, B> fmt::Debug for ResponseFuture<S, B>
 where
     S: Service<Request<RetryBody<B>>>,
+    B: Body,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")

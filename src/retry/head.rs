@@ -4,7 +4,6 @@ use http::header::HeaderName;
 use http::request::Parts;
 use http::{Extensions, HeaderValue, Method, Request, Uri, Version};
 
-use super::body::RetryBody;
 use crate::PeerAddr;
 use crate::balance::Tried;
 
@@ -114,14 +113,14 @@ impl Head {
         &self.uri
     }
 
-    /// The request to send again, with an empty body; `last` moves the copy in.
-    pub(crate) fn request<B>(this: &mut Option<Self>, last: bool) -> Option<Request<RetryBody<B>>> {
+    /// The request to send again, with `body`; `last` moves the copy in.
+    pub(crate) fn request<B>(this: &mut Option<Self>, last: bool, body: B) -> Option<Request<B>> {
         let head = if last {
             this.take()?
         } else {
             this.as_ref()?.clone()
         };
-        let mut req = Request::new(RetryBody::empty());
+        let mut req = Request::new(body);
         *req.method_mut() = head.method;
         *req.uri_mut() = head.uri;
         *req.version_mut() = head.version;
@@ -141,6 +140,7 @@ impl Head {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::retry::RetryBody;
 
     #[derive(Debug, Clone, PartialEq)]
     struct Custom(u32);
@@ -167,7 +167,8 @@ mod tests {
             let original = parts(custom);
             let mut head = Some(Head::copy(&original));
             for last in [false, true] {
-                let req: Request<RetryBody<()>> = Head::request(&mut head, last).unwrap();
+                let req: Request<RetryBody<http_body_util::Empty<bytes::Bytes>>> =
+                    Head::request(&mut head, last, RetryBody::empty()).unwrap();
                 assert_eq!(req.method(), original.method);
                 assert_eq!(req.uri(), &original.uri);
                 assert_eq!(req.version(), original.version);

@@ -7,8 +7,8 @@ use http::Method;
 use tower::Layer;
 use tower::retry::budget::{Budget, TpsBudget};
 
-use super::Retry;
 use super::policy::{IDEMPOTENT, Policy};
+use super::{Retry, RetryOn};
 
 /// Builds [`Retry`] services; see the [module docs](super).
 ///
@@ -17,6 +17,8 @@ use super::policy::{IDEMPOTENT, Policy};
 /// | [`max_retries`](Self::max_retries) | 2 |
 /// | [`retry_methods`](Self::retry_methods) | `GET`, `HEAD`, `OPTIONS`, `PUT`, `DELETE` |
 /// | [`retry_non_idempotent`](Self::retry_non_idempotent) | `false` |
+/// | [`retry_on`](Self::retry_on) | [`RetryOn::CONNECT_FAILURE`] |
+/// | [`buffer`](Self::buffer) | 64 KiB |
 /// | [`budget`](Self::budget) | [`RetryLayer::default_budget`]: 20 % of requests over 10 s, plus 10 a second |
 ///
 /// Clones of the layer, and every service it builds, share one budget.
@@ -26,6 +28,8 @@ pub struct RetryLayer {
     max_retries: usize,
     methods: Box<[Method]>,
     any_method: bool,
+    retry_on: RetryOn,
+    buffer: usize,
     budget: Arc<dyn Budget + Send + Sync>,
 }
 
@@ -33,12 +37,17 @@ impl RetryLayer {
     /// The default [`max_retries`](Self::max_retries): 2.
     pub const DEFAULT_MAX_RETRIES: usize = 2;
 
+    /// The default [`buffer`](Self::buffer): 64 KiB.
+    pub const DEFAULT_BUFFER: usize = 64 * 1024;
+
     /// The defaults in the table above.
     pub fn new() -> Self {
         Self {
             max_retries: Self::DEFAULT_MAX_RETRIES,
             methods: IDEMPOTENT.into(),
             any_method: false,
+            retry_on: RetryOn::CONNECT_FAILURE,
+            buffer: Self::DEFAULT_BUFFER,
             budget: Arc::new(Self::default_budget()),
         }
     }
@@ -63,11 +72,27 @@ impl RetryLayer {
         self
     }
 
-    /// Whether requests of any method (`POST`, `PATCH`...) may be retried too, still only
-    /// with an empty body and only after a retry-safe failure. Off by default: a backend that
-    /// closed the connection may have acted on the request before it did.
+    /// Whether requests of any method (`POST`, `PATCH`...) may be retried too, on the same
+    /// conditions as the others. Off by default: a backend that closed the connection may have
+    /// acted on the request before it did.
     pub fn retry_non_idempotent(mut self, enabled: bool) -> Self {
         self.any_method = enabled;
+        self
+    }
+
+    /// What is retried: connect failures, and which response statuses ([`RetryOn`], like
+    /// HAProxy's `retry-on`); connect failures only by default.
+    pub fn retry_on(mut self, on: RetryOn) -> Self {
+        self.retry_on = on;
+        self
+    }
+
+    /// Request bodies of at most this many bytes (by their announced length, such as a
+    /// `Content-Length`) are read whole before the first attempt and sent again on a retry,
+    /// as Envoy's retry buffer does; larger bodies, and bodies of unknown length (chunked),
+    /// are streamed and not retried. `0` retries only requests without a body.
+    pub fn buffer(mut self, bytes: usize) -> Self {
+        self.buffer = bytes;
         self
     }
 
@@ -95,6 +120,8 @@ impl<S> Layer<S> for RetryLayer {
                 max_retries: self.max_retries,
                 methods: self.methods.clone(),
                 any_method: self.any_method,
+                retry_on: self.retry_on,
+                buffer: self.buffer,
                 budget: Arc::clone(&self.budget),
                 retries: AtomicU64::new(0),
                 budget_exhausted: AtomicU64::new(0),
@@ -109,6 +136,8 @@ impl fmt::Debug for RetryLayer {
             .field("max_retries", &self.max_retries)
             .field("methods", &self.methods)
             .field("retry_non_idempotent", &self.any_method)
+            .field("retry_on", &self.retry_on)
+            .field("buffer", &self.buffer)
             .finish_non_exhaustive()
     }
 }

@@ -6,8 +6,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use http::Method;
+use http::{Method, StatusCode};
 use tower::retry::budget::Budget;
+
+use super::RetryOn;
 
 use crate::{BackendTimeout, BackendUnavailable, BoxError};
 
@@ -26,6 +28,9 @@ pub(crate) struct Policy {
     pub(crate) max_retries: usize,
     pub(crate) methods: Box<[Method]>,
     pub(crate) any_method: bool,
+    pub(crate) retry_on: RetryOn,
+    /// Bodies up to this many bytes are read whole and sent again on a retry.
+    pub(crate) buffer: usize,
     pub(crate) budget: Arc<dyn Budget + Send + Sync>,
     pub(crate) retries: AtomicU64,
     pub(crate) budget_exhausted: AtomicU64,
@@ -41,9 +46,20 @@ impl Policy {
     /// Whether another attempt may follow the failure `error`; takes a token from the budget
     /// if so.
     pub(crate) fn allow_retry(&self, error: &BoxError) -> bool {
-        if !is_retry_safe(error) {
+        if !self.retry_on.connect_failure() || !is_retry_safe(error) {
             return false;
         }
+        self.withdraw(error)
+    }
+
+    /// Whether another attempt may follow a response with `status`; takes a token from the
+    /// budget if so.
+    #[inline]
+    pub(crate) fn allow_retry_status(&self, status: StatusCode) -> bool {
+        self.retry_on.status(status) && self.withdraw(&status)
+    }
+
+    fn withdraw(&self, error: &dyn fmt::Display) -> bool {
         if !self.budget.withdraw() {
             self.budget_exhausted.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%error, "retry budget exhausted: not retrying");
@@ -60,6 +76,8 @@ impl fmt::Debug for Policy {
             .field("max_retries", &self.max_retries)
             .field("methods", &self.methods)
             .field("any_method", &self.any_method)
+            .field("retry_on", &self.retry_on)
+            .field("buffer", &self.buffer)
             .field("retries", &self.retries.load(Ordering::Relaxed))
             .field(
                 "budget_exhausted",

@@ -65,11 +65,12 @@ impl<S> Retry<S> {
     }
 }
 
-impl<S, B> Service<Request<B>> for Retry<S>
+impl<S, B, RB> Service<Request<B>> for Retry<S>
 where
-    S: Service<Request<RetryBody<B>>> + Clone,
+    S: Service<Request<RetryBody<B>>, Response = http::Response<RB>> + Clone,
     S::Error: Into<BoxError>,
     B: Body,
+    B::Error: Into<BoxError>,
 {
     type Response = S::Response;
     type Error = BoxError;
@@ -86,8 +87,12 @@ where
             return ResponseFuture::new(self.inner.call(req.map(RetryBody::new)), None);
         }
         policy.budget.deposit();
-        // Only a request without a body can be sent again as it was.
-        if !policy.retries_method(req.method()) || !req.body().is_end_stream() {
+        // A request without a body can be sent again as it was; a small body is read whole
+        // first and sent again from the copy; a larger one is streamed, once.
+        let buffer = !req.body().is_end_stream();
+        if !policy.retries_method(req.method())
+            || (buffer && !fits(req.body().size_hint().upper(), policy.buffer))
+        {
             return ResponseFuture::new(self.inner.call(req.map(RetryBody::new)), None);
         }
         let (mut head, body) = req.into_parts();
@@ -95,18 +100,23 @@ where
         if head.extensions.get::<Tried>().is_none() {
             head.extensions.insert(Tried::new());
         }
-        let replay = Replay {
-            service: self.inner.clone(),
-            head: Some(Head::copy(&head)),
-            policy: Arc::clone(policy),
-            remaining: policy.max_retries,
-            last_error: None,
-        };
+        let service = self.inner.clone();
+        if buffer {
+            // Every attempt is sent from the copy of the head, once the body is read.
+            let replay = Replay::new(service, Head::copy(&head), Arc::clone(policy), false);
+            return ResponseFuture::buffering(body, replay);
+        }
+        let replay = Replay::new(service, Head::copy(&head), Arc::clone(policy), true);
         let future = self
             .inner
             .call(Request::from_parts(head, RetryBody::new(body)));
         ResponseFuture::new(future, Some(replay))
     }
+}
+
+/// Whether a body of at most `upper` bytes fits a buffer of `limit`.
+fn fits(upper: Option<u64>, limit: usize) -> bool {
+    upper.is_some_and(|upper| upper <= limit as u64)
 }
 
 impl<S: Clone> Clone for Retry<S> {

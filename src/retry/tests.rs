@@ -338,20 +338,238 @@ async fn retry_methods_replaces_the_default_set() {
 }
 
 #[tokio::test]
-async fn a_put_with_a_body_is_not_retried() {
+async fn a_put_with_a_body_over_the_buffer_is_not_retried() {
     let (backend, log) = scripted([Outcome::Refused]);
-    let mut retry = Retry::new(backend);
+    let mut retry = RetryLayer::new().buffer(6).layer(backend);
     let mut req = request(Method::PUT);
     *req.body_mut() = Full::from("content");
     let err = send(&mut retry, req).await.unwrap_err();
     assert!(err.is::<BackendUnavailable>());
     assert_eq!(log.lock().unwrap().len(), 1);
 
-    // The same PUT without content is.
-    let (backend, log) = scripted([Outcome::Refused]);
-    let mut retry = Retry::new(backend);
-    send(&mut retry, request(Method::PUT)).await.unwrap();
+    // The same PUT within the buffer is, and so is one without content.
+    for body in ["content", ""] {
+        let (backend, log) = scripted([Outcome::Refused]);
+        let mut retry = RetryLayer::new().buffer(7).layer(backend);
+        let mut req = request(Method::PUT);
+        *req.body_mut() = Full::from(body);
+        send(&mut retry, req).await.unwrap();
+        assert_eq!(log.lock().unwrap().len(), 2, "{body:?}");
+    }
+}
+
+/// Backends named `a`, `b`… behind a round-robin balancer; each answers with the status in
+/// `statuses` and echoes the request body (`name:body`). Returns it and the log of attempts.
+fn answering(
+    backends: &[(&'static str, u16)],
+) -> (
+    LoadBalance<ServiceList<Vec<impl TestBackendOf<Response<String>>>>>,
+    Attempts,
+) {
+    let log = Attempts::default();
+    let services = backends
+        .iter()
+        .map(|&(name, status)| {
+            let log = Arc::clone(&log);
+            service_fn(move |req: Req| {
+                let log = Arc::clone(&log);
+                async move {
+                    let replay = req.body().is_replay();
+                    let body = http_body_util::BodyExt::collect(req.into_body())
+                        .await
+                        .map_err(|e| -> BoxError { Box::new(e) })?
+                        .to_bytes();
+                    let body = String::from_utf8(body.to_vec()).unwrap();
+                    log.lock()
+                        .unwrap()
+                        .push((format!("{body}{}", if replay { "+" } else { "" }), name));
+                    let mut res = Response::new(format!("{name}:{body}"));
+                    *res.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                    Ok::<_, BoxError>(res)
+                }
+            })
+        })
+        .collect::<Vec<_>>();
+    (
+        LoadBalance::new(ServiceList::new(services), Algo::RoundRobin),
+        log,
+    )
+}
+
+trait TestBackendOf<R>:
+    Service<Req, Response = R, Error = BoxError, Future: Send + 'static> + Clone + Send + Sync + 'static
+{
+}
+
+impl<S, R> TestBackendOf<R> for S where
+    S: Service<Req, Response = R, Error = BoxError, Future: Send + 'static>
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+#[tokio::test]
+async fn a_503_is_retried_on_another_backend_only_when_retry_on_names_it() {
+    for on in ["503", "gateway-error", "5xx", "connect-failure,502,503"] {
+        let (lb, log) = answering(&[("a", 503), ("b", 200), ("c", 200)]);
+        let mut retry = RetryLayer::new().retry_on(on.parse().unwrap()).layer(lb);
+        for _ in 0..9 {
+            let res = send(&mut retry, request(Method::GET)).await.unwrap();
+            assert_eq!(res.status(), 200, "{on}");
+            assert_ne!(res.body().get_ref(), "a:", "{on}");
+        }
+        let log = log.lock().unwrap();
+        let to_a = log.iter().filter(|&&(_, b)| b == "a").count();
+        assert!(to_a > 0, "{on}");
+        assert_eq!(
+            retry.retries(),
+            to_a as u64,
+            "{on}: every request that met \"a\""
+        );
+        assert_eq!(log.len(), 9 + to_a, "{on}");
+    }
+    // By default (connect failures), and for other statuses, the 503 is the answer.
+    for layer in [
+        RetryLayer::new(),
+        RetryLayer::new().retry_on("502,504".parse().unwrap()),
+    ] {
+        let (lb, _) = answering(&[("a", 503), ("b", 200)]);
+        let mut retry = layer.layer(lb);
+        let statuses: Vec<u16> = futures_statuses(&mut retry, 4).await;
+        assert_eq!(statuses, [503, 200, 503, 200]);
+        assert_eq!(retry.retries(), 0);
+    }
+    // A POST is retried on a status only with retry_non_idempotent.
+    let (lb, _) = answering(&[("a", 503), ("b", 200)]);
+    let mut retry = RetryLayer::new()
+        .retry_on(RetryOn::GATEWAY_ERRORS)
+        .layer(lb);
+    let res = send(&mut retry, request(Method::POST)).await.unwrap();
+    assert_eq!(res.status(), 503);
+}
+
+async fn futures_statuses<S>(svc: &mut S, n: usize) -> Vec<u16>
+where
+    S: Service<Request<Body>, Response = Response<crate::TrackedBody<String>>, Error = BoxError>,
+{
+    let mut statuses = Vec::new();
+    for _ in 0..n {
+        statuses.push(
+            send(svc, request(Method::GET))
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+        );
+    }
+    statuses
+}
+
+#[tokio::test]
+async fn when_every_backend_answers_503_the_last_answer_is_returned() {
+    let (lb, log) = answering(&[("a", 503), ("b", 502)]);
+    let mut retry = RetryLayer::new()
+        .retry_on(RetryOn::GATEWAY_ERRORS)
+        .max_retries(5)
+        .layer(lb);
+    let res = send(&mut retry, request(Method::GET)).await.unwrap();
+    assert_eq!(
+        (res.status().as_u16(), res.body().get_ref().as_str()),
+        (502, "b:")
+    );
+    assert_eq!(log.lock().unwrap().len(), 2, "each backend once");
+
+    // Out of retries: the last answer too.
+    let (lb, log) = answering(&[("a", 503), ("b", 502), ("c", 200)]);
+    let mut retry = RetryLayer::new()
+        .retry_on(RetryOn::GATEWAY_ERRORS)
+        .max_retries(1)
+        .layer(lb);
+    let res = send(&mut retry, request(Method::GET)).await.unwrap();
+    assert_eq!(res.status(), 502);
     assert_eq!(log.lock().unwrap().len(), 2);
+
+    // And when the budget is empty, the first.
+    let (lb, log) = answering(&[("a", 503), ("b", 200)]);
+    let mut retry = RetryLayer::new()
+        .retry_on(RetryOn::GATEWAY_ERRORS)
+        .budget(Tokens::new(0))
+        .layer(lb);
+    let res = send(&mut retry, request(Method::GET)).await.unwrap();
+    assert_eq!(res.status(), 503);
+    assert_eq!(log.lock().unwrap().len(), 1);
+    assert_eq!(retry.budget_exhausted(), 1);
+}
+
+#[tokio::test]
+async fn a_small_post_body_is_sent_again_whole_to_the_next_backend() {
+    let (lb, log) = answering(&[("a", 503), ("b", 200)]);
+    let mut retry = RetryLayer::new()
+        .retry_on(RetryOn::GATEWAY_ERRORS)
+        .retry_non_idempotent(true)
+        .layer(lb);
+    let mut req = request(Method::POST);
+    *req.body_mut() = Full::from("order=42");
+    let res = send(&mut retry, req).await.unwrap();
+    assert_eq!(
+        (res.status().as_u16(), res.body().get_ref().as_str()),
+        (200, "b:order=42")
+    );
+    // The first attempt sent the copy as the original; the retry, marked, the same bytes.
+    assert_eq!(
+        *log.lock().unwrap(),
+        [("order=42".to_owned(), "a"), ("order=42+".to_owned(), "b")]
+    );
+
+    // Without retry_non_idempotent the POST is streamed once.
+    let (lb, log) = answering(&[("a", 503), ("b", 200)]);
+    let mut retry = RetryLayer::new()
+        .retry_on(RetryOn::GATEWAY_ERRORS)
+        .layer(lb);
+    let mut req = request(Method::POST);
+    *req.body_mut() = Full::from("order=42");
+    assert_eq!(send(&mut retry, req).await.unwrap().status(), 503);
+    assert_eq!(*log.lock().unwrap(), [("order=42".to_owned(), "a")]);
+}
+
+/// A body of one chunk whose length is not announced (as a chunked upload).
+struct Unannounced(Option<Bytes>);
+
+impl http_body::Body for Unannounced {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(self.0.take().map(|b| Ok(http_body::Frame::data(b))))
+    }
+}
+
+#[tokio::test]
+async fn a_body_of_unknown_length_is_streamed_and_not_retried() {
+    let (svc, mut handle) = mock::pair::<Request<RetryBody<Unannounced>>, Response<&str>>();
+    let mut retry = RetryLayer::new()
+        .retry_on(RetryOn::GATEWAY_ERRORS)
+        .layer(svc);
+    handle.allow(2);
+    let req = Request::put("/")
+        .body(Unannounced(Some(Bytes::from("x"))))
+        .unwrap();
+    let mut fut = task::spawn(retry.ready().await.unwrap().call(req));
+    assert_pending!(fut.poll());
+    let (req, send_response) = handle.next_request().await.unwrap();
+    assert!(!req.body().is_replay(), "streamed as it came");
+    send_response.send_response(Response::builder().status(503).body("busy").unwrap());
+    let res = assert_ready_ok!(fut.poll());
+    assert_eq!(res.status(), 503);
+    assert!(
+        futures_util::FutureExt::now_or_never(handle.next_request()).is_none(),
+        "not sent again"
+    );
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@ use crate::algo::{StickyCookie, StickyKey};
 use crate::client_ip::ClientIp;
 use crate::health::{HealthCheckLayer, HttpProbe, OutlierDetection};
 use crate::proxy::ProxyClientBuilder;
-use crate::retry::RetryLayer;
+use crate::retry::{RetryLayer, RetryOn};
 use crate::{Algo, IpNet};
 
 /// Everything a [`Server`](super::Server) needs to know. See the [module docs](super).
@@ -32,6 +32,8 @@ use crate::{Algo, IpNet};
 /// | [`queue_timeout`](Self::queue_timeout) | 0: fail fast ([`DEFAULT_QUEUE_TIMEOUT`](Self::DEFAULT_QUEUE_TIMEOUT)) |
 /// | [`retries`](Self::retries) | 2 ([`DEFAULT_RETRIES`](Self::DEFAULT_RETRIES)) |
 /// | [`retry_non_idempotent`](Self::retry_non_idempotent) | `false` |
+/// | [`retry_on`](Self::retry_on) | `connect-failure` ([`DEFAULT_RETRY_ON`](Self::DEFAULT_RETRY_ON)) |
+/// | [`retry_buffer`](Self::retry_buffer) | 64 KiB ([`DEFAULT_RETRY_BUFFER`](Self::DEFAULT_RETRY_BUFFER)) |
 /// | [`workers`](Self::workers) | 1: connections are served on the runtime [`Server::run`](super::Server::run) runs on |
 /// | [`seed`](Self::seed) | random |
 /// | [`outlier_detection`](Self::outlier_detection) | on: [`OutlierDetection::new`], 5 failures in a row eject for 30 s ([`DEFAULT_OUTLIER_DETECTION`](Self::DEFAULT_OUTLIER_DETECTION)) |
@@ -122,8 +124,12 @@ pub struct Config {
     pub queue_timeout: Duration,
     /// At most this many retries of a request on other backends; zero disables retries.
     pub retries: usize,
-    /// Whether `POST` and `PATCH` (without a body) are retried too.
+    /// Whether `POST` and `PATCH` are retried too.
     pub retry_non_idempotent: bool,
+    /// What is retried: connect failures, response statuses.
+    pub retry_on: RetryOn,
+    /// Request bodies up to this many bytes are buffered so they can be retried.
+    pub retry_buffer: usize,
     /// Threads that serve connections, each with its own runtime and listening socket; 1 for
     /// none of its own.
     pub workers: usize,
@@ -196,6 +202,13 @@ impl Config {
     /// [`RetryLayer::DEFAULT_MAX_RETRIES`](crate::RetryLayer::DEFAULT_MAX_RETRIES).
     pub const DEFAULT_RETRIES: usize = RetryLayer::DEFAULT_MAX_RETRIES;
 
+    /// The default [`retry_on`](Self::retry_on): connect failures only.
+    pub const DEFAULT_RETRY_ON: RetryOn = RetryOn::CONNECT_FAILURE;
+
+    /// The default [`retry_buffer`](Self::retry_buffer), the retry layer's:
+    /// [`RetryLayer::DEFAULT_BUFFER`](crate::RetryLayer::DEFAULT_BUFFER), 64 KiB.
+    pub const DEFAULT_RETRY_BUFFER: usize = RetryLayer::DEFAULT_BUFFER;
+
     /// The defaults in the table above.
     pub fn new() -> Self {
         Self {
@@ -224,6 +237,8 @@ impl Config {
             queue_timeout: Self::DEFAULT_QUEUE_TIMEOUT,
             retries: Self::DEFAULT_RETRIES,
             retry_non_idempotent: false,
+            retry_on: Self::DEFAULT_RETRY_ON,
+            retry_buffer: Self::DEFAULT_RETRY_BUFFER,
             workers: 1,
         }
     }
@@ -413,18 +428,35 @@ impl Config {
     }
 
     /// At most this many more attempts per request, each on a backend not tried yet, when a
-    /// backend refused the connection or closed it before any byte of a response; zero
-    /// disables retries. Only `GET`, `HEAD`, `OPTIONS`, `PUT` and `DELETE` requests without a
-    /// body are retried, within a budget of about 20 % extra load; see [`retry`](crate::retry).
+    /// backend refused the connection or closed it before any byte of a response (or answered
+    /// a status named in [`retry_on`](Self::retry_on)); zero disables retries. Only `GET`,
+    /// `HEAD`, `OPTIONS`, `PUT` and `DELETE` requests without a body or with one up to
+    /// [`retry_buffer`](Self::retry_buffer) are retried, within a budget of about 20 % extra
+    /// load; see [`retry`](crate::retry).
     pub fn retries(mut self, retries: usize) -> Self {
         self.retries = retries;
         self
     }
 
-    /// Whether `POST` and `PATCH` requests (without a body) are retried too. Off by default:
-    /// a backend that closed the connection may have acted on the request before it did.
+    /// Whether `POST` and `PATCH` requests are retried too. Off by default: a backend that
+    /// closed the connection may have acted on the request before it did.
     pub fn retry_non_idempotent(mut self, enabled: bool) -> Self {
         self.retry_non_idempotent = enabled;
+        self
+    }
+
+    /// What is retried ([`RetryOn`]: connect failures, and response statuses such as `503`);
+    /// HAProxy's `retry-on`, nginx's `proxy_next_upstream`.
+    pub fn retry_on(mut self, on: RetryOn) -> Self {
+        self.retry_on = on;
+        self
+    }
+
+    /// Request bodies up to this many bytes (by `Content-Length`) are read whole before the
+    /// first attempt so they can be sent again on a retry; see
+    /// [`RetryLayer::buffer`](crate::RetryLayer::buffer).
+    pub fn retry_buffer(mut self, bytes: usize) -> Self {
+        self.retry_buffer = bytes;
         self
     }
 

@@ -244,6 +244,8 @@ impl Server {
                 proxy: RetryLayer::new()
                     .max_retries(config.retries)
                     .retry_non_idempotent(config.retry_non_idempotent)
+                    .retry_on(config.retry_on)
+                    .buffer(config.retry_buffer)
                     .layer(Queue::new(balancer.clone(), config.queue_timeout)),
                 balancer,
                 admin,

@@ -373,6 +373,41 @@ fn retry_flags_reach_the_config() {
 }
 
 #[test]
+fn retry_on_and_retry_buffer_reach_the_config() {
+    use tower_lb::retry::RetryOn;
+
+    let config = args(&[]).unwrap().config();
+    assert_eq!(config.retry_on, RetryOn::CONNECT_FAILURE);
+    assert_eq!(config.retry_buffer, 64 * 1024);
+
+    let config = args(&[
+        "--retry-on",
+        "connect-failure,503",
+        "--retry-buffer",
+        "1000",
+    ])
+    .unwrap()
+    .config();
+    assert_eq!(config.retry_on.to_string(), "connect-failure,503");
+    assert_eq!(config.retry_buffer, 1000);
+    let config = args(&["--retry-on=gateway-error"]).unwrap().config();
+    assert_eq!(config.retry_on.to_string(), "502,503,504");
+
+    assert_usage_errors(&[
+        &["--retry-on", "teapot"],
+        &["--retry-on", "404"],
+        &["--retry-on"],
+        &["--retry-buffer", "-1"],
+        &["--retry-buffer", "64k"],
+    ]);
+    let help = Args::command().render_long_help().to_string();
+    assert!(help.contains("--retry-on <LIST>"), "{help}");
+    assert!(help.contains("[default: connect-failure]"), "{help}");
+    assert!(help.contains("--retry-buffer <BYTES>"), "{help}");
+    assert!(help.contains("[default: 65536]"), "{help}");
+}
+
+#[test]
 fn help_names_every_flag_and_its_default() {
     let help = Args::command().render_long_help().to_string();
     for text in [
@@ -445,6 +480,8 @@ fn no_flags_give_the_library_defaults() {
     assert_eq!(cli.queue_timeout, lib.queue_timeout);
     assert_eq!(cli.retries, lib.retries);
     assert_eq!(cli.retry_non_idempotent, lib.retry_non_idempotent);
+    assert_eq!(cli.retry_on, lib.retry_on);
+    assert_eq!(cli.retry_buffer, lib.retry_buffer);
     type Body = http_body_util::Empty<bytes::Bytes>;
     let (cli_client, lib_client) = (
         cli.proxy_client.clone().build::<Body>(),
