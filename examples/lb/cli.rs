@@ -13,6 +13,8 @@ use clap::builder::OsStr;
 use clap::{CommandFactory, Parser};
 use tower_lb::IpNet;
 use tower_lb::admin::{AdminToken, BackendSpec};
+use tower_lb::algo::chb::MIN_BALANCE_FACTOR;
+use tower_lb::algo::{StickyCookie, StickyKey};
 use tower_lb::discover::dns::{Dns, DnsTarget};
 use tower_lb::health::OutlierDetection;
 use tower_lb::proxy::ProxyClientBuilder;
@@ -89,8 +91,32 @@ pub(crate) struct Args {
     #[arg(long, value_name = "N")]
     pub(crate) workers: Option<NonZeroUsize>,
 
+    /// What SIH, CHB and SRR tell clients apart by: ip (the client IP, see --trust-proxy),
+    /// header:NAME, cookie:NAME or path.
+    #[arg(long, value_name = "KEY", default_value = "ip", value_parser = parse_hash_key)]
+    pub(crate) hash_key: StickyKey,
+
+    /// CHB: the most requests in flight a backend may hold, in percent of the average
+    /// (per unit of weight), like HAProxy's hash-balance-factor; at least 100.
+    #[arg(long, value_name = "PERCENT", default_value_t = Config::DEFAULT_HASH_BALANCE_FACTOR,
+          value_parser = clap::value_parser!(u32).range(i64::from(MIN_BALANCE_FACTOR)..=10_000))]
+    pub(crate) hash_balance_factor: u32,
+
+    /// Sticky algorithms (SRR, SIH, CHB): set a cookie NAME naming the backend on
+    /// responses (Set-Cookie: NAME=VALUE; Path=/; HttpOnly) and send requests carrying it
+    /// to that backend while it is ready, like HAProxy's "cookie NAME insert". The value
+    /// is opaque and the same on every balancer with the same backends and --sticky-secret.
+    #[arg(long, value_name = "NAME", value_parser = parse_cookie_name)]
+    pub(crate) sticky_cookie: Option<String>,
+
+    /// The secret that keys --sticky-cookie's values (give every balancer of a fleet the
+    /// same one); without it a fixed key is used, and anyone who knows a backend's address
+    /// can compute its value.
+    #[arg(long, value_name = "SECRET", requires = "sticky_cookie")]
+    pub(crate) sticky_secret: Option<String>,
+
     /// Believe X-Forwarded-For from peers in this network (CIDR, e.g. 10.0.0.0/8), for the
-    /// client IP of SIH and SRR; repeat for more. By default the header is ignored.
+    /// client IP of SIH, CHB and SRR; repeat for more. By default the header is ignored.
     #[arg(long = "trust-proxy", value_name = "CIDR")]
     pub(crate) trusted_proxies: Vec<IpNet>,
 
@@ -358,7 +384,9 @@ impl Args {
     /// wins over the file). What a reload reads again.
     pub(crate) fn from_argv(argv: &[OsString]) -> Result<Self, String> {
         let on_command_line = Self::try_parse_from(argv).is_ok_and(|a| a.admin_token.is_some());
-        let mut args = crate::config_file::merge(argv)?;
+        let mut args = crate::config_file::merge(argv)?
+            .checked()
+            .map_err(|e| crate::config_file::reason(&e))?;
         if !on_command_line {
             let file_token = args.admin_token.take();
             args = args
@@ -369,6 +397,21 @@ impl Args {
             }
         }
         Ok(args)
+    }
+
+    /// Refuses flags that do not go together: a sticky cookie with an algorithm that is not
+    /// sticky.
+    pub(crate) fn checked(self) -> Result<Self, clap::Error> {
+        if self.sticky_cookie.is_some() && !self.algo.is_sticky() {
+            return Err(Self::command().error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!(
+                    "--sticky-cookie needs a sticky algorithm (SRR, SIH or CHB), not {}",
+                    self.algo
+                ),
+            ));
+        }
+        Ok(self)
     }
 
     /// Takes the admin token from `env` (the value of [`ADMIN_TOKEN_ENV`]) unless the
@@ -396,7 +439,7 @@ impl Args {
         I: IntoIterator<Item = T>,
         T: Into<OsString>,
     {
-        Self::try_parse_from(normalize(argv))
+        Self::try_parse_from(normalize(argv))?.checked()
     }
 
     /// The configuration with the TLS files loaded: the listener's certificates (and the
@@ -465,6 +508,15 @@ impl Args {
                 .bind(SocketAddr::new(self.bind, self.port))
                 .algo(self.algo)
                 .client_ip(client_ip)
+                .hash_key(self.hash_key.clone())
+                .hash_balance_factor(self.hash_balance_factor)
+                .sticky_cookie(self.sticky_cookie.as_deref().map(|name| {
+                    let cookie = StickyCookie::new(name).expect("checked by parse_cookie_name");
+                    match &self.sticky_secret {
+                        Some(secret) => cookie.secret(secret),
+                        None => cookie,
+                    }
+                }))
                 .health_interval(self.health_interval)
                 .health_path(self.health_path.clone())
                 .health_timeout(self.health_timeout)
@@ -649,6 +701,17 @@ fn algo_help(long: bool) -> String {
 fn parse_algo(s: &str) -> Result<Algo, String> {
     s.parse()
         .map_err(|e: tower_lb::algo::UnknownAlgo| e.to_string())
+}
+
+fn parse_hash_key(s: &str) -> Result<StickyKey, String> {
+    s.parse()
+        .map_err(|e: tower_lb::algo::InvalidStickyKey| e.to_string())
+}
+
+fn parse_cookie_name(s: &str) -> Result<String, String> {
+    StickyCookie::new(s)
+        .map(|cookie| cookie.name().to_owned())
+        .map_err(|e| e.to_string())
 }
 
 fn parse_seconds(s: &str) -> Result<Duration, String> {

@@ -8,18 +8,44 @@ use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Algo, Pick};
+use super::cookie::CookieTable;
+use super::{Algo, Pick, StickyCookie, StickyKey};
 use crate::balance::{Endpoint, Stats};
 use crate::client_ip::ClientIp;
 
 /// The run-time settings [`AlgoPick`] builds a picker from.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct AlgoConfig {
     /// How clients are identified: the IP hashed by source IP hash, the default client key of
     /// sticky round robin.
     pub(crate) client_ip: ClientIp,
     /// A fixed seed for the random choices, for reproducible runs; `None` seeds from the OS.
     pub(crate) seed: Option<u64>,
+    /// What tells clients apart for the hashing and sticky algorithms, if not the client IP.
+    pub(crate) key: Option<StickyKey>,
+    /// Bounded-load hashing's cap on a backend's load, in percent of the average.
+    pub(crate) balance_factor: u32,
+}
+
+impl Default for AlgoConfig {
+    fn default() -> Self {
+        Self {
+            client_ip: ClientIp::default(),
+            seed: None,
+            key: None,
+            balance_factor: super::chb::DEFAULT_BALANCE_FACTOR,
+        }
+    }
+}
+
+impl AlgoConfig {
+    /// What tells clients apart: the key set, with a client IP found as `client_ip` says.
+    pub(crate) fn client_key(&self) -> StickyKey {
+        match &self.key {
+            None | Some(StickyKey::ClientIp(_)) => StickyKey::ClientIp(self.client_ip.clone()),
+            Some(key) => key.clone(),
+        }
+    }
 }
 
 /// How [`AlgoPick`] builds an algorithm's picker: every picker in the `algorithms!` list
@@ -43,11 +69,16 @@ pub struct AlgoPick {
     algo: Algo,
     config: AlgoConfig,
     inner: Inner,
+    cookie: Option<StickyCookie>,
 }
 
-/// The table of the picker inside an [`AlgoPick`], built by its [`Pick::build`].
+/// The table of the picker inside an [`AlgoPick`], built by its [`Pick::build`], with the
+/// sticky cookie's values if it sets one.
 #[derive(Debug)]
-pub struct AlgoTable(Table);
+pub struct AlgoTable {
+    table: Table,
+    cookies: Option<CookieTable>,
+}
 
 impl AlgoPick {
     /// The picker for `algo`.
@@ -57,20 +88,49 @@ impl AlgoPick {
     pub fn new(algo: Algo, client_ip: ClientIp) -> Self {
         let config = AlgoConfig {
             client_ip,
-            seed: None,
+            ..AlgoConfig::default()
         };
         let inner = Inner::new(algo, &config);
         Self {
             algo,
             config,
             inner,
+            cookie: None,
         }
+    }
+
+    /// Sends a client to the backend its sticky cookie names, and sets the cookie on
+    /// responses (see [`StickyCookie`]). Meant for the sticky algorithms
+    /// ([`Algo::is_sticky`]); with another, the algorithm places a client's first request
+    /// and the cookie keeps it there.
+    #[must_use]
+    pub fn sticky_cookie(mut self, cookie: StickyCookie) -> Self {
+        self.cookie = Some(cookie);
+        self
     }
 
     /// Reseeds the random choices (of `PTC`, `LT` and `Random`), for reproducible runs.
     #[must_use]
     pub fn seeded(mut self, seed: u64) -> Self {
         self.config.seed = Some(seed);
+        self.inner = Inner::new(self.algo, &self.config);
+        self
+    }
+
+    /// What tells clients apart for `SIH`, `CHB` and `SRR` (the client IP by default; a
+    /// [`StickyKey::ClientIp`] given here is found as this picker's [`ClientIp`] says).
+    #[must_use]
+    pub fn key(mut self, key: StickyKey) -> Self {
+        self.config.key = Some(key);
+        self.inner = Inner::new(self.algo, &self.config);
+        self
+    }
+
+    /// `CHB`'s cap on a backend's requests in flight, in percent of the average (at least
+    /// 100); [`DEFAULT_BALANCE_FACTOR`](super::chb::DEFAULT_BALANCE_FACTOR) by default.
+    #[must_use]
+    pub fn hash_balance_factor(mut self, percent: u32) -> Self {
+        self.config.balance_factor = percent;
         self.inner = Inner::new(self.algo, &self.config);
         self
     }
@@ -120,9 +180,12 @@ macro_rules! define_dispatch {
             type Table = AlgoTable;
 
             fn build(&self, endpoints: &[Arc<Endpoint<K>>]) -> AlgoTable {
-                AlgoTable(match &self.inner {
-                    $(Inner::$variant(p) => Table::$variant(Pick::<K>::build(p, endpoints)),)*
-                })
+                AlgoTable {
+                    table: match &self.inner {
+                        $(Inner::$variant(p) => Table::$variant(Pick::<K>::build(p, endpoints)),)*
+                    },
+                    cookies: self.cookie.as_ref().map(|c| c.table(endpoints)),
+                }
             }
 
             #[inline]
@@ -133,7 +196,14 @@ macro_rules! define_dispatch {
                 req: &http::Request<B>,
                 ready: &mut impl FnMut(usize) -> bool,
             ) -> Option<usize> {
-                match (&self.inner, &table.0) {
+                if let (Some(cookie), Some(cookies)) = (&self.cookie, &table.cookies) {
+                    if let Some(slot) = cookie.named(cookies, req) {
+                        if ready(slot) {
+                            return Some(slot);
+                        }
+                    }
+                }
+                match (&self.inner, &table.table) {
                     $((Inner::$variant(p), Table::$variant(t)) => p.pick(t, endpoints, req, ready),)*
                     _ => foreign_table(),
                 }
@@ -148,7 +218,7 @@ macro_rules! define_dispatch {
 
             #[inline]
             fn load_changed(&self, table: &AlgoTable, endpoints: &[Arc<Endpoint<K>>], slot: usize) {
-                match (&self.inner, &table.0) {
+                match (&self.inner, &table.table) {
                     $((Inner::$variant(p), Table::$variant(t)) => p.load_changed(t, endpoints, slot),)*
                     _ => foreign_table(),
                 }
@@ -166,6 +236,16 @@ macro_rules! define_dispatch {
                 match &self.inner {
                     $(Inner::$variant(p) => Pick::<K>::observe_latency(p, stats, rtt),)*
                 }
+            }
+
+            fn set_cookie<B>(
+                &self,
+                table: &AlgoTable,
+                req: &http::Request<B>,
+                slot: usize,
+            ) -> Option<http::HeaderValue> {
+                let (cookie, cookies) = (self.cookie.as_ref()?, table.cookies.as_ref()?);
+                cookie.set_cookie(cookies, req, slot)
             }
 
             #[inline]
@@ -215,7 +295,7 @@ mod tests {
             assert_eq!(picker.algo(), algo);
             assert_eq!(
                 Pick::<usize>::observes_load(&picker),
-                algo == Algo::LeastConn
+                matches!(algo, Algo::LeastConn | Algo::BoundedLoadHash)
             );
             assert_eq!(
                 Pick::<usize>::tracks_latency(&picker),

@@ -12,6 +12,7 @@
 //! | `LC` | [`LeastConn`] | long or uneven requests |
 //! | `PTC` / `P2C` | [`PowerOfTwoChoices`] | many backends, a robust default |
 //! | `SIH` | [`SourceIpHash`] | per-client caches; same client → same backend |
+//! | `CHB` | [`BoundedLoadHash`] | caches under uneven keys; sticky, no backend over its share |
 //! | `LT` | [`LeastTime`] | backends of different or varying speed |
 //! | `Random` | [`Random`] | several balancers share one fleet |
 //!
@@ -64,6 +65,7 @@ macro_rules! algorithms {
             LeastConn           => least_conn::LeastConn,                     ["LC"],          "least-conn",            ["least-connections", "leastconn"],    "long or uneven requests";
             PowerOfTwoChoices   => p2c::PowerOfTwoChoices,                    ["PTC", "P2C"],  "power-of-two-choices",  [],                                    "many backends, a robust default";
             SourceIpHash        => source_ip_hash::SourceIpHash,              ["SIH"],         "source-ip-hash",        ["ip-hash", "source"],                 "per-client caches; same client → same backend";
+            BoundedLoadHash     => chb::BoundedLoadHash,                      ["CHB"],         "consistent-hash-bounded", ["bounded-load-hash", "hash-bounded"], "caches under uneven keys; sticky, no backend over its share";
             LeastTime           => least_time::LeastTime,                     ["LT"],          "least-time",            ["least-response-time", "peak-ewma"],  "backends of different or varying speed";
             Random              => random::Random,                            ["Random"],      "random",                ["rand"],                              "several balancers share one fleet";
         }
@@ -85,7 +87,7 @@ macro_rules! define_algo {
         /// The balancing algorithms, by name.
         ///
         /// Parses case-insensitively from the short names `RR`, `WRR`, `SRR`, `LC`, `PTC` (or
-        /// `P2C`), `SIH`, `LT`, `Random` and the long names (`round-robin`, `least-conn`, …);
+        /// `P2C`), `SIH`, `CHB`, `LT`, `Random` and the long names (`round-robin`, `least-conn`, …);
         /// displays as the canonical short name.
         ///
         /// ```
@@ -159,14 +161,16 @@ macro_rules! define_algo {
 algorithms!(define_algo);
 
 mod clock;
+pub mod cookie;
 mod dynamic;
 mod hash;
 mod refused;
 pub(crate) mod rng;
 
+pub use self::cookie::StickyCookie;
 pub(crate) use self::dynamic::{AlgoConfig, Configure};
 pub use self::dynamic::{AlgoPick, AlgoTable};
-pub use self::sticky::StickyKey;
+pub use self::sticky::{InvalidStickyKey, StickyKey};
 
 /// A balancing algorithm: picks one ready backend out of the current set.
 ///
@@ -212,6 +216,18 @@ pub trait Pick<K>: Send + Sync + 'static {
     /// a connect to the backend is).
     fn observe_latency(&self, _stats: &Stats, _rtt: Duration) {}
 
+    /// The `Set-Cookie` header value for the response to `req` from backend `slot`, if the
+    /// picker sets one (a [sticky cookie](StickyCookie)); `None` by default. The balancer
+    /// asks once per request, after [`pick`](Pick::pick).
+    fn set_cookie<B>(
+        &self,
+        _table: &Self::Table,
+        _req: &http::Request<B>,
+        _slot: usize,
+    ) -> Option<http::HeaderValue> {
+        None
+    }
+
     /// A request to the backend with these `stats` failed `elapsed` after it was sent: its
     /// service returned an error (connect refused, reset, timed out…) or it answered with a
     /// `5xx` status. Called instead of [`observe_latency`](Pick::observe_latency), when
@@ -223,6 +239,17 @@ pub trait Pick<K>: Send + Sync + 'static {
     /// [`Balance::snapshot`](crate::Balance::snapshot); `None` by default.
     fn algo(&self) -> Option<Algo> {
         None
+    }
+}
+
+impl Algo {
+    /// Whether it keeps a client on one backend: `SRR`, `SIH` and `CHB`, the algorithms a
+    /// [sticky cookie](StickyCookie) is meant for.
+    pub const fn is_sticky(self) -> bool {
+        matches!(
+            self,
+            Algo::StickyRoundRobin | Algo::SourceIpHash | Algo::BoundedLoadHash
+        )
     }
 }
 
@@ -429,7 +456,7 @@ mod tests {
     #[test]
     fn default_is_round_robin() {
         assert_eq!(Algo::default(), Algo::RoundRobin);
-        assert_eq!(Algo::ALL.len(), 8);
+        assert_eq!(Algo::ALL.len(), 9);
     }
 
     #[test]
@@ -443,7 +470,8 @@ mod tests {
             err,
             "unknown algorithm \"fastest\"; valid: RR (round-robin), WRR (weighted-round-robin), \
              SRR (sticky-round-robin), LC (least-conn), PTC (power-of-two-choices), \
-             SIH (source-ip-hash), LT (least-time), Random (random), P2C"
+             SIH (source-ip-hash), CHB (consistent-hash-bounded), LT (least-time), \
+             Random (random), P2C"
         );
     }
 }

@@ -10,6 +10,10 @@
 //! state that is costly to rebuild but not critical to keep (for sessions that must stay put,
 //! see [`StickyRoundRobin`](super::StickyRoundRobin)).
 //!
+//! What is hashed is a [`StickyKey`]: the client's IP by default, or a header, a cookie or the
+//! path ([`SourceIpHash::key`]); for a cap on each backend's load, see
+//! [`BoundedLoadHash`](super::BoundedLoadHash), which walks the same ring.
+//!
 //! The client's IP comes from [`ClientIp`]: the TCP peer, or `X-Forwarded-For` only from
 //! trusted proxies, so a client cannot choose its backend by writing the header. A request that
 //! carries no peer address (no [`PeerAddr`](crate::PeerAddr) extension, e.g. when the balancer is
@@ -39,9 +43,9 @@ use std::fmt;
 use std::hash::Hash;
 use std::sync::Arc;
 
-use super::hash::{GOLDEN, fmix64, ip_hash, key_hash};
+use super::hash::{GOLDEN, fmix64, key_hash};
 use super::refused::Refused;
-use super::{AlgoConfig, Configure, Pick, RoundRobin};
+use super::{AlgoConfig, Configure, Pick, RoundRobin, StickyKey};
 use crate::balance::Endpoint;
 use crate::client_ip::ClientIp;
 
@@ -52,17 +56,23 @@ pub const VNODES_PER_WEIGHT: u32 = 40;
 pub const MAX_POINTS: usize = 1 << 20;
 
 /// Source IP hash picker. See the [module docs](self).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SourceIpHash {
-    client_ip: ClientIp,
+    key: StickyKey,
     no_peer: RoundRobin,
+}
+
+impl Default for SourceIpHash {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl SourceIpHash {
     /// Hashes the TCP peer's address.
     pub const fn new() -> Self {
         Self {
-            client_ip: ClientIp::peer(),
+            key: StickyKey::ClientIp(ClientIp::peer()),
             no_peer: RoundRobin::new(),
         }
     }
@@ -70,7 +80,16 @@ impl SourceIpHash {
     /// Finds the client's IP with `client_ip`, e.g. [`ClientIp::trusting`] behind a proxy.
     #[must_use]
     pub fn client_ip(mut self, client_ip: ClientIp) -> Self {
-        self.client_ip = client_ip;
+        self.key = StickyKey::ClientIp(client_ip);
+        self
+    }
+
+    /// Hashes `key` instead of the client IP: a header, a cookie or the path (like HAProxy's
+    /// `balance hdr(NAME)`, `balance url_param`/`uri` or nginx's `hash $cookie_NAME consistent`).
+    /// Requests without it are sent round robin.
+    #[must_use]
+    pub fn key(mut self, key: impl Into<StickyKey>) -> Self {
+        self.key = key.into();
         self
     }
 }
@@ -78,9 +97,9 @@ impl SourceIpHash {
 /// The hash ring over one set of backends.
 pub struct SourceIpHashTable {
     /// Point hashes, ascending.
-    hashes: Box<[u64]>,
+    pub(super) hashes: Box<[u64]>,
     /// The backend owning each point.
-    owners: Box<[u32]>,
+    pub(super) owners: Box<[u32]>,
     /// `index[b]`: the first point whose hash is at least `b << shift`.
     index: Box<[u32]>,
     shift: u32,
@@ -96,7 +115,7 @@ impl fmt::Debug for SourceIpHashTable {
 }
 
 impl SourceIpHashTable {
-    fn new<K: Hash>(endpoints: &[Arc<Endpoint<K>>]) -> Self {
+    pub(super) fn new<K: Hash>(endpoints: &[Arc<Endpoint<K>>]) -> Self {
         Self::with_max_points(endpoints, MAX_POINTS)
     }
 
@@ -149,7 +168,7 @@ impl SourceIpHashTable {
 
     /// The position of the first point at or after `h`, wrapping around; the ring is not empty.
     #[inline]
-    fn position(&self, h: u64) -> usize {
+    pub(super) fn position(&self, h: u64) -> usize {
         let mut p = self.index[(h >> self.shift) as usize] as usize;
         while p < self.hashes.len() && self.hashes[p] < h {
             p += 1;
@@ -184,7 +203,7 @@ impl SourceIpHashTable {
 
 impl Configure for SourceIpHash {
     fn configure(config: &AlgoConfig) -> Self {
-        Self::new().client_ip(config.client_ip.clone())
+        Self::new().key(config.client_key())
     }
 }
 
@@ -204,13 +223,13 @@ impl<K: Hash + Send + Sync + 'static> Pick<K> for SourceIpHash {
         ready: &mut impl FnMut(usize) -> bool,
     ) -> Option<usize> {
         let n = endpoints.len();
-        let Some(ip) = self.client_ip.of(req) else {
+        let Some(h) = self.key.stable_hash(req) else {
             return self.no_peer.rotate(n, ready);
         };
         if table.hashes.is_empty() {
             return None;
         }
-        let p = table.position(ip_hash(ip));
+        let p = table.position(h);
         let owner = table.owners[p] as usize;
         if ready(owner) {
             return Some(owner);
@@ -225,6 +244,7 @@ mod tests {
     use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
     use super::*;
+    use crate::algo::hash::ip_hash;
     use crate::algo::rng::Rng;
     use crate::algo::test_support::{keyed, pick_n};
     use crate::client_ip::PeerAddr;

@@ -49,7 +49,21 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 
 const MAX_SHARDS: usize = 64;
 
-/// What tells clients apart for [`StickyRoundRobin`].
+/// What tells clients apart: the key [`StickyRoundRobin`] remembers, and the key
+/// [`SourceIpHash`](super::SourceIpHash) and [`BoundedLoadHash`](super::BoundedLoadHash) hash.
+///
+/// Parses from the standalone balancer's `--hash-key` spelling: `ip`, `header:NAME`,
+/// `cookie:NAME` or `path` (`ip` finds the address as [`ClientIp::peer`]; a balancer built from
+/// settings replaces it with its own [`ClientIp`]).
+///
+/// ```
+/// use tower_lb::algo::StickyKey;
+///
+/// assert!(matches!("cookie:session".parse(), Ok(StickyKey::Cookie(name)) if name == "session"));
+/// assert!(matches!("header:X-Tenant".parse(), Ok(StickyKey::Header(name)) if name == "x-tenant"));
+/// assert!(matches!("path".parse(), Ok(StickyKey::Path)));
+/// assert!("header:".parse::<StickyKey>().unwrap_err().to_string().contains("header:NAME"));
+/// ```
 #[derive(Debug, Clone)]
 pub enum StickyKey {
     /// The client's IP address, found as [`ClientIp`] says (by default the TCP peer).
@@ -58,6 +72,99 @@ pub enum StickyKey {
     Header(HeaderName),
     /// The value of the cookie with this name, e.g. a session cookie set by the backends.
     Cookie(String),
+    /// The request's path (without the query), e.g. to keep each object on one cache.
+    Path,
+}
+
+impl StickyKey {
+    /// A fixed hash of the request's key, if it has one: the same on every balancer and
+    /// every restart (see the `hash` module), so hash-based algorithms agree across
+    /// instances. A missing or empty header, cookie or path gives `None`.
+    #[inline]
+    pub(crate) fn stable_hash<B>(&self, req: &http::Request<B>) -> Option<u64> {
+        match self {
+            Self::ClientIp(client_ip) => client_ip.of(req).map(ip_hash),
+            Self::Header(name) => req
+                .headers()
+                .get(name)
+                .map(|v| v.as_bytes())
+                .filter(|v| !v.is_empty())
+                .map(|v| seeded_bytes_hash(0, v)),
+            Self::Cookie(name) => {
+                cookie(req, name).map(|v| seeded_bytes_hash(0, v.as_bytes()))
+            }
+            Self::Path => Some(seeded_bytes_hash(0, req.uri().path().as_bytes())),
+        }
+    }
+}
+
+/// The value of the cookie `name` in `req`'s `Cookie` headers, if set and not empty.
+pub(crate) fn cookie<'r, B>(req: &'r http::Request<B>, name: &str) -> Option<&'r str> {
+    req.headers()
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(n, _)| n.trim() == name)
+        .map(|(_, v)| v.trim())
+        .filter(|v| !v.is_empty())
+}
+
+/// A [`StickyKey`] or a [`StickyCookie`](super::StickyCookie) name that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidStickyKey {
+    spec: String,
+    reason: &'static str,
+}
+
+impl InvalidStickyKey {
+    pub(crate) fn cookie_name(name: &str) -> Self {
+        Self {
+            spec: name.to_owned(),
+            reason: "a cookie name is visible ASCII without separators",
+        }
+    }
+}
+
+impl fmt::Display for InvalidStickyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid key {:?}: {}", self.spec, self.reason)
+    }
+}
+
+impl std::error::Error for InvalidStickyKey {}
+
+/// Whether `name` is a cookie name (RFC 6265's `token`).
+pub(crate) fn is_cookie_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+}
+
+impl std::str::FromStr for StickyKey {
+    type Err = InvalidStickyKey;
+
+    fn from_str(spec: &str) -> Result<Self, Self::Err> {
+        let bad = || InvalidStickyKey {
+            spec: spec.to_owned(),
+            reason: "expected ip, header:NAME, cookie:NAME or path",
+        };
+        let (kind, name) = match spec.split_once(':') {
+            Some((kind, name)) => (kind, Some(name)),
+            None => (spec, None),
+        };
+        match (kind.to_ascii_lowercase().as_str(), name) {
+            ("ip", None) => Ok(Self::ClientIp(ClientIp::peer())),
+            ("path", None) => Ok(Self::Path),
+            ("header", Some(name)) => HeaderName::from_bytes(name.as_bytes())
+                .map(Self::Header)
+                .map_err(|_| bad()),
+            ("cookie", Some(name)) if is_cookie_name(name) => Ok(Self::Cookie(name.to_owned())),
+            _ => Err(bad()),
+        }
+    }
 }
 
 impl Default for StickyKey {
@@ -178,34 +285,9 @@ impl StickyRoundRobin {
     }
 
     /// The seeded hash of the request's client key, if it has one.
+    #[inline]
     fn client_hash<B>(&self, req: &http::Request<B>) -> Option<u64> {
-        match &self.key {
-            StickyKey::ClientIp(client_ip) => {
-                client_ip.of(req).map(|ip| fmix64(ip_hash(ip) ^ self.seed))
-            }
-            StickyKey::Header(name) => req
-                .headers()
-                .get(name)
-                .map(|v| v.as_bytes())
-                .filter(|v| !v.is_empty())
-                .map(|v| self.hash_bytes(v)),
-            StickyKey::Cookie(name) => req
-                .headers()
-                .get_all(COOKIE)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(';'))
-                .filter_map(|pair| pair.split_once('='))
-                .find(|(n, _)| n.trim() == name)
-                .map(|(_, v)| v.trim())
-                .filter(|v| !v.is_empty())
-                .map(|v| self.hash_bytes(v.as_bytes())),
-        }
-    }
-
-    /// The seeded hash of a header or cookie value.
-    fn hash_bytes(&self, bytes: &[u8]) -> u64 {
-        seeded_bytes_hash(self.seed, bytes)
+        self.key.stable_hash(req).map(|h| fmix64(h ^ self.seed))
     }
 
     #[inline]
@@ -272,7 +354,7 @@ impl Shard {
 
 impl Configure for StickyRoundRobin {
     fn configure(config: &AlgoConfig) -> Self {
-        Self::new().key(StickyKey::ClientIp(config.client_ip.clone()))
+        Self::new().key(config.client_key())
     }
 }
 

@@ -4,6 +4,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
+use http::HeaderValue;
+use http::header::SET_COOKIE;
 use pin_project_lite::pin_project;
 
 use super::body::{InFlight, TrackedBody};
@@ -28,6 +30,7 @@ pin_project! {
             inner: F,
             in_flight: Option<InFlight>,
             tracks_latency: bool,
+            set_cookie: Option<HeaderValue>,
         },
     }
 }
@@ -39,12 +42,18 @@ impl<F> ResponseFuture<F> {
         }
     }
 
-    pub(crate) fn called(inner: F, in_flight: InFlight, tracks_latency: bool) -> Self {
+    pub(crate) fn called(
+        inner: F,
+        in_flight: InFlight,
+        tracks_latency: bool,
+        set_cookie: Option<HeaderValue>,
+    ) -> Self {
         Self {
             state: State::Called {
                 inner,
                 in_flight: Some(in_flight),
                 tracks_latency,
+                set_cookie,
             },
         }
     }
@@ -64,12 +73,16 @@ where
                 inner,
                 in_flight,
                 tracks_latency,
+                set_cookie,
             } => {
                 let result = ready!(inner.poll(cx));
                 let mut in_flight = in_flight.take().expect("polled after completion");
                 match result {
-                    Ok(response) => {
+                    Ok(mut response) => {
                         in_flight.answered(response.status(), *tracks_latency);
+                        if let Some(cookie) = set_cookie.take() {
+                            response.headers_mut().append(SET_COOKIE, cookie);
+                        }
                         Poll::Ready(Ok(response.map(|body| TrackedBody::new(body, in_flight))))
                     }
                     Err(error) => {

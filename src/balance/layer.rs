@@ -4,7 +4,7 @@ use tower::Layer;
 use tower::discover::Discover;
 
 use super::service::{Balance, LoadBalance};
-use crate::algo::AlgoPick;
+use crate::algo::{AlgoPick, StickyCookie, StickyKey};
 use crate::client_ip::ClientIp;
 use crate::weight::Weight;
 use crate::{Algo, BoxError};
@@ -33,6 +33,9 @@ pub struct LoadBalanceLayer {
     algo: Algo,
     client_ip: ClientIp,
     seed: Option<u64>,
+    key: Option<StickyKey>,
+    hash_balance_factor: Option<u32>,
+    sticky_cookie: Option<StickyCookie>,
 }
 
 impl LoadBalanceLayer {
@@ -42,7 +45,29 @@ impl LoadBalanceLayer {
             algo,
             client_ip: ClientIp::peer(),
             seed: None,
+            key: None,
+            hash_balance_factor: None,
+            sticky_cookie: None,
         }
+    }
+
+    /// What tells clients apart for `SIH`, `CHB` and `SRR`: the client IP (the default), a
+    /// header, a cookie or the path; see [`AlgoPick::key`].
+    pub fn key(mut self, key: StickyKey) -> Self {
+        self.key = Some(key);
+        self
+    }
+
+    /// `CHB`'s balance factor, in percent; see [`AlgoPick::hash_balance_factor`].
+    pub fn hash_balance_factor(mut self, percent: u32) -> Self {
+        self.hash_balance_factor = Some(percent);
+        self
+    }
+
+    /// Sets and follows a sticky cookie naming the backend; see [`AlgoPick::sticky_cookie`].
+    pub fn sticky_cookie(mut self, cookie: StickyCookie) -> Self {
+        self.sticky_cookie = Some(cookie);
+        self
     }
 
     /// How to find a client's IP for [`Algo::SourceIpHash`] and [`Algo::StickyRoundRobin`].
@@ -63,7 +88,16 @@ impl LoadBalanceLayer {
     }
 
     fn picker(&self) -> AlgoPick {
-        let picker = AlgoPick::new(self.algo, self.client_ip.clone());
+        let mut picker = AlgoPick::new(self.algo, self.client_ip.clone());
+        if let Some(key) = &self.key {
+            picker = picker.key(key.clone());
+        }
+        if let Some(percent) = self.hash_balance_factor {
+            picker = picker.hash_balance_factor(percent);
+        }
+        if let Some(cookie) = &self.sticky_cookie {
+            picker = picker.sticky_cookie(cookie.clone());
+        }
         match self.seed {
             Some(seed) => picker.seeded(seed),
             None => picker,

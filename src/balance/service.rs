@@ -259,6 +259,7 @@ where
         let observer =
             (notify_load || tracks_latency).then(|| Arc::clone(shared) as Arc<dyn Observer>);
         let stats = Arc::clone(set.endpoints[slot].stats_arc());
+        let set_cookie = shared.picker.set_cookie(&set.table, &req, slot);
         drop(set);
         if let Some(tried) = tried {
             tried.push(Arc::clone(&stats));
@@ -268,6 +269,7 @@ where
             service.call(req),
             in_flight,
             tracks_latency,
+            set_cookie,
         ))
     }
 }

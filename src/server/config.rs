@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::access_log;
 use crate::admin::{AdminToken, BackendSpec};
+use crate::algo::{StickyCookie, StickyKey};
 use crate::client_ip::ClientIp;
 #[cfg(feature = "dns")]
 use crate::discover::dns::{Dns, DnsTarget};
@@ -20,6 +21,9 @@ use crate::{Algo, IpNet};
 /// | [`bind`](Self::bind) | `0.0.0.0:8080` ([`DEFAULT_ADDR`](Self::DEFAULT_ADDR)) |
 /// | [`algo`](Self::algo) | [`Algo::RoundRobin`] ([`DEFAULT_ALGO`](Self::DEFAULT_ALGO)) |
 /// | [`client_ip`](Self::client_ip) | the TCP peer ([`ClientIp::peer`]) |
+/// | [`hash_key`](Self::hash_key) | the client IP |
+/// | [`hash_balance_factor`](Self::hash_balance_factor) | 125 % ([`DEFAULT_HASH_BALANCE_FACTOR`](Self::DEFAULT_HASH_BALANCE_FACTOR)) |
+/// | [`sticky_cookie`](Self::sticky_cookie) | none |
 /// | [`health_interval`](Self::health_interval) | 10 s ([`DEFAULT_HEALTH_INTERVAL`](Self::DEFAULT_HEALTH_INTERVAL)) |
 /// | [`health_path`](Self::health_path) | `/health` ([`DEFAULT_HEALTH_PATH`](Self::DEFAULT_HEALTH_PATH)) |
 /// | [`health_timeout`](Self::health_timeout) | 2 s ([`DEFAULT_HEALTH_TIMEOUT`](Self::DEFAULT_HEALTH_TIMEOUT)) |
@@ -92,6 +96,12 @@ pub struct Config {
     pub algo: Algo,
     /// How to find a client's IP.
     pub client_ip: ClientIp,
+    /// What `SIH`, `CHB` and `SRR` tell clients apart by; `None` for the client IP.
+    pub hash_key: Option<StickyKey>,
+    /// `CHB`'s cap on a backend's load, in percent of the average.
+    pub hash_balance_factor: u32,
+    /// The sticky cookie set and followed, if any.
+    pub sticky_cookie: Option<StickyCookie>,
     /// Time between two health checks of a backend.
     pub health_interval: Duration,
     /// The path health checks ask for.
@@ -187,6 +197,10 @@ impl Config {
     /// The default [`algo`](Self::algo): round robin.
     pub const DEFAULT_ALGO: Algo = Algo::RoundRobin;
 
+    /// The default [`hash_balance_factor`](Self::hash_balance_factor), `CHB`'s:
+    /// [`chb::DEFAULT_BALANCE_FACTOR`](crate::algo::chb::DEFAULT_BALANCE_FACTOR).
+    pub const DEFAULT_HASH_BALANCE_FACTOR: u32 = crate::algo::chb::DEFAULT_BALANCE_FACTOR;
+
     /// The default [`health_interval`](Self::health_interval), the health layer's:
     /// [`HealthCheckLayer::DEFAULT_INTERVAL`](crate::HealthCheckLayer::DEFAULT_INTERVAL).
     pub const DEFAULT_HEALTH_INTERVAL: Duration = HealthCheckLayer::DEFAULT_INTERVAL;
@@ -251,6 +265,9 @@ impl Config {
             addr: Self::DEFAULT_ADDR,
             algo: Self::DEFAULT_ALGO,
             client_ip: ClientIp::peer(),
+            hash_key: None,
+            hash_balance_factor: Self::DEFAULT_HASH_BALANCE_FACTOR,
+            sticky_cookie: None,
             health_interval: Self::DEFAULT_HEALTH_INTERVAL,
             health_path: Self::DEFAULT_HEALTH_PATH.to_owned(),
             health_timeout: Self::DEFAULT_HEALTH_TIMEOUT,
@@ -332,6 +349,32 @@ impl Config {
     /// How to find a client's IP, for [`Algo::SourceIpHash`] and [`Algo::StickyRoundRobin`].
     pub fn client_ip(mut self, client_ip: ClientIp) -> Self {
         self.client_ip = client_ip;
+        self
+    }
+
+    /// What [`Algo::SourceIpHash`], [`Algo::BoundedLoadHash`] and [`Algo::StickyRoundRobin`]
+    /// tell clients apart by: the client IP (the default, found as
+    /// [`client_ip`](Self::client_ip) says, whatever [`StickyKey::ClientIp`] holds), a
+    /// header, a cookie or the path.
+    pub fn hash_key(mut self, key: StickyKey) -> Self {
+        self.hash_key = match key {
+            StickyKey::ClientIp(_) => None,
+            key => Some(key),
+        };
+        self
+    }
+
+    /// [`Algo::BoundedLoadHash`]'s cap on a backend's requests in flight, in percent of the
+    /// average (at least 100).
+    pub fn hash_balance_factor(mut self, percent: u32) -> Self {
+        self.hash_balance_factor = percent;
+        self
+    }
+
+    /// Sets a cookie naming the backend on responses, and sends requests carrying it there
+    /// (see [`StickyCookie`]).
+    pub fn sticky_cookie(mut self, cookie: Option<StickyCookie>) -> Self {
+        self.sticky_cookie = cookie;
         self
     }
 

@@ -268,10 +268,18 @@ impl Server {
         }
         let discovery = reload::start_discovery(&config, &registry);
 
-        // What every build of the routes shares: the etcd write-through, and the Prometheus
-        // registry, which reads the routes in use at each scrape (so it is made once they are).
-        #[allow(unused_mut)]
-        let mut shared = reload::Shared::default();
+        let access_log = match config.access_log.clone() {
+            Some(target) => Some(AccessLog::open(target, config.access_log_format)?),
+            None => None,
+        };
+
+        // What every build of the routes shares: the access log, the etcd write-through, and
+        // the status page's and `/metrics`'s sources. Those read the routes in use, so they are
+        // made once the first routes are, which are then built again with them.
+        let mut shared = reload::Shared {
+            access_log: access_log.clone(),
+            ..reload::Shared::default()
+        };
         #[cfg(feature = "etcd")]
         {
             shared.etcd = registrations;
@@ -283,13 +291,17 @@ impl Server {
             routes: Arc::clone(&routes),
             connections: Arc::clone(connections.counters()),
         };
+        shared.status = Some(crate::admin::status::StatusSource::new({
+            let stats = stats.clone();
+            move || stats.snapshot()
+        }));
         #[cfg(feature = "metrics")]
         {
             shared.metrics = Some(Arc::new(stats.registry()));
-            routes.store(Arc::new(reload::routes(
-                &config, &registry, &client, &shared,
-            )));
         }
+        routes.store(Arc::new(reload::routes(
+            &config, &registry, &client, &shared,
+        )));
         let reload = Reload::new(
             Arc::clone(&routes),
             registry.clone(),
@@ -297,11 +309,6 @@ impl Server {
             config.clone(),
             shared,
         );
-
-        let access_log = match config.access_log.clone() {
-            Some(target) => Some(AccessLog::open(target, config.access_log_format)?),
-            None => None,
-        };
 
         Ok(Self {
             listeners,

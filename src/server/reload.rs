@@ -56,7 +56,15 @@ pub(crate) fn routes(
         health = health.outlier_detection(outliers);
     }
     let monitor = health.monitor();
-    let mut balance = LoadBalanceLayer::new(config.algo).client_ip(config.client_ip.clone());
+    let mut balance = LoadBalanceLayer::new(config.algo)
+        .client_ip(config.client_ip.clone())
+        .hash_balance_factor(config.hash_balance_factor);
+    if let Some(key) = &config.hash_key {
+        balance = balance.key(key.clone());
+    }
+    if let Some(cookie) = &config.sticky_cookie {
+        balance = balance.sticky_cookie(cookie.clone());
+    }
     if let Some(seed) = config.seed {
         balance = balance.seed(seed);
     }
@@ -188,7 +196,7 @@ impl Drop for Tasks {
 /// | what | how it changes |
 /// |---|---|
 /// | [`backends`](Config::backend) and their weights | reconciled with those of the last config: added, reweighted, drained; counters and health kept |
-/// | [`algo`](Config::algo), [`client_ip`](Config::client_ip), health settings ([`health_interval`](Config::health_interval), [`health_path`](Config::health_path), [`health_timeout`](Config::health_timeout), [`health_grpc`](Config::health_grpc), [`outlier_detection`](Config::outlier_detection), [`slow_start`](Config::slow_start)), [`queue_timeout`](Config::queue_timeout), [`retries`](Config::retries), [`retry_non_idempotent`](Config::retry_non_idempotent), [`retry_on`](Config::retry_on), [`retry_buffer`](Config::retry_buffer), [`admin_token`](Config::admin_token), [`allowed_backends`](Config::allow_backend) | the balancer and what wraps it are rebuilt over the same registry and swapped in: each new request takes the new one, requests in flight finish on the old one; backends that were unhealthy stay so until their next check; the balancer's counters start again |
+/// | [`algo`](Config::algo), [`client_ip`](Config::client_ip), [`hash_key`](Config::hash_key), [`hash_balance_factor`](Config::hash_balance_factor), [`sticky_cookie`](Config::sticky_cookie), health settings ([`health_interval`](Config::health_interval), [`health_path`](Config::health_path), [`health_timeout`](Config::health_timeout), [`health_grpc`](Config::health_grpc), [`outlier_detection`](Config::outlier_detection), [`slow_start`](Config::slow_start)), [`queue_timeout`](Config::queue_timeout), [`retries`](Config::retries), [`retry_non_idempotent`](Config::retry_non_idempotent), [`retry_on`](Config::retry_on), [`retry_buffer`](Config::retry_buffer), [`admin_token`](Config::admin_token), [`allowed_backends`](Config::allow_backend) | the balancer and what wraps it are rebuilt over the same registry and swapped in: each new request takes the new one, requests in flight finish on the old one; backends that were unhealthy stay so until their next check; the balancer's counters start again |
 /// | [`addr`](Config::bind), [`workers`](Config::workers), [`admin_bind`](Config::admin_bind), [`max_connections`](Config::max_connections), [`client_header_timeout`](Config::client_header_timeout), [`idle_timeout`](Config::idle_timeout), [`client_timeout`](Config::client_timeout), [`max_header_size`](Config::max_header_size), [`proxy_client`](Config::proxy_client) (connect and backend timeouts, per-backend cap), [`shutdown_timeout`](Config::shutdown_timeout), [`seed`](Config::seed), the DNS and backends-file settings | not applied: [`Reloaded::restart_needed`] names them and the server logs them |
 #[derive(Clone)]
 pub struct Reload {
@@ -335,6 +343,9 @@ fn live_settings(c: &Config) -> String {
         (
             c.algo,
             &c.client_ip,
+            c.hash_balance_factor,
+            &c.hash_key,
+            &c.sticky_cookie,
             c.health_interval,
             &c.health_path,
             c.health_timeout,

@@ -585,6 +585,11 @@ fn help_shows_the_library_defaults() {
         ("max-conns-per-backend", "0".to_owned()),
         ("queue-timeout", secs(Config::DEFAULT_QUEUE_TIMEOUT)),
         ("retries", Config::DEFAULT_RETRIES.to_string()),
+        (
+            "hash-balance-factor",
+            Config::DEFAULT_HASH_BALANCE_FACTOR.to_string(),
+        ),
+        ("hash-key", "ip".to_owned()),
     ] {
         let entry = entry(flag);
         assert!(
@@ -881,4 +886,74 @@ fn access_log_flags_reach_the_config() {
             .contains("unknown access log format \"xml\": use json or combined"),
         "{error}"
     );
+}
+
+#[test]
+fn hashing_and_sticky_cookie_flags_reach_the_config() {
+    let c = args(&[
+        "--algo",
+        "CHB",
+        "--hash-key",
+        "header:X-Tenant",
+        "--hash-balance-factor",
+        "150",
+        "--sticky-cookie",
+        "srv",
+        "--sticky-secret",
+        "s3",
+    ])
+    .unwrap()
+    .config();
+    assert_eq!(c.algo, Algo::BoundedLoadHash);
+    assert!(matches!(&c.hash_key, Some(StickyKey::Header(h)) if h == "x-tenant"));
+    assert_eq!(c.hash_balance_factor, 150);
+    let cookie = c.sticky_cookie.unwrap();
+    assert_eq!(cookie.name(), "srv");
+    let addr: tower_lb::BackendAddr = "http://127.0.0.1:1".parse().unwrap();
+    assert_eq!(
+        cookie.value_of(&addr),
+        StickyCookie::new("srv")
+            .unwrap()
+            .secret("s3")
+            .value_of(&addr)
+    );
+    for (spec, ok) in [("cookie:sid", true), ("path", true), ("ip", true)] {
+        assert_eq!(args(&["--hash-key", spec]).is_ok(), ok, "{spec}");
+    }
+    // `ip` is the client IP as --trust-proxy says: the default.
+    assert!(
+        args(&["--hash-key", "IP"])
+            .unwrap()
+            .config()
+            .hash_key
+            .is_none()
+    );
+    assert!(matches!(
+        args(&["--hash-key", "path"]).unwrap().config().hash_key,
+        Some(StickyKey::Path)
+    ));
+}
+
+#[test]
+fn bad_hashing_and_sticky_cookie_values_are_usage_errors() {
+    assert_usage_errors(&[
+        &["--hash-key", "body"],
+        &["--hash-key", "header:"],
+        &["--hash-key", "cookie:a b"],
+        &["--hash-key", "ip:x"],
+        &["--hash-balance-factor", "99"],
+        &["--hash-balance-factor", "x"],
+        &["--algo", "SRR", "--sticky-cookie", "a;b"],
+        &["--sticky-secret", "s"],
+    ]);
+    // A cookie with an algorithm that is not sticky.
+    let err = args(&["--algo", "LC", "--sticky-cookie", "srv"]).unwrap_err();
+    assert_eq!(err.exit_code(), 2);
+    assert!(
+        err.to_string().contains("needs a sticky algorithm"),
+        "{err}"
+    );
+    for algo in ["SRR", "SIH", "CHB"] {
+        assert!(args(&["--algo", algo, "--sticky-cookie", "srv"]).is_ok());
+    }
 }
