@@ -23,7 +23,7 @@
 //! assert_eq!((tls.scheme(), tls.port()), (BackendScheme::Https, 443));
 //!
 //! let err = "ftp://example.com".parse::<BackendAddr>().unwrap_err();
-//! assert_eq!(err.to_string(), r#"invalid address "ftp://example.com": the scheme must be http or https"#);
+//! assert_eq!(err.to_string(), r#"invalid address "ftp://example.com": the scheme must be http, https or h2c"#);
 //! ```
 
 use std::fmt;
@@ -393,7 +393,7 @@ impl<'de> serde::Deserialize<'de> for BackendAddr {
 
 /// A backend address that is not an absolute `http[s]://host[:port][/prefix]` URL; see
 /// [`BackendAddr`]. It names the address and what is wrong with it:
-/// `invalid address "ftp://x": the scheme must be http or https`.
+/// `invalid address "ftp://x": the scheme must be http, https or h2c`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvalidBackendAddr {
     address: String,
@@ -406,7 +406,7 @@ impl InvalidBackendAddr {
         &self.address
     }
 
-    /// What is wrong with it (`the scheme must be http or https`).
+    /// What is wrong with it (`the scheme must be http, https or h2c`).
     pub fn reason(&self) -> &'static str {
         self.reason
     }
@@ -602,7 +602,8 @@ mod tests {
         let de: StrDeserializer<'_, Error> = "ftp://x".into_deserializer();
         let err = BackendAddr::deserialize(de).unwrap_err();
         assert!(
-            err.to_string().contains("the scheme must be http or https"),
+            err.to_string()
+                .contains("the scheme must be http, https or h2c"),
             "{err}"
         );
         // Serialized with `collect_str`: its `Display`, checked above; JSON in `admin`.

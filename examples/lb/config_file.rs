@@ -89,6 +89,44 @@ pub(crate) struct ConfigFile {
     dns_max_ttl: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     backends_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health_grpc: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_timeout: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_on: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_buffer: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hash_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hash_balance_factor: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sticky_cookie: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sticky_secret: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    access_log: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    access_log_format: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_cert: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_key: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redirect_http: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backend_ca: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backend_cert: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backend_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    etcd: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    etcd_prefix: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    etcd_lease_ttl: Option<u64>,
 }
 
 /// The flags a file stands for: each key's long name with its values (none for a switch).

@@ -108,7 +108,7 @@
 //! # use tower_lb::{Algo, LoadBalanceLayer, Registry as Backends, RetryLayer};
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
-//! # let backends = Backends::new(|_: &&'static str| service_fn(|_: http::Request<tower_lb::retry::RetryBody<()>>| async {
+//! # let backends = Backends::new(|_: &&'static str| service_fn(|_: http::Request<tower_lb::retry::RetryBody<http_body_util::Empty<bytes::Bytes>>>| async {
 //! #     Ok::<_, Infallible>(http::Response::new(()))
 //! # }));
 //! let health = HealthCheckLayer::new(probe_fn(|_: &tower_lb::Weighted<&'static str>| async { Ok::<_, Infallible>(()) }));
