@@ -440,20 +440,19 @@ impl<B> Host<B> {
             return Ok(sender);
         }
         let authority = self.authority.clone();
-        let stream = match self.open().await? {
-            Stream::Tcp(stream) => stream,
-            // Only `h2c://` backends are spoken to over HTTP/2, and they are plain TCP: HTTP/2
-            // over TLS (ALPN h2) to backends is not offered yet.
-            #[cfg(feature = "tls")]
-            Stream::Tls(_) => {
-                return Err(BackendUnavailable::new(
-                    authority,
-                    "HTTP/2 over TLS to backends is not supported",
-                )
-                .with_reason()
-                .into());
-            }
+        // Only `h2c://` backends are spoken to over HTTP/2, and they are plain TCP: HTTP/2 over
+        // TLS (ALPN h2) to backends is not offered yet.
+        #[cfg(feature = "tls")]
+        let Stream::Tcp(stream) = self.open().await? else {
+            return Err(BackendUnavailable::new(
+                authority,
+                "HTTP/2 over TLS to backends is not supported",
+            )
+            .with_reason()
+            .into());
         };
+        #[cfg(not(feature = "tls"))]
+        let Stream::Tcp(stream) = self.open().await?;
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .handshake(TokioIo::new(stream))
