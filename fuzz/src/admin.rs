@@ -113,13 +113,16 @@ pub fn check_spec(spec: &BackendSpec) {
     }
 }
 
-/// Checks the documented normal form of an accepted address: `http` scheme, a non-empty
-/// lower-case host, no user info, no port 0 or 80, a canonical port, no query, no fragment,
-/// no trailing `/`, and normalising it again changes nothing.
+/// Checks the documented normal form of an accepted address: an `http`, `https` or `h2c`
+/// scheme (the address's own), a non-empty lower-case host, no user info, no port 0 or the
+/// scheme's default, a canonical port, no query, no fragment, no trailing `/`, and
+/// normalising it again changes nothing.
 pub fn check_normal_address(spec: &BackendSpec) {
     let uri = spec.address().to_uri();
     let shown = spec.to_string();
-    assert_eq!(uri.scheme_str(), Some("http"), "{shown}");
+    let scheme = spec.address().scheme();
+    assert_eq!(uri.scheme_str(), Some(scheme.as_str()), "{shown}");
+    assert!(["http", "https", "h2c"].contains(&scheme.as_str()), "{shown}");
     let authority = uri.authority().expect("a normal address has an authority");
     let host = authority.host();
     assert!(!host.is_empty(), "{shown}");
@@ -129,7 +132,7 @@ pub fn check_normal_address(spec: &BackendSpec) {
         None => assert_eq!(authority.as_str(), host, "{shown}"),
         Some(port) => {
             let n = port.as_u16();
-            assert!(n != 0 && n != 80, "{shown}");
+            assert!(n != 0 && n != scheme.default_port(), "{shown}");
             assert_eq!(port.as_str(), n.to_string(), "{shown}");
         }
     }
