@@ -122,7 +122,10 @@ pub fn check_normal_address(spec: &BackendSpec) {
     let shown = spec.to_string();
     let scheme = spec.address().scheme();
     assert_eq!(uri.scheme_str(), Some(scheme.as_str()), "{shown}");
-    assert!(["http", "https", "h2c"].contains(&scheme.as_str()), "{shown}");
+    assert!(
+        ["http", "https", "h2c"].contains(&scheme.as_str()),
+        "{shown}"
+    );
     let authority = uri.authority().expect("a normal address has an authority");
     let host = authority.host();
     assert!(!host.is_empty(), "{shown}");
