@@ -52,9 +52,15 @@ pub(crate) fn reloads(file: Option<PathBuf>) -> std::io::Result<Reloads> {
 impl Reloads {
     /// Calls `reload` with the cause ("SIGHUP" or "file changed") of each reload, forever.
     pub(crate) async fn run(mut self, mut reload: impl FnMut(&'static str)) {
-        let stamp = |file: &Option<PathBuf>| -> Option<(SystemTime, u64)> {
+        // Its inode too (on Unix): a file replaced by a rename with the same size within one
+        // tick of the kernel's coarse file clock is still seen as changed.
+        let stamp = |file: &Option<PathBuf>| -> Option<(SystemTime, u64, u64)> {
             let meta = std::fs::metadata(file.as_ref()?).ok()?;
-            Some((meta.modified().ok()?, meta.len()))
+            #[cfg(unix)]
+            let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+            #[cfg(not(unix))]
+            let inode = 0;
+            Some((meta.modified().ok()?, meta.len(), inode))
         };
         let mut seen = stamp(&self.file);
         let mut poll = tokio::time::interval(FILE_POLL);

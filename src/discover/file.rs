@@ -161,9 +161,17 @@ impl BackendsFile {
         parse(&text, json).map_err(|e| FileError::new(&self.path, e))
     }
 
-    fn stamp(&self) -> Option<(SystemTime, u64)> {
+    /// What tells one version of the file from another without reading it: its modification
+    /// time and size, and (on Unix) its inode, so that a file replaced by a rename is seen as
+    /// new even when it has the same size and its modification time falls in the same clock
+    /// tick as the last one (the kernel stamps files with a coarse clock).
+    fn stamp(&self) -> Option<(SystemTime, u64, u64)> {
         let meta = std::fs::metadata(&self.path).ok()?;
-        Some((meta.modified().ok()?, meta.len()))
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+        #[cfg(not(unix))]
+        let inode = 0;
+        Some((meta.modified().ok()?, meta.len(), inode))
     }
 
     /// Reads the file now and whenever it changes, calling `publish` with every full set
