@@ -102,7 +102,13 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 ///
 /// Bind to port 0 for a free port and read it from [`Handle::addr`].
 pub async fn spawn(addr: SocketAddr) -> io::Result<Handle> {
-    let server = Server::new(bind(addr)?);
+    spawn_on(bind(addr)?)
+}
+
+/// Like [`spawn`], on a listener already bound (so that no one can take its address between
+/// a check and the bind). Must be called within a tokio runtime.
+pub fn spawn_on(listener: TcpListener) -> io::Result<Handle> {
+    let server = Server::new(listener);
     let addr = server.local_addr()?;
     let stats = server.stats();
     let (tx, rx) = oneshot::channel::<()>();
