@@ -308,6 +308,14 @@ impl LeastTime {
         let costs = &mut costs[..n];
         // Stable: equal costs keep the order from the random start.
         costs.sort_by(|a, b| a.0.total_cmp(&b.0));
+        // The two cheapest within 2× of each other count as equal and take turns at random:
+        // otherwise noise in one early sample herds every request onto one of two equally
+        // fast backends, and the other, never picked, is never measured again until its
+        // estimate decays. A backend 20× slower, or one paying the failure penalty, is far
+        // outside the band.
+        if costs[1].0 <= 2.0 * costs[0].0 && self.rng.below(2) == 1 {
+            costs.swap(0, 1);
+        }
         costs.iter().map(|&(_, i)| i).find(|&i| ready(i))
     }
 }
