@@ -1,0 +1,243 @@
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicUsize;
+
+use http::{Request, Response};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tower::{Service, ServiceExt};
+
+use super::*;
+use crate::BackendTimeout;
+use crate::proxy::{HttpBackend, ProxyClient};
+
+/// A backend answering `ok` at once to everything but `/hang`, which it never answers;
+/// counts the connections it accepted.
+async fn backend() -> (SocketAddr, Arc<AtomicUsize>) {
+    backend_with(true).await
+}
+
+/// With `keep_alive` off, the backend closes each connection after one response.
+async fn backend_with(keep_alive: bool) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                    if req.uri().path() == "/hang" {
+                        std::future::pending::<()>().await;
+                    }
+                    Ok::<_, Infallible>(Response::new(Full::new(bytes::Bytes::from("ok"))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(keep_alive)
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+async fn get(backend: &mut HttpBackend<Empty<bytes::Bytes>>) {
+    let req = Request::get("/").body(Empty::new()).unwrap();
+    let res = backend.ready().await.unwrap().call(req).await.unwrap();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "ok");
+}
+
+fn http_backend(
+    addr: SocketAddr,
+    client: ProxyClient<Empty<bytes::Bytes>>,
+) -> HttpBackend<Empty<bytes::Bytes>> {
+    HttpBackend::new(format!("http://{addr}").parse().unwrap(), client)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_reused_once_their_response_ends_and_workers_keep_their_own() {
+    let (addr, accepted) = backend().await;
+    let client = ProxyClient::builder().build();
+    let mut b = http_backend(addr, client.clone());
+    for _ in 0..20 {
+        get(&mut b).await;
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "one connection for 20 requests"
+    );
+    // Another backend for the same address shares the pool.
+    let mut same = http_backend(addr, client.clone());
+    get(&mut same).await;
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+
+    // A worker of a thread-per-core server (a thread with a single-threaded runtime of
+    // its own) has connections of its own.
+    let mut worker = http_backend(addr, client);
+    tokio::task::spawn_blocking(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            for _ in 0..5 {
+                get(&mut worker).await;
+            }
+        });
+    })
+    .await
+    .unwrap();
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn connections_idle_for_longer_than_the_idle_timeout_are_not_reused() {
+    let (addr, accepted) = backend().await;
+    let client = ProxyClient::builder()
+        .response_timeout(None)
+        .pool_idle_timeout(Duration::from_secs(20))
+        .build();
+    let mut b = http_backend(addr, client);
+    get(&mut b).await;
+    get(&mut b).await;
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    tokio::time::pause();
+    tokio::time::advance(Duration::from_secs(21)).await;
+    get(&mut b).await;
+    assert_eq!(accepted.load(Ordering::SeqCst), 2, "the stale one is left");
+    tokio::time::advance(Duration::from_secs(5)).await;
+    get(&mut b).await;
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    let host = b.shared_host();
+    assert_eq!(host.idle.iter().map(|l| lock(l).len()).sum::<usize>(), 1);
+}
+
+#[tokio::test]
+async fn a_pooled_connections_response_timer_is_armed_again_for_each_request() {
+    let (addr, accepted) = backend().await;
+    let timeout = Duration::from_millis(100);
+    let client = ProxyClient::builder().response_timeout(timeout).build();
+    let mut b = http_backend(addr, client);
+    get(&mut b).await;
+    // The connection's timer expires while it is idle in the pool...
+    tokio::time::pause();
+    tokio::time::advance(timeout * 2).await;
+    tokio::time::resume();
+    // ...and the next request on it still gets its whole timeout.
+    get(&mut b).await;
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "the connection was reused"
+    );
+    let start = Instant::now();
+    let req = Request::get("/hang").body(Empty::new()).unwrap();
+    let err = b.ready().await.unwrap().call(req).await.unwrap_err();
+    assert!(start.elapsed() >= timeout);
+    let err = err.downcast_ref::<BackendTimeout>().expect("a timeout");
+    assert!(!err.is_connect());
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn no_connection_is_kept_with_max_idle_zero() {
+    let (addr, accepted) = backend().await;
+    let client = ProxyClient::builder().pool_max_idle_per_host(0).build();
+    let mut b = http_backend(addr, client);
+    get(&mut b).await;
+    get(&mut b).await;
+    assert_eq!(accepted.load(Ordering::SeqCst), 2, "no connection kept");
+}
+
+#[tokio::test]
+async fn connections_the_backend_closes_are_not_used_again() {
+    let (addr, accepted) = backend_with(false).await;
+    let mut b = http_backend(addr, ProxyClient::builder().build());
+    for _ in 0..10 {
+        get(&mut b).await;
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 10);
+}
+
+/// An HTTP/2 (prior knowledge) backend: `/hang` waits until `release` fires, the rest
+/// answer `ok` at once; counts the connections it accepted.
+async fn h2_backend(release: Arc<tokio::sync::Notify>) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            count.fetch_add(1, Ordering::SeqCst);
+            let release = Arc::clone(&release);
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let release = Arc::clone(&release);
+                    async move {
+                        assert_eq!(req.version(), http::Version::HTTP_2);
+                        if req.uri().path() == "/hang" {
+                            release.notified().await;
+                        }
+                        Ok::<_, Infallible>(Response::new(Full::new(bytes::Bytes::from("ok"))))
+                    }
+                });
+                let _ =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_requests_share_one_connection_until_its_stream_limit() {
+    let release = Arc::new(tokio::sync::Notify::new());
+    let (addr, accepted) = h2_backend(Arc::clone(&release)).await;
+    let client = ProxyClient::builder().http2_max_streams(3).build();
+    let b: HttpBackend<Empty<bytes::Bytes>> =
+        HttpBackend::new(format!("h2c://{addr}").parse().unwrap(), client);
+    // Requests arriving together share the connection the first one opens.
+    let hanging: Vec<_> = (0..3)
+        .map(|_| {
+            let mut b = b.clone();
+            tokio::spawn(async move {
+                let req = Request::get("/hang").body(Empty::new()).unwrap();
+                let res = b.ready().await.unwrap().call(req).await.unwrap();
+                res.into_body().collect().await.unwrap().to_bytes()
+            })
+        })
+        .collect();
+    let host = Arc::clone(b.shared_host());
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while host.http2_streams() != [3] {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("three streams on one connection");
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    // The first connection is full: the fourth request opens another.
+    get(&mut b.clone()).await;
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    assert_eq!(host.http2_streams(), [3, 0]);
+    release.notify_waiters();
+    for task in hanging {
+        assert_eq!(task.await.unwrap(), "ok");
+    }
+    // Their streams have ended: the first connection takes requests again.
+    assert_eq!(host.http2_streams(), [0, 0]);
+    for _ in 0..5 {
+        get(&mut b.clone()).await;
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
