@@ -95,6 +95,20 @@ impl<S, R, D> Replay<S, R, D> {
         }
         Err(error)
     }
+
+    /// Spends one retry on `cause` (a failure, or a status that is retried), logging it.
+    fn spend_retry(&mut self, cause: &dyn std::fmt::Display) {
+        self.remaining -= 1;
+        if let Some(head) = &self.head {
+            tracing::debug!(
+                method = %head.method(),
+                uri = %head.uri(),
+                retries_left = self.remaining,
+                %cause,
+                "retrying on another backend",
+            );
+        }
+    }
 }
 
 impl<S, B> ResponseFuture<S, B>
@@ -170,16 +184,7 @@ where
                             let Some(replay) = retry else {
                                 return Poll::Ready(Ok(response));
                             };
-                            replay.remaining -= 1;
-                            if let Some(head) = &replay.head {
-                                tracing::debug!(
-                                    method = %head.method(),
-                                    uri = %head.uri(),
-                                    retries_left = replay.remaining,
-                                    %status,
-                                    "retrying on another backend",
-                                );
-                            }
+                            replay.spend_retry(&status);
                             // Kept until another backend answers; then dropped, which ends
                             // its request on the backend it came from.
                             replay.last_response = Some(response);
@@ -195,16 +200,7 @@ where
                     if replay.remaining == 0 || !replay.policy.allow_retry(&error) {
                         return Poll::Ready(replay.finish(error));
                     }
-                    replay.remaining -= 1;
-                    if let Some(head) = &replay.head {
-                        tracing::debug!(
-                            method = %head.method(),
-                            uri = %head.uri(),
-                            retries_left = replay.remaining,
-                            %error,
-                            "retrying on another backend",
-                        );
-                    }
+                    replay.spend_retry(&error);
                     replay.last_error = Some(error);
                     this.state.set(State::Retrying);
                 }
