@@ -13,7 +13,8 @@
 //!   group below, as the machine drifts), and without the peer address (`request_plain`). Subtract it
 //!   from the other numbers to get the balancer's own cost.
 //! - One group per [`Algo`] (`RR`, `WRR`, …), parameterised by the number of backends (3, 100,
-//!   10 000): `tower-lb` is our balancer over a `ServiceList`, `tower-p2c` is
+//!   10 000): `tower-lb` is our balancer over a `ServiceList` (`tower-lb-timed`, at 3 backends,
+//!   the same with its response-time histograms on, as under a metrics exporter), `tower-p2c` is
 //!   `tower::balance::p2c::Balance` over `PendingRequestsDiscover` of the same `ServiceList`, the
 //!   reference, repeated in every group so each report compares like with like. `LT` also has
 //!   `tower-p2c-peak-ewma`, tower's p2c over `PeakEwmaDiscover`, its like-for-like reference.
@@ -244,6 +245,13 @@ fn per_algorithm<M: Measurement>(c: &mut Criterion<M>, clock: Clock) {
                 BenchmarkId::new("tower-lb", n),
                 ours(&rt, algo, n),
             );
+            if n == SIZES[0] {
+                // With the response-time histograms on, as under an exporter: timing's own
+                // cost, the same at any size.
+                let lb = ours(&rt, algo, n);
+                lb.record_response_times(true);
+                bench_calls(&mut group, BenchmarkId::new("tower-lb-timed", n), lb);
+            }
             bench_calls(&mut group, BenchmarkId::new("tower-p2c", n), tower_p2c(n));
             if algo == Algo::LeastTime {
                 let id = BenchmarkId::new("tower-p2c-peak-ewma", n);

@@ -11,14 +11,18 @@ use tokio::time::Instant;
 use super::endpoint::Stats;
 use super::set::Observer;
 
-/// Counts one request in flight on a backend until dropped, and times it: to its response
-/// head, and (once it has one) to the end of its body, when dropped.
+/// Counts one request in flight on a backend until dropped, and, when asked, times it: to its
+/// response head, and (once it has one) to the end of its body, when dropped.
 pub(crate) struct InFlight {
     stats: Arc<Stats>,
     observer: Option<Arc<dyn Observer>>,
     notify_load: bool,
-    /// When the request was sent.
-    sent: Instant,
+    /// When the request was sent, if it is timed: for the histograms, or for an observer that
+    /// tracks latency. Reading the clock is most of what timing costs, so untimed requests
+    /// don't.
+    sent: Option<Instant>,
+    /// Whether the times go to the backend's histograms.
+    histograms: bool,
     /// Whether a response head arrived: only then is the time to the body's end recorded.
     answered: bool,
 }
@@ -28,13 +32,16 @@ impl InFlight {
         stats: Arc<Stats>,
         observer: Option<Arc<dyn Observer>>,
         notify_load: bool,
+        histograms: bool,
+        tracks_latency: bool,
     ) -> Self {
         stats.start();
         let this = Self {
             stats,
             observer,
             notify_load,
-            sent: Instant::now(),
+            sent: (histograms || tracks_latency).then(Instant::now),
+            histograms,
             answered: false,
         };
         this.notify();
@@ -46,9 +53,14 @@ impl InFlight {
     /// backend look fast).
     #[inline]
     pub(crate) fn answered(&mut self, status: StatusCode, tracks_latency: bool) {
-        let elapsed = self.sent.elapsed();
         self.answered = true;
-        self.stats.record_response(status, elapsed);
+        self.stats.record_response(status);
+        let Some(elapsed) = self.sent.map(|sent| sent.elapsed()) else {
+            return;
+        };
+        if self.histograms {
+            self.stats.record_response_time(elapsed);
+        }
         if let (true, Some(observer)) = (tracks_latency, &self.observer) {
             if status.is_server_error() {
                 observer.failure(&self.stats, elapsed);
@@ -63,8 +75,8 @@ impl InFlight {
     #[inline]
     pub(crate) fn failed(&self, tracks_latency: bool) {
         self.stats.record_failure();
-        if let (true, Some(observer)) = (tracks_latency, &self.observer) {
-            observer.failure(&self.stats, self.sent.elapsed());
+        if let (true, Some(observer), Some(sent)) = (tracks_latency, &self.observer, self.sent) {
+            observer.failure(&self.stats, sent.elapsed());
         }
     }
 
@@ -81,8 +93,8 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if self.answered {
-            self.stats.record_total(self.sent.elapsed());
+        if let (true, true, Some(sent)) = (self.answered, self.histograms, self.sent) {
+            self.stats.record_total(sent.elapsed());
         }
         self.stats.finish();
         self.notify();

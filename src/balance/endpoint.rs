@@ -214,10 +214,15 @@ impl Stats {
         self.in_flight.fetch_sub(1, Relaxed);
     }
 
-    /// A response head arrived with `status`, `elapsed` after the request was sent.
+    /// A response head arrived with `status`.
     #[inline]
-    pub(crate) fn record_response(&self, status: StatusCode, elapsed: Duration) {
+    pub(crate) fn record_response(&self, status: StatusCode) {
         self.responses[class(status)].fetch_add(1, Relaxed);
+    }
+
+    /// A response head arrived `elapsed` after the request was sent.
+    #[inline]
+    pub(crate) fn record_response_time(&self, elapsed: Duration) {
         self.response_time.record(elapsed);
     }
 
@@ -230,7 +235,7 @@ impl Stats {
     /// A `200 OK` arrived, for tests that fill counters by hand.
     #[cfg(all(test, feature = "server"))]
     pub(crate) fn record_served(&self) {
-        self.record_response(StatusCode::OK, Duration::ZERO);
+        self.record_response(StatusCode::OK);
     }
 
     #[inline]

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Waker};
 
@@ -39,6 +39,9 @@ pub(crate) struct Shared<K, S, P: Pick<K>> {
     pub(crate) no_backend: AtomicU64,
     /// Discovery changes applied to the published sets: backends added, updated, removed.
     pub(crate) discovery_changes: AtomicU64,
+    /// Whether requests fill their backend's response-time histograms (see
+    /// `Balance::record_response_times`).
+    pub(crate) response_times: AtomicBool,
 }
 
 impl<K, S, P: Pick<K>> Drop for Shared<K, S, P> {
@@ -207,6 +210,7 @@ where
             task,
             no_backend: AtomicU64::new(0),
             discovery_changes: AtomicU64::new(applied),
+            response_times: AtomicBool::new(false),
         }
     })
 }

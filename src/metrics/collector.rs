@@ -33,7 +33,8 @@ impl BalancerMetrics {
     /// The metrics of `balancer`: its own and its backends' counters, without health, queue,
     /// retries or connections (see [`from_fn`](Self::from_fn) for those). The `backend` label
     /// is each backend's key as displayed (a [`BackendAddr`](crate::BackendAddr) is its
-    /// normalised address).
+    /// normalised address). Turns on the balancer's response-time histograms
+    /// ([`Balance::record_response_times`]).
     pub fn new<D, P>(balancer: Balance<D, P>) -> Self
     where
         D: Discover,
@@ -41,13 +42,16 @@ impl BalancerMetrics {
         P: Pick<D::Key>,
         Balance<D, P>: Send + Sync + 'static,
     {
+        balancer.record_response_times(true);
         Self::from_fn(move || balancer.snapshot())
     }
 
     /// The metrics of whatever snapshot `snapshot` takes, called at every scrape: for
     /// instance a balancer's with its health checks, its queue and its retry layer,
     /// `move || lb.snapshot_with(&monitor).with_retries(retry.counters())`. The parts the
-    /// snapshot lacks (`None`) are left out of the exposition.
+    /// snapshot lacks (`None`) are left out of the exposition. The response-time histograms
+    /// stay empty unless the balancer records them: call
+    /// [`Balance::record_response_times`]`(true)` on it.
     pub fn from_fn<K, F>(snapshot: F) -> Self
     where
         K: Display,

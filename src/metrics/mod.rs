@@ -4,8 +4,10 @@
 //! official Prometheus Rust client, [`prometheus-client`](prometheus_client): at every scrape
 //! it takes the balancer's [snapshot](crate::stats) and writes it out. Nothing is counted
 //! twice and the request path does no work for the exporter: the counters are the relaxed
-//! atomics the balancer keeps anyway (and its response-time
-//! [histograms](crate::stats::histogram), two atomic adds per sample).
+//! atomics the balancer keeps anyway. The one exception is the response-time
+//! [histograms](crate::stats::histogram) (two clock reads and two atomic adds per sample per
+//! histogram): the balancer fills them only once asked, and [`BalancerMetrics::new`] asks
+//! ([`Balance::record_response_times`](crate::Balance::record_response_times)).
 //!
 //! `prometheus-client` because it is the Prometheus project's own client, it has no global
 //! registry (a library must not register into its user's process-wide state: the user owns a
@@ -92,6 +94,7 @@
 //! let body = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
 //! let text = std::str::from_utf8(&body).unwrap();
 //! assert!(text.contains(r#"tower_lb_backend_requests_total{backend="0",code="2xx"} 1"#));
+//! assert!(text.contains(r#"tower_lb_backend_response_time_seconds_count{backend="0"} 1"#));
 //! assert!(text.contains(r#"tower_lb_info{algorithm="LC",version="#));
 //! # }
 //! ```
@@ -115,6 +118,7 @@
 //! let monitor = health.monitor();
 //! let lb = LoadBalanceLayer::new(Algo::RoundRobin).layer(health.layer(backends.discover()));
 //! let retry = RetryLayer::new().layer(lb.clone());
+//! lb.record_response_times(true); // `from_fn` can't know which balancer to time
 //!
 //! let mut registry = Registry::default();
 //! let counters = retry.counters().clone();

@@ -48,10 +48,12 @@ async fn backends_are_exported_with_their_responses_times_and_state() {
         ServiceList::new(vec![answering(200), answering(503)]),
         Algo::RoundRobin,
     );
+    // Made before the traffic: it turns the response-time histograms on.
+    let metrics = BalancerMetrics::new(lb.clone());
     for _ in 0..3 {
         lb.ready().await.unwrap().call(Req::new(())).await.unwrap();
     }
-    let text = rendered(BalancerMetrics::new(lb.clone()));
+    let text = rendered(metrics);
     assert!(text.ends_with("# EOF\n"), "{text}");
     assert_eq!(
         value(&text, r#"tower_lb_info{algorithm="RR",version="0.1.0"}"#),

@@ -71,6 +71,8 @@ pub(crate) fn routes(
     let balancer: Balancer = ServiceBuilder::new()
         .layer(balance)
         .service(health.layer(registry.discover()));
+    // `/metrics` and `/status` show the response-time histograms.
+    balancer.record_response_times(true);
 
     let admin = Admin::new(registry.clone(), probe)
         .timeout(config.health_timeout)

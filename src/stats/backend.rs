@@ -87,11 +87,12 @@ pub struct BackendSnapshot<K> {
     /// Requests it received that had been sent to another backend first: retries.
     pub retries: u64,
     /// Time from sending each request to its response head, for every response counted in
-    /// `responses`.
+    /// `responses` while the balancer
+    /// [records response times](crate::Balance::record_response_times) (off by default).
     pub response_time: HistogramSnapshot,
     /// Time from sending each request to the end of its response body (its last frame, an
     /// error, or the body dropped unfinished), for every response counted in `responses`
-    /// whose body has ended.
+    /// whose body has ended, while the balancer records response times.
     pub total_time: HistogramSnapshot,
     /// The Peak-EWMA response-time estimate, kept by [least time](crate::Algo::LeastTime)
     /// only; `None` otherwise and before its first response.

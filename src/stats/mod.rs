@@ -26,8 +26,8 @@
 //! | `transport_failures` | counter | errors from its service with no response (refused, reset, timed out, closed before the head) | `econ` + `eresp` | `upstream_cx_connect_fail` + `upstream_rq_timeout` + resets before the head |
 //! | `body_errors` | counter | response bodies that failed after the head | `srv_abrt` | `upstream_rq_rx_reset` after the head |
 //! | `retries` | counter | requests it received that another backend had been sent first | `wretr` (counted on the retried-to server) | `upstream_rq_retry` (per cluster) |
-//! | `response_time` | histogram | time from sending a request to its response head ([`HistogramSnapshot`]: 0.5 ms to 12 s) | `rtime` (an average) | `upstream_rq_time` |
-//! | `total_time` | histogram | time from sending a request to the end of its response body | `ttime` (an average) | — |
+//! | `response_time` | histogram | time from sending a request to its response head ([`HistogramSnapshot`]: 0.5 ms to 12 s); empty unless [`Balance::record_response_times`](crate::Balance::record_response_times) | `rtime` (an average) | `upstream_rq_time` |
+//! | `total_time` | histogram | time from sending a request to the end of its response body; likewise | `ttime` (an average) | — |
 //! | `rtt` | gauge | Peak-EWMA response time, with least time only | `rtime` (an average) | `upstream_rq_time` (a histogram) |
 //! | `health.state` | state | healthy, unhealthy (checks) or ejected (outlier detection) | `status` | `health_flags` in `/clusters` |
 //! | `health.checks`, `health.checks_failed` | counters | active checks run, and failed | `chkfail` (failed) | `health_check.attempt`, `health_check.failure` |

@@ -131,6 +131,7 @@ async fn response_times_are_recorded_to_the_head_and_to_the_end_of_the_body() {
     let (svc, mut handle) = mock::pair::<Req, http::Response<StreamBody<_>>>();
     handle.allow(2);
     let mut lb = LoadBalance::new(ServiceList::new(vec![svc]), Algo::RoundRobin);
+    lb.record_response_times(true);
 
     // The head after 3 ms, the body's end 40 ms later.
     let fut = lb.call(Req::new(()));
@@ -188,6 +189,33 @@ async fn response_times_are_recorded_to_the_head_and_to_the_end_of_the_body() {
         (backend.response_time.count(), backend.total_time.count()),
         (1, 1)
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn response_times_are_recorded_only_while_asked_for() {
+    let mut lb = LoadBalance::new(
+        ServiceList::new(vec![answering(&[200, 200, 200])]),
+        Algo::LeastTime,
+    );
+    let timed = |lb: &LoadBalance<_>| {
+        let backend = &lb.snapshot().backends[0];
+        (
+            backend.responses.success,
+            backend.response_time.count(),
+            backend.total_time.count(),
+        )
+    };
+
+    send(&mut lb, Req::new(())).await.unwrap();
+    assert_eq!(timed(&lb), (1, 0, 0), "counted, not timed");
+
+    lb.clone().record_response_times(true);
+    send(&mut lb, Req::new(())).await.unwrap();
+    assert_eq!(timed(&lb), (2, 1, 1), "a clone turns it on for all");
+
+    lb.record_response_times(false);
+    send(&mut lb, Req::new(())).await.unwrap();
+    assert_eq!(timed(&lb), (3, 1, 1));
 }
 
 #[tokio::test]
