@@ -124,7 +124,7 @@ where
             return (connect, None);
         };
         if sender.is_ready() {
-            return (Self::send(sender, req, true), timer);
+            return (Self::send(host, sender, req, true), timer);
         }
         let ready = Self::Ready {
             sender: Some(sender),
@@ -133,7 +133,9 @@ where
         (ready, timer)
     }
 
-    fn send(mut sender: Sender<B>, req: Request<UploadBody<B>>, reused: bool) -> Self {
+    /// Sends `req`, in the form of `sender`'s connection (HTTP/1.1 or HTTP/2).
+    fn send(host: &Host<B>, mut sender: Sender<B>, req: Request<UploadBody<B>>, reused: bool) -> Self {
+        let req = host.prepare(req, &sender);
         Self::Send {
             sent: sender.send(req),
             sender: Some(sender),
@@ -156,7 +158,6 @@ where
         slot: Option<Slot>,
         upgrade: Option<Box<Upgrade>>,
     ) -> Self {
-        let req = host.prepare(req);
         let (attempt, timer) = Attempt::start(&host, req);
         Self {
             attempt,
@@ -237,8 +238,9 @@ where
             match this.attempt {
                 Attempt::Connect { connecting, req } => match connecting.as_mut().poll(cx) {
                     Poll::Ready(Ok(sender)) => {
+                        let host = this.host.as_ref().expect("a host for every attempt");
                         let req = req.take().expect("polled after completion");
-                        *this.attempt = Attempt::send(sender, req, false);
+                        *this.attempt = Attempt::send(host, sender, req, false);
                     }
                     // Already a `BackendUnavailable` or a `BackendTimeout`.
                     Poll::Ready(Err(error)) => {
@@ -255,9 +257,10 @@ where
                         .poll_ready(cx);
                     match ready {
                         Poll::Ready(Ok(())) => {
+                            let host = this.host.as_ref().expect("a host for every attempt");
                             let sender = sender.take().expect("polled after completion");
                             let req = req.take().expect("polled after completion");
-                            *this.attempt = Attempt::send(sender, req, true);
+                            *this.attempt = Attempt::send(host, sender, req, true);
                         }
                         // Closed meanwhile: another connection.
                         Poll::Ready(Err(_)) => {

@@ -12,7 +12,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::files::load_certs;
-use super::{ALPN_HTTP1, CertPair, TlsConfigError, VERSIONS, provider};
+use super::{ALPN_H2, ALPN_HTTP1, CertPair, TlsConfigError, VERSIONS, provider};
 
 /// The client side of TLS to `https://` backends: which certificates are trusted, and the
 /// client certificate, if any. Build one with [`BackendTls::builder`]; give it to
@@ -27,7 +27,8 @@ pub struct BackendTls {
 }
 
 impl BackendTls {
-    /// Starts configuring: the system's roots, no client certificate, ALPN `http/1.1`.
+    /// Starts configuring: the system's roots, no client certificate, ALPN `h2` then
+    /// `http/1.1`.
     pub fn builder() -> BackendTlsBuilder {
         BackendTlsBuilder::new()
     }
@@ -39,7 +40,7 @@ impl BackendTls {
             .get_or_init(|| {
                 let roots = system_roots();
                 Self::from_config(
-                    client_config(roots, None, vec![ALPN_HTTP1.to_vec()])
+                    client_config(roots, None, default_alpn())
                         .expect("a client configuration without client certificate always builds"),
                 )
             })
@@ -96,7 +97,7 @@ impl fmt::Debug for BackendTls {
 /// | [`system_roots`](Self::system_roots) | on: the system's trusted roots ([rustls-native-certs](https://docs.rs/rustls-native-certs)) |
 /// | [`ca_file`](Self::ca_file) | none |
 /// | [`client_cert`](Self::client_cert) | none |
-/// | [`alpn_protocols`](Self::alpn_protocols) | `http/1.1` |
+/// | [`alpn_protocols`](Self::alpn_protocols) | `h2`, `http/1.1` |
 ///
 /// ```no_run
 /// use tower_lb::tls::BackendTls;
@@ -129,7 +130,7 @@ impl BackendTlsBuilder {
             system_roots: true,
             ca_files: Vec::new(),
             client_cert: None,
-            alpn_protocols: vec![ALPN_HTTP1.to_vec()],
+            alpn_protocols: default_alpn(),
         }
     }
 
@@ -151,7 +152,10 @@ impl BackendTlsBuilder {
         self
     }
 
-    /// The ALPN protocols offered, in order of preference.
+    /// The ALPN protocols offered, in order of preference. The pool speaks HTTP/2 on a
+    /// connection whose backend chose `h2`, and HTTP/1.1 on one where it chose `http/1.1` or
+    /// nothing (see [`ProxyClient`](crate::proxy::ProxyClient)); offer only
+    /// [`ALPN_HTTP1`](super::ALPN_HTTP1) to keep every `https://` backend on HTTP/1.1.
     pub fn alpn_protocols(mut self, protocols: impl IntoIterator<Item = Vec<u8>>) -> Self {
         self.alpn_protocols = protocols.into_iter().collect();
         self
@@ -181,6 +185,12 @@ impl BackendTlsBuilder {
             self.alpn_protocols,
         )?))
     }
+}
+
+/// `h2`, then `http/1.1`: HTTP/2 where the backend speaks it, as Envoy's `auto_config` and
+/// HAProxy's `alpn h2,http/1.1` do.
+fn default_alpn() -> Vec<Vec<u8>> {
+    vec![ALPN_H2.to_vec(), ALPN_HTTP1.to_vec()]
 }
 
 /// A client certificate chain and its key, with the key's file (named when they do not match).
