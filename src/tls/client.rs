@@ -81,7 +81,15 @@ impl BackendTls {
 impl fmt::Debug for BackendTls {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BackendTls")
-            .field("alpn_protocols", &self.config.alpn_protocols)
+            .field(
+                "alpn_protocols",
+                &self
+                    .config
+                    .alpn_protocols
+                    .iter()
+                    .map(|p| String::from_utf8_lossy(p))
+                    .collect::<Vec<_>>(),
+            )
             .field(
                 "client_auth",
                 &self.config.client_auth_cert_resolver.has_certs(),
