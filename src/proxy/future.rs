@@ -116,9 +116,10 @@ where
 {
     /// Sends `req` on a pooled connection, with the connection's timer, or on a new one.
     fn start(host: &Arc<Host<B>>, req: Request<UploadBody<B>>) -> (Self, Option<Timer>) {
-        let Some((sender, timer)) = host.checkout() else {
+        let http1 = host.needs_http1(&req);
+        let Some((sender, timer)) = host.checkout(http1) else {
             let connect = Self::Connect {
-                connecting: host.connect(),
+                connecting: host.connect(http1),
                 req: Some(req),
             };
             return (connect, None);

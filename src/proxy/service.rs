@@ -115,10 +115,11 @@ impl<B> Shared<B> {
         // `TE: trailers` says the client takes trailers (gRPC needs it): kept for the backend,
         // which the response's trailers are passed back from as they come.
         let trailers = accepts_trailers(headers);
-        let http1 = !self.host.is_http2();
+        let http1 = !self.addr.scheme().is_http2();
         let upgrade = strip_hop_by_hop(headers).and_then(|upgrade| {
-            // Only HTTP/1.1 upgrades, to HTTP/1.1 backends, and only when the server hands the
-            // connection over.
+            // Only HTTP/1.1 upgrades, to backends that speak HTTP/1.1 (an `https://` one gets
+            // an HTTP/1.1 connection for it), and only when the server hands the connection
+            // over.
             let on_upgrade = parts.extensions.remove::<OnUpgrade>().filter(|_| http1)?;
             restore_upgrade(headers, upgrade);
             Some(on_upgrade)

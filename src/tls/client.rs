@@ -24,6 +24,9 @@ use super::{ALPN_H2, ALPN_HTTP1, CertPair, TlsConfigError, VERSIONS, provider};
 #[derive(Clone)]
 pub struct BackendTls {
     config: Arc<ClientConfig>,
+    /// `config` offering `http/1.1` only: for connection upgrades (WebSocket), which only
+    /// HTTP/1.1 has.
+    http1: Arc<ClientConfig>,
 }
 
 impl BackendTls {
@@ -49,9 +52,15 @@ impl BackendTls {
 
     /// A configuration of your own (built with any provider).
     pub fn from_config(config: impl Into<Arc<ClientConfig>>) -> Self {
-        Self {
-            config: config.into(),
-        }
+        let config = config.into();
+        let http1 = if config.alpn_protocols.iter().all(|p| p == ALPN_HTTP1) {
+            Arc::clone(&config)
+        } else {
+            let mut http1 = (*config).clone();
+            http1.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
+            Arc::new(http1)
+        };
+        Self { config, http1 }
     }
 
     /// The rustls configuration.
@@ -66,13 +75,34 @@ impl BackendTls {
     where
         T: AsyncRead + AsyncWrite + Unpin,
     {
+        self.connect_with(&self.config, host, stream).await
+    }
+
+    /// [`connect`](Self::connect) offering ALPN `http/1.1` alone, whatever the configuration
+    /// offers: for a connection that must be HTTP/1.1 (an upgrade).
+    pub(crate) async fn connect_http1<T>(&self, host: &str, stream: T) -> io::Result<TlsStream<T>>
+    where
+        T: AsyncRead + AsyncWrite + Unpin,
+    {
+        self.connect_with(&self.http1, host, stream).await
+    }
+
+    async fn connect_with<T>(
+        &self,
+        config: &Arc<ClientConfig>,
+        host: &str,
+        stream: T,
+    ) -> io::Result<TlsStream<T>>
+    where
+        T: AsyncRead + AsyncWrite + Unpin,
+    {
         let bare = host
             .strip_prefix('[')
             .and_then(|h| h.strip_suffix(']'))
             .unwrap_or(host);
         let name = ServerName::try_from(bare.to_owned())
             .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error))?;
-        TlsConnector::from(Arc::clone(&self.config))
+        TlsConnector::from(Arc::clone(config))
             .connect(name, stream)
             .await
     }

@@ -33,8 +33,8 @@ use super::support::{self, DEADLINE};
 use super::{Sender, curl, tls_connect, tls_lb};
 
 /// A TLS server on 127.0.0.1 with a configuration that can be swapped (for connections
-/// accepted afterwards), counting the connections it accepted and those open, and able to
-/// close them all gracefully (GOAWAY for HTTP/2).
+/// accepted afterwards), counting the TLS connections it accepted (handshake done) and those
+/// open, and able to close them all gracefully (GOAWAY for HTTP/2).
 struct TlsServer {
     addr: SocketAddr,
     accepted: Arc<AtomicUsize>,
@@ -80,16 +80,17 @@ impl TlsServer {
                 let Ok((tcp, _)) = listener.accept().await else {
                     return;
                 };
-                accepted.fetch_add(1, Ordering::SeqCst);
                 let acceptor =
                     tokio_rustls::TlsAcceptor::from(Arc::clone(&config.lock().unwrap()));
                 let mut goaway = goaway.clone();
                 goaway.mark_unchanged();
-                let (open, service) = (Arc::clone(&open), Arc::clone(&service));
+                let (accepted, open, service) =
+                    (Arc::clone(&accepted), Arc::clone(&open), Arc::clone(&service));
                 tokio::spawn(async move {
                     let Ok(tls) = acceptor.accept(tcp).await else {
                         return;
                     };
+                    accepted.fetch_add(1, Ordering::SeqCst);
                     open.fetch_add(1, Ordering::SeqCst);
                     let alpn = tls
                         .get_ref()
@@ -98,7 +99,8 @@ impl TlsServer {
                         .map_or("-".to_owned(), |p| String::from_utf8_lossy(p).into_owned());
                     let builder =
                         hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                    let conn = builder.serve_connection(TokioIo::new(tls), service(alpn));
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(tls), service(alpn));
                     tokio::pin!(conn);
                     tokio::select! {
                         _ = conn.as_mut() => {}
@@ -115,12 +117,27 @@ impl TlsServer {
     }
 
     /// A server answering every request with `<version> <uri> alpn=<protocol>`, after 50 ms
-    /// for paths under `/slow`.
+    /// for paths under `/slow`; an HTTP/1.1 `Upgrade` gets a `101` and its bytes echoed.
     async fn echo(config: Arc<rustls::ServerConfig>) -> Self {
         Self::start(config, |alpn: String| {
-            hyper::service::service_fn(move |req: Request<Incoming>| {
+            hyper::service::service_fn(move |mut req: Request<Incoming>| {
                 let alpn = alpn.clone();
                 async move {
+                    if req.headers().contains_key("upgrade") {
+                        let upgraded = hyper::upgrade::on(&mut req);
+                        tokio::spawn(async move {
+                            let io = TokioIo::new(upgraded.await.unwrap());
+                            let (mut read, mut write) = tokio::io::split(io);
+                            let _ = tokio::io::copy(&mut read, &mut write).await;
+                        });
+                        let res = Response::builder()
+                            .status(StatusCode::SWITCHING_PROTOCOLS)
+                            .header("connection", "upgrade")
+                            .header("upgrade", "websocket")
+                            .body(Full::new(Bytes::new()))
+                            .unwrap();
+                        return Ok::<_, Infallible>(res);
+                    }
                     if req.uri().path().starts_with("/slow") {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
@@ -337,6 +354,39 @@ async fn a_backend_that_changes_its_alpn_choice_is_followed_on_its_next_connecti
     server.close_connections().await;
     assert_eq!(get().await, "HTTP/2.0");
     assert_eq!(server.accepted(), 3, "one connection per protocol change");
+    lb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_to_an_h2_backend_goes_over_a_connection_offering_http1_alone() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pki = Pki::new();
+    let pair = pki.leaf("backend", &["localhost"]);
+    // A backend that chooses h2 when offered, and speaks HTTP/1.1 otherwise.
+    let server =
+        TlsServer::echo(pki.server_config_alpn(&pair, false, &[b"h2", b"http/1.1"])).await;
+    let backend = https_addr(server.addr);
+    let lb = lb_over(&pki, &[&backend], Config::new()).await;
+    assert!(lb.get("/x").await.body.starts_with("HTTP/2.0 "));
+
+    let mut stream = tokio::net::TcpStream::connect(lb.addr).await.unwrap();
+    stream
+        .write_all(b"GET /ws HTTP/1.1\r\nHost: lb\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        .await
+        .unwrap();
+    let head = support::read_head(&mut stream).await.to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101 switching protocols\r\n"), "{head}");
+    stream.write_all(b"hello over TLS").await.unwrap();
+    let mut echoed = [0; 14];
+    timeout(DEADLINE, stream.read_exact(&mut echoed))
+        .await
+        .expect("the echo in time")
+        .unwrap();
+    assert_eq!(&echoed, b"hello over TLS");
+    // Other requests stay on the HTTP/2 connection.
+    assert!(lb.get("/x").await.body.starts_with("HTTP/2.0 "));
+    assert_eq!(server.accepted(), 2, "the HTTP/2 connection and the tunnel's");
+    drop(stream);
     lb.stop().await;
 }
 

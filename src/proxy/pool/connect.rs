@@ -21,8 +21,9 @@ use crate::{BackendScheme, BackendTimeout, BackendUnavailable, BoxError};
 impl<B> Host<B> {
     /// Opens a new connection, within the connect timeout; its task is spawned on the current
     /// runtime. For HTTP/2, waits for a connection another request is opening, and takes a
-    /// stream on it if it has room.
-    pub(crate) fn connect(self: &Arc<Self>) -> Connecting<B>
+    /// stream on it if it has room. With `http1`, an HTTP/1.1 connection whatever the
+    /// backend would choose (for an upgrade: a TLS connection offering ALPN `http/1.1` alone).
+    pub(crate) fn connect(self: &Arc<Self>, http1: bool) -> Connecting<B>
     where
         B: Body + Send + Unpin + 'static,
         B::Data: Send,
@@ -32,6 +33,16 @@ impl<B> Host<B> {
             self.start_sweeping(idle_timeout);
         }
         let host = Arc::clone(self);
+        if http1 && self.scheme.is_tls() {
+            return Box::pin(async move {
+                let authority = host.authority.clone();
+                match host.open(true).await? {
+                    Stream::Tcp(stream) => handshake(stream, authority).await,
+                    #[cfg(feature = "tls")]
+                    Stream::Tls(stream) => handshake(*stream, authority).await,
+                }
+            });
+        }
         Box::pin(async move { host.new_connection().await })
     }
 
@@ -56,7 +67,7 @@ impl<B> Host<B> {
                 opening = None;
             }
         }
-        let stream = match self.open().await {
+        let stream = match self.open(false).await {
             Ok(stream) => stream,
             Err(error) => {
                 // Whoever answers next may speak otherwise (a backend replaced): ask again.
@@ -84,9 +95,9 @@ impl<B> Host<B> {
         }
     }
 
-    /// A new connection to the backend, before HTTP: TCP, then TLS for `https://`, both within
-    /// the connect timeout.
-    async fn open(&self) -> Result<Stream, BoxError> {
+    /// A new connection to the backend, before HTTP: TCP, then TLS for `https://` (offering
+    /// ALPN `http/1.1` alone with `http1`), both within the connect timeout.
+    async fn open(&self, http1: bool) -> Result<Stream, BoxError> {
         let authority = &self.authority;
         let connecting = async {
             let stream = connect(authority, self.port).await.map_err(|error| {
@@ -101,7 +112,12 @@ impl<B> Host<B> {
                         .upgrade()
                         .and_then(|pool| pool.tls.clone())
                         .unwrap_or_else(crate::tls::BackendTls::system);
-                    match tls.connect(authority.host(), stream).await {
+                    let handshake = if http1 {
+                        tls.connect_http1(authority.host(), stream).await
+                    } else {
+                        tls.connect(authority.host(), stream).await
+                    };
+                    match handshake {
                         Ok(stream) => Ok(Stream::Tls(Box::new(stream))),
                         Err(error) => {
                             let error = crate::tls::BackendTlsError::new(authority.clone(), error);

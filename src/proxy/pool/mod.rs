@@ -51,7 +51,9 @@
 //! opened forgets it. Until the backend has chosen `http/1.1`, its connections are opened one
 //! at a time, as HTTP/2 ones are, so that a burst of first requests to an `h2` backend shares
 //! one connection. A request is put in the form of the connection it goes out on
-//! ([`Host::prepare`]) only once that connection is known.
+//! ([`Host::prepare`]) only once that connection is known. A connection upgrade (WebSocket),
+//! which only HTTP/1.1 has, goes out on an HTTP/1.1 connection whatever the backend chose: a
+//! new one offers ALPN `http/1.1` alone (as HAProxy's `ws auto` falls back to HTTP/1.1).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -305,12 +307,19 @@ impl<B> Host<B> {
             .collect()
     }
 
+    /// Whether `req` must go out on an HTTP/1.1 connection of this backend: a connection
+    /// upgrade (WebSocket) to an `https://` backend, which might choose `h2` otherwise. (An
+    /// `h2c://` backend gets no upgrade: the client's is declined before.)
+    pub(crate) fn needs_http1<T>(&self, req: &http::Request<T>) -> bool {
+        self.scheme.is_tls() && req.headers().contains_key(http::header::UPGRADE)
+    }
+
     /// The most recently used idle connection of this thread's stack, if any is still open
-    /// and not idle for too long, with its response timer if it has one. For HTTP/2, a
-    /// stream on a connection with room for one.
+    /// and not idle for too long, with its response timer if it has one. For HTTP/2 (unless
+    /// `http1`), a stream on a connection with room for one.
     #[inline]
-    pub(crate) fn checkout(&self) -> Option<(Sender<B>, Option<Timer>)> {
-        if self.is_http2() {
+    pub(crate) fn checkout(&self, http1: bool) -> Option<(Sender<B>, Option<Timer>)> {
+        if self.is_http2() && !http1 {
             return self.checkout_http2().map(|sender| (sender, None));
         }
         let mut list = lock(&self.idle[self.list()]);
