@@ -135,7 +135,12 @@ where
     }
 
     /// Sends `req`, in the form of `sender`'s connection (HTTP/1.1 or HTTP/2).
-    fn send(host: &Host<B>, mut sender: Sender<B>, req: Request<UploadBody<B>>, reused: bool) -> Self {
+    fn send(
+        host: &Host<B>,
+        mut sender: Sender<B>,
+        req: Request<UploadBody<B>>,
+        reused: bool,
+    ) -> Self {
         let req = host.prepare(req, &sender);
         Self::Send {
             sent: sender.send(req),

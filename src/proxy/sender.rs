@@ -202,9 +202,17 @@ mod tests {
         assert!(!req.headers().contains_key("host"));
         assert_eq!(req.headers()["te"], "trailers");
 
-        let req = to_http2(Request::get("/").body(()).unwrap(), &backend, BackendScheme::H2c);
+        let req = to_http2(
+            Request::get("/").body(()).unwrap(),
+            &backend,
+            BackendScheme::H2c,
+        );
         assert_eq!(req.uri(), "http://127.0.0.1:9000/");
-        let req = to_http2(Request::get("/").body(()).unwrap(), &backend, BackendScheme::Https);
+        let req = to_http2(
+            Request::get("/").body(()).unwrap(),
+            &backend,
+            BackendScheme::Https,
+        );
         assert_eq!(req.uri(), "https://127.0.0.1:9000/");
     }
 

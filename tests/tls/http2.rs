@@ -51,9 +51,7 @@ impl TlsServer {
         service: impl Fn(String) -> S + Send + Sync + 'static,
     ) -> Self
     where
-        S: hyper::service::Service<Request<Incoming>, Response = Response<B>>
-            + Send
-            + 'static,
+        S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
         S::Future: Send + 'static,
         S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
         B: http_body::Body + Send + 'static,
@@ -80,12 +78,14 @@ impl TlsServer {
                 let Ok((tcp, _)) = listener.accept().await else {
                     return;
                 };
-                let acceptor =
-                    tokio_rustls::TlsAcceptor::from(Arc::clone(&config.lock().unwrap()));
+                let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&config.lock().unwrap()));
                 let mut goaway = goaway.clone();
                 goaway.mark_unchanged();
-                let (accepted, open, service) =
-                    (Arc::clone(&accepted), Arc::clone(&open), Arc::clone(&service));
+                let (accepted, open, service) = (
+                    Arc::clone(&accepted),
+                    Arc::clone(&open),
+                    Arc::clone(&service),
+                );
                 tokio::spawn(async move {
                     let Ok(tls) = acceptor.accept(tcp).await else {
                         return;
@@ -221,7 +221,10 @@ async fn http1_clients_are_served_by_an_h2_only_tls_backend_on_one_connection() 
     let bodies = http1_burst(&lb, 20).await;
     for (i, body) in bodies.iter().enumerate() {
         // HTTP/2 at the backend, `:scheme` https and `:authority` the client's Host.
-        assert_eq!(body, &format!("HTTP/2.0 https://app.example/slow/{i} alpn=h2"));
+        assert_eq!(
+            body,
+            &format!("HTTP/2.0 https://app.example/slow/{i} alpn=h2")
+        );
     }
     assert_eq!(
         server.accepted(),
@@ -232,8 +235,7 @@ async fn http1_clients_are_served_by_an_h2_only_tls_backend_on_one_connection() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http2_and_http1_clients_of_the_tls_listener_reach_an_h2_tls_backend_on_one_connection()
-{
+async fn http2_and_http1_clients_of_the_tls_listener_reach_an_h2_tls_backend_on_one_connection() {
     let pki = Pki::new();
     let pair = pki.leaf("backend", &["localhost"]);
     let server = TlsServer::echo(pki.server_config_alpn(&pair, false, &[b"h2"])).await;
@@ -296,7 +298,10 @@ async fn http2_and_http1_clients_of_the_tls_listener_reach_an_h2_tls_backend_on_
     }))
     .await;
     for (i, body) in bodies.iter().enumerate() {
-        assert_eq!(body, &format!("HTTP/2.0 https://localhost/slow/{i} alpn=h2"));
+        assert_eq!(
+            body,
+            &format!("HTTP/2.0 https://localhost/slow/{i} alpn=h2")
+        );
     }
     assert_eq!(server.accepted(), 1, "one TLS connection to the backend");
     lb.stop().await;
@@ -363,19 +368,23 @@ async fn an_upgrade_to_an_h2_backend_goes_over_a_connection_offering_http1_alone
     let pki = Pki::new();
     let pair = pki.leaf("backend", &["localhost"]);
     // A backend that chooses h2 when offered, and speaks HTTP/1.1 otherwise.
-    let server =
-        TlsServer::echo(pki.server_config_alpn(&pair, false, &[b"h2", b"http/1.1"])).await;
+    let server = TlsServer::echo(pki.server_config_alpn(&pair, false, &[b"h2", b"http/1.1"])).await;
     let backend = https_addr(server.addr);
     let lb = lb_over(&pki, &[&backend], Config::new()).await;
     assert!(lb.get("/x").await.body.starts_with("HTTP/2.0 "));
 
     let mut stream = tokio::net::TcpStream::connect(lb.addr).await.unwrap();
     stream
-        .write_all(b"GET /ws HTTP/1.1\r\nHost: lb\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        .write_all(
+            b"GET /ws HTTP/1.1\r\nHost: lb\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        )
         .await
         .unwrap();
     let head = support::read_head(&mut stream).await.to_ascii_lowercase();
-    assert!(head.starts_with("http/1.1 101 switching protocols\r\n"), "{head}");
+    assert!(
+        head.starts_with("http/1.1 101 switching protocols\r\n"),
+        "{head}"
+    );
     stream.write_all(b"hello over TLS").await.unwrap();
     let mut echoed = [0; 14];
     timeout(DEADLINE, stream.read_exact(&mut echoed))
@@ -385,14 +394,24 @@ async fn an_upgrade_to_an_h2_backend_goes_over_a_connection_offering_http1_alone
     assert_eq!(&echoed, b"hello over TLS");
     // Other requests stay on the HTTP/2 connection.
     assert!(lb.get("/x").await.body.starts_with("HTTP/2.0 "));
-    assert_eq!(server.accepted(), 2, "the HTTP/2 connection and the tunnel's");
+    assert_eq!(
+        server.accepted(),
+        2,
+        "the HTTP/2 connection and the tunnel's"
+    );
     drop(stream);
     lb.stop().await;
 }
 
 /// A tonic `grpc.health.v1.Health` server over TLS with ALPN `h2` only, counting the calls it
 /// gets besides the balancer's checks.
-async fn grpc_tls_server(pki: &Pki) -> (TlsServer, tonic_health::server::HealthReporter, Arc<AtomicUsize>) {
+async fn grpc_tls_server(
+    pki: &Pki,
+) -> (
+    TlsServer,
+    tonic_health::server::HealthReporter,
+    Arc<AtomicUsize>,
+) {
     let pair = pki.leaf("grpc", &["localhost"]);
     let (reporter, health) = tonic_health::server::health_reporter();
     let calls = Arc::new(AtomicUsize::new(0));
@@ -455,7 +474,11 @@ async fn grpc_unary_and_server_streaming_calls_are_spread_over_https_tonic_backe
         let stream = client.watch(check("demo.Echo")).await.expect("a watch");
         streams.push(stream.into_inner());
     }
-    assert_eq!([calls(&a_calls), calls(&b_calls)], [6, 6], "a stream on each");
+    assert_eq!(
+        [calls(&a_calls), calls(&b_calls)],
+        [6, 6],
+        "a stream on each"
+    );
     for stream in &mut streams {
         let first = timeout(DEADLINE, stream.message()).await.unwrap();
         assert_eq!(first.unwrap().unwrap().status(), Status::Serving);

@@ -97,6 +97,7 @@ impl<B> Host<B> {
 
     /// A new connection to the backend, before HTTP: TCP, then TLS for `https://` (offering
     /// ALPN `http/1.1` alone with `http1`), both within the connect timeout.
+    #[cfg_attr(not(feature = "tls"), allow(unused_variables))]
     async fn open(&self, http1: bool) -> Result<Stream, BoxError> {
         let authority = &self.authority;
         let connecting = async {

@@ -248,8 +248,7 @@ impl<B> Host<B> {
     /// Whether requests go to this backend over HTTP/2: an `h2c://` backend, or an
     /// `https://` one whose last connection chose `h2`.
     pub(crate) fn is_http2(&self) -> bool {
-        self.scheme.is_http2()
-            || (self.scheme.is_tls() && self.protocol() == Protocol::Http2)
+        self.scheme.is_http2() || (self.scheme.is_tls() && self.protocol() == Protocol::Http2)
     }
 
     /// Whether a new connection may be HTTP/2: `h2c://`, or `https://` until the backend has

@@ -332,7 +332,9 @@ async fn first_requests_to_an_h2_tls_backend_share_one_connection_up_to_the_stre
         .http2_max_streams(10)
         .build();
     let b: HttpBackend<Empty<bytes::Bytes>> = HttpBackend::new(
-        format!("https://localhost:{}", addr.port()).parse().unwrap(),
+        format!("https://localhost:{}", addr.port())
+            .parse()
+            .unwrap(),
         client,
     );
     let host = Arc::clone(b.shared_host());
@@ -357,7 +359,9 @@ async fn an_http1_tls_backend_is_remembered_and_gets_a_connection_per_request_in
     let (addr, accepted, tls) = tls_backend(&[b"http/1.1"]).await;
     let client = ProxyClient::builder().backend_tls(tls).build();
     let b: HttpBackend<Empty<bytes::Bytes>> = HttpBackend::new(
-        format!("https://localhost:{}", addr.port()).parse().unwrap(),
+        format!("https://localhost:{}", addr.port())
+            .parse()
+            .unwrap(),
         client,
     );
     let host = Arc::clone(b.shared_host());
