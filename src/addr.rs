@@ -73,7 +73,9 @@ impl BackendScheme {
         matches!(self, Self::Https)
     }
 
-    /// Whether requests go to the backend over HTTP/2 (multiplexed on shared connections).
+    /// Whether requests go to the backend over HTTP/2 (multiplexed on shared connections)
+    /// whatever it says: `h2c://`. An `https://` backend is spoken to over HTTP/2 when it
+    /// chooses `h2` by ALPN, which only its connections tell.
     pub const fn is_http2(self) -> bool {
         matches!(self, Self::H2c)
     }

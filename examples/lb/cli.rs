@@ -306,6 +306,19 @@ pub(crate) struct Args {
     /// The PEM private key of --backend-cert.
     #[arg(long, value_name = "FILE", requires = "backend_cert")]
     pub(crate) backend_key: Option<PathBuf>,
+
+    /// The ALPN protocols offered to https:// backends, in order of preference: a backend
+    /// choosing h2 is spoken to over HTTP/2 (requests multiplexed on one connection, another
+    /// opened at 100 streams), one choosing http/1.1 or nothing over HTTP/1.1. `http/1.1`
+    /// alone keeps every https:// backend on HTTP/1.1.
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = "h2,http/1.1",
+        value_parser = ["h2", "http/1.1"],
+    )]
+    pub(crate) backend_alpn: Vec<String>,
     /// Backends from DNS: every A/AAAA address of NAME is a backend http://ADDR:PORT of
     /// weight 1, re-resolved at the records' TTL (see --dns-min-ttl); repeat for more. A
     /// failed resolution keeps the last set.
@@ -471,8 +484,10 @@ impl Args {
         if let Some(port) = self.redirect_http {
             config = config.redirect_http(SocketAddr::new(self.bind, port));
         }
-        if !self.backend_cas.is_empty() || self.backend_cert.is_some() {
-            let mut tls = BackendTls::builder();
+        let default_alpn = self.backend_alpn == ["h2", "http/1.1"];
+        if !self.backend_cas.is_empty() || self.backend_cert.is_some() || !default_alpn {
+            let mut tls = BackendTls::builder()
+                .alpn_protocols(self.backend_alpn.iter().map(|p| p.as_bytes().to_vec()));
             for ca in &self.backend_cas {
                 tls = tls.ca_file(ca);
             }

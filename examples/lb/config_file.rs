@@ -122,6 +122,8 @@ pub(crate) struct ConfigFile {
     #[serde(skip_serializing_if = "Option::is_none")]
     backend_key: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    backend_alpn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     etcd: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     etcd_prefix: Option<String>,

@@ -116,15 +116,16 @@ where
 {
     /// Sends `req` on a pooled connection, with the connection's timer, or on a new one.
     fn start(host: &Arc<Host<B>>, req: Request<UploadBody<B>>) -> (Self, Option<Timer>) {
-        let Some((sender, timer)) = host.checkout() else {
+        let http1 = host.needs_http1(&req);
+        let Some((sender, timer)) = host.checkout(http1) else {
             let connect = Self::Connect {
-                connecting: host.connect(),
+                connecting: host.connect(http1),
                 req: Some(req),
             };
             return (connect, None);
         };
         if sender.is_ready() {
-            return (Self::send(sender, req, true), timer);
+            return (Self::send(host, sender, req, true), timer);
         }
         let ready = Self::Ready {
             sender: Some(sender),
@@ -133,7 +134,14 @@ where
         (ready, timer)
     }
 
-    fn send(mut sender: Sender<B>, req: Request<UploadBody<B>>, reused: bool) -> Self {
+    /// Sends `req`, in the form of `sender`'s connection (HTTP/1.1 or HTTP/2).
+    fn send(
+        host: &Host<B>,
+        mut sender: Sender<B>,
+        req: Request<UploadBody<B>>,
+        reused: bool,
+    ) -> Self {
+        let req = host.prepare(req, &sender);
         Self::Send {
             sent: sender.send(req),
             sender: Some(sender),
@@ -156,7 +164,6 @@ where
         slot: Option<Slot>,
         upgrade: Option<Box<Upgrade>>,
     ) -> Self {
-        let req = host.prepare(req);
         let (attempt, timer) = Attempt::start(&host, req);
         Self {
             attempt,
@@ -237,8 +244,9 @@ where
             match this.attempt {
                 Attempt::Connect { connecting, req } => match connecting.as_mut().poll(cx) {
                     Poll::Ready(Ok(sender)) => {
+                        let host = this.host.as_ref().expect("a host for every attempt");
                         let req = req.take().expect("polled after completion");
-                        *this.attempt = Attempt::send(sender, req, false);
+                        *this.attempt = Attempt::send(host, sender, req, false);
                     }
                     // Already a `BackendUnavailable` or a `BackendTimeout`.
                     Poll::Ready(Err(error)) => {
@@ -255,9 +263,10 @@ where
                         .poll_ready(cx);
                     match ready {
                         Poll::Ready(Ok(())) => {
+                            let host = this.host.as_ref().expect("a host for every attempt");
                             let sender = sender.take().expect("polled after completion");
                             let req = req.take().expect("polled after completion");
-                            *this.attempt = Attempt::send(sender, req, true);
+                            *this.attempt = Attempt::send(host, sender, req, true);
                         }
                         // Closed meanwhile: another connection.
                         Poll::Ready(Err(_)) => {

@@ -10,8 +10,9 @@
 //! - **Target**: scheme and authority become the backend's; the path and query are kept byte
 //!   for byte, after the backend's path prefix if its base URI has one. Requests go out as
 //!   HTTP/1.1 whatever the client spoke (HTTP/1.0, 1.1 or 2), or as HTTP/2 to an `h2c://`
-//!   backend ([`BackendScheme::H2c`](crate::BackendScheme)): the `Host` becomes
-//!   `:authority`, and requests share one connection as streams.
+//!   backend ([`BackendScheme::H2c`](crate::BackendScheme)) and to an `https://` one that
+//!   chose `h2` by ALPN (feature `tls`): the `Host` becomes `:authority`, and requests share
+//!   one connection as streams.
 //! - **Hop-by-hop headers** are removed from the request and from the response: `Connection`
 //!   and every header it names, `Keep-Alive`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`,
 //!   `Proxy-Authorization`, `Proxy-Connection`; except that an upgrade request keeps

@@ -88,8 +88,13 @@ where
 
 /// Puts a request written for an HTTP/1.1 backend (origin form, `Host`) in the form an HTTP/2
 /// connection sends: an absolute URI whose authority becomes `:authority` (the `Host` the
-/// caller set, else `backend`), `:scheme` `http`, and no `Host` header (RFC 9113 §8.3.1).
-pub(crate) fn to_http2<T>(mut req: Request<T>, backend: &Authority) -> Request<T> {
+/// caller set, else `backend`), `:scheme` `https` over TLS and `http` otherwise, and no
+/// `Host` header (RFC 9113 §8.3.1).
+pub(crate) fn to_http2<T>(
+    mut req: Request<T>,
+    backend: &Authority,
+    transport: crate::BackendScheme,
+) -> Request<T> {
     *req.version_mut() = Version::HTTP_2;
     let host = req.headers_mut().remove(header::HOST);
     if req.uri().scheme().is_some() {
@@ -99,13 +104,38 @@ pub(crate) fn to_http2<T>(mut req: Request<T>, backend: &Authority) -> Request<T
         .and_then(|host| Authority::try_from(host.as_bytes()).ok())
         .unwrap_or_else(|| backend.clone());
     let mut parts = std::mem::take(req.uri_mut()).into_parts();
-    parts.scheme = Some(Scheme::HTTP);
+    parts.scheme = Some(if transport.is_tls() {
+        Scheme::HTTPS
+    } else {
+        Scheme::HTTP
+    });
     parts.authority = Some(authority);
     if parts.path_and_query.is_none() {
         parts.path_and_query = Some(PathAndQuery::from_static("/"));
     }
     // Scheme, authority and path are all set: this cannot fail.
     *req.uri_mut() = Uri::from_parts(parts).unwrap_or_default();
+    req
+}
+
+/// Undoes [`to_http2`] for a request that goes out on an HTTP/1.1 connection after all (the
+/// backend chose `http/1.1` on a new connection): origin form, its `:authority` as `Host`.
+/// A request in HTTP/1.1's form already is returned as it is.
+pub(crate) fn to_http1<T>(mut req: Request<T>) -> Request<T> {
+    if req.version() != Version::HTTP_2 {
+        return req;
+    }
+    *req.version_mut() = Version::HTTP_11;
+    let parts = std::mem::take(req.uri_mut()).into_parts();
+    if let Some(authority) = &parts.authority {
+        if let Ok(host) = header::HeaderValue::from_str(authority.as_str()) {
+            req.headers_mut().entry(header::HOST).or_insert(host);
+        }
+    }
+    let path = parts
+        .path_and_query
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    *req.uri_mut() = Uri::from(path);
     req
 }
 
@@ -156,6 +186,7 @@ impl Drop for Stream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::BackendScheme;
 
     #[test]
     fn requests_for_http2_carry_host_as_their_authority() {
@@ -165,13 +196,47 @@ mod tests {
             .header("te", "trailers")
             .body(())
             .unwrap();
-        let req = to_http2(req, &backend);
+        let req = to_http2(req, &backend, BackendScheme::H2c);
         assert_eq!(req.version(), Version::HTTP_2);
         assert_eq!(req.uri(), "http://api.example:8080/a?b=1");
         assert!(!req.headers().contains_key("host"));
         assert_eq!(req.headers()["te"], "trailers");
 
-        let req = to_http2(Request::get("/").body(()).unwrap(), &backend);
+        let req = to_http2(
+            Request::get("/").body(()).unwrap(),
+            &backend,
+            BackendScheme::H2c,
+        );
         assert_eq!(req.uri(), "http://127.0.0.1:9000/");
+        let req = to_http2(
+            Request::get("/").body(()).unwrap(),
+            &backend,
+            BackendScheme::Https,
+        );
+        assert_eq!(req.uri(), "https://127.0.0.1:9000/");
+    }
+
+    #[test]
+    fn a_request_put_in_http2_form_goes_back_to_http1_form() {
+        let backend: Authority = "127.0.0.1:9000".parse().unwrap();
+        let original = Request::get("/a?b=1")
+            .version(Version::HTTP_11)
+            .header("host", "api.example:8080")
+            .body(())
+            .unwrap();
+        let req = to_http1(to_http2(original, &backend, BackendScheme::Https));
+        assert_eq!(req.version(), Version::HTTP_11);
+        assert_eq!(req.uri(), "/a?b=1");
+        assert_eq!(req.headers()["host"], "api.example:8080");
+
+        // HTTP/1.1's form already: untouched.
+        let req = Request::get("/x")
+            .version(Version::HTTP_11)
+            .header("host", "h")
+            .body(())
+            .unwrap();
+        let req = to_http1(req);
+        assert_eq!(req.uri(), "/x");
+        assert_eq!(req.headers()["host"], "h");
     }
 }

@@ -117,8 +117,9 @@ impl<B> Shared<B> {
         let trailers = accepts_trailers(headers);
         let http1 = !self.addr.scheme().is_http2();
         let upgrade = strip_hop_by_hop(headers).and_then(|upgrade| {
-            // Only HTTP/1.1 upgrades, to HTTP/1.1 backends, and only when the server hands the
-            // connection over.
+            // Only HTTP/1.1 upgrades, to backends that speak HTTP/1.1 (an `https://` one gets
+            // an HTTP/1.1 connection for it), and only when the server hands the connection
+            // over.
             let on_upgrade = parts.extensions.remove::<OnUpgrade>().filter(|_| http1)?;
             restore_upgrade(headers, upgrade);
             Some(on_upgrade)

@@ -12,7 +12,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::files::load_certs;
-use super::{ALPN_HTTP1, CertPair, TlsConfigError, VERSIONS, provider};
+use super::{ALPN_H2, ALPN_HTTP1, CertPair, TlsConfigError, VERSIONS, provider};
 
 /// The client side of TLS to `https://` backends: which certificates are trusted, and the
 /// client certificate, if any. Build one with [`BackendTls::builder`]; give it to
@@ -24,10 +24,14 @@ use super::{ALPN_HTTP1, CertPair, TlsConfigError, VERSIONS, provider};
 #[derive(Clone)]
 pub struct BackendTls {
     config: Arc<ClientConfig>,
+    /// `config` offering `http/1.1` only: for connection upgrades (WebSocket), which only
+    /// HTTP/1.1 has.
+    http1: Arc<ClientConfig>,
 }
 
 impl BackendTls {
-    /// Starts configuring: the system's roots, no client certificate, ALPN `http/1.1`.
+    /// Starts configuring: the system's roots, no client certificate, ALPN `h2` then
+    /// `http/1.1`.
     pub fn builder() -> BackendTlsBuilder {
         BackendTlsBuilder::new()
     }
@@ -39,7 +43,7 @@ impl BackendTls {
             .get_or_init(|| {
                 let roots = system_roots();
                 Self::from_config(
-                    client_config(roots, None, vec![ALPN_HTTP1.to_vec()])
+                    client_config(roots, None, default_alpn())
                         .expect("a client configuration without client certificate always builds"),
                 )
             })
@@ -48,9 +52,15 @@ impl BackendTls {
 
     /// A configuration of your own (built with any provider).
     pub fn from_config(config: impl Into<Arc<ClientConfig>>) -> Self {
-        Self {
-            config: config.into(),
-        }
+        let config = config.into();
+        let http1 = if config.alpn_protocols.iter().all(|p| p == ALPN_HTTP1) {
+            Arc::clone(&config)
+        } else {
+            let mut http1 = (*config).clone();
+            http1.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
+            Arc::new(http1)
+        };
+        Self { config, http1 }
     }
 
     /// The rustls configuration.
@@ -65,13 +75,34 @@ impl BackendTls {
     where
         T: AsyncRead + AsyncWrite + Unpin,
     {
+        self.connect_with(&self.config, host, stream).await
+    }
+
+    /// [`connect`](Self::connect) offering ALPN `http/1.1` alone, whatever the configuration
+    /// offers: for a connection that must be HTTP/1.1 (an upgrade).
+    pub(crate) async fn connect_http1<T>(&self, host: &str, stream: T) -> io::Result<TlsStream<T>>
+    where
+        T: AsyncRead + AsyncWrite + Unpin,
+    {
+        self.connect_with(&self.http1, host, stream).await
+    }
+
+    async fn connect_with<T>(
+        &self,
+        config: &Arc<ClientConfig>,
+        host: &str,
+        stream: T,
+    ) -> io::Result<TlsStream<T>>
+    where
+        T: AsyncRead + AsyncWrite + Unpin,
+    {
         let bare = host
             .strip_prefix('[')
             .and_then(|h| h.strip_suffix(']'))
             .unwrap_or(host);
         let name = ServerName::try_from(bare.to_owned())
             .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error))?;
-        TlsConnector::from(Arc::clone(&self.config))
+        TlsConnector::from(Arc::clone(config))
             .connect(name, stream)
             .await
     }
@@ -80,7 +111,15 @@ impl BackendTls {
 impl fmt::Debug for BackendTls {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BackendTls")
-            .field("alpn_protocols", &self.config.alpn_protocols)
+            .field(
+                "alpn_protocols",
+                &self
+                    .config
+                    .alpn_protocols
+                    .iter()
+                    .map(|p| String::from_utf8_lossy(p))
+                    .collect::<Vec<_>>(),
+            )
             .field(
                 "client_auth",
                 &self.config.client_auth_cert_resolver.has_certs(),
@@ -96,7 +135,7 @@ impl fmt::Debug for BackendTls {
 /// | [`system_roots`](Self::system_roots) | on: the system's trusted roots ([rustls-native-certs](https://docs.rs/rustls-native-certs)) |
 /// | [`ca_file`](Self::ca_file) | none |
 /// | [`client_cert`](Self::client_cert) | none |
-/// | [`alpn_protocols`](Self::alpn_protocols) | `http/1.1` |
+/// | [`alpn_protocols`](Self::alpn_protocols) | `h2`, `http/1.1` |
 ///
 /// ```no_run
 /// use tower_lb::tls::BackendTls;
@@ -129,7 +168,7 @@ impl BackendTlsBuilder {
             system_roots: true,
             ca_files: Vec::new(),
             client_cert: None,
-            alpn_protocols: vec![ALPN_HTTP1.to_vec()],
+            alpn_protocols: default_alpn(),
         }
     }
 
@@ -151,7 +190,10 @@ impl BackendTlsBuilder {
         self
     }
 
-    /// The ALPN protocols offered, in order of preference.
+    /// The ALPN protocols offered, in order of preference. The pool speaks HTTP/2 on a
+    /// connection whose backend chose `h2`, and HTTP/1.1 on one where it chose `http/1.1` or
+    /// nothing (see [`ProxyClient`](crate::proxy::ProxyClient)); offer only
+    /// [`ALPN_HTTP1`](super::ALPN_HTTP1) to keep every `https://` backend on HTTP/1.1.
     pub fn alpn_protocols(mut self, protocols: impl IntoIterator<Item = Vec<u8>>) -> Self {
         self.alpn_protocols = protocols.into_iter().collect();
         self
@@ -181,6 +223,12 @@ impl BackendTlsBuilder {
             self.alpn_protocols,
         )?))
     }
+}
+
+/// `h2`, then `http/1.1`: HTTP/2 where the backend speaks it, as Envoy's `auto_config` and
+/// HAProxy's `alpn h2,http/1.1` do.
+fn default_alpn() -> Vec<Vec<u8>> {
+    vec![ALPN_H2.to_vec(), ALPN_HTTP1.to_vec()]
 }
 
 /// A client certificate chain and its key, with the key's file (named when they do not match).

@@ -213,5 +213,17 @@ fn backend_tls_names_a_bad_ca_file() {
         .build()
         .unwrap_err();
     assert_eq!(err.path(), Some(other.key.as_path()), "{err}");
-    assert_eq!(tls.config().alpn_protocols, [b"http/1.1".to_vec()]);
+    assert_eq!(
+        tls.config().alpn_protocols,
+        [b"h2".to_vec(), b"http/1.1".to_vec()]
+    );
+    assert_eq!(
+        BackendTls::system().config().alpn_protocols,
+        tls.config().alpn_protocols
+    );
+    let http1 = BackendTls::builder()
+        .alpn_protocols([b"http/1.1".to_vec()])
+        .build()
+        .unwrap();
+    assert_eq!(http1.config().alpn_protocols, [b"http/1.1".to_vec()]);
 }

@@ -20,7 +20,7 @@ async fn lb_over(backend: &BackendAddr, tls: BackendTls) -> support::Lb {
     support::start(config).await
 }
 
-fn https_addr(addr: std::net::SocketAddr) -> BackendAddr {
+pub(super) fn https_addr(addr: std::net::SocketAddr) -> BackendAddr {
     format!("https://localhost:{}", addr.port())
         .parse()
         .unwrap()

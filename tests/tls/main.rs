@@ -1,13 +1,15 @@
 //! The balancer with TLS, end to end: its TLS listener (certificates made by rcgen in the
 //! test; curl and a hyper/rustls client, over HTTP/1.1 and HTTP/2), SNI, reloads, the
 //! redirect listener, malformed and idle clients, and `https://` backends (hyper/rustls
-//! servers in the test, one requiring a client certificate).
+//! servers in the test, one requiring a client certificate; HTTP/2 ones chosen by ALPN, tonic
+//! among them).
 
 #[path = "../support/mod.rs"]
 mod support;
 
 mod backends;
 mod front;
+mod http2;
 mod malformed;
 mod pki;
 mod reload;

@@ -71,8 +71,18 @@ impl Pki {
     }
 
     /// A server configuration with `pair`, asking clients for a certificate this CA signed
-    /// when `client_auth`.
+    /// when `client_auth`; ALPN `http/1.1` only.
     pub fn server_config(&self, pair: &CertPair, client_auth: bool) -> Arc<rustls::ServerConfig> {
+        self.server_config_alpn(pair, client_auth, &[b"http/1.1"])
+    }
+
+    /// [`server_config`](Self::server_config) choosing among `alpn` (none: no ALPN at all).
+    pub fn server_config_alpn(
+        &self,
+        pair: &CertPair,
+        client_auth: bool,
+        alpn: &[&[u8]],
+    ) -> Arc<rustls::ServerConfig> {
         let provider = provider();
         let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()
@@ -94,7 +104,7 @@ impl Pki {
         };
         let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&pair.key).unwrap();
         let mut config = builder.with_single_cert(certs(&pair.cert), key).unwrap();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Arc::new(config)
     }
 }

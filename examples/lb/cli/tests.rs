@@ -788,8 +788,22 @@ fn cert_files(stem: &str) -> (std::path::PathBuf, std::path::PathBuf) {
 #[test]
 fn tls_flags_default_to_off_and_reach_the_config() {
     let a = args(&[]).unwrap();
+    assert_eq!(a.backend_alpn, ["h2", "http/1.1"]);
     let config = a.with_tls(a.config()).unwrap();
     assert!(config.tls.is_none() && config.redirect_http.is_none());
+    // No TLS client of its own: the system's roots, offering the same ALPN.
+    assert!(
+        !format!("{:?}", config.proxy_client).contains("BackendTls"),
+        "{:?}",
+        config.proxy_client
+    );
+    let a = args(&["--backend-alpn", "http/1.1"]).unwrap();
+    let config = a.with_tls(a.config()).unwrap();
+    assert!(
+        format!("{:?}", config.proxy_client).contains(r#"alpn_protocols: ["http/1.1"]"#),
+        "{:?}",
+        config.proxy_client
+    );
 
     let (cert, key) = cert_files("flags");
     let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
@@ -823,6 +837,11 @@ fn tls_flags_default_to_off_and_reach_the_config() {
         Some("127.0.0.1:8081".parse().unwrap())
     );
     assert!(format!("{:?}", config.proxy_client).contains("client_auth: true"));
+    assert!(
+        format!("{:?}", config.proxy_client).contains(r#"alpn_protocols: ["h2", "http/1.1"]"#),
+        "{:?}",
+        config.proxy_client
+    );
 }
 
 #[test]
@@ -836,6 +855,8 @@ fn bad_tls_flags_are_usage_errors_naming_the_file() {
         &["--backend-cert", cert],
         &["--backend-key", key],
         &["--tls-cert", cert, "--tls-key", key, "--redirect-http", "x"],
+        &["--backend-alpn", "h3"],
+        &["--backend-alpn", "h2,spdy/3"],
     ]);
     for (argv, message) in [
         (

@@ -96,6 +96,7 @@ fn every_flag_has_a_key() {
         "backend-ca",
         "backend-cert",
         "backend-key",
+        "backend-alpn",
         "etcd",
         "etcd-prefix",
         "etcd-lease-ttl",

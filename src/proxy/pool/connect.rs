@@ -1,7 +1,7 @@
 //! Opening a connection to a backend: TCP (with `TCP_NODELAY`), then TLS for `https://`, both
-//! within the connect timeout; then the HTTP/1.1 handshake, or for `h2c://` the HTTP/2 one on a
-//! connection the backend's requests share. The connection's task is spawned on the current
-//! runtime.
+//! within the connect timeout; then the HTTP/2 handshake on a connection the backend's requests
+//! share, for `h2c://` and for an `https://` backend that chose `h2` by ALPN, or else the
+//! HTTP/1.1 one. The connection's task is spawned on the current runtime.
 
 use std::io;
 use std::net::SocketAddr;
@@ -11,17 +11,19 @@ use http::uri::Authority;
 use http_body::Body;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tracing::debug;
 
-use super::{Connecting, Host, Http2Conn, Sender, lock};
+use super::{Connecting, Host, Http2Conn, Protocol, Sender, lock};
 use crate::{BackendScheme, BackendTimeout, BackendUnavailable, BoxError};
 
 impl<B> Host<B> {
     /// Opens a new connection, within the connect timeout; its task is spawned on the current
     /// runtime. For HTTP/2, waits for a connection another request is opening, and takes a
-    /// stream on it if it has room.
-    pub(crate) fn connect(self: &Arc<Self>) -> Connecting<B>
+    /// stream on it if it has room. With `http1`, an HTTP/1.1 connection whatever the
+    /// backend would choose (for an upgrade: a TLS connection offering ALPN `http/1.1` alone).
+    pub(crate) fn connect(self: &Arc<Self>, http1: bool) -> Connecting<B>
     where
         B: Body + Send + Unpin + 'static,
         B::Data: Send,
@@ -30,24 +32,73 @@ impl<B> Host<B> {
         if let Some(idle_timeout) = self.settings.idle_timeout {
             self.start_sweeping(idle_timeout);
         }
-        if self.is_http2() {
-            let host = Arc::clone(self);
-            return Box::pin(async move { host.connect_http2().await });
-        }
         let host = Arc::clone(self);
-        Box::pin(async move {
-            let authority = host.authority.clone();
-            match host.open().await? {
-                Stream::Tcp(stream) => handshake(stream, authority).await,
-                #[cfg(feature = "tls")]
-                Stream::Tls(stream) => handshake(*stream, authority).await,
-            }
-        })
+        if http1 && self.scheme.is_tls() {
+            return Box::pin(async move {
+                let authority = host.authority.clone();
+                match host.open(true).await? {
+                    Stream::Tcp(stream) => handshake(stream, authority).await,
+                    #[cfg(feature = "tls")]
+                    Stream::Tls(stream) => handshake(*stream, authority).await,
+                }
+            });
+        }
+        Box::pin(async move { host.new_connection().await })
     }
 
-    /// A new connection to the backend, before HTTP: TCP, then TLS for `https://`, both within
-    /// the connect timeout.
-    async fn open(&self) -> Result<Stream, BoxError> {
+    /// A sender on a new connection: HTTP/2 if the backend speaks it (`h2c://`, or ALPN `h2`),
+    /// else HTTP/1.1. While the connection may turn out to be HTTP/2 (`h2c://`, and `https://`
+    /// until a backend has chosen `http/1.1`), connections are opened one at a time, and a
+    /// request that waited takes a stream on the one opened meanwhile if it has room.
+    async fn new_connection(&self) -> Result<Sender<B>, BoxError>
+    where
+        B: Body + Send + Unpin + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let mut opening = None;
+        if self.may_be_http2() {
+            opening = Some(self.opening.lock().await);
+            if let Some(sender) = self.checkout_http2() {
+                return Ok(sender);
+            }
+            if !self.may_be_http2() {
+                // The backend chose HTTP/1.1 meanwhile: its connections open side by side.
+                opening = None;
+            }
+        }
+        let stream = match self.open(false).await {
+            Ok(stream) => stream,
+            Err(error) => {
+                // Whoever answers next may speak otherwise (a backend replaced): ask again.
+                self.learn(Protocol::Unknown);
+                return Err(error);
+            }
+        };
+        let authority = self.authority.clone();
+        if stream.is_http2(self.scheme) {
+            self.learn(Protocol::Http2);
+            let sender = match stream {
+                Stream::Tcp(stream) => self.handshake_http2(stream).await,
+                #[cfg(feature = "tls")]
+                Stream::Tls(stream) => self.handshake_http2(*stream).await,
+            };
+            drop(opening);
+            return sender;
+        }
+        self.learn(Protocol::Http1);
+        drop(opening);
+        match stream {
+            Stream::Tcp(stream) => handshake(stream, authority).await,
+            #[cfg(feature = "tls")]
+            Stream::Tls(stream) => handshake(*stream, authority).await,
+        }
+    }
+
+    /// A new connection to the backend, before HTTP: TCP, then TLS for `https://` (offering
+    /// ALPN `http/1.1` alone with `http1`), both within the connect timeout.
+    #[cfg_attr(not(feature = "tls"), allow(unused_variables))]
+    async fn open(&self, http1: bool) -> Result<Stream, BoxError> {
         let authority = &self.authority;
         let connecting = async {
             let stream = connect(authority, self.port).await.map_err(|error| {
@@ -62,7 +113,12 @@ impl<B> Host<B> {
                         .upgrade()
                         .and_then(|pool| pool.tls.clone())
                         .unwrap_or_else(crate::tls::BackendTls::system);
-                    match tls.connect(authority.host(), stream).await {
+                    let handshake = if http1 {
+                        tls.connect_http1(authority.host(), stream).await
+                    } else {
+                        tls.connect(authority.host(), stream).await
+                    };
+                    match handshake {
                         Ok(stream) => Ok(Stream::Tls(Box::new(stream))),
                         Err(error) => {
                             let error = crate::tls::BackendTlsError::new(authority.clone(), error);
@@ -90,34 +146,19 @@ impl<B> Host<B> {
         }
     }
 
-    /// A stream on a new HTTP/2 connection, or on one opened meanwhile with room for it.
-    async fn connect_http2(&self) -> Result<Sender<B>, BoxError>
+    /// HTTP/2 over `io`: the connection is listed for the requests that follow, and the first
+    /// stream on it is the caller's.
+    async fn handshake_http2<T>(&self, io: T) -> Result<Sender<B>, BoxError>
     where
         B: Body + Send + Unpin + 'static,
         B::Data: Send,
         B::Error: Into<BoxError>,
+        T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
-        let _opening = self.opening.lock().await;
-        if let Some(sender) = self.checkout_http2() {
-            return Ok(sender);
-        }
         let authority = self.authority.clone();
-        // Only `h2c://` backends are spoken to over HTTP/2, and they are plain TCP: HTTP/2 over
-        // TLS (ALPN h2) to backends is not offered yet.
-        #[cfg(feature = "tls")]
-        let Stream::Tcp(stream) = self.open().await? else {
-            return Err(BackendUnavailable::new(
-                authority,
-                "HTTP/2 over TLS to backends is not supported",
-            )
-            .with_reason()
-            .into());
-        };
-        #[cfg(not(feature = "tls"))]
-        let Stream::Tcp(stream) = self.open().await?;
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
-            .handshake(TokioIo::new(stream))
+            .handshake(TokioIo::new(io))
             .await
             .map_err(|error| BackendUnavailable::new(authority.clone(), error))?;
         let backend = authority.clone();
@@ -126,7 +167,7 @@ impl<B> Host<B> {
                 debug!(backend = %backend, %error, "backend connection failed");
             }
         });
-        debug!(backend = %authority, "HTTP/2 connection opened");
+        debug!(backend = %authority, scheme = %self.scheme, "HTTP/2 connection opened");
         let conn = Arc::new(Http2Conn::new(sender));
         let sender = conn.open();
         lock(&self.http2).push(conn);
@@ -141,13 +182,24 @@ enum Stream {
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
+impl Stream {
+    /// Whether HTTP/2 is spoken on it: prior knowledge for `h2c://`, ALPN `h2` over TLS.
+    fn is_http2(&self, scheme: BackendScheme) -> bool {
+        match self {
+            Self::Tcp(_) => scheme == BackendScheme::H2c,
+            #[cfg(feature = "tls")]
+            Self::Tls(stream) => stream.get_ref().1.alpn_protocol() == Some(crate::tls::ALPN_H2),
+        }
+    }
+}
+
 /// HTTP/1.1 over `io`, whose connection task is spawned on the current runtime.
 async fn handshake<B, T>(io: T, authority: Authority) -> Result<Sender<B>, BoxError>
 where
     B: Body + Send + Unpin + 'static,
     B::Data: Send,
     B::Error: Into<BoxError>,
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+    T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let (sender, conn) = http1::Builder::new()
         // Head and body in one buffer and one write rather than `writev`: less kernel

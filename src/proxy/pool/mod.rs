@@ -40,13 +40,27 @@
 //! together share the connection the first of them opens). A connection stays while it is
 //! open; the backend closes one it no longer wants (GOAWAY) and hyper closes one no request
 //! holds any more.
+//!
+//! An `https://` backend is offered ALPN `h2` and `http/1.1` (the default of
+//! [`BackendTls`](crate::tls::BackendTls)); what it chooses on a connection decides how that
+//! connection is spoken to (RFC 7301; `h2` is HTTP/2 over TLS, RFC 9113 §3.2): `h2` makes it
+//! one of the backend's shared HTTP/2 connections, as for `h2c://`, anything else (or no
+//! choice) an HTTP/1.1 one for the idle stacks. The [`Host`] remembers the last choice
+//! ([`Protocol`]), so that the next request looks for a stream or an idle connection
+//! straight away; every new connection's choice updates it, and a connection that cannot be
+//! opened forgets it. Until the backend has chosen `http/1.1`, its connections are opened one
+//! at a time, as HTTP/2 ones are, so that a burst of first requests to an `h2` backend shares
+//! one connection. A request is put in the form of the connection it goes out on
+//! ([`Host::prepare`]) only once that connection is known. A connection upgrade (WebSocket),
+//! which only HTTP/1.1 has, goes out on an HTTP/1.1 connection whatever the backend chose: a
+//! new one offers ALPN `http/1.1` alone (as HAProxy's `ws auto` falls back to HTTP/1.1).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -57,7 +71,7 @@ mod connect;
 
 use super::future::Timer;
 pub(crate) use super::sender::Sender;
-use super::sender::{Http2Conn, to_http2};
+use super::sender::{Http2Conn, to_http1, to_http2};
 use crate::{BackendAddr, BackendScheme, BoxError};
 
 /// A new connection to a backend, on its way.
@@ -132,6 +146,7 @@ impl<B> Pool<B> {
         let lists = 1 + self.shared.settings.threads;
         let host = Arc::new(Host {
             scheme: addr.scheme(),
+            protocol: AtomicU8::new(Protocol::Unknown as u8),
             http2: Mutex::default(),
             opening: tokio::sync::Mutex::const_new(()),
             authority: addr.authority().clone(),
@@ -194,9 +209,23 @@ impl<B> Idle<B> {
     }
 }
 
+/// What an `https://` backend chose by ALPN on its latest connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Protocol {
+    /// No connection yet, or the last one could not be opened.
+    Unknown = 0,
+    /// `http/1.1`, or no ALPN.
+    Http1 = 1,
+    /// `h2`.
+    Http2 = 2,
+}
+
 /// The connections to one backend: an idle stack per worker thread (HTTP/1.1), or the shared
 /// connections (HTTP/2).
 pub(crate) struct Host<B> {
+    /// `https://`: what the backend chose by ALPN last ([`Protocol`] as a `u8`).
+    protocol: AtomicU8,
     /// HTTP/2: the open connections, oldest first.
     http2: Mutex<Vec<Arc<Http2Conn<B>>>>,
     /// HTTP/2: held while a connection is being opened.
@@ -216,17 +245,46 @@ impl<B> Host<B> {
         &self.authority
     }
 
-    /// Whether requests go to this backend over HTTP/2.
+    /// Whether requests go to this backend over HTTP/2: an `h2c://` backend, or an
+    /// `https://` one whose last connection chose `h2`.
     pub(crate) fn is_http2(&self) -> bool {
-        self.scheme.is_http2()
+        self.scheme.is_http2() || (self.scheme.is_tls() && self.protocol() == Protocol::Http2)
     }
 
-    /// Puts a request written for HTTP/1.1 into the form this backend's connections send.
-    pub(crate) fn prepare<T>(&self, req: http::Request<T>) -> http::Request<T> {
-        if self.is_http2() {
-            to_http2(req, &self.authority)
+    /// Whether a new connection may be HTTP/2: `h2c://`, or `https://` until the backend has
+    /// chosen `http/1.1`.
+    fn may_be_http2(&self) -> bool {
+        self.scheme.is_http2() || (self.scheme.is_tls() && self.protocol() != Protocol::Http1)
+    }
+
+    /// What the backend chose by ALPN last.
+    pub(crate) fn protocol(&self) -> Protocol {
+        match self.protocol.load(Ordering::Acquire) {
+            1 => Protocol::Http1,
+            2 => Protocol::Http2,
+            _ => Protocol::Unknown,
+        }
+    }
+
+    /// Remembers what the backend chose on its newest connection (or that it is not known).
+    fn learn(&self, protocol: Protocol) {
+        if !self.scheme.is_tls() {
+            return;
+        }
+        let old = self.protocol.swap(protocol as u8, Ordering::AcqRel);
+        if old != protocol as u8 && protocol != Protocol::Unknown {
+            tracing::debug!(backend = %self.authority, ?protocol, "backend protocol chosen by ALPN");
+        }
+    }
+
+    /// Puts a request written for HTTP/1.1 into the form `sender`'s connection sends: HTTP/2's
+    /// on a shared connection; back to HTTP/1.1's (origin form, `Host`) otherwise, for a
+    /// request that was put in HTTP/2's form for a connection that closed before sending it.
+    pub(crate) fn prepare<T>(&self, req: http::Request<T>, sender: &Sender<B>) -> http::Request<T> {
+        if sender.is_shared() {
+            to_http2(req, &self.authority, self.scheme)
         } else {
-            req
+            to_http1(req)
         }
     }
 
@@ -248,12 +306,19 @@ impl<B> Host<B> {
             .collect()
     }
 
+    /// Whether `req` must go out on an HTTP/1.1 connection of this backend: a connection
+    /// upgrade (WebSocket) to an `https://` backend, which might choose `h2` otherwise. (An
+    /// `h2c://` backend gets no upgrade: the client's is declined before.)
+    pub(crate) fn needs_http1<T>(&self, req: &http::Request<T>) -> bool {
+        self.scheme.is_tls() && req.headers().contains_key(http::header::UPGRADE)
+    }
+
     /// The most recently used idle connection of this thread's stack, if any is still open
-    /// and not idle for too long, with its response timer if it has one. For HTTP/2, a
-    /// stream on a connection with room for one.
+    /// and not idle for too long, with its response timer if it has one. For HTTP/2 (unless
+    /// `http1`), a stream on a connection with room for one.
     #[inline]
-    pub(crate) fn checkout(&self) -> Option<(Sender<B>, Option<Timer>)> {
-        if self.is_http2() {
+    pub(crate) fn checkout(&self, http1: bool) -> Option<(Sender<B>, Option<Timer>)> {
+        if self.is_http2() && !http1 {
             return self.checkout_http2().map(|sender| (sender, None));
         }
         let mut list = lock(&self.idle[self.list()]);
@@ -357,6 +422,7 @@ impl<B> fmt::Debug for Host<B> {
         let idle: usize = self.idle.iter().map(|list| lock(list).len()).sum();
         f.debug_struct("Host")
             .field("scheme", &self.scheme)
+            .field("protocol", &self.protocol())
             .field("authority", &self.authority)
             .field("idle", &idle)
             .finish()

@@ -241,3 +241,137 @@ async fn h2c_requests_share_one_connection_until_its_stream_limit() {
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }
+
+/// A TLS backend for `localhost` choosing among `alpn`, answering `<version>` after 200 ms;
+/// counts the connections it accepted. With a client trusting its certificate only.
+#[cfg(feature = "tls")]
+async fn tls_backend(alpn: &[&[u8]]) -> (SocketAddr, Arc<AtomicUsize>, crate::tls::BackendTls) {
+    use rustls::pki_types::PrivateKeyDer;
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.cert.der().clone()],
+            PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into()),
+        )
+        .unwrap();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            count.fetch_add(1, Ordering::SeqCst);
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    let version = format!("{:?}", req.version());
+                    Ok::<_, Infallible>(Response::new(Full::new(bytes::Bytes::from(version))))
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(TokioIo::new(tls), svc)
+                .await;
+            });
+        }
+    });
+    let dir = std::env::temp_dir().join(format!(
+        "tower-lb-pool-{}-{}",
+        std::process::id(),
+        addr.port()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, cert.cert.pem()).unwrap();
+    let tls = crate::tls::BackendTls::builder()
+        .system_roots(false)
+        .ca_file(&ca)
+        .build()
+        .unwrap();
+    (addr, accepted, tls)
+}
+
+/// `n` requests at once through `b`; their bodies.
+#[cfg(feature = "tls")]
+async fn burst(b: &HttpBackend<Empty<bytes::Bytes>>, n: usize) -> Vec<bytes::Bytes> {
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let mut b = b.clone();
+            tokio::spawn(async move {
+                let req = Request::get("/").body(Empty::new()).unwrap();
+                let res = b.ready().await.unwrap().call(req).await.unwrap();
+                res.into_body().collect().await.unwrap().to_bytes()
+            })
+        })
+        .collect();
+    let mut bodies = Vec::new();
+    for task in tasks {
+        bodies.push(task.await.unwrap());
+    }
+    bodies
+}
+
+#[cfg(feature = "tls")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_requests_to_an_h2_tls_backend_share_one_connection_up_to_the_stream_limit() {
+    let (addr, accepted, tls) = tls_backend(&[b"h2"]).await;
+    let client = ProxyClient::builder()
+        .backend_tls(tls)
+        .http2_max_streams(10)
+        .build();
+    let b: HttpBackend<Empty<bytes::Bytes>> = HttpBackend::new(
+        format!("https://localhost:{}", addr.port())
+            .parse()
+            .unwrap(),
+        client,
+    );
+    let host = Arc::clone(b.shared_host());
+    assert_eq!(host.protocol(), Protocol::Unknown);
+    // Ten first requests at once: they wait for the connection the first opens, and learn it
+    // is HTTP/2 from it.
+    let bodies = burst(&b, 10).await;
+    assert!(bodies.iter().all(|body| body == "HTTP/2.0"), "{bodies:?}");
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    assert_eq!(host.protocol(), Protocol::Http2);
+    assert!(host.is_http2());
+    // Twenty at once: the connection's ten streams, then another connection.
+    let bodies = burst(&b, 20).await;
+    assert!(bodies.iter().all(|body| body == "HTTP/2.0"), "{bodies:?}");
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    assert_eq!(host.http2_streams(), [0, 0]);
+}
+
+#[cfg(feature = "tls")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http1_tls_backend_is_remembered_and_gets_a_connection_per_request_in_flight() {
+    let (addr, accepted, tls) = tls_backend(&[b"http/1.1"]).await;
+    let client = ProxyClient::builder().backend_tls(tls).build();
+    let b: HttpBackend<Empty<bytes::Bytes>> = HttpBackend::new(
+        format!("https://localhost:{}", addr.port())
+            .parse()
+            .unwrap(),
+        client,
+    );
+    let host = Arc::clone(b.shared_host());
+    assert_eq!(burst(&b, 1).await, ["HTTP/1.1"]);
+    assert_eq!(host.protocol(), Protocol::Http1);
+    assert!(!host.is_http2());
+    // Known to be HTTP/1.1: five at once take a connection each (the pooled one serves one
+    // of them), none a stream.
+    let bodies = burst(&b, 5).await;
+    assert!(bodies.iter().all(|body| body == "HTTP/1.1"), "{bodies:?}");
+    assert_eq!(accepted.load(Ordering::SeqCst), 5);
+    assert!(host.http2_streams().is_empty());
+}
