@@ -102,6 +102,7 @@ pub mod future;
 mod grpc;
 mod headers;
 mod limit;
+mod live;
 mod pool;
 mod sender;
 mod served_by;

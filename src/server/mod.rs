@@ -306,6 +306,7 @@ impl Server {
             Arc::clone(&routes),
             registry.clone(),
             client,
+            connections.timeouts().clone(),
             config.clone(),
             shared,
         );
