@@ -315,6 +315,7 @@ impl ProxyClientBuilder {
 
     /// Gives `client` (and its clones) this builder's connect and response timeouts and
     /// per-backend cap, the settings that change while a client runs.
+    #[cfg(feature = "server")]
     pub(crate) fn apply_live_to<B>(&self, client: &ProxyClient<B>) {
         client.set_connect_timeout(self.connect_timeout);
         client.set_response_timeout(self.response_timeout);
@@ -322,6 +323,7 @@ impl ProxyClientBuilder {
     }
 
     /// Whether `self` and `other` differ in their connect or response timeout or their cap.
+    #[cfg(feature = "server")]
     pub(crate) fn live_differs(&self, other: &Self) -> bool {
         (
             self.connect_timeout,
@@ -337,6 +339,7 @@ impl ProxyClientBuilder {
     /// This builder with `other`'s connect and response timeouts and cap: what a running
     /// client built from `self` is once [`apply_live_to`](Self::apply_live_to) gave it
     /// `other`'s.
+    #[cfg(feature = "server")]
     pub(crate) fn with_live_of(self, other: &Self) -> Self {
         Self {
             connect_timeout: other.connect_timeout,
