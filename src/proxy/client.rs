@@ -99,8 +99,8 @@ impl<B> ProxyClient<B> {
     ///
     /// The requests in flight stay: below a lowered cap, a backend takes new ones only once
     /// enough of them have ended. Requests sent while there was no cap are not counted under
-    /// one set later. A caller that found a backend at the old cap is woken when one of that
-    /// backend's requests ends, and then meets the new cap.
+    /// one set later. A caller waiting for a backend at the old cap (a
+    /// [`Queue`](crate::queue::Queue), a balancer) is woken at once to meet the new one.
     pub fn set_max_conns_per_backend(&self, max: impl Into<Option<usize>>) {
         self.live.set_max_conns_per_backend(max.into());
     }

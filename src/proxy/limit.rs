@@ -66,6 +66,11 @@ impl Limit {
         self.in_use.fetch_sub(1, Ordering::SeqCst);
         self.freed.wake_all();
     }
+
+    /// Wakes the callers waiting for a slot (the cap changed).
+    pub(crate) fn wake_waiters(&self) {
+        self.freed.wake_all();
+    }
 }
 
 /// One clone's claim on a backend's cap: the slot `poll_ready` took for the next `call`, or

@@ -9,10 +9,16 @@
 //! never to one in flight. No lock and no reference count on the request path: a relaxed
 //! load, as cheap as reading the plain field it replaces. (An `ArcSwap` of the three would
 //! give a consistent snapshot of all of them, which nothing needs, for a dearer load.)
+//!
+//! It also knows the backends' [`Limit`]s (a list locked only when a backend is made and when
+//! the cap changes), so that a new cap wakes the callers waiting at the old one at once.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
+
+use super::limit::Limit;
 
 /// What the clones of one client share; see the [module docs](self).
 pub(crate) struct Live {
@@ -20,6 +26,8 @@ pub(crate) struct Live {
     response_timeout: AtomicTimeout,
     /// `0` for no cap.
     max_conns_per_backend: AtomicUsize,
+    /// The counts under the cap of the backends made with the client, woken when it changes.
+    limits: Mutex<Vec<Weak<Limit>>>,
 }
 
 impl Live {
@@ -32,7 +40,15 @@ impl Live {
             connect_timeout: AtomicTimeout::new(connect_timeout),
             response_timeout: AtomicTimeout::new(response_timeout),
             max_conns_per_backend: AtomicUsize::new(max_conns_per_backend.unwrap_or(0)),
+            limits: Mutex::default(),
         }
+    }
+
+    /// A new backend's count under the cap, to wake when the cap changes.
+    pub(crate) fn track(&self, limit: &Arc<Limit>) {
+        let mut limits = self.limits.lock().unwrap_or_else(|p| p.into_inner());
+        limits.retain(|limit| limit.strong_count() > 0);
+        limits.push(Arc::downgrade(limit));
     }
 
     #[inline]
@@ -62,10 +78,18 @@ impl Live {
         self.response_timeout.set(timeout);
     }
 
-    /// `None` or `Some(0)` for no cap.
+    /// `None` or `Some(0)` for no cap. Callers waiting at the old cap are woken to meet the
+    /// new one.
     pub(crate) fn set_max_conns_per_backend(&self, max: Option<usize>) {
         self.max_conns_per_backend
             .store(max.unwrap_or(0), Ordering::Relaxed);
+        let limits: Vec<Arc<Limit>> = {
+            let limits = self.limits.lock().unwrap_or_else(|p| p.into_inner());
+            limits.iter().filter_map(Weak::upgrade).collect()
+        };
+        for limit in limits {
+            limit.wake_waiters();
+        }
     }
 }
 

@@ -57,6 +57,7 @@ impl<B> HttpBackend<B> {
     /// where it is parsed ([`InvalidBackendAddr`](crate::InvalidBackendAddr)), never here.
     pub fn new(addr: BackendAddr, client: ProxyClient<B>) -> Self {
         let limit = Limit::new();
+        client.live.track(&limit);
         let host = client.pool.host(&addr);
         Self {
             claim: Claim::default(),
@@ -448,6 +449,16 @@ mod tests {
         assert_eq!(zero.max_conns_per_backend(), None);
     }
 
+    /// A waker that remembers it was woken.
+    #[derive(Default)]
+    struct Woken(std::sync::atomic::AtomicBool);
+
+    impl std::task::Wake for Woken {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
     #[test]
     fn a_cap_set_on_the_client_applies_to_its_backends_next_poll() {
         let client: ProxyClient = ProxyClient::builder().build();
@@ -462,9 +473,19 @@ mod tests {
         let mut first = b.clone();
         assert!(first.poll_ready(&mut cx).is_ready());
         let mut second = b.clone();
-        assert!(second.poll_ready(&mut cx).is_pending());
+        let woken = Arc::new(Woken::default());
+        let waker = std::task::Waker::from(Arc::clone(&woken));
+        assert!(
+            second
+                .poll_ready(&mut Context::from_waker(&waker))
+                .is_pending()
+        );
 
         b.client().set_max_conns_per_backend(2);
+        assert!(
+            woken.0.load(std::sync::atomic::Ordering::SeqCst),
+            "a caller waiting at the old cap is woken"
+        );
         assert!(second.poll_ready(&mut cx).is_ready(), "the raised cap");
         assert_eq!(b.in_use(), Some(2));
 
