@@ -461,6 +461,206 @@ async fn reload_applies_live_settings_and_names_the_rest() {
     assert_eq!(listed.json()["data"].as_array().unwrap().len(), 2);
     assert_eq!(get("/", None).await.status, StatusCode::OK);
 
+    // The client's timeouts and cap, and the client connections' timeouts: live. The pool's
+    // settings: a restart.
+    use tower_lb::proxy::ProxyClientBuilder;
+    let live = || {
+        base()
+            .backend(spec(&backends[1], 3))
+            .algo(tower_lb::Algo::LeastConn)
+            .admin_token("s3cret".parse::<tower_lb::admin::AdminToken>().unwrap())
+            .client_header_timeout(Duration::from_secs(3))
+            .idle_timeout(Duration::from_secs(7))
+            .client_timeout(Duration::from_secs(9))
+    };
+    let client_settings = ProxyClientBuilder::new()
+        .connect_timeout(Duration::from_millis(700))
+        .response_timeout(Duration::from_secs(2))
+        .max_conns_per_backend(8);
+    let reloaded = reload.apply(live().proxy_client(client_settings.clone()));
+    assert!(reloaded.timeouts && !reloaded.rebuilt, "{reloaded:?}");
+    assert!(reloaded.restart_needed.is_empty(), "{reloaded:?}");
+    let reloaded = reload
+        .apply(live().proxy_client(client_settings.pool_idle_timeout(Duration::from_secs(3))));
+    assert!(!reloaded.timeouts, "{reloaded:?}");
+    assert_eq!(reloaded.restart_needed, ["proxy_client"]);
+    assert_eq!(get("/", None).await.status, StatusCode::OK);
+
     stop.send(()).unwrap();
     running.await.unwrap().unwrap();
+}
+
+/// Starts `lb --config path` with its log in `log`, and waits until it serves on `port`.
+async fn spawn_lb(path: &Path, log: PathBuf, port: u16) -> Running {
+    let child = Command::new(lb_binary())
+        .args(["--config", path.to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let lb = Running { child, log };
+    let url = format!("http://127.0.0.1:{port}/");
+    let client = client();
+    eventually("lb serves", || {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let res = client.get(url.parse().unwrap()).await.ok()?;
+            (res.status() == 200).then_some(())
+        }
+    })
+    .await;
+    lb
+}
+
+/// Rewrites the config file, sends SIGHUP and waits for the reload to be applied; returns
+/// the log line that says so.
+async fn reload_with(lb: &Running, path: &Path, text: &str) -> String {
+    write_atomically(path, text);
+    let before = lb.count("reload applied");
+    lb.hangup();
+    eventually("the reload is applied", || async {
+        (lb.count("reload applied") > before).then_some(())
+    })
+    .await;
+    lb.log()
+        .lines()
+        .rev()
+        .find(|l| l.contains("reload applied"))
+        .unwrap()
+        .to_owned()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reloaded_backend_timeout_applies_to_new_requests_and_spares_those_in_flight() {
+    use http::StatusCode;
+
+    let dir = temp_dir("reload-backend-timeout");
+    let backend = backend().await;
+    let port = free_port();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let path = dir.join("lb.toml");
+    let text = |timeout: f64| {
+        format!(
+            "bind = \"127.0.0.1\"\nport = {port}\nworkers = 2\nbackend = [\"{}\"]\n\
+             backend-timeout = {timeout}\nretries = 0\n",
+            backend.url()
+        )
+    };
+    write_atomically(&path, &text(5.0));
+    let lb = spawn_lb(&path, dir.join("lb.log"), port).await;
+
+    // One keep-alive connection, used before and after the reload.
+    let mut conn = connect(None, addr).await;
+    let res = exchange(&mut conn, get_request(addr, "/sleep?ms=1500", &[])).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "within the 5 s timeout: {res:?}"
+    );
+
+    // A request sent before the reload, still waiting for its backend after it.
+    let mut other = connect(None, addr).await;
+    let in_flight = tokio::spawn(async move {
+        let res = exchange(&mut other, get_request(addr, "/sleep?ms=3000", &[])).await;
+        (res, other)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let line = reload_with(&lb, &path, &text(0.5)).await;
+    assert!(line.contains("timeouts=true"), "{line}");
+    assert!(
+        !lb.log().contains("takes a restart"),
+        "the backend timeout needs no restart:\n{}",
+        lb.log()
+    );
+    assert!(
+        !in_flight.is_finished(),
+        "the reload came before its answer"
+    );
+
+    // The same request, on the same connection, now gets the balancer's 504.
+    let res = exchange(&mut conn, get_request(addr, "/sleep?ms=1500", &[])).await;
+    assert_eq!(res.status(), StatusCode::GATEWAY_TIMEOUT, "{res:?}");
+    assert_eq!(
+        res.body(),
+        r#"{"status":"error","data":"error backend timeout"}"#
+    );
+    // The connection is still open: the next request on it is answered.
+    let res = exchange(&mut conn, get_request(addr, "/sleep?ms=10", &[])).await;
+    assert_eq!(res.status(), StatusCode::OK);
+
+    // The request in flight kept the 5 s it started with, and its connection stays too.
+    let (res, mut other) = in_flight.await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "{res:?}");
+    assert_eq!(res.body(), "slept 3000 ms\n");
+    let res = exchange(&mut other, get_request(addr, "/", &[])).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reloaded_per_backend_cap_applies_to_the_next_requests() {
+    use http::StatusCode;
+
+    let dir = temp_dir("reload-cap");
+    let backend = backend().await;
+    let port = free_port();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let path = dir.join("lb.toml");
+    let text = |cap: usize| {
+        format!(
+            "bind = \"127.0.0.1\"\nport = {port}\nworkers = 2\nbackend = [\"{}\"]\n\
+             max-conns-per-backend = {cap}\nqueue-timeout = 0\nretries = 0\n",
+            backend.url()
+        )
+    };
+    // Two requests at once on their own connections; the statuses, in the order sent.
+    let two_at_once = || async move {
+        let mut first = connect(None, addr).await;
+        let mut second = connect(None, addr).await;
+        let slow = tokio::spawn(async move {
+            exchange(&mut first, get_request(addr, "/sleep?ms=1500", &[]))
+                .await
+                .status()
+        });
+        // The first has reached the backend by now.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let quick = exchange(&mut second, get_request(addr, "/", &[]))
+            .await
+            .status();
+        (slow.await.unwrap(), quick)
+    };
+    write_atomically(&path, &text(0));
+    let lb = spawn_lb(&path, dir.join("lb.log"), port).await;
+    assert_eq!(
+        two_at_once().await,
+        (StatusCode::OK, StatusCode::OK),
+        "no cap"
+    );
+
+    let line = reload_with(&lb, &path, &text(1)).await;
+    assert!(line.contains("timeouts=true"), "{line}");
+    assert_eq!(
+        two_at_once().await,
+        (StatusCode::OK, StatusCode::SERVICE_UNAVAILABLE),
+        "a cap of 1: the second finds the backend full and no queue"
+    );
+
+    reload_with(&lb, &path, &text(0)).await;
+    assert_eq!(
+        two_at_once().await,
+        (StatusCode::OK, StatusCode::OK),
+        "the cap lifted"
+    );
+    assert!(!lb.log().contains("takes a restart"), "{}", lb.log());
+    std::fs::remove_dir_all(&dir).unwrap();
 }

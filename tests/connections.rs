@@ -4,20 +4,19 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 use tower_lb::proxy::ProxyClientBuilder;
 use tower_lb::server::Config;
 
 use support::{
-    DEADLINE, Lb, backend, eventually, lb_with, read_head, read_to_end, send, start,
-    start_streaming,
+    DEADLINE, Lb, backend, eventually, lb_with, port_that_never_accepts, read_head, read_to_end,
+    send, start, start_streaming,
 };
 
 const NO_SERVER: &str = r#"{"status":"error","data":"error no available server"}"#;
@@ -170,24 +169,6 @@ async fn idle_and_header_timeouts_are_counted_apart_on_keep_alive_connections() 
     );
 }
 
-/// A port whose listen backlog is full: connects to it hang.
-async fn port_that_never_accepts() -> (SocketAddr, Vec<TcpStream>) {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let listener = socket.listen(0).unwrap();
-    let addr = listener.local_addr().unwrap();
-    // Never accepted; leaked so that the socket stays open for the test.
-    std::mem::forget(listener);
-    let mut fillers = Vec::new();
-    for _ in 0..4 {
-        if let Ok(Ok(stream)) = timeout(Duration::from_millis(100), TcpStream::connect(addr)).await
-        {
-            fillers.push(stream);
-        }
-    }
-    (addr, fillers)
-}
-
 #[tokio::test]
 async fn a_backend_that_does_not_accept_in_time_is_504() {
     let (addr, _fillers) = port_that_never_accepts().await;
@@ -207,6 +188,45 @@ async fn a_backend_that_does_not_accept_in_time_is_504() {
     assert!(
         took >= Duration::from_millis(200) && took < Duration::from_secs(2),
         "{took:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_reloaded_header_timeout_applies_to_connections_accepted_after() {
+    let config = |header: Duration| {
+        Config::new()
+            .bind(([127, 0, 0, 1], 0))
+            .client_header_timeout(header)
+    };
+    let lb = start(config(Duration::from_secs(30))).await;
+    let mut before = TcpStream::connect(lb.addr).await.unwrap();
+    // Accepted (its task runs) before the reload.
+    eventually("the first connection is accepted", || async {
+        let open = lb.stats.snapshot().connections.map_or(0, |c| c.open);
+        (open == 1).then_some(())
+    })
+    .await;
+    let reloaded = lb.reload.apply(config(Duration::from_millis(300)));
+    assert!(
+        reloaded.timeouts && reloaded.restart_needed.is_empty(),
+        "{reloaded:?}"
+    );
+
+    let started = Instant::now();
+    let mut after = TcpStream::connect(lb.addr).await.unwrap();
+    assert_eq!(read_to_end(&mut after).await, "", "closed silently");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(300) && took < DEADLINE,
+        "{took:?}"
+    );
+    // The first one, silent as long, is still open under the timeout it was accepted with.
+    let mut byte = [0; 1];
+    assert!(
+        timeout(Duration::from_millis(100), before.read(&mut byte))
+            .await
+            .is_err(),
+        "the connection accepted before the reload is still open"
     );
 }
 

@@ -427,6 +427,84 @@ async fn slow_backend_is_504_jsend_after_the_response_timeout() {
 }
 
 #[tokio::test]
+async fn a_response_timeout_set_while_running_applies_to_the_next_requests_and_keeps_the_pool() {
+    let backend = support::backend().await;
+    let client: ProxyClient<Full<Bytes>> = ProxyClient::builder()
+        .response_timeout(Duration::from_secs(5))
+        .build();
+    let http = HttpBackend::new(backend.url().parse().unwrap(), client.clone());
+    let get = |path: &str| {
+        http.clone()
+            .call(Request::get(path).body(Full::default()).unwrap())
+    };
+    let body = |res: http::Response<_>| async move {
+        let res: http::Response<tower_lb::proxy::BackendBody<Full<Bytes>>> = res;
+        assert_eq!(res.status(), StatusCode::OK);
+        res.into_body().collect().await.unwrap().to_bytes()
+    };
+    let res = timeout(DEADLINE, get("/sleep?ms=300"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(body(res).await, "slept 300 ms\n");
+
+    // Sent with the 5 s timeout; the timeout changes while it waits.
+    let in_flight = get("/sleep?ms=600");
+    client.set_response_timeout(Duration::from_millis(200));
+    assert_eq!(client.response_timeout(), Some(Duration::from_millis(200)));
+    let res = timeout(DEADLINE, in_flight).await.unwrap().unwrap();
+    assert_eq!(
+        body(res).await,
+        "slept 600 ms\n",
+        "kept the timeout it was sent with"
+    );
+
+    // The next request takes the new timeout, on the same pooled connection.
+    let err = timeout(DEADLINE, get("/sleep?ms=1000"))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(!err.downcast_ref::<BackendTimeout>().unwrap().is_connect());
+    assert_eq!(
+        backend.stats().connections(),
+        1,
+        "the pooled connection was reused"
+    );
+
+    // And a clone of the client, made before, shares the setting.
+    client.set_response_timeout(None);
+    assert_eq!(http.client().response_timeout(), None);
+    let res = timeout(DEADLINE, get("/sleep?ms=300"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(body(res).await, "slept 300 ms\n");
+}
+
+#[tokio::test]
+async fn a_connect_timeout_set_while_running_applies_to_the_next_connect() {
+    let (addr, _fillers) = support::port_that_never_accepts().await;
+    let client: ProxyClient<Full<Bytes>> = ProxyClient::builder()
+        .connect_timeout(Duration::from_millis(200))
+        .build();
+    let mut http = HttpBackend::new(format!("http://{addr}").parse().unwrap(), client.clone());
+    let started = Instant::now();
+    let err = timeout(DEADLINE, call_err(&mut http, "/")).await.unwrap();
+    assert!(err.downcast_ref::<BackendTimeout>().unwrap().is_connect());
+    assert!(started.elapsed() < Duration::from_millis(1500));
+
+    client.set_connect_timeout(Duration::from_millis(1500));
+    let started = Instant::now();
+    let err = timeout(DEADLINE, call_err(&mut http, "/")).await.unwrap();
+    assert!(err.downcast_ref::<BackendTimeout>().unwrap().is_connect());
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1500),
+        "the new timeout: {took:?}"
+    );
+}
+
+#[tokio::test]
 async fn http10_and_http2_clients_are_forwarded_as_http11() {
     let s = Setup::new().await;
 

@@ -103,6 +103,7 @@ async fn run(args: cli::Args, argv: Vec<std::ffi::OsString>) -> Result<(), Strin
                     elapsed_us = started.elapsed().as_micros() as u64,
                     backends_changed = reloaded.backends.len(),
                     rebuilt = reloaded.rebuilt,
+                    timeouts = reloaded.timeouts,
                     "reload applied"
                 );
             }

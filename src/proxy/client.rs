@@ -12,6 +12,7 @@ use std::time::Duration;
 use http_body::Body;
 use hyper::body::Incoming;
 
+use super::live::Live;
 use super::pool::{Pool, Settings};
 use super::upgrade::Tunnels;
 use crate::BoxError;
@@ -26,14 +27,20 @@ use crate::BoxError;
 /// response timeout and per-backend concurrency cap that [`HttpBackend`](super::HttpBackend)
 /// enforces. Build one with [`ProxyClient::builder`].
 ///
+/// Those three change while the client runs, for every clone at once:
+/// [`set_connect_timeout`](Self::set_connect_timeout),
+/// [`set_response_timeout`](Self::set_response_timeout) and
+/// [`set_max_conns_per_backend`](Self::set_max_conns_per_backend) apply to the requests that
+/// start after them; a request in flight keeps the timeout it started with, and the pooled
+/// connections stay.
+///
 /// It also keeps count of the [upgraded tunnels](super#upgrades) its backends carry.
 ///
 /// `B` is the request body type: [`Incoming`] when forwarding what a hyper server received.
 pub struct ProxyClient<B = Incoming> {
     pub(crate) pool: Pool<B>,
-    pub(crate) response_timeout: Option<Duration>,
-    connect_timeout: Option<Duration>,
-    pub(crate) max_conns_per_backend: Option<usize>,
+    /// The timeouts and the cap, shared with the pool's hosts.
+    pub(crate) live: Arc<Live>,
     pub(crate) tunnels: Arc<Tunnels>,
 }
 
@@ -59,17 +66,43 @@ impl ProxyClient {
 impl<B> ProxyClient<B> {
     /// How long a backend may take to send its response head; `None` waits forever.
     pub fn response_timeout(&self) -> Option<Duration> {
-        self.response_timeout
+        self.live.response_timeout()
     }
 
     /// How long a TCP connect to a backend may take; `None` leaves it to the OS.
     pub fn connect_timeout(&self) -> Option<Duration> {
-        self.connect_timeout
+        self.live.connect_timeout()
     }
 
     /// The most requests (and upgraded tunnels) in flight to one backend; `None` for no cap.
     pub fn max_conns_per_backend(&self) -> Option<usize> {
-        self.max_conns_per_backend
+        self.live.max_conns_per_backend()
+    }
+
+    /// Changes the [response timeout](ProxyClientBuilder::response_timeout) of this client and
+    /// all its clones, for the requests sent from now on; one in flight keeps the timeout it
+    /// was sent with.
+    pub fn set_response_timeout(&self, timeout: impl Into<Option<Duration>>) {
+        self.live.set_response_timeout(timeout.into());
+    }
+
+    /// Changes the [connect timeout](ProxyClientBuilder::connect_timeout) of this client and
+    /// all its clones, for the connections opened from now on; open and pooled connections
+    /// stay, and a connect under way keeps the timeout it started with.
+    pub fn set_connect_timeout(&self, timeout: impl Into<Option<Duration>>) {
+        self.live.set_connect_timeout(timeout.into());
+    }
+
+    /// Changes the [per-backend cap](ProxyClientBuilder::max_conns_per_backend) of this
+    /// client and all its clones (`None` or `0` for none), for the requests that ask for a
+    /// backend from now on.
+    ///
+    /// The requests in flight stay: below a lowered cap, a backend takes new ones only once
+    /// enough of them have ended. Requests sent while there was no cap are not counted under
+    /// one set later. A caller waiting for a backend at the old cap (a
+    /// [`Queue`](crate::queue::Queue), a balancer) is woken at once to meet the new one.
+    pub fn set_max_conns_per_backend(&self, max: impl Into<Option<usize>>) {
+        self.live.set_max_conns_per_backend(max.into());
     }
 
     /// Upgraded connections (WebSocket and the like) open now through this client.
@@ -104,9 +137,7 @@ impl<B> Clone for ProxyClient<B> {
     fn clone(&self) -> Self {
         Self {
             pool: self.pool.clone(),
-            response_timeout: self.response_timeout,
-            connect_timeout: self.connect_timeout,
-            max_conns_per_backend: self.max_conns_per_backend,
+            live: Arc::clone(&self.live),
             tunnels: Arc::clone(&self.tunnels),
         }
     }
@@ -115,9 +146,9 @@ impl<B> Clone for ProxyClient<B> {
 impl<B> fmt::Debug for ProxyClient<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProxyClient")
-            .field("connect_timeout", &self.connect_timeout)
-            .field("response_timeout", &self.response_timeout)
-            .field("max_conns_per_backend", &self.max_conns_per_backend)
+            .field("connect_timeout", &self.connect_timeout())
+            .field("response_timeout", &self.response_timeout())
+            .field("max_conns_per_backend", &self.max_conns_per_backend())
             .field("tunnels", &self.tunnels)
             .finish_non_exhaustive()
     }
@@ -282,6 +313,42 @@ impl ProxyClientBuilder {
         self
     }
 
+    /// Gives `client` (and its clones) this builder's connect and response timeouts and
+    /// per-backend cap, the settings that change while a client runs.
+    #[cfg(feature = "server")]
+    pub(crate) fn apply_live_to<B>(&self, client: &ProxyClient<B>) {
+        client.set_connect_timeout(self.connect_timeout);
+        client.set_response_timeout(self.response_timeout);
+        client.set_max_conns_per_backend(self.max_conns_per_backend);
+    }
+
+    /// Whether `self` and `other` differ in their connect or response timeout or their cap.
+    #[cfg(feature = "server")]
+    pub(crate) fn live_differs(&self, other: &Self) -> bool {
+        (
+            self.connect_timeout,
+            self.response_timeout,
+            self.max_conns_per_backend,
+        ) != (
+            other.connect_timeout,
+            other.response_timeout,
+            other.max_conns_per_backend,
+        )
+    }
+
+    /// This builder with `other`'s connect and response timeouts and cap: what a running
+    /// client built from `self` is once [`apply_live_to`](Self::apply_live_to) gave it
+    /// `other`'s.
+    #[cfg(feature = "server")]
+    pub(crate) fn with_live_of(self, other: &Self) -> Self {
+        Self {
+            connect_timeout: other.connect_timeout,
+            response_timeout: other.response_timeout,
+            max_conns_per_backend: other.max_conns_per_backend,
+            ..self
+        }
+    }
+
     /// Builds the client for request bodies of type `B`.
     pub fn build<B>(self) -> ProxyClient<B>
     where
@@ -289,21 +356,24 @@ impl ProxyClientBuilder {
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
+        let live = Arc::new(Live::new(
+            self.connect_timeout,
+            self.response_timeout,
+            self.max_conns_per_backend,
+        ));
         ProxyClient {
             pool: Pool::new(
                 Settings {
-                    connect_timeout: self.connect_timeout,
                     idle_timeout: self.pool_idle_timeout,
                     max_idle: self.pool_max_idle_per_host,
                     threads: self.pool_threads,
                     max_streams: self.http2_max_streams,
                 },
+                Arc::clone(&live),
                 #[cfg(feature = "tls")]
                 self.backend_tls,
             ),
-            response_timeout: self.response_timeout,
-            connect_timeout: self.connect_timeout,
-            max_conns_per_backend: self.max_conns_per_backend,
+            live,
             tunnels: Tunnels::new(),
         }
     }

@@ -103,6 +103,7 @@ pub mod future;
 mod grpc;
 mod headers;
 mod limit;
+mod live;
 mod pool;
 mod sender;
 mod served_by;

@@ -29,7 +29,10 @@ use crate::{BackendAddr, BoxError, ClientIp};
 /// Always ready, unless the client sets a
 /// [per-backend cap](super::ProxyClientBuilder::max_conns_per_backend): then `poll_ready`
 /// takes a place under the cap for the next `call` (kept by this clone until then), and is
-/// `Pending` while the backend is at its cap.
+/// `Pending` while the backend is at its cap. The cap and the response timeout are the
+/// client's as they are when the request asks: a change
+/// ([`ProxyClient::set_max_conns_per_backend`], [`ProxyClient::set_response_timeout`]) applies
+/// to the requests that follow.
 pub struct HttpBackend<B = Incoming> {
     // One `Arc` so that the balancer's per-request clone is a single reference count.
     shared: Arc<Shared<B>>,
@@ -41,7 +44,8 @@ struct Shared<B> {
     client: ProxyClient<B>,
     // The backend's connections, found once.
     host: Arc<Host<B>>,
-    limit: Option<Arc<Limit>>,
+    /// The requests under the cap, when the client has one.
+    limit: Arc<Limit>,
     addr: BackendAddr,
 }
 
@@ -52,7 +56,8 @@ impl<B> HttpBackend<B> {
     /// It cannot fail: a [`BackendAddr`] is valid once parsed, so a bad address is an error
     /// where it is parsed ([`InvalidBackendAddr`](crate::InvalidBackendAddr)), never here.
     pub fn new(addr: BackendAddr, client: ProxyClient<B>) -> Self {
-        let limit = client.max_conns_per_backend.map(Limit::new);
+        let limit = Limit::new();
+        client.live.track(&limit);
         let host = client.pool.host(&addr);
         Self {
             claim: Claim::default(),
@@ -83,12 +88,12 @@ impl<B> HttpBackend<B> {
     /// Requests (and upgraded tunnels) in flight to this backend under its cap, if it has
     /// one.
     pub fn in_use(&self) -> Option<usize> {
-        self.shared.limit.as_deref().map(Limit::in_use)
+        self.max_conns().map(|_| self.shared.limit.in_use())
     }
 
-    /// The backend's cap, if it has one.
+    /// The backend's cap, if it has one: the client's now.
     pub fn max_conns(&self) -> Option<usize> {
-        self.shared.limit.as_deref().map(Limit::max)
+        self.shared.client.max_conns_per_backend()
     }
 
     #[cfg(test)]
@@ -189,18 +194,16 @@ where
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        if let Some(limit) = &self.shared.limit {
-            std::task::ready!(self.claim.poll_acquire(limit, cx));
+        if let Some(max) = self.shared.client.live.max_conns_per_backend() {
+            std::task::ready!(self.claim.poll_acquire(&self.shared.limit, max, cx));
         }
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let shared = &*self.shared;
-        let slot = match &shared.limit {
-            Some(limit) => Some(self.claim.take(limit)),
-            None => None,
-        };
+        let capped = shared.client.live.max_conns_per_backend().is_some();
+        let slot = self.claim.take(&shared.limit, capped);
         let (mut parts, body) = req.into_parts();
         if let Some(served_by) = parts.extensions.get::<ServedBy>() {
             served_by.set(&shared.addr);
@@ -214,7 +217,8 @@ where
             Ok(on_upgrade) => on_upgrade,
             Err(err) => return ResponseFuture::failed(err),
         };
-        let timeout = shared.client.response_timeout;
+        // Read once: the request keeps this timeout whatever the client is set to later.
+        let timeout = shared.client.live.response_timeout();
         // Track the upload only when it matters: a body to send and a timeout to start after it.
         let upload = (timeout.is_some() && !body.is_end_stream()).then(Arc::default);
         let body = UploadBody::new(body, upload.clone());
@@ -271,7 +275,7 @@ where
         Ok(req) => ResponseFuture::new(
             client.pool.host(addr),
             req,
-            client.response_timeout,
+            client.live.response_timeout(),
             None,
             None,
             None,
@@ -444,6 +448,55 @@ mod tests {
             .max_conns_per_backend(0)
             .build::<Incoming>();
         assert_eq!(zero.max_conns_per_backend(), None);
+    }
+
+    /// A waker that remembers it was woken.
+    #[derive(Default)]
+    struct Woken(std::sync::atomic::AtomicBool);
+
+    impl std::task::Wake for Woken {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_cap_set_on_the_client_applies_to_its_backends_next_poll() {
+        let client: ProxyClient = ProxyClient::builder().build();
+        let b: HttpBackend = HttpBackend::new("http://127.0.0.1:1080".parse().unwrap(), client);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut uncapped = b.clone();
+        assert!(uncapped.poll_ready(&mut cx).is_ready());
+        assert_eq!(b.in_use(), None, "no cap, no count");
+
+        b.client().set_max_conns_per_backend(1);
+        assert_eq!((b.max_conns(), b.in_use()), (Some(1), Some(0)));
+        let mut first = b.clone();
+        assert!(first.poll_ready(&mut cx).is_ready());
+        let mut second = b.clone();
+        let woken = Arc::new(Woken::default());
+        let waker = std::task::Waker::from(Arc::clone(&woken));
+        assert!(
+            second
+                .poll_ready(&mut Context::from_waker(&waker))
+                .is_pending()
+        );
+
+        b.client().set_max_conns_per_backend(2);
+        assert!(
+            woken.0.load(std::sync::atomic::Ordering::SeqCst),
+            "a caller waiting at the old cap is woken"
+        );
+        assert!(second.poll_ready(&mut cx).is_ready(), "the raised cap");
+        assert_eq!(b.in_use(), Some(2));
+
+        b.client().set_max_conns_per_backend(None);
+        let mut third = b.clone();
+        assert!(third.poll_ready(&mut cx).is_ready());
+        assert_eq!(b.in_use(), None);
+        drop((first, second));
+        b.client().set_max_conns_per_backend(1);
+        assert_eq!(b.in_use(), Some(0), "the slots taken were given back");
     }
 
     #[test]

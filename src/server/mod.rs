@@ -67,6 +67,10 @@
 //! | [`queue_timeout`](Config::queue_timeout) | 0 | when no backend can take a request, wait this long for one before the `503` |
 //! | [`shutdown_timeout`](Config::shutdown_timeout) | 30 s | the grace period of a graceful shutdown |
 //!
+//! A [`Reload`] changes the three client timeouts for the connections accepted after it, and
+//! the connect and response timeouts and the per-backend cap for the requests that start after
+//! it; the rest of this table takes a restart.
+//!
 //! The answers the server writes itself are JSend: `{"status":"fail","data":{"title":"request
 //! timeout"}}` (408), `"bad request"` (400, a head that does not parse), `"request header
 //! fields too large"` (431), `"uri too long"` (414); `{"status":"error","data":"error backend
@@ -306,6 +310,7 @@ impl Server {
             Arc::clone(&routes),
             registry.clone(),
             client,
+            connections.timeouts().clone(),
             config.clone(),
             shared,
         );

@@ -9,6 +9,7 @@ use tokio::task::AbortHandle;
 use tower::{Layer, ServiceBuilder};
 
 use super::config::Config;
+use super::conn::ClientTimeouts;
 use super::service::{Balancer, Client, Routes};
 use crate::admin::Admin;
 #[cfg(feature = "dns")]
@@ -199,7 +200,9 @@ impl Drop for Tasks {
 /// |---|---|
 /// | [`backends`](Config::backend) and their weights | reconciled with those of the last config: added, reweighted, drained; counters and health kept |
 /// | [`algo`](Config::algo), [`client_ip`](Config::client_ip), [`hash_key`](Config::hash_key), [`hash_balance_factor`](Config::hash_balance_factor), [`sticky_cookie`](Config::sticky_cookie), health settings ([`health_interval`](Config::health_interval), [`health_path`](Config::health_path), [`health_timeout`](Config::health_timeout), [`health_grpc`](Config::health_grpc), [`outlier_detection`](Config::outlier_detection), [`slow_start`](Config::slow_start)), [`queue_timeout`](Config::queue_timeout), [`retries`](Config::retries), [`retry_non_idempotent`](Config::retry_non_idempotent), [`retry_on`](Config::retry_on), [`retry_buffer`](Config::retry_buffer), [`admin_token`](Config::admin_token), [`allowed_backends`](Config::allow_backend) | the balancer and what wraps it are rebuilt over the same registry and swapped in: each new request takes the new one, requests in flight finish on the old one; backends that were unhealthy stay so until their next check; the balancer's counters start again |
-/// | [`addr`](Config::bind), [`workers`](Config::workers), [`admin_bind`](Config::admin_bind), [`max_connections`](Config::max_connections), [`client_header_timeout`](Config::client_header_timeout), [`idle_timeout`](Config::idle_timeout), [`client_timeout`](Config::client_timeout), [`max_header_size`](Config::max_header_size), [`proxy_client`](Config::proxy_client) (connect and backend timeouts, per-backend cap), [`shutdown_timeout`](Config::shutdown_timeout), [`seed`](Config::seed), the DNS and backends-file settings | not applied: [`Reloaded::restart_needed`] names them and the server logs them |
+/// | the [`proxy_client`](Config::proxy_client)'s [connect timeout](crate::proxy::ProxyClientBuilder::connect_timeout), [backend (response) timeout](crate::proxy::ProxyClientBuilder::response_timeout) and [per-backend cap](crate::proxy::ProxyClientBuilder::max_conns_per_backend) | set on the running client (one atomic store each; every request reads them once, without a lock): requests that start after the reload take the new ones, a request in flight keeps the timeout it started with, pooled backend connections stay. A lowered cap lets a backend take new requests only once enough of those in flight have ended; requests sent while there was no cap do not count under one set later |
+/// | [`client_header_timeout`](Config::client_header_timeout), [`idle_timeout`](Config::idle_timeout), [`client_timeout`](Config::client_timeout) | for the client connections accepted after the reload (each reads them once, when accepted); open connections keep theirs |
+/// | [`addr`](Config::bind), [`workers`](Config::workers), [`admin_bind`](Config::admin_bind), [`max_connections`](Config::max_connections), [`max_header_size`](Config::max_header_size) (both built into the listeners' connection machinery), the [`proxy_client`](Config::proxy_client)'s other settings (pool idle timeout and size, backend TLS, HTTP/2 streams: the pool is built with them), [`shutdown_timeout`](Config::shutdown_timeout), [`seed`](Config::seed), the DNS and backends-file settings | not applied: [`Reloaded::restart_needed`] names them and the server logs them |
 #[derive(Clone)]
 pub struct Reload {
     inner: Arc<Inner>,
@@ -209,6 +212,8 @@ struct Inner {
     routes: Arc<ArcSwap<Routes>>,
     registry: Backends,
     client: Client,
+    /// The timeouts of new client connections.
+    timeouts: ClientTimeouts,
     shared: Shared,
     state: Mutex<State>,
 }
@@ -228,6 +233,10 @@ pub struct Reloaded {
     pub backends: Vec<Update<BackendAddr>>,
     /// Whether the balancer was rebuilt for new live settings.
     pub rebuilt: bool,
+    /// Whether timeouts or the per-backend cap changed: the forwarding client's connect or
+    /// backend timeout or cap (for the requests that start from now on), or the client
+    /// connections' header, idle or client timeout (for the connections accepted from now on).
+    pub timeouts: bool,
     /// The settings that changed but take a restart, by their field name in [`Config`].
     pub restart_needed: Vec<&'static str>,
 }
@@ -237,6 +246,7 @@ impl Reload {
         routes: Arc<ArcSwap<Routes>>,
         registry: Backends,
         client: Client,
+        timeouts: ClientTimeouts,
         config: Config,
         shared: Shared,
     ) -> Self {
@@ -252,6 +262,7 @@ impl Reload {
                 routes,
                 registry,
                 client,
+                timeouts,
                 shared,
                 state: Mutex::new(State {
                     running: config,
@@ -300,12 +311,32 @@ impl Reload {
             self.inner.routes.store(Arc::new(routes));
             reloaded.rebuilt = true;
         }
+        // The timeouts and the cap: one store each, read by the next request or connection.
+        if state
+            .running
+            .proxy_client
+            .live_differs(&config.proxy_client)
+        {
+            config.proxy_client.apply_live_to(&self.inner.client);
+            reloaded.timeouts = true;
+        }
+        let client_timeouts =
+            |c: &Config| (c.client_header_timeout, c.idle_timeout, c.client_timeout);
+        if client_timeouts(&state.running) != client_timeouts(&config) {
+            self.inner.timeouts.set(
+                config.client_header_timeout,
+                config.idle_timeout,
+                config.client_timeout,
+            );
+            reloaded.timeouts = true;
+        }
         for setting in &reloaded.restart_needed {
             tracing::warn!(setting, "changed in the configuration, but takes a restart");
         }
         tracing::info!(
             backends_changed = reloaded.backends.len(),
             rebuilt = reloaded.rebuilt,
+            timeouts = reloaded.timeouts,
             algo = %config.algo,
             "configuration reloaded"
         );
@@ -316,11 +347,9 @@ impl Reload {
         running.workers = old.workers;
         running.admin_addr = old.admin_addr;
         running.max_connections = old.max_connections;
-        running.client_header_timeout = old.client_header_timeout;
-        running.idle_timeout = old.idle_timeout;
-        running.client_timeout = old.client_timeout;
         running.max_header_size = old.max_header_size;
-        running.proxy_client = old.proxy_client.clone();
+        // The client's pool settings stay; its timeouts and cap are the new ones.
+        running.proxy_client = old.proxy_client.clone().with_live_of(&running.proxy_client);
         running.shutdown_timeout = old.shutdown_timeout;
         running.seed = old.seed;
         #[cfg(feature = "dns")]
@@ -382,18 +411,17 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
         old.max_connections != new.max_connections,
     );
     check(
-        "client_header_timeout",
-        old.client_header_timeout != new.client_header_timeout,
-    );
-    check("idle_timeout", old.idle_timeout != new.idle_timeout);
-    check("client_timeout", old.client_timeout != new.client_timeout);
-    check(
         "max_header_size",
         old.max_header_size != new.max_header_size,
     );
+    // Its timeouts and cap change live; the rest (the pool's settings, backend TLS, HTTP/2
+    // streams) takes a new client.
     check(
         "proxy_client",
-        format!("{:?}", old.proxy_client) != format!("{:?}", new.proxy_client),
+        format!(
+            "{:?}",
+            old.proxy_client.clone().with_live_of(&new.proxy_client)
+        ) != format!("{:?}", new.proxy_client),
     );
     check(
         "shutdown_timeout",

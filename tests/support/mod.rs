@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 use tower_lb::admin::BackendSpec;
 use tower_lb::health::{Health, HealthMonitor};
 use tower_lb::server::access_log::AccessLog;
-use tower_lb::server::{Backend, Balancer, Config, Server, ServerStats};
+use tower_lb::server::{Backend, Balancer, Config, Reload, Server, ServerStats};
 use tower_lb::{BackendAddr, Registry, Weighted};
 
 /// Everything a test waits for is bounded by this.
@@ -40,6 +40,8 @@ pub struct Lb {
     pub stats: ServerStats,
     /// The access log, with `Config::access_log`.
     pub access_log: Option<AccessLog>,
+    /// Applies a new configuration while it runs.
+    pub reload: Reload,
     pub client: HttpClient,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
@@ -58,6 +60,7 @@ pub async fn start(config: Config) -> Lb {
     let balancer = server.balancer().clone();
     let stats = server.stats();
     let access_log = server.access_log().cloned();
+    let reload = server.reload_handle();
     let task = tokio::spawn(server.run(async {
         let _ = stopped.await;
     }));
@@ -69,6 +72,7 @@ pub async fn start(config: Config) -> Lb {
         balancer,
         stats,
         access_log,
+        reload,
         client: client(),
         stop: Some(stop),
         task: Some(task),
@@ -324,6 +328,25 @@ pub async fn read_to_end(stream: &mut TcpStream) -> String {
 pub async fn closed_port() -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     listener.local_addr().unwrap().port()
+}
+
+/// A port whose listen backlog is full: connects to it hang.
+pub async fn port_that_never_accepts() -> (SocketAddr, Vec<TcpStream>) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Never accepted; leaked so that the socket stays open for the test.
+    std::mem::forget(listener);
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        if let Ok(Ok(stream)) =
+            tokio::time::timeout(Duration::from_millis(100), TcpStream::connect(addr)).await
+        {
+            fillers.push(stream);
+        }
+    }
+    (addr, fillers)
 }
 
 /// An HTTP/1.1 connection to `to`, its own, from `from` (any port) when given: all of

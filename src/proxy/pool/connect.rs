@@ -138,7 +138,7 @@ impl<B> Host<B> {
                 .into()),
             }
         };
-        match self.settings.connect_timeout {
+        match self.connect_timeout() {
             Some(timeout) => tokio::time::timeout(timeout, connecting)
                 .await
                 .map_err(|_| BackendTimeout::connect(authority.clone()))?,

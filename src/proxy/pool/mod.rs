@@ -70,6 +70,7 @@ use tokio::time::Instant;
 mod connect;
 
 use super::future::Timer;
+use super::live::Live;
 pub(crate) use super::sender::Sender;
 use super::sender::{Http2Conn, to_http1, to_http2};
 use crate::{BackendAddr, BackendScheme, BoxError};
@@ -77,10 +78,10 @@ use crate::{BackendAddr, BackendScheme, BoxError};
 /// A new connection to a backend, on its way.
 pub(crate) type Connecting<B> = Pin<Box<dyn Future<Output = Result<Sender<B>, BoxError>> + Send>>;
 
-/// How the pool connects and how long it keeps idle connections.
+/// How long the pool keeps idle connections, and how many. (The connect timeout, which
+/// changes while the pool runs, is the client's [`Live`] setting.)
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Settings {
-    pub(crate) connect_timeout: Option<Duration>,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) max_idle: usize,
     /// The threads running a single-threaded runtime of their own that send through the pool:
@@ -100,6 +101,8 @@ type HostKey = (BackendScheme, Authority);
 
 struct Shared<B> {
     settings: Settings,
+    /// The client's settings that change while it runs: the connect timeout, here.
+    live: Arc<Live>,
     /// The TLS client of `https://` backends, if one was given.
     #[cfg(feature = "tls")]
     tls: Option<crate::tls::BackendTls>,
@@ -114,6 +117,7 @@ struct Shared<B> {
 impl<B> Pool<B> {
     pub(crate) fn new(
         settings: Settings,
+        live: Arc<Live>,
         #[cfg(feature = "tls")] tls: Option<crate::tls::BackendTls>,
     ) -> Self {
         static IDS: AtomicU64 = AtomicU64::new(0);
@@ -124,6 +128,7 @@ impl<B> Pool<B> {
                     max_streams: settings.max_streams.max(1),
                     ..settings
                 },
+                live,
                 #[cfg(feature = "tls")]
                 tls,
                 hosts: Mutex::new(HashMap::new()),
@@ -152,6 +157,7 @@ impl<B> Pool<B> {
             authority: addr.authority().clone(),
             port: addr.port(),
             settings: self.shared.settings,
+            live: Arc::clone(&self.shared.live),
             idle: (0..lists).map(|_| Mutex::default()).collect(),
             pool: Arc::downgrade(&self.shared),
             pool_id: self.shared.id,
@@ -234,12 +240,18 @@ pub(crate) struct Host<B> {
     scheme: BackendScheme,
     port: u16,
     settings: Settings,
+    live: Arc<Live>,
     idle: Box<[Mutex<Vec<Idle<B>>>]>,
     pool: Weak<Shared<B>>,
     pool_id: u64,
 }
 
 impl<B> Host<B> {
+    /// How long opening a connection may take, as the client is set now.
+    fn connect_timeout(&self) -> Option<Duration> {
+        self.live.connect_timeout()
+    }
+
     /// The backend's `host:port`.
     pub(crate) fn authority(&self) -> &Authority {
         &self.authority

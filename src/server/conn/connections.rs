@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -33,11 +34,42 @@ pub(crate) struct Settings {
     pub(crate) max_connections: Option<usize>,
 }
 
+/// The timeouts of the connections accepted from now on, shared by every worker's
+/// [`Connections`]: a [`Reload`](crate::server::Reload) sets them, and each new connection
+/// reads them once (an `ArcSwap` load per accept, no lock), keeping what it read.
+#[derive(Debug, Clone)]
+pub(crate) struct ClientTimeouts(Arc<ArcSwap<Settings>>);
+
+impl ClientTimeouts {
+    /// The header, idle and client timeouts of the connections accepted from now on.
+    pub(crate) fn set(
+        &self,
+        header_timeout: Duration,
+        idle_timeout: Duration,
+        client_timeout: Duration,
+    ) {
+        let settings = Settings {
+            header_timeout,
+            idle_timeout,
+            client_timeout,
+            ..**self.0.load()
+        };
+        self.0.store(Arc::new(settings));
+    }
+
+    /// What a connection accepted now gets.
+    fn get(&self) -> Settings {
+        **self.0.load()
+    }
+}
+
 /// The server's connections: accepts under the cap, serves each on its own task, and shuts
 /// them all down.
 pub(crate) struct Connections {
     builders: Arc<Builders>,
-    settings: Settings,
+    /// Read at each accept; the header size and the connection cap in it are those the
+    /// connections were made with, whatever a reload stores.
+    settings: ClientTimeouts,
     cap: Option<Arc<Semaphore>>,
     /// Where the shutdown stands; every connection's task holds a receiver, so the receiver
     /// count is the number of connections open.
@@ -86,7 +118,7 @@ impl Connections {
             .max_header_list_size(u32::try_from(settings.max_header_size).unwrap_or(u32::MAX));
         Self {
             builders: Arc::new(Builders { http1, http2 }),
-            settings,
+            settings: ClientTimeouts(Arc::new(ArcSwap::from_pointee(settings))),
             cap: settings
                 .max_connections
                 .map(|max| Arc::new(Semaphore::new(max))),
@@ -102,13 +134,18 @@ impl Connections {
     pub(crate) fn sibling(&self) -> Self {
         Self {
             builders: Arc::clone(&self.builders),
-            settings: self.settings,
+            settings: self.settings.clone(),
             cap: self.cap.clone(),
             stage: watch::Sender::new(Stage::Serving),
             parked: Arc::default(),
             counters: Arc::clone(&self.counters),
             client: self.client.clone(),
         }
+    }
+
+    /// Where the timeouts of new connections are changed, for this server's every worker.
+    pub(crate) fn timeouts(&self) -> &ClientTimeouts {
+        &self.settings
     }
 
     /// A place for one more connection: waits while the server is at its connection cap.
@@ -172,7 +209,7 @@ impl Connections {
         }
         let acceptor = tls.acceptor();
         let tls = tls.clone();
-        let settings = self.settings;
+        let settings = self.settings.get();
         let connection = self.connection(peer);
         tokio::spawn(async move {
             let accepted =
@@ -220,7 +257,7 @@ impl Connections {
         S: ConnService,
     {
         let state = Arc::new(ConnState::default());
-        let io = TimedIo::new(io, Arc::clone(&state), self.settings, permit);
+        let io = TimedIo::new(io, Arc::clone(&state), self.settings.get(), permit);
         let service = Tracked::new(service, state);
         let connection = self.connection(peer);
         tokio::spawn(connection.serve(io, service));
@@ -258,7 +295,7 @@ impl Connections {
 impl fmt::Debug for Connections {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connections")
-            .field("settings", &self.settings)
+            .field("settings", &self.settings.get())
             .field("open", &self.count())
             .field("parked", &self.parked())
             .finish_non_exhaustive()

@@ -55,7 +55,7 @@ mod task;
 mod timed_io;
 mod tracked;
 
-pub(crate) use self::connections::{Connections, Settings};
+pub(crate) use self::connections::{ClientTimeouts, Connections, Settings};
 
 use bytes::Bytes;
 use http::{Request, Response};

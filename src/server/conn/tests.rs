@@ -159,6 +159,34 @@ async fn a_client_that_sends_nothing_is_closed_quietly_at_the_header_timeout() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn new_timeouts_apply_to_connections_accepted_after_and_a_worker_sibling_shares_them() {
+    let connections = connections();
+    let sibling = connections.sibling();
+    let mut before = served_in_memory(&connections);
+    connections.timeouts().set(
+        Duration::from_secs(3),
+        SETTINGS.idle_timeout,
+        SETTINGS.client_timeout,
+    );
+    let mut after = served_in_memory(&sibling);
+    let start = Instant::now();
+    let mut rest = Vec::new();
+    after.read_to_end(&mut rest).await.unwrap();
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_secs(3),
+        "the new header timeout"
+    );
+    before.read_to_end(&mut rest).await.unwrap();
+    assert_eq!(
+        start.elapsed(),
+        SETTINGS.header_timeout,
+        "a connection accepted before keeps the timeout it was accepted with"
+    );
+    assert!(rest.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_head_that_begins_as_the_http2_preface_is_http1_once_it_differs() {
     let connections = connections();
     let mut client = served_in_memory(&connections);
