@@ -860,7 +860,7 @@ mod tests {
         let mut served = vec![0; eps.len()];
         // (due, sent, backend), earliest due first.
         let mut pending = BinaryHeap::new();
-        let mut send = |pending: &mut BinaryHeap<_>, now: u64| {
+        let send = |pending: &mut BinaryHeap<_>, now: u64| {
             let i = pick_n(lt, &eps, 1, |_| true)[0];
             eps[i].stats().start();
             let base = latency_ms[i] * 1_000_000;
