@@ -29,6 +29,7 @@ tower-lb's best p99 to the best HAProxy/nginx p99.
     python3 benches/compare/uneven.py                       # builds the release lb, runs all
     python3 benches/compare/uneven.py --secs 3 --rate 500 --fleets uneven failing
     python3 benches/compare/uneven.py --binary target/debug/examples/lb --secs 2   # smoke run
+    python3 benches/compare/uneven.py --balancers "tower-lb LT" leastconn   # a subset
 
 Everything listens on 127.0.0.1 only. On a shared machine compare within one run only.
 """
@@ -295,6 +296,9 @@ def run_fleet(procs, d, kind, binary, a):
     lbs.append(procs.start(["nginx", "-c", f"{d}/nlb.conf", "-p", d]))
     try:
         targets = {"direct-fast": BACKENDS[0], **BALANCERS}
+        if a.balancers:
+            targets = {n: p for n, p in targets.items()
+                       if n == "direct-fast" or any(b.lower() in n.lower() for b in a.balancers)}
         for name, port in targets.items():
             if not wait_http(port):
                 raise RuntimeError(f"{name} on port {port} never answered 200; see {d}/out.log")
@@ -317,9 +321,12 @@ def run_fleet(procs, d, kind, binary, a):
                 cells += [f"{p50:.2f}", f"{p99:.2f}", f"{share:.2f} % ({failed}/{total})"]
             print(f"| {name} | {' | '.join(cells)} |")
         for load in ("closed", "open"):
-            ours = min((r[load][1], n) for n, r in results.items() if n.startswith("tower-lb"))
-            theirs = min((r[load][1], n) for n, r in results.items()
-                         if n.startswith(("haproxy", "nginx")))
+            ours = min(((r[load][1], n) for n, r in results.items() if n.startswith("tower-lb")),
+                       default=None)
+            theirs = min(((r[load][1], n) for n, r in results.items()
+                          if n.startswith(("haproxy", "nginx"))), default=None)
+            if ours is None or theirs is None:
+                continue
             print(f"{load} loop: best tower-lb p99 {ours[0]:.2f} ms ({ours[1]}) / best other "
                   f"{theirs[0]:.2f} ms ({theirs[1]}) = {ours[0] / theirs[0]:.2f}")
         sys.stdout.flush()
@@ -337,6 +344,10 @@ def main():
     ap.add_argument("--secs", type=float, default=10, help="seconds per measurement (default 10)")
     ap.add_argument("--warmup", type=float, default=1, help="seconds before each balancer's runs")
     ap.add_argument("--binary", help="the lb binary (default: build target/release/examples/lb)")
+    ap.add_argument("--balancers", nargs="+", metavar="NAME",
+                    help="measure only the balancers whose name contains one of these (case "
+                         "insensitive, e.g. 'tower-lb LT' 'haproxy leastconn'; direct-fast always "
+                         "runs); default: all")
     a = ap.parse_args()
     a.secs = max(1, int(a.secs))
 

@@ -7,8 +7,17 @@ algorithm asked, and an open-loop Poisson client at the fleet's rate; then runs 
 simulator on the same fleet and prints both p99s and their ratio. The simulated p99 should be
 within 20 % of the real one.
 
+The backends are calibrated first: `echo_sleep 0.002` does not answer in 2.00 ms as seen
+by a client (nginx's timers have millisecond granularity, and the client's own request and
+parsing time is in every measured latency: about 1 ms more at the median with this asyncio
+client). So the same client measures each backend directly, without a balancer, at the fleet's
+rate, and the simulator is given each backend as a log-normal with the measured median and
+p99 (sigma = ln(p99 / p50) / 2.326) instead of the nominal fixed time. What the simulator
+still predicts on its own is what the balancer does with them: which backend each request
+goes to. `--nominal` runs the simulator on the fleet file's fixed times instead.
+
     cargo build --release --example lb --example simulate
-    python3 benches/simcheck/simcheck.py [--algo RR,LC] [--seconds 30]
+    python3 benches/simcheck/simcheck.py [--algo RR,LC] [--seconds 30] [--calibrate-seconds 10]
 
 Needs nginx with the echo module (Debian: nginx, libnginx-mod-http-echo). Loopback only; run it
 on a quiet machine: the client, nginx and the balancer share its cores.
@@ -16,6 +25,7 @@ on a quiet machine: the client, nginx and the balancer share its cores.
 
 import argparse
 import asyncio
+import math
 import os
 import random
 import re
@@ -141,9 +151,33 @@ def quantile(values, q):
     return values[min(len(values) - 1, max(0, int(q * len(values) + 0.999999) - 1))]
 
 
-def simulated(algo, requests):
+Z99 = 2.3263  # the standard normal's 99th percentile
+
+
+def calibrated_fleet(fleet, ports, seconds, workdir):
+    """Measures each backend directly with the open-loop client at the fleet's rate and writes
+    the fleet with each backend's latency a log-normal of the measured p50 and p99; returns
+    the file's path and the (name, p50, p99) measured."""
+    measured = []
+    for port, b in zip(ports, fleet["backend"]):
+        latencies, errors = asyncio.run(open_loop(port, fleet["rate"], seconds, fleet.get("seed", 1)))
+        if errors:
+            sys.exit(f"backend {b['name']} answered {errors} requests with an error while calibrating")
+        measured.append((b["name"], quantile(latencies, 0.5), quantile(latencies, 0.99)))
+    lines = [f"{k} = {fleet[k]!r}" for k in ("rate", "requests", "clients", "seed") if k in fleet]
+    for name, p50, p99 in measured:
+        sigma = max(0.0, math.log(p99 / p50) / Z99)
+        lines += ["", "[[backend]]", f"name = {name!r}",
+                  f'latency = {{ dist = "lognormal", median_ms = {p50:.4f}, sigma = {sigma:.4f} }}']
+    path = os.path.join(workdir, "calibrated.toml")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path, measured
+
+
+def simulated(fleet_path, algo, requests):
     out = subprocess.run(
-        [SIMULATE, FLEET, "--algo", algo, "--requests", str(requests), "--out", os.path.join(tempfile.gettempdir(), "simcheck")],
+        [SIMULATE, fleet_path, "--algo", algo, "--requests", str(requests), "--out", os.path.join(tempfile.gettempdir(), "simcheck")],
         check=True, capture_output=True, text=True,
     ).stdout
     for line in out.splitlines():
@@ -157,6 +191,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--algo", default="RR,LC,PTC,LT")
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--calibrate-seconds", type=float, default=10.0,
+                        help="seconds each backend is measured directly (default 10)")
+    parser.add_argument("--nominal", action="store_true",
+                        help="simulate the fleet file's fixed latencies, not the measured ones")
     args = parser.parse_args()
     for binary in (LB, SIMULATE):
         if not os.path.exists(binary):
@@ -168,6 +206,9 @@ def main():
     nginx, ports = start_nginx(fleet, workdir)
     rows = []
     try:
+        sim_fleet, measured = FLEET, []
+        if not args.nominal:
+            sim_fleet, measured = calibrated_fleet(fleet, ports, args.calibrate_seconds, workdir)
         for algo in args.algo.split(","):
             port = free_port()
             cmd = [LB, "--bind", "127.0.0.1", "--port", str(port), "--workers", "1", "--algo", algo]
@@ -182,13 +223,19 @@ def main():
                 lb.send_signal(signal.SIGTERM)
                 lb.wait(timeout=40)
             real_p50, real_p99 = quantile(latencies, 0.5), quantile(latencies, 0.99)
-            sim_p50, sim_p99 = simulated(algo, len(latencies))
+            sim_p50, sim_p99 = simulated(sim_fleet, algo, len(latencies))
             rows.append((algo, len(latencies), errors, real_p50, real_p99, sim_p50, sim_p99))
     finally:
         nginx.send_signal(signal.SIGQUIT)
         nginx.wait(timeout=10)
         shutil.rmtree(workdir, ignore_errors=True)
     print(f"fleet {os.path.relpath(FLEET, ROOT)} at {rate}/s, {args.seconds:g} s per algorithm")
+    if measured:
+        print(f"backends measured directly ({args.calibrate_seconds:g} s each), simulated as log-normals:")
+        for name, p50, p99 in measured:
+            print(f"  {name:<8} p50 {p50:.2f} ms  p99 {p99:.2f} ms")
+    else:
+        print("simulated with the fleet file's nominal latencies")
     print(f"{'algo':<6} {'requests':>8} {'errors':>6} {'real p50':>9} {'real p99':>9} {'sim p50':>8} {'sim p99':>8} {'sim/real p99':>12}")
     ok = True
     for algo, n, errors, rp50, rp99, sp50, sp99 in rows:
