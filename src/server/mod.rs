@@ -278,34 +278,29 @@ impl Server {
         };
 
         // What every build of the routes shares: the access log, the etcd write-through, and
-        // the status page's and `/metrics`'s sources. Those read the routes in use, so they are
-        // made once the first routes are, which are then built again with them.
+        // the status page's and `/metrics`'s sources. Those read the routes in use through
+        // `stats`, which is told where they are once they are built.
+        let stats = ServerStats::new(Arc::clone(connections.counters()));
         let mut shared = reload::Shared {
             access_log: access_log.clone(),
+            status: Some(crate::admin::status::StatusSource::new({
+                let stats = stats.clone();
+                move || stats.snapshot()
+            })),
             ..reload::Shared::default()
         };
         #[cfg(feature = "etcd")]
         {
             shared.etcd = registrations;
         }
-        let routes = Arc::new(ArcSwap::from_pointee(reload::routes(
-            &config, &registry, &client, &shared,
-        )));
-        let stats = ServerStats {
-            routes: Arc::clone(&routes),
-            connections: Arc::clone(connections.counters()),
-        };
-        shared.status = Some(crate::admin::status::StatusSource::new({
-            let stats = stats.clone();
-            move || stats.snapshot()
-        }));
         #[cfg(feature = "metrics")]
         {
             shared.metrics = Some(Arc::new(stats.registry()));
         }
-        routes.store(Arc::new(reload::routes(
+        let routes = Arc::new(ArcSwap::from_pointee(reload::routes(
             &config, &registry, &client, &shared,
         )));
+        stats.set_routes(&routes);
         let reload = Reload::new(
             Arc::clone(&routes),
             registry.clone(),

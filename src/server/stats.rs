@@ -1,6 +1,6 @@
 //! [`ServerStats`]: the server's numbers, readable while it runs.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
 
@@ -16,16 +16,38 @@ use crate::{BackendAddr, Weighted};
 /// read the balancer in use.
 #[derive(Clone)]
 pub struct ServerStats {
-    /// The routes in use, swapped by a reload.
-    pub(super) routes: Arc<ArcSwap<Routes>>,
-    pub(super) connections: Arc<ConnectionCounters>,
+    /// The routes in use, swapped by a reload. Set once the server has built its first
+    /// routes, which hold the status page and `/metrics` that read these numbers.
+    routes: Arc<OnceLock<Arc<ArcSwap<Routes>>>>,
+    connections: Arc<ConnectionCounters>,
 }
 
 impl ServerStats {
+    /// Numbers for routes not built yet: [`set_routes`](Self::set_routes) must follow before
+    /// any is read.
+    pub(super) fn new(connections: Arc<ConnectionCounters>) -> Self {
+        Self {
+            routes: Arc::default(),
+            connections,
+        }
+    }
+
+    /// Where the routes in use are, once built.
+    pub(super) fn set_routes(&self, routes: &Arc<ArcSwap<Routes>>) {
+        assert!(
+            self.routes.set(Arc::clone(routes)).is_ok(),
+            "a server's routes are set once"
+        );
+    }
+
     /// Every number now: the balancer's and its backends', with their health, the client
     /// connections, the queue and the retries.
     pub fn snapshot(&self) -> BalancerSnapshot<Weighted<BackendAddr>> {
-        let routes = self.routes.load();
+        let routes = self
+            .routes
+            .get()
+            .expect("a server's numbers are read once it is bound")
+            .load();
         routes
             .balancer
             .snapshot_with(&routes.monitor)
