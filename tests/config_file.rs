@@ -195,25 +195,9 @@ async fn ten_reloads_under_load_fail_no_request_and_a_bad_file_keeps_the_config(
         &path,
         &config_text(port, &[(&backends[0], 1), (&backends[1], 1)], "RR", 5.0),
     );
-    let log = dir.join("lb.log");
-    let child = Command::new(lb_binary())
-        .args(["--config", path.to_str().unwrap()])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let lb = Running { child, log };
+    let lb = spawn_lb(&path, dir.join("lb.log"), port).await;
     let url = format!("http://127.0.0.1:{port}/");
     let client = client();
-    eventually("lb serves", || {
-        let (client, url) = (client.clone(), url.clone());
-        async move {
-            let res = client.get(url.parse().unwrap()).await.ok()?;
-            (res.status() == 200).then_some(())
-        }
-    })
-    .await;
 
     // Load: four clients in a loop, each request's status checked, until told to stop.
     let stop = Arc::new(AtomicBool::new(false));
