@@ -161,6 +161,9 @@ pub(crate) struct Rtt {
     /// itself included, so at least 1), averaged like the response times: the load at which
     /// the estimate was measured. `f64` bits; 1 before the first answer.
     load: AtomicU64,
+    /// `√load`, `f64` bits: what a pick divides by, computed once per answer rather than for
+    /// every backend a pick compares.
+    load_sqrt: AtomicU64,
 }
 
 impl Rtt {
@@ -169,6 +172,7 @@ impl Rtt {
             cost_ns: AtomicU64::new(NEVER),
             stamp_ns: AtomicU64::new(now_ns()),
             load: AtomicU64::new(1f64.to_bits()),
+            load_sqrt: AtomicU64::new(1f64.to_bits()),
         }
     }
 
@@ -182,7 +186,7 @@ impl Rtt {
     /// `(in_flight + 1) / √(usual load)`, but never below 1 (see the module docs: "The cost").
     #[inline]
     fn load_factor(&self, in_flight: usize) -> f64 {
-        ((in_flight as f64 + 1.0) / self.usual_load().sqrt()).max(1.0)
+        ((in_flight as f64 + 1.0) / f64::from_bits(self.load_sqrt.load(Relaxed))).max(1.0)
     }
 
     /// The estimate as last stored, with `default` standing in before the first sample, and
@@ -241,6 +245,7 @@ impl Rtt {
         self.stamp_ns.store(now, Relaxed);
         self.cost_ns.store(next.to_bits(), Relaxed);
         self.load.store(load.to_bits(), Relaxed);
+        self.load_sqrt.store(load.sqrt().to_bits(), Relaxed);
     }
 
     /// The estimate without a default, decayed to now.
