@@ -1,12 +1,8 @@
 //! [`channel`]: a [`Discover`](tower::discover::Discover) stream fed with full sets.
 
-use std::convert::Infallible;
 use std::fmt;
 use std::hash::Hash;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
-use futures_core::Stream;
 use tokio::sync::mpsc;
 use tower::discover::Change;
 
@@ -46,7 +42,7 @@ where
             make: Box::new(make),
             tx,
         },
-        SetDiscover { rx },
+        SetDiscover::new(rx),
     )
 }
 
@@ -97,20 +93,6 @@ impl<K: fmt::Debug, S> fmt::Debug for Publisher<K, S> {
 
 /// A discovery stream fed by a [`Publisher`]; implements
 /// [`tower::discover::Discover`]. It ends when the publisher is dropped.
-pub struct SetDiscover<K, S> {
-    rx: mpsc::UnboundedReceiver<Change<Weighted<K>, S>>,
-}
-
-impl<K, S> Stream for SetDiscover<K, S> {
-    type Item = Result<Change<Weighted<K>, S>, Infallible>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.rx.poll_recv(cx).map(|change| change.map(Ok))
-    }
-}
-
-impl<K, S> fmt::Debug for SetDiscover<K, S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SetDiscover").finish_non_exhaustive()
-    }
-}
+///
+/// The same stream as a [`Registry`](crate::Registry)'s: a channel of changes.
+pub type SetDiscover<K, S> = crate::RegistryDiscover<K, S>;

@@ -195,7 +195,7 @@ where
             ));
         }
         state.subscribers.push(tx);
-        RegistryDiscover { rx }
+        RegistryDiscover::new(rx)
     }
 }
 
@@ -240,6 +240,13 @@ impl<K: fmt::Debug, S> fmt::Debug for Registry<K, S> {
 /// It ends when every handle to the registry is dropped.
 pub struct RegistryDiscover<K, S> {
     rx: mpsc::UnboundedReceiver<Change<Weighted<K>, S>>,
+}
+
+impl<K, S> RegistryDiscover<K, S> {
+    /// The stream of the changes sent to `rx`'s sender.
+    pub(crate) fn new(rx: mpsc::UnboundedReceiver<Change<Weighted<K>, S>>) -> Self {
+        Self { rx }
+    }
 }
 
 impl<K, S> Stream for RegistryDiscover<K, S> {
