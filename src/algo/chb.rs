@@ -199,14 +199,15 @@ impl<K: Hash + Send + Sync + 'static> Pick<K> for BoundedLoadHash {
             if e.in_flight() >= self.cap(total, e.weight(), table.total_weight) {
                 over.push(owner);
             } else if ready(owner) {
-                return Some(owner);
+                return Some(table.count(endpoints, owner));
             }
             if asked.all() {
                 break;
             }
         }
         // Every backend under its cap refused: rather than fail, the least loaded of the rest.
-        self.over_cap(endpoints, over, ready)
+        let slot = self.over_cap(endpoints, over, ready)?;
+        Some(table.count(endpoints, slot))
     }
 
     fn observes_load(&self) -> bool {
@@ -214,17 +215,28 @@ impl<K: Hash + Send + Sync + 'static> Pick<K> for BoundedLoadHash {
     }
 
     fn load_changed(&self, table: &BoundedLoadHashTable, endpoints: &[Arc<Endpoint<K>>], slot: usize) {
-        let (Some(seen), Some(e)) = (table.seen.get(slot), endpoints.get(slot)) else {
-            return;
+        table.count(endpoints, slot);
+    }
+}
+
+impl BoundedLoadHashTable {
+    /// Re-reads backend `slot`'s requests in flight into the total; returns `slot`. A pick
+    /// calls it for the backend it reserved (which already counts the new request), the
+    /// balancer when a request finishes.
+    #[inline]
+    fn count<K>(&self, endpoints: &[Arc<Endpoint<K>>], slot: usize) -> usize {
+        let (Some(seen), Some(e)) = (self.seen.get(slot), endpoints.get(slot)) else {
+            return slot;
         };
         let now = e.in_flight();
         let before = seen.swap(now, Relaxed);
         // The total moves by exactly what this slot's record moved, so it stays their sum.
         if now >= before {
-            table.total.fetch_add(now - before, Relaxed);
+            self.total.fetch_add(now - before, Relaxed);
         } else {
-            table.total.fetch_sub(before - now, Relaxed);
+            self.total.fetch_sub(before - now, Relaxed);
         }
+        slot
     }
 }
 

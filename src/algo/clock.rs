@@ -17,7 +17,13 @@ fn base() -> Instant {
 /// Nanoseconds since the first call in this process (saturating at about 584 years).
 #[inline]
 pub(crate) fn now_ns() -> u64 {
-    Instant::now().saturating_duration_since(base()).as_nanos() as u64
+    ns_at(Instant::now())
+}
+
+/// [`now_ns`] at `at`, for a caller that has just read the clock (0 before the first call).
+#[inline]
+pub(crate) fn ns_at(at: Instant) -> u64 {
+    at.saturating_duration_since(base()).as_nanos() as u64
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@ use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use super::cookie::CookieTable;
 use super::{Algo, Pick, StickyCookie, StickyKey};
 use crate::balance::{Endpoint, Stats};
@@ -199,6 +201,10 @@ macro_rules! define_dispatch {
                 if let (Some(cookie), Some(cookies)) = (&self.cookie, &table.cookies) {
                     if let Some(slot) = cookie.named(cookies, req) {
                         if ready(slot) {
+                            // The inner picker did not choose it: tell one that tracks load.
+                            if Pick::<K>::observes_load(self) {
+                                self.load_changed(table, endpoints, slot);
+                            }
                             return Some(slot);
                         }
                     }
@@ -232,9 +238,9 @@ macro_rules! define_dispatch {
             }
 
             #[inline]
-            fn observe_latency(&self, stats: &Stats, rtt: Duration) {
+            fn observe_latency(&self, stats: &Stats, rtt: Duration, at: Instant) {
                 match &self.inner {
-                    $(Inner::$variant(p) => Pick::<K>::observe_latency(p, stats, rtt),)*
+                    $(Inner::$variant(p) => Pick::<K>::observe_latency(p, stats, rtt, at),)*
                 }
             }
 
@@ -249,9 +255,9 @@ macro_rules! define_dispatch {
             }
 
             #[inline]
-            fn observe_failure(&self, stats: &Stats, elapsed: Duration) {
+            fn observe_failure(&self, stats: &Stats, elapsed: Duration, at: Instant) {
                 match &self.inner {
-                    $(Inner::$variant(p) => Pick::<K>::observe_failure(p, stats, elapsed),)*
+                    $(Inner::$variant(p) => Pick::<K>::observe_failure(p, stats, elapsed, at),)*
                 }
             }
 

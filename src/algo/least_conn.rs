@@ -14,10 +14,11 @@
 //! the backends ([Knuth, *TAOCP* vol. 3, §5.4.1], the structure of a segment tree): each inner
 //! node holds, in atomics, the best backend below it and that backend's key, and the root holds
 //! the answer. A backend's key is its requests in flight divided by its weight (32-bit fixed
-//! point), then the sequence number of its last pick. The balancer reports every change of
-//! load ([`Pick::load_changed`]) and a pick bumps the chosen leaf's sequence number; both
-//! recompute the nodes from that leaf up to the root, stopping early where the result did not
-//! change. Updates from different threads may interleave and leave a node briefly stale; the
+//! point), then the sequence number of its last pick. A pick re-reads the chosen leaf's load
+//! (already counting the request, which the backend reserved by saying it is ready) and bumps
+//! its sequence number; the balancer reports every request that finishes
+//! ([`Pick::load_changed`]). Both recompute the nodes from that leaf up to the root, a finish
+//! stopping early where the result did not change: two walks per request. Updates from different threads may interleave and leave a node briefly stale; the
 //! next update through it repairs it, and a pick never returns a backend that is not ready.
 //!
 //! A backend that refuses a request (not ready) while it is the best is set aside in the tree,

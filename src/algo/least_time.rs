@@ -141,8 +141,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use super::{AlgoConfig, Configure, Pick};
-use super::clock::now_ns;
+use super::clock::{now_ns, ns_at};
 use super::p2c::two_choices_by;
 use super::rng::Rng;
 use crate::balance::{Endpoint, Stats};
@@ -333,23 +335,24 @@ impl LeastTime {
         self
     }
 
-    pub(crate) fn observe(&self, stats: &Stats, rtt: Duration) {
+    /// Feeds one response time in, of a response that arrived `at`.
+    pub(crate) fn observe(&self, stats: &Stats, rtt: Duration, at: Instant) {
         stats.rtt.observe(
             rtt.as_nanos() as u64,
             stats.in_flight(),
-            now_ns(),
+            ns_at(at),
             self.default_ns,
             self.decay_ns,
         );
     }
 
     /// Feeds one failure in, as a response time of at least the penalty.
-    pub(crate) fn observe_failure(&self, stats: &Stats, elapsed: Duration) {
+    pub(crate) fn observe_failure(&self, stats: &Stats, elapsed: Duration, at: Instant) {
         let elapsed = elapsed.as_nanos() as f64;
         stats.rtt.observe(
             elapsed.max(self.penalty_ns) as u64,
             stats.in_flight(),
-            now_ns(),
+            ns_at(at),
             self.default_ns,
             self.decay_ns,
         );
@@ -457,12 +460,12 @@ impl<K: Send + Sync + 'static> Pick<K> for LeastTime {
         true
     }
 
-    fn observe_latency(&self, stats: &Stats, rtt: Duration) {
-        self.observe(stats, rtt);
+    fn observe_latency(&self, stats: &Stats, rtt: Duration, at: Instant) {
+        self.observe(stats, rtt, at);
     }
 
-    fn observe_failure(&self, stats: &Stats, elapsed: Duration) {
-        LeastTime::observe_failure(self, stats, elapsed);
+    fn observe_failure(&self, stats: &Stats, elapsed: Duration, at: Instant) {
+        LeastTime::observe_failure(self, stats, elapsed, at);
     }
 }
 

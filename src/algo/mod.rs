@@ -44,6 +44,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use crate::balance::{Endpoint, Stats};
 
 /// The one list of algorithms, one line each:
@@ -186,9 +188,11 @@ pub trait Pick<K>: Send + Sync + 'static {
 
     /// Picks the index of a backend for `req`.
     ///
-    /// `ready(i)` reports whether backend `i` can take the request now (and reserves it if so);
-    /// a picker must return only an index for which `ready` returned `true`, and `None` when
-    /// none did.
+    /// `ready(i)` reports whether backend `i` can take the request now, and reserves it if so:
+    /// from then on the backend counts the request in flight ([`Endpoint::in_flight`]), so a
+    /// picker that tracks load reads the new count right after the `true`. A picker must
+    /// return the index for which `ready` last returned `true` (asking once more after a `true`
+    /// moves the reservation), and `None` when none did.
     fn pick<B>(
         &self,
         table: &Self::Table,
@@ -197,13 +201,16 @@ pub trait Pick<K>: Send + Sync + 'static {
         ready: &mut impl FnMut(usize) -> bool,
     ) -> Option<usize>;
 
-    /// Whether [`load_changed`](Pick::load_changed) should be called when a request starts or
-    /// finishes.
+    /// Whether [`load_changed`](Pick::load_changed) should be called when a request finishes.
     fn observes_load(&self) -> bool {
         false
     }
 
-    /// Backend `slot`'s requests in flight changed.
+    /// Backend `slot`'s requests in flight went down: a request to it finished (its response
+    /// body ended or was dropped, or it failed).
+    ///
+    /// Not called when a request starts: the pick that reserved the backend saw the count go
+    /// up (see [`pick`](Pick::pick)), and updates whatever it keeps there.
     fn load_changed(&self, _table: &Self::Table, _endpoints: &[Arc<Endpoint<K>>], _slot: usize) {}
 
     /// Whether [`observe_latency`](Pick::observe_latency) should be called with response times.
@@ -214,7 +221,10 @@ pub trait Pick<K>: Send + Sync + 'static {
     /// A response from the backend with these `stats` arrived `rtt` after its request was sent
     /// (after the backend was picked: time in a queue in front of the balancer is not counted,
     /// a connect to the backend is).
-    fn observe_latency(&self, _stats: &Stats, _rtt: Duration) {}
+    ///
+    /// `at` is when the response arrived, the end of `rtt`: a picker that stamps its samples
+    /// uses it rather than reading the clock again.
+    fn observe_latency(&self, _stats: &Stats, _rtt: Duration, _at: Instant) {}
 
     /// The `Set-Cookie` header value for the response to `req` from backend `slot`, if the
     /// picker sets one (a [sticky cookie](StickyCookie)); `None` by default. The balancer
@@ -233,7 +243,7 @@ pub trait Pick<K>: Send + Sync + 'static {
     /// `5xx` status. Called instead of [`observe_latency`](Pick::observe_latency), when
     /// [`tracks_latency`](Pick::tracks_latency) is true. A latency-aware picker should count
     /// it as slow, not fast (see [`LeastTime::failure_penalty`]); by default it is ignored.
-    fn observe_failure(&self, _stats: &Stats, _elapsed: Duration) {}
+    fn observe_failure(&self, _stats: &Stats, _elapsed: Duration, _at: Instant) {}
 
     /// The [`Algo`] this picker runs, if it is one of the crate's, for reports such as
     /// [`Balance::snapshot`](crate::Balance::snapshot); `None` by default.

@@ -11,8 +11,11 @@ use tokio::time::Instant;
 use super::endpoint::Stats;
 use super::set::Observer;
 
-/// Counts one request in flight on a backend until dropped, and, when asked, times it: to its
-/// response head, and (once it has one) to the end of its body, when dropped.
+/// Keeps one request counted in flight on a backend until dropped, and, when asked, times it:
+/// to its response head, and (once it has one) to the end of its body, when dropped.
+///
+/// The count was raised when the pick reserved the backend (see `Balance::pick_and_call`);
+/// dropping this lowers it and tells the picker that observes load.
 pub(crate) struct InFlight {
     stats: Arc<Stats>,
     observer: Option<Arc<dyn Observer>>,
@@ -28,24 +31,22 @@ pub(crate) struct InFlight {
 }
 
 impl InFlight {
-    pub(crate) fn start(
+    /// Takes over the request `stats` already counts in flight.
+    pub(crate) fn reserved(
         stats: Arc<Stats>,
         observer: Option<Arc<dyn Observer>>,
         notify_load: bool,
         histograms: bool,
         tracks_latency: bool,
     ) -> Self {
-        stats.start();
-        let this = Self {
+        Self {
             stats,
             observer,
             notify_load,
             sent: (histograms || tracks_latency).then(Instant::now),
             histograms,
             answered: false,
-        };
-        this.notify();
-        this
+        }
     }
 
     /// A response head arrived with `status`: counts it, records the time to it, and tells
@@ -55,17 +56,20 @@ impl InFlight {
     pub(crate) fn answered(&mut self, status: StatusCode, tracks_latency: bool) {
         self.answered = true;
         self.stats.record_response(status);
-        let Some(elapsed) = self.sent.map(|sent| sent.elapsed()) else {
+        let Some(sent) = self.sent else {
             return;
         };
+        // One clock read serves the histogram and the observer, which stamps its sample with it.
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(sent);
         if self.histograms {
             self.stats.record_response_time(elapsed);
         }
         if let (true, Some(observer)) = (tracks_latency, &self.observer) {
             if status.is_server_error() {
-                observer.failure(&self.stats, elapsed);
+                observer.failure(&self.stats, elapsed, now);
             } else {
-                observer.latency(&self.stats, elapsed);
+                observer.latency(&self.stats, elapsed, now);
             }
         }
     }
@@ -76,7 +80,8 @@ impl InFlight {
     pub(crate) fn failed(&self, tracks_latency: bool) {
         self.stats.record_failure();
         if let (true, Some(observer), Some(sent)) = (tracks_latency, &self.observer, self.sent) {
-            observer.failure(&self.stats, sent.elapsed());
+            let now = Instant::now();
+            observer.failure(&self.stats, now.saturating_duration_since(sent), now);
         }
     }
 

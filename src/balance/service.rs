@@ -220,7 +220,10 @@ where
         if let Some(parked) = parked.as_deref_mut() {
             parked.follow(set.generation, set.services.len());
         }
-        let mut chosen = None;
+        // The backend whose service said ready, and that service. Saying ready reserves the
+        // backend: the request counts in flight on it from then on, so a picker that tracks
+        // load (least connections, bounded-load hashing) sees it within its own pick.
+        let mut chosen: Option<(usize, D::Service)> = None;
         let tried = req.extensions().get::<Tried>().cloned();
         let picked = shared
             .picker
@@ -235,7 +238,11 @@ where
                 let mut service = kept.unwrap_or_else(|| set.services[i].clone());
                 match service.poll_ready(cx) {
                     Poll::Ready(Ok(())) => {
-                        chosen = Some(service);
+                        set.endpoints[i].stats().start();
+                        // A picker that asks again after a yes keeps only its last reservation.
+                        if let Some((earlier, _)) = chosen.replace((i, service)) {
+                            set.endpoints[earlier].stats().finish();
+                        }
                         true
                     }
                     Poll::Ready(Err(error)) => {
@@ -251,9 +258,14 @@ where
                     }
                 }
             });
-        let (Some(slot), Some(mut service)) = (picked, chosen) else {
+        let Some((slot, mut service)) = chosen else {
             return Err(req);
         };
+        if picked != Some(slot) {
+            // The picker broke its contract (it returned a backend it did not reserve last, or
+            // none after a yes): the request goes where its service was reserved.
+            debug_assert!(false, "picker returned {picked:?} after reserving {slot}");
+        }
         let notify_load = shared.picker.observes_load();
         let tracks_latency = shared.picker.tracks_latency();
         let histograms = shared.response_times.load(Relaxed);
@@ -265,7 +277,8 @@ where
         if let Some(tried) = tried {
             tried.push(Arc::clone(&stats));
         }
-        let in_flight = InFlight::start(stats, observer, notify_load, histograms, tracks_latency);
+        let in_flight =
+            InFlight::reserved(stats, observer, notify_load, histograms, tracks_latency);
         Ok(ResponseFuture::called(
             service.call(req),
             in_flight,

@@ -6,9 +6,11 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::task::AbortHandle;
+use tokio::time::Instant;
 use tower::discover::{Change, Discover};
 
 use super::endpoint::{Endpoint, Stats};
@@ -55,8 +57,8 @@ impl<K, S, P: Pick<K>> Drop for Shared<K, S, P> {
 /// Told when a request starts or finishes, or a response arrives, without naming `K` or `S`.
 pub(crate) trait Observer: Send + Sync {
     fn load_changed(&self, stats: &Arc<Stats>);
-    fn latency(&self, stats: &Stats, rtt: std::time::Duration);
-    fn failure(&self, stats: &Stats, elapsed: std::time::Duration);
+    fn latency(&self, stats: &Stats, rtt: Duration, at: Instant);
+    fn failure(&self, stats: &Stats, elapsed: Duration, at: Instant);
 }
 
 impl<K, S, P> Observer for Shared<K, S, P>
@@ -77,12 +79,12 @@ where
         }
     }
 
-    fn latency(&self, stats: &Stats, rtt: std::time::Duration) {
-        self.picker.observe_latency(stats, rtt);
+    fn latency(&self, stats: &Stats, rtt: Duration, at: Instant) {
+        self.picker.observe_latency(stats, rtt, at);
     }
 
-    fn failure(&self, stats: &Stats, elapsed: std::time::Duration) {
-        self.picker.observe_failure(stats, elapsed);
+    fn failure(&self, stats: &Stats, elapsed: Duration, at: Instant) {
+        self.picker.observe_failure(stats, elapsed, at);
     }
 }
 

@@ -60,12 +60,12 @@ async fn pick_agrees_with_the_costs_decayed_to_now() {
     let eps = endpoints(&[1, 1, 1]);
     let lt = LeastTime::from_rng_seed(3).decay(Duration::from_secs(1));
     // Updated at different times, so a pick decays them by different amounts.
-    lt.observe(eps[0].stats(), Duration::from_millis(40));
+    lt.observe(eps[0].stats(), Duration::from_millis(40), Instant::now());
     tokio::time::advance(Duration::from_millis(700)).await;
-    lt.observe(eps[1].stats(), Duration::from_millis(25));
+    lt.observe(eps[1].stats(), Duration::from_millis(25), Instant::now());
     tokio::time::advance(Duration::from_millis(300)).await;
     eps[2].stats().start();
-    lt.observe(eps[2].stats(), Duration::from_millis(9));
+    lt.observe(eps[2].stats(), Duration::from_millis(9), Instant::now());
     for wait in [0, 5, 200, 3_000] {
         tokio::time::advance(Duration::from_millis(wait)).await;
         let now = now_ns();
@@ -90,8 +90,8 @@ async fn pick_agrees_with_the_costs_decayed_to_now() {
 async fn prefers_the_faster_backend() {
     let eps = endpoints(&[1, 1]);
     let lt = LeastTime::from_rng_seed(9);
-    lt.observe(eps[0].stats(), Duration::from_millis(50));
-    lt.observe(eps[1].stats(), Duration::from_millis(5));
+    lt.observe(eps[0].stats(), Duration::from_millis(50), Instant::now());
+    lt.observe(eps[1].stats(), Duration::from_millis(5), Instant::now());
     let picks = pick_n(&lt, &eps, 1000, |_| true);
     // With two backends both are always compared, so the cheaper one always wins.
     assert!(picks.iter().all(|&i| i == 1));
@@ -101,8 +101,8 @@ async fn prefers_the_faster_backend() {
 async fn in_flight_requests_raise_the_cost() {
     let eps = endpoints(&[1, 1]);
     let lt = LeastTime::from_rng_seed(9);
-    lt.observe(eps[0].stats(), Duration::from_millis(10));
-    lt.observe(eps[1].stats(), Duration::from_millis(5));
+    lt.observe(eps[0].stats(), Duration::from_millis(10), Instant::now());
+    lt.observe(eps[1].stats(), Duration::from_millis(5), Instant::now());
     for _ in 0..3 {
         eps[1].stats().start();
     }
@@ -114,9 +114,9 @@ async fn in_flight_requests_raise_the_cost() {
 async fn a_fast_failure_costs_the_penalty_and_loses_the_traffic() {
     let eps = endpoints(&[1, 1]);
     let lt = LeastTime::from_rng_seed(5);
-    lt.observe(eps[0].stats(), Duration::from_millis(20));
+    lt.observe(eps[0].stats(), Duration::from_millis(20), Instant::now());
     // Backend 1 answers 503 in 50 µs: plain Peak-EWMA would call it 400× faster.
-    lt.observe_failure(eps[1].stats(), Duration::from_micros(50));
+    lt.observe_failure(eps[1].stats(), Duration::from_micros(50), Instant::now());
     let est = eps[1].stats().rtt.cost_at(now_ns(), lt.default_ns, lt.decay_ns);
     assert_eq!(est, 1e9);
     assert_eq!(pick_n(&lt, &eps, 100, |_| true), [0; 100]);
@@ -126,7 +126,7 @@ async fn a_fast_failure_costs_the_penalty_and_loses_the_traffic() {
     }
     assert_eq!(pick_n(&lt, &eps, 10, |_| true), [0; 10]);
     // A failure slower than the penalty counts at its own time.
-    lt.observe_failure(eps[1].stats(), Duration::from_secs(3));
+    lt.observe_failure(eps[1].stats(), Duration::from_secs(3), Instant::now());
     let est = eps[1].stats().rtt.cost_at(now_ns(), lt.default_ns, lt.decay_ns);
     assert_eq!(est, 3e9);
 }
@@ -135,8 +135,8 @@ async fn a_fast_failure_costs_the_penalty_and_loses_the_traffic() {
 async fn without_a_penalty_a_fast_failure_looks_fast() {
     let eps = endpoints(&[1, 1]);
     let lt = LeastTime::from_rng_seed(5).failure_penalty(Duration::ZERO);
-    lt.observe(eps[0].stats(), Duration::from_millis(20));
-    lt.observe_failure(eps[1].stats(), Duration::from_micros(50));
+    lt.observe(eps[0].stats(), Duration::from_millis(20), Instant::now());
+    lt.observe_failure(eps[1].stats(), Duration::from_micros(50), Instant::now());
     assert_eq!(pick_n(&lt, &eps, 10, |_| true), [1; 10]);
 }
 
@@ -144,14 +144,14 @@ async fn without_a_penalty_a_fast_failure_looks_fast() {
 async fn a_failed_backend_is_probed_again_after_its_penalty_decays_and_recovers_at_once() {
     let eps = endpoints(&[1, 1]);
     let lt = LeastTime::from_rng_seed(5);
-    lt.observe(eps[0].stats(), Duration::from_millis(20));
-    lt.observe_failure(eps[1].stats(), Duration::from_micros(50));
+    lt.observe(eps[0].stats(), Duration::from_millis(20), Instant::now());
+    lt.observe_failure(eps[1].stats(), Duration::from_micros(50), Instant::now());
     // Backend 0 keeps answering in 20 ms; 1's estimate decays from its failure. Until
     // τ·ln(1 s / 20 ms) = 39.1 s, 0 is cheaper; then 1 is probed.
     let mut probed_at = None;
     for second in 1..=45 {
         tokio::time::advance(Duration::from_secs(1)).await;
-        lt.observe(eps[0].stats(), Duration::from_millis(20));
+        lt.observe(eps[0].stats(), Duration::from_millis(20), Instant::now());
         if pick_n(&lt, &eps, 1, |_| true) == [1] {
             probed_at = Some(second);
             break;
@@ -159,8 +159,8 @@ async fn a_failed_backend_is_probed_again_after_its_penalty_decays_and_recovers_
     }
     assert_eq!(probed_at, Some(40));
     // The probe succeeds in 2 ms; it weighs 1 − e^(−4) of the estimate.
-    lt.observe(eps[1].stats(), Duration::from_millis(2));
-    lt.observe(eps[0].stats(), Duration::from_millis(20));
+    lt.observe(eps[1].stats(), Duration::from_millis(2), Instant::now());
+    lt.observe(eps[0].stats(), Duration::from_millis(20), Instant::now());
     let est = eps[1].stats().rtt.cost_at(now_ns(), lt.default_ns, lt.decay_ns);
     let expected = 1e9 * (-40.0f64 / 10.0).exp() + 2e6 * (1.0 - (-4.0f64).exp());
     assert!((est - expected).abs() < 1e3, "{est} vs {expected}");
@@ -168,8 +168,8 @@ async fn a_failed_backend_is_probed_again_after_its_penalty_decays_and_recovers_
     // recovered backend is the cheaper one.
     for _ in 0..10 {
         tokio::time::advance(Duration::from_millis(500)).await;
-        lt.observe(eps[0].stats(), Duration::from_millis(20));
-        lt.observe(eps[1].stats(), Duration::from_millis(2));
+        lt.observe(eps[0].stats(), Duration::from_millis(20), Instant::now());
+        lt.observe(eps[1].stats(), Duration::from_millis(2), Instant::now());
     }
     assert_eq!(pick_n(&lt, &eps, 10, |_| true), [1; 10]);
 }
@@ -179,8 +179,8 @@ async fn a_backend_that_turns_slow_loses_traffic_at_once_and_regains_it_after_de
     let eps = endpoints(&[1, 1]);
     let lt = LeastTime::from_rng_seed(5).decay(Duration::from_secs(1));
     for _ in 0..5 {
-        lt.observe(eps[0].stats(), Duration::from_millis(2));
-        lt.observe(eps[1].stats(), Duration::from_millis(2));
+        lt.observe(eps[0].stats(), Duration::from_millis(2), Instant::now());
+        lt.observe(eps[1].stats(), Duration::from_millis(2), Instant::now());
         tokio::time::advance(Duration::from_millis(10)).await;
     }
     for _ in 0..4 {
@@ -192,7 +192,7 @@ async fn a_backend_that_turns_slow_loses_traffic_at_once_and_regains_it_after_de
         eps[1].stats().finish();
     }
     // 0 turns slow: one 40 ms answer and its peak takes it whole.
-    lt.observe(eps[0].stats(), Duration::from_millis(40));
+    lt.observe(eps[0].stats(), Duration::from_millis(40), Instant::now());
     let est = eps[0].stats().rtt.cost_at(now_ns(), lt.default_ns, lt.decay_ns);
     assert_eq!(est, 40e6);
     for _ in 0..10 {
@@ -209,14 +209,14 @@ async fn a_backend_that_turns_slow_loses_traffic_at_once_and_regains_it_after_de
     }
     assert_eq!(pick_n(&lt, &eps, 1, |_| true), [0]);
     // Its first fast answer after the pause weighs 1 − e^(−1).
-    lt.observe(eps[0].stats(), Duration::from_millis(2));
+    lt.observe(eps[0].stats(), Duration::from_millis(2), Instant::now());
     let est = eps[0].stats().rtt.cost_at(now_ns(), lt.default_ns, lt.decay_ns);
     let w = (-1.0f64).exp();
     assert!((est - (40e6 * w + 2e6 * (1.0 - w))).abs() < 1e3, "{est}");
     // Three more seconds of fast answers and it is back near 2 ms.
     for _ in 0..30 {
         tokio::time::advance(Duration::from_millis(100)).await;
-        lt.observe(eps[0].stats(), Duration::from_millis(2));
+        lt.observe(eps[0].stats(), Duration::from_millis(2), Instant::now());
     }
     let est = eps[0].stats().rtt.cost_at(now_ns(), lt.default_ns, lt.decay_ns);
     assert!(est < 3e6, "{est}");
@@ -278,7 +278,7 @@ fn load(e: &Endpoint<usize>, n: usize) {
 /// and leaving none behind.
 fn answer_at_load(lt: &LeastTime, e: &Endpoint<usize>, rtt: Duration, in_flight: usize) {
     load(e, in_flight);
-    lt.observe(e.stats(), rtt);
+    lt.observe(e.stats(), rtt, Instant::now());
     for _ in 0..in_flight {
         e.stats().finish();
     }
@@ -370,7 +370,7 @@ async fn a_failure_costs_the_whole_penalty_whatever_the_usual_load() {
     // Backend 1 was fast with 20 in flight, then fails fast with 20 in flight.
     answer_at_load(&lt, &eps[1], Duration::from_millis(2), 20);
     load(&eps[1], 20);
-    lt.observe_failure(eps[1].stats(), Duration::from_micros(50));
+    lt.observe_failure(eps[1].stats(), Duration::from_micros(50), Instant::now());
     for _ in 0..20 {
         eps[1].stats().finish();
     }
@@ -410,7 +410,7 @@ async fn closed_loop(
     for _ in 0..requests {
         let Reverse((due, sent, i)) = pending.pop().unwrap();
         tokio::time::advance(Duration::from_nanos(due.saturating_sub(now_ns()))).await;
-        lt.observe(eps[i].stats(), Duration::from_nanos(due - sent));
+        lt.observe(eps[i].stats(), Duration::from_nanos(due - sent), Instant::now());
         eps[i].stats().finish();
         served[i] += 1;
         send(&mut pending, due);
@@ -452,12 +452,12 @@ async fn a_busy_backends_hiccup_fades_within_a_few_dozen_answers() {
     let lt = LeastTime::from_rng_seed(1);
     let eps = endpoints(&[1]);
     let stats = eps[0].stats();
-    lt.observe(stats, Duration::from_millis(2));
+    lt.observe(stats, Duration::from_millis(2), Instant::now());
     // One 15 ms answer among answers 0.1 ms apart (10,000 a second).
-    lt.observe(stats, Duration::from_millis(15));
+    lt.observe(stats, Duration::from_millis(15), Instant::now());
     for _ in 0..40 {
         tokio::time::advance(Duration::from_micros(100)).await;
-        lt.observe(stats, Duration::from_millis(2));
+        lt.observe(stats, Duration::from_millis(2), Instant::now());
     }
     let est = stats.rtt.cost_at(now_ns(), lt.default_ns, lt.decay_ns);
     // 2 + 13 × 0.9^40 = 2.19 ms; by time alone it would still be 14.99 ms.
