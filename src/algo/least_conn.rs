@@ -248,7 +248,11 @@ impl LeastConnTable {
     /// Backend `i` takes a request: it becomes the most recently picked.
     #[inline]
     fn picked<K>(&self, i: usize, endpoints: &[Arc<Endpoint<K>>]) {
-        let seq = self.seq.fetch_add(1, Relaxed);
+        // Not a read-modify-write: the sequence only breaks ties, and two picks racing to the
+        // same number tie no worse than before; a locked add would cost more than the rest of
+        // the update.
+        let seq = self.seq.load(Relaxed);
+        self.seq.store(seq + 1, Relaxed);
         let leaf = self.leaf(i);
         leaf.seq.store(seq, Relaxed);
         leaf.load.store(self.load_of(&endpoints[i]), Relaxed);

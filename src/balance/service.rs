@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll, Waker};
 
+use http::HeaderValue;
 use tower::Service;
 use tower::discover::Discover;
 
@@ -133,8 +134,13 @@ where
         Poll::Ready(Ok(()))
     }
 
+    #[inline]
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        self.try_call(req).unwrap_or_else(|_| self.no_backend())
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.reserve(&req, &mut cx, None) {
+            Some(reserved) => reserved.call(req),
+            None => self.no_backend(),
+        }
     }
 }
 
@@ -156,6 +162,7 @@ where
     // The request is given back as it came, by value, on the rare path where no backend is
     // ready; the type is the one `call` returns.
     #[allow(clippy::result_large_err, clippy::type_complexity)]
+    #[inline]
     pub fn try_call<B, RB>(
         &mut self,
         req: http::Request<B>,
@@ -170,7 +177,10 @@ where
     {
         // Readiness is asked, not awaited: a backend that is not ready now is skipped.
         let mut cx = Context::from_waker(Waker::noop());
-        self.pick_and_call(req, &mut cx, None)
+        match self.reserve(&req, &mut cx, None) {
+            Some(reserved) => Ok(reserved.call(req)),
+            None => Err(req),
+        }
     }
 
     /// Like [`try_call`](Self::try_call), for a caller that waits for a backend (a
@@ -183,6 +193,7 @@ where
     /// A caller that waits should also wake on [`changed`](Self::changed), for a backend that
     /// joins the set.
     #[allow(clippy::result_large_err, clippy::type_complexity)]
+    #[inline]
     pub fn try_call_with<B, RB>(
         &mut self,
         req: http::Request<B>,
@@ -197,16 +208,23 @@ where
             + 'static,
         <D::Service as Service<http::Request<B>>>::Error: Into<BoxError>,
     {
-        self.pick_and_call(req, cx, Some(parked))
+        match self.reserve(&req, cx, Some(parked)) {
+            Some(reserved) => Ok(reserved.call(req)),
+            None => Err(req),
+        }
     }
 
-    #[allow(clippy::result_large_err, clippy::type_complexity)]
-    fn pick_and_call<B, RB>(
-        &mut self,
-        req: http::Request<B>,
+    /// Picks a backend for `req` and reserves it: its service is ready, and the request counts
+    /// in flight on it. `None` when no backend is ready.
+    ///
+    /// The request is only borrowed here, and moved once, into the backend's `call`.
+    #[inline]
+    fn reserve<B, RB>(
+        &self,
+        req: &http::Request<B>,
         cx: &mut Context<'_>,
         mut parked: Option<&mut Parked<D::Service>>,
-    ) -> Result<ResponseFuture<BackendFuture<D, B>>, http::Request<B>>
+    ) -> Option<Reserved<D::Service>>
     where
         D::Service: Service<http::Request<B>, Response = http::Response<RB>>
             + Clone
@@ -224,13 +242,11 @@ where
         // backend: the request counts in flight on it from then on, so a picker that tracks
         // load (least connections, bounded-load hashing) sees it within its own pick.
         let mut chosen: Option<(usize, D::Service)> = None;
-        let tried = req.extensions().get::<Tried>().cloned();
+        let tried = req.extensions().get::<Tried>();
         let picked = shared
             .picker
-            .pick(&set.table, &set.endpoints, &req, &mut |i| {
-                if tried
-                    .as_ref()
-                    .is_some_and(|tried| tried.contains(set.endpoints[i].stats_arc()))
+            .pick(&set.table, &set.endpoints, req, &mut |i| {
+                if tried.is_some_and(|tried| tried.contains(set.endpoints[i].stats_arc()))
                 {
                     return false;
                 }
@@ -258,9 +274,7 @@ where
                     }
                 }
             });
-        let Some((slot, mut service)) = chosen else {
-            return Err(req);
-        };
+        let (slot, service) = chosen?;
         if picked != Some(slot) {
             // The picker broke its contract (it returned a backend it did not reserve last, or
             // none after a yes): the request goes where its service was reserved.
@@ -272,19 +286,42 @@ where
         let observer =
             (notify_load || tracks_latency).then(|| Arc::clone(shared) as Arc<dyn Observer>);
         let stats = Arc::clone(set.endpoints[slot].stats_arc());
-        let set_cookie = shared.picker.set_cookie(&set.table, &req, slot);
+        let set_cookie = shared.picker.set_cookie(&set.table, req, slot);
         drop(set);
         if let Some(tried) = tried {
             tried.push(Arc::clone(&stats));
         }
-        let in_flight =
-            InFlight::reserved(stats, observer, notify_load, histograms, tracks_latency);
-        Ok(ResponseFuture::called(
-            service.call(req),
-            in_flight,
+        Some(Reserved {
+            service,
+            in_flight: InFlight::reserved(stats, observer, notify_load, histograms, tracks_latency),
             tracks_latency,
             set_cookie,
-        ))
+        })
+    }
+}
+
+/// A backend reserved for one request by [`Balance::reserve`]: its ready service, and the
+/// request counted in flight on it.
+struct Reserved<S> {
+    service: S,
+    in_flight: InFlight,
+    tracks_latency: bool,
+    set_cookie: Option<HeaderValue>,
+}
+
+impl<S> Reserved<S> {
+    /// Sends `req` to the backend.
+    #[inline]
+    fn call<B>(mut self, req: http::Request<B>) -> ResponseFuture<S::Future>
+    where
+        S: Service<http::Request<B>>,
+    {
+        ResponseFuture::called(
+            self.service.call(req),
+            self.in_flight,
+            self.tracks_latency,
+            self.set_cookie,
+        )
     }
 }
 
