@@ -1,9 +1,13 @@
 //! The clock the algorithms read: nanoseconds since a process-wide start, as a `u64` that fits
 //! in an atomic.
 //!
-//! Used by [`LeastTime`](super::LeastTime) to stamp its estimates and by
-//! [`StickyRoundRobin`](super::StickyRoundRobin) to expire idle clients. It reads tokio's
-//! clock, so tests run it under `tokio::time::pause()` and `advance`.
+//! Used by [`LeastTime`](super::LeastTime) to stamp its estimates. It reads tokio's clock, so
+//! tests run it under `tokio::time::pause()` and `advance`.
+//!
+//! [`StickyRoundRobin`](super::StickyRoundRobin) expires clients idle for minutes, and reads
+//! [`coarse_now_ns`] for every request instead: on Linux the kernel's coarse monotonic clock,
+//! as fine as its tick (1 to 4 ms). On the 2-core benchmark machine a read of it costs 6.6 ns
+//! against 23 ns for `Instant::now`, which was a sixth of a sticky pick.
 
 use std::sync::OnceLock;
 
@@ -24,6 +28,27 @@ pub(crate) fn now_ns() -> u64 {
 #[inline]
 pub(crate) fn ns_at(at: Instant) -> u64 {
     at.saturating_duration_since(base()).as_nanos() as u64
+}
+
+/// Nanoseconds on the kernel's coarse monotonic clock (`CLOCK_MONOTONIC_COARSE`: as fine as
+/// the scheduler tick, 1 to 4 ms), for timeouts of seconds and more. Its zero is not
+/// [`now_ns`]'s: compare its readings only with each other.
+///
+/// Elsewhere than Linux it is [`now_ns`]; so it is in this crate's unit tests, which pause and
+/// advance tokio's clock.
+#[inline]
+pub(crate) fn coarse_now_ns() -> u64 {
+    #[cfg(all(target_os = "linux", not(test)))]
+    {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+        (t.tv_sec as u64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(t.tv_nsec as u64)
+    }
+    #[cfg(not(all(target_os = "linux", not(test))))]
+    {
+        now_ns()
+    }
 }
 
 #[cfg(test)]

@@ -246,8 +246,7 @@ where
         let picked = shared
             .picker
             .pick(&set.table, &set.endpoints, req, &mut |i| {
-                if tried.is_some_and(|tried| tried.contains(set.endpoints[i].stats_arc()))
-                {
+                if tried.is_some_and(|tried| tried.contains(set.endpoints[i].stats_arc())) {
                     return false;
                 }
                 let kept = parked.as_deref_mut().and_then(|p| p.services[i].take());
