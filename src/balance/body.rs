@@ -19,7 +19,10 @@ use super::set::Observer;
 pub(crate) struct InFlight {
     stats: Arc<Stats>,
     observer: Option<Arc<dyn Observer>>,
+    /// Whether the observer hears when the request finishes.
     notify_load: bool,
+    /// Whether the observer hears the response time (or the failure).
+    tracks_latency: bool,
     /// When the request was sent, if it is timed: for the histograms, or for an observer that
     /// tracks latency. Reading the clock is most of what timing costs, so untimed requests
     /// don't.
@@ -43,6 +46,7 @@ impl InFlight {
             stats,
             observer,
             notify_load,
+            tracks_latency,
             sent: (histograms || tracks_latency).then(Instant::now),
             histograms,
             answered: false,
@@ -53,7 +57,7 @@ impl InFlight {
     /// the observer that tracks latency (a `5xx` as a failure: a fast 5xx must not make the
     /// backend look fast).
     #[inline]
-    pub(crate) fn answered(&mut self, status: StatusCode, tracks_latency: bool) {
+    pub(crate) fn answered(&mut self, status: StatusCode) {
         self.answered = true;
         self.stats.record_response(status);
         let Some(sent) = self.sent else {
@@ -65,7 +69,7 @@ impl InFlight {
         if self.histograms {
             self.stats.record_response_time(elapsed);
         }
-        if let (true, Some(observer)) = (tracks_latency, &self.observer) {
+        if let (true, Some(observer)) = (self.tracks_latency, &self.observer) {
             if status.is_server_error() {
                 observer.failure(&self.stats, elapsed, now);
             } else {
@@ -77,9 +81,10 @@ impl InFlight {
     /// The backend failed before a response head: counts it, and tells the observer that
     /// tracks latency.
     #[inline]
-    pub(crate) fn failed(&self, tracks_latency: bool) {
+    pub(crate) fn failed(&self) {
         self.stats.record_failure();
-        if let (true, Some(observer), Some(sent)) = (tracks_latency, &self.observer, self.sent) {
+        if let (true, Some(observer), Some(sent)) = (self.tracks_latency, &self.observer, self.sent)
+        {
             let now = Instant::now();
             observer.failure(&self.stats, now.saturating_duration_since(sent), now);
         }

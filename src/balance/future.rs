@@ -29,7 +29,6 @@ pin_project! {
             #[pin]
             inner: F,
             in_flight: Option<InFlight>,
-            tracks_latency: bool,
             set_cookie: Option<HeaderValue>,
         },
     }
@@ -42,17 +41,12 @@ impl<F> ResponseFuture<F> {
         }
     }
 
-    pub(crate) fn called(
-        inner: F,
-        in_flight: InFlight,
-        tracks_latency: bool,
-        set_cookie: Option<HeaderValue>,
-    ) -> Self {
+    #[inline]
+    pub(crate) fn called(inner: F, in_flight: InFlight, set_cookie: Option<HeaderValue>) -> Self {
         Self {
             state: State::Called {
                 inner,
                 in_flight: Some(in_flight),
-                tracks_latency,
                 set_cookie,
             },
         }
@@ -66,27 +60,27 @@ where
 {
     type Output = Result<http::Response<TrackedBody<B>>, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
             StateProj::NoBackend => Poll::Ready(Err(NoAvailableBackend::new().into())),
             StateProj::Called {
                 inner,
                 in_flight,
-                tracks_latency,
                 set_cookie,
             } => {
                 let result = ready!(inner.poll(cx));
                 let mut in_flight = in_flight.take().expect("polled after completion");
                 match result {
                     Ok(mut response) => {
-                        in_flight.answered(response.status(), *tracks_latency);
+                        in_flight.answered(response.status());
                         if let Some(cookie) = set_cookie.take() {
                             response.headers_mut().append(SET_COOKIE, cookie);
                         }
                         Poll::Ready(Ok(response.map(|body| TrackedBody::new(body, in_flight))))
                     }
                     Err(error) => {
-                        in_flight.failed(*tracks_latency);
+                        in_flight.failed();
                         Poll::Ready(Err(error.into()))
                     }
                 }

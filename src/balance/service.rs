@@ -293,7 +293,6 @@ where
         Some(Reserved {
             service,
             in_flight: InFlight::reserved(stats, observer, notify_load, histograms, tracks_latency),
-            tracks_latency,
             set_cookie,
         })
     }
@@ -304,7 +303,6 @@ where
 struct Reserved<S> {
     service: S,
     in_flight: InFlight,
-    tracks_latency: bool,
     set_cookie: Option<HeaderValue>,
 }
 
@@ -315,12 +313,7 @@ impl<S> Reserved<S> {
     where
         S: Service<http::Request<B>>,
     {
-        ResponseFuture::called(
-            self.service.call(req),
-            self.in_flight,
-            self.tracks_latency,
-            self.set_cookie,
-        )
+        ResponseFuture::called(self.service.call(req), self.in_flight, self.set_cookie)
     }
 }
 
