@@ -40,10 +40,7 @@ pub(crate) fn ns_at(at: Instant) -> u64 {
 pub(crate) fn coarse_now_ns() -> u64 {
     #[cfg(all(target_os = "linux", not(test)))]
     {
-        let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
-        (t.tv_sec as u64)
-            .saturating_mul(1_000_000_000)
-            .saturating_add(t.tv_nsec as u64)
+        kernel_coarse_ns()
     }
     #[cfg(not(all(target_os = "linux", not(test))))]
     {
@@ -51,11 +48,54 @@ pub(crate) fn coarse_now_ns() -> u64 {
     }
 }
 
+/// `CLOCK_MONOTONIC_COARSE` in nanoseconds (since boot).
+#[cfg(target_os = "linux")]
+#[inline]
+fn kernel_coarse_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+    (t.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(t.tv_nsec as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    /// The clock sticky round robin reads outside unit tests: it follows real time to within
+    /// a tick and never goes back.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn kernel_coarse_clock_follows_real_time() {
+        // Each reading is bracketed by real times taken just before and after it.
+        let start = std::time::Instant::now();
+        let read = || {
+            let before = start.elapsed();
+            let t = kernel_coarse_ns();
+            (before, t, start.elapsed())
+        };
+        let (before0, t0, after0) = read();
+        let mut last = t0;
+        let (before, after) = loop {
+            let (before, t, after) = read();
+            assert!(t >= last, "went back from {last} to {t}");
+            last = t;
+            if before >= Duration::from_millis(50) {
+                break (before, after);
+            }
+        };
+        // Between the brackets, give or take a tick (at most 10 ms, at 100 Hz), however the
+        // thread was scheduled.
+        let moved = Duration::from_nanos(last - t0);
+        let tick = Duration::from_millis(10);
+        let (low, high) = (before.saturating_sub(after0 + tick), after - before0 + tick);
+        assert!(
+            low <= moved && moved <= high,
+            "{moved:?} not within {low:?}..{high:?}"
+        );
+    }
 
     #[tokio::test(start_paused = true)]
     async fn follows_tokio_time() {
