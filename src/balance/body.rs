@@ -14,7 +14,7 @@ use super::set::Observer;
 /// Keeps one request counted in flight on a backend until dropped, and, when asked, times it:
 /// to its response head, and (once it has one) to the end of its body, when dropped.
 ///
-/// The count was raised when the pick reserved the backend (see `Balance::pick_and_call`);
+/// The count was raised when the pick reserved the backend (see `Balance::reserve`);
 /// dropping this lowers it and tells the picker that observes load.
 pub(crate) struct InFlight {
     stats: Arc<Stats>,
