@@ -18,8 +18,9 @@
 //! (already counting the request, which the backend reserved by saying it is ready) and bumps
 //! its sequence number; the balancer reports every request that finishes
 //! ([`Pick::load_changed`]). Both recompute the nodes from that leaf up to the root, a finish
-//! stopping early where the result did not change: two walks per request. Updates from different threads may interleave and leave a node briefly stale; the
-//! next update through it repairs it, and a pick never returns a backend that is not ready.
+//! stopping early where the result did not change: two walks per request. Updates from
+//! different threads may interleave and leave a node briefly stale; the next update through it
+//! repairs it, and a pick never returns a backend that is not ready.
 //!
 //! A backend that refuses a request (not ready) while it is the best is set aside in the tree,
 //! so that a backend that is down is not asked on every request; it is considered again when

@@ -1,4 +1,5 @@
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -289,4 +290,71 @@ async fn tried_backends_are_skipped_on_retry() {
     req.extensions_mut().insert(tried.clone());
     let err = lb.ready().await.unwrap().call(req).await.unwrap_err();
     assert!(err.is::<NoAvailableBackend>());
+}
+
+/// A picker that says what the in-flight counts were right after each `ready(i)` said yes, and
+/// takes the last backend it asked: it asks `ask` in order.
+struct Recording {
+    ask: Vec<usize>,
+    seen: std::sync::Mutex<Vec<(usize, Vec<usize>)>>,
+}
+
+impl crate::algo::Pick<usize> for Recording {
+    type Table = ();
+
+    fn build(&self, _: &[Arc<Endpoint<usize>>]) {}
+
+    fn pick<B>(
+        &self,
+        _: &(),
+        endpoints: &[Arc<Endpoint<usize>>],
+        _: &http::Request<B>,
+        ready: &mut impl FnMut(usize) -> bool,
+    ) -> Option<usize> {
+        let mut last = None;
+        for &i in &self.ask {
+            if ready(i) {
+                let counts = endpoints.iter().map(|e| e.in_flight()).collect();
+                self.seen.lock().unwrap().push((i, counts));
+                last = Some(i);
+            }
+        }
+        last
+    }
+}
+
+#[tokio::test]
+async fn a_backend_counts_the_request_as_soon_as_its_service_says_ready() {
+    let picker = Recording {
+        ask: vec![1],
+        seen: Default::default(),
+    };
+    let mut lb = Balance::with_picker(ServiceList::new(vec![named("a"), named("b")]), picker);
+    let res = call(&mut lb).await.unwrap();
+    assert_eq!(*res.body().get_ref(), "b");
+    // Inside the pick, right after the yes: a picker that tracks load sees the request.
+    assert_eq!(*lb.picker().seen.lock().unwrap(), [(1, vec![0, 1])]);
+    assert_eq!(lb.endpoints()[1].in_flight(), 1, "until the body ends");
+    drop(res);
+    assert_eq!(lb.endpoints()[1].in_flight(), 0);
+}
+
+#[tokio::test]
+async fn a_picker_that_asks_again_after_a_yes_moves_the_reservation() {
+    let picker = Recording {
+        ask: vec![0, 1],
+        seen: Default::default(),
+    };
+    let mut lb = Balance::with_picker(ServiceList::new(vec![named("a"), named("b")]), picker);
+    let res = call(&mut lb).await.unwrap();
+    assert_eq!(*res.body().get_ref(), "b", "sent where the last yes was");
+    // Backend 0 was counted while reserved, and let go when 1 said yes.
+    assert_eq!(
+        *lb.picker().seen.lock().unwrap(),
+        [(0, vec![1, 0]), (1, vec![0, 1])]
+    );
+    let counts: Vec<_> = lb.endpoints().iter().map(|e| e.in_flight()).collect();
+    assert_eq!(counts, [0, 1]);
+    drop(res);
+    assert_eq!(lb.endpoints()[1].in_flight(), 0);
 }
