@@ -446,3 +446,34 @@ impl fmt::Debug for Reload {
         f.debug_struct("Reload").finish_non_exhaustive()
     }
 }
+
+#[cfg(all(test, feature = "tls"))]
+mod tests {
+    use super::*;
+    use crate::proxy::ProxyClientBuilder;
+    use crate::tls::BackendTls;
+
+    #[test]
+    fn another_backend_ca_file_needs_a_restart() {
+        let dir = std::env::temp_dir().join(format!("tower-lb-reload-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = |name: &str| {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let cert = rcgen::CertificateParams::new(vec![format!("{name}.test")])
+                .unwrap()
+                .self_signed(&key)
+                .unwrap();
+            let path = dir.join(format!("{name}.pem"));
+            std::fs::write(&path, cert.pem()).unwrap();
+            path
+        };
+        let (a, b) = (ca("a"), ca("b"));
+        let with_ca = |path: &std::path::Path| {
+            let tls = BackendTls::builder().ca_file(path).build().unwrap();
+            Config::new().proxy_client(ProxyClientBuilder::new().backend_tls(tls))
+        };
+        assert!(restart_needed(&with_ca(&a), &with_ca(&a)).is_empty());
+        assert_eq!(restart_needed(&with_ca(&a), &with_ca(&b)), ["proxy_client"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

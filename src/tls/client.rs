@@ -27,6 +27,9 @@ pub struct BackendTls {
     /// `config` offering `http/1.1` only: for connection upgrades (WebSocket), which only
     /// HTTP/1.1 has.
     http1: Arc<ClientConfig>,
+    /// The settings it was built from, if by [`BackendTlsBuilder::build`]: shown by `Debug`,
+    /// so two configurations from different files tell apart (a reload compares them).
+    built_from: Option<Arc<BackendTlsBuilder>>,
 }
 
 impl BackendTls {
@@ -60,7 +63,11 @@ impl BackendTls {
             http1.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
             Arc::new(http1)
         };
-        Self { config, http1 }
+        Self {
+            config,
+            http1,
+            built_from: None,
+        }
     }
 
     /// The rustls configuration.
@@ -124,6 +131,7 @@ impl fmt::Debug for BackendTls {
                 "client_auth",
                 &self.config.client_auth_cert_resolver.has_certs(),
             )
+            .field("built_from", &self.built_from)
             .finish_non_exhaustive()
     }
 }
@@ -217,11 +225,11 @@ impl BackendTlsBuilder {
             Some(pair) => Some((pair.load()?, pair.key.as_path())),
             None => None,
         };
-        Ok(BackendTls::from_config(client_config(
-            roots,
-            client_cert,
-            self.alpn_protocols,
-        )?))
+        let config = client_config(roots, client_cert, self.alpn_protocols.clone())?;
+        Ok(BackendTls {
+            built_from: Some(Arc::new(self)),
+            ..BackendTls::from_config(config)
+        })
     }
 }
 
