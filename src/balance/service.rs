@@ -274,11 +274,9 @@ where
                 }
             });
         let (slot, service) = chosen?;
-        if picked != Some(slot) {
-            // The picker broke its contract (it returned a backend it did not reserve last, or
-            // none after a yes): the request goes where its service was reserved.
-            debug_assert!(false, "picker returned {picked:?} after reserving {slot}");
-        }
+        // A picker returns the backend it reserved last (see `Pick::pick`). One that does not
+        // is a bug; in release builds the request goes where its service was reserved.
+        debug_assert_eq!(picked, Some(slot), "the picker returned another backend");
         let notify_load = shared.picker.observes_load();
         let tracks_latency = shared.picker.tracks_latency();
         let histograms = shared.response_times.load(Relaxed);
