@@ -111,8 +111,13 @@
 //!
 //! The response time is measured by the balancer from the moment the backend was picked to
 //! the response head: time a request spent in a [`Queue`](crate::queue::Queue) or in the
-//! server before the pick does not count (it would hide which backend is slow), a connect to
-//! the backend does (a backend slow to accept is slow).
+//! server before the pick does not count (it would hide which backend is slow), and neither
+//! does opening a new connection to the backend, which the backend's service reports with the
+//! response ([`ConnectTime`](crate::balance::ConnectTime);
+//! `proxy::HttpBackend` (feature `proxy`) does). A pool pays a connect once per
+//! connection, so counting it made the first request on each connection look several times
+//! slower than the backend is; a backend that fails to connect or times out still counts as a
+//! failure.
 //!
 //! # Probing and recovery
 //!
@@ -121,11 +126,19 @@
 //! is tried again: after a failure (1 s penalty) against backends costing 20 ms, after about
 //! τ·ln(1 s / 20 ms) ≈ 40 s, sooner under load (the others' factor grows). The first
 //! fast answer after such a pause weighs `1 − e^(−Δt/τ)` (98 % after 40 s), so a recovered
-//! backend gets its traffic back within seconds; one that is still slow or failing sets its peak again and
-//! costs one request per probe (which [`Retry`](crate::retry::Retry) with `retry_on` hides
-//! from clients). A new backend starts at the default of 30 ms, decaying from when it joined,
-//! and its first answer replaces the default outright (tower averages it in, so a new fast
-//! backend would pass for a 30 ms one for seconds).
+//! backend gets its traffic back within seconds; one that is still slow or failing sets its
+//! peak again and costs one request per probe (which [`Retry`](crate::retry::Retry) with
+//! `retry_on` hides from clients).
+//!
+//! A backend that has never answered, and has no request in flight, takes the next request:
+//! every new backend is measured by its first request. Its first answer replaces the default
+//! outright (tower averages it in, so a new fast backend would pass for a 30 ms one for
+//! seconds). Without the probe, the default of 30 ms alone decided: in a fleet answering in a
+//! millisecond, the backend that happened to answer first was the cheapest by far, and the
+//! others, never asked, stayed at their default until it decayed (half a minute; the test
+//! `distribution::least_time_gives_a_slow_backend_a_small_share` caught all 300 requests on
+//! one of two fast backends one run in ten). One request at a time, so a slow or failing
+//! new backend costs one request before its answer counts.
 //!
 //! # Cost per request
 //!
@@ -250,6 +263,12 @@ impl Rtt {
         self.load_sqrt.store(load.sqrt().to_bits(), Relaxed);
     }
 
+    /// Whether no answer has been observed yet.
+    #[inline]
+    fn unmeasured(&self) -> bool {
+        self.cost_ns.load(Relaxed) == NEVER
+    }
+
     /// The estimate without a default, decayed to now.
     pub(crate) fn estimate_ns(&self) -> Option<f64> {
         (self.cost_ns.load(Relaxed) != NEVER)
@@ -362,6 +381,11 @@ impl LeastTime {
     /// decayed to the later of their update times (see the [module docs](self)).
     #[inline]
     fn cheaper<K>(&self, a: &Endpoint<K>, b: &Endpoint<K>) -> bool {
+        // A backend to probe goes first (see "Probing and recovery").
+        let (probe_a, probe_b) = (to_probe(a), to_probe(b));
+        if probe_a != probe_b {
+            return probe_b;
+        }
         let (mut cost_a, stamp_a) = a.stats().rtt.sample(self.default_ns);
         let (mut cost_b, stamp_b) = b.stats().rtt.sample(self.default_ns);
         // Only the older estimate decays to the other's stamp; weights are cross-multiplied
@@ -377,6 +401,12 @@ impl LeastTime {
         let total_b = cost_b * load_b * f64::from(a.weight());
         total_b < total_a
     }
+}
+
+/// Whether `e` has never answered and has no request in flight: the next request measures it.
+#[inline]
+fn to_probe<K>(e: &Endpoint<K>) -> bool {
+    e.stats().rtt.unmeasured() && e.in_flight() == 0
 }
 
 /// Fleets up to this size are scanned whole instead of sampled by two choices.
@@ -405,8 +435,13 @@ impl LeastTime {
             let i = (start + k) % n;
             let (cost, stamp) = samples[i];
             let e = &endpoints[i];
-            let load = e.stats().rtt.load_factor(e.in_flight()) / f64::from(e.weight());
-            *slot = (cost * decay_weight(now - stamp, self.decay_ns) * load, i);
+            // A backend to probe costs nothing: it goes first (see "Probing and recovery").
+            *slot = if to_probe(e) {
+                (0.0, i)
+            } else {
+                let load = e.stats().rtt.load_factor(e.in_flight()) / f64::from(e.weight());
+                (cost * decay_weight(now - stamp, self.decay_ns) * load, i)
+            };
         }
         let costs = &mut costs[..n];
         // Stable: equal costs keep the order from the random start.

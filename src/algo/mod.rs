@@ -220,7 +220,7 @@ pub trait Pick<K>: Send + Sync + 'static {
 
     /// A response from the backend with these `stats` arrived `rtt` after its request was sent
     /// (after the backend was picked: time in a queue in front of the balancer is not counted,
-    /// a connect to the backend is).
+    /// and neither is a connect the response reports as [`ConnectTime`](crate::balance::ConnectTime)).
     ///
     /// `at` is when the response arrived, the end of `rtt`: a picker that stamps its samples
     /// uses it rather than reading the clock again.

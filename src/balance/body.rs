@@ -1,6 +1,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Buf;
 use http::StatusCode;
@@ -57,7 +58,11 @@ impl InFlight {
     /// the observer that tracks latency (a `5xx` as a failure: a fast 5xx must not make the
     /// backend look fast).
     #[inline]
-    pub(crate) fn answered(&mut self, status: StatusCode) {
+    ///
+    /// `connect` is the part of the wait spent opening a connection
+    /// ([`ConnectTime`](super::ConnectTime)), left
+    /// out of what the observer hears.
+    pub(crate) fn answered(&mut self, status: StatusCode, connect: Option<Duration>) {
         self.answered = true;
         self.stats.record_response(status);
         let Some(sent) = self.sent else {
@@ -70,6 +75,7 @@ impl InFlight {
             self.stats.record_response_time(elapsed);
         }
         if let (true, Some(observer)) = (self.tracks_latency, &self.observer) {
+            let elapsed = elapsed.saturating_sub(connect.unwrap_or_default());
             if status.is_server_error() {
                 observer.failure(&self.stats, elapsed, now);
             } else {
@@ -94,6 +100,11 @@ impl InFlight {
         if let (true, Some(observer)) = (self.notify_load, &self.observer) {
             observer.load_changed(&self.stats);
         }
+    }
+
+    /// Whether the observer hears the response time.
+    pub(crate) fn tracks_latency(&self) -> bool {
+        self.tracks_latency
     }
 
     pub(crate) fn stats(&self) -> &Stats {

@@ -8,6 +8,7 @@ use http::HeaderValue;
 use http::header::SET_COOKIE;
 use pin_project_lite::pin_project;
 
+use super::ConnectTime;
 use super::body::{InFlight, TrackedBody};
 use crate::{BoxError, NoAvailableBackend};
 
@@ -73,7 +74,12 @@ where
                 let mut in_flight = in_flight.take().expect("polled after completion");
                 match result {
                     Ok(mut response) => {
-                        in_flight.answered(response.status());
+                        let connect = in_flight
+                            .tracks_latency()
+                            .then(|| response.extensions().get::<ConnectTime>())
+                            .flatten()
+                            .map(|c| c.0);
+                        in_flight.answered(response.status(), connect);
                         if let Some(cookie) = set_cookie.take() {
                             response.headers_mut().append(SET_COOKIE, cookie);
                         }

@@ -56,6 +56,7 @@
 //! ```
 
 mod body;
+mod connect_time;
 mod endpoint;
 pub mod future;
 mod layer;
@@ -65,6 +66,7 @@ mod set;
 mod tried;
 
 pub use self::body::TrackedBody;
+pub use self::connect_time::ConnectTime;
 pub use self::endpoint::{Endpoint, Stats};
 pub use self::layer::LoadBalanceLayer;
 pub use self::parked::Parked;

@@ -358,3 +358,26 @@ async fn a_picker_that_asks_again_after_a_yes_moves_the_reservation() {
     drop(res);
     assert_eq!(lb.endpoints()[1].in_flight(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn least_time_leaves_the_connect_out_of_its_sample() {
+    // The backend takes 12 ms, 10 of them opening its connection, and says so.
+    let backend = service_fn(|_: Req| async {
+        tokio::time::sleep(Duration::from_millis(12)).await;
+        let mut res = http::Response::new("ok");
+        res.extensions_mut()
+            .insert(ConnectTime(Duration::from_millis(10)));
+        Ok::<_, Infallible>(res)
+    });
+    let mut lb = LoadBalance::new(ServiceList::new(vec![backend]), Algo::LeastTime);
+    lb.record_response_times(true);
+    drop(call(&mut lb).await.unwrap());
+    let endpoints = lb.endpoints();
+    let stats = endpoints[0].stats();
+    // Least time heard 2 ms; the histogram, what the client waited.
+    assert_eq!(stats.rtt_estimate_ns(), Some(2e6));
+    assert_eq!(
+        stats.response_time().mean(),
+        Some(Duration::from_millis(12))
+    );
+}

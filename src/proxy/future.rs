@@ -25,6 +25,7 @@ use super::sender::Sent;
 use super::upgrade::Tunnels;
 use crate::BackendTimeout;
 use crate::BoxError;
+use crate::balance::ConnectTime;
 
 /// The client's side of a connection upgrade, waiting for the backend's `101`.
 #[derive(Debug)]
@@ -90,6 +91,8 @@ enum Attempt<B> {
     Connect {
         connecting: Connecting<B>,
         req: Option<Request<UploadBody<B>>>,
+        /// When the connect started.
+        since: Instant,
     },
     /// A pooled connection whose task has not taken in the end of its last response yet.
     Ready {
@@ -97,11 +100,12 @@ enum Attempt<B> {
         req: Option<Request<UploadBody<B>>>,
     },
     /// Sent on `sender`'s connection (a pooled one if `reused`), waiting for the response
-    /// head.
+    /// head; `connect` is how long opening a new one took.
     Send {
         sent: Sent<B>,
         sender: Option<Sender<B>>,
         reused: bool,
+        connect: Option<Duration>,
     },
     Failed {
         error: Option<BoxError>,
@@ -121,11 +125,12 @@ where
             let connect = Self::Connect {
                 connecting: host.connect(http1),
                 req: Some(req),
+                since: Instant::now(),
             };
             return (connect, None);
         };
         if sender.is_ready() {
-            return (Self::send(host, sender, req, true), timer);
+            return (Self::send(host, sender, req, None), timer);
         }
         let ready = Self::Ready {
             sender: Some(sender),
@@ -134,18 +139,20 @@ where
         (ready, timer)
     }
 
-    /// Sends `req`, in the form of `sender`'s connection (HTTP/1.1 or HTTP/2).
+    /// Sends `req`, in the form of `sender`'s connection (HTTP/1.1 or HTTP/2): a pooled one,
+    /// or one just opened in `connect`.
     fn send(
         host: &Host<B>,
         mut sender: Sender<B>,
         req: Request<UploadBody<B>>,
-        reused: bool,
+        connect: Option<Duration>,
     ) -> Self {
         let req = host.prepare(req, &sender);
         Self::Send {
             sent: sender.send(req),
             sender: Some(sender),
-            reused,
+            reused: connect.is_none(),
+            connect,
         }
     }
 }
@@ -242,11 +249,16 @@ where
         let this = self.project();
         loop {
             match this.attempt {
-                Attempt::Connect { connecting, req } => match connecting.as_mut().poll(cx) {
+                Attempt::Connect {
+                    connecting,
+                    req,
+                    since,
+                } => match connecting.as_mut().poll(cx) {
                     Poll::Ready(Ok(sender)) => {
                         let host = this.host.as_ref().expect("a host for every attempt");
                         let req = req.take().expect("polled after completion");
-                        *this.attempt = Attempt::send(host, sender, req, false);
+                        let connect = since.elapsed();
+                        *this.attempt = Attempt::send(host, sender, req, Some(connect));
                     }
                     // Already a `BackendUnavailable` or a `BackendTimeout`.
                     Poll::Ready(Err(error)) => {
@@ -266,7 +278,7 @@ where
                             let host = this.host.as_ref().expect("a host for every attempt");
                             let sender = sender.take().expect("polled after completion");
                             let req = req.take().expect("polled after completion");
-                            *this.attempt = Attempt::send(host, sender, req, true);
+                            *this.attempt = Attempt::send(host, sender, req, None);
                         }
                         // Closed meanwhile: another connection.
                         Poll::Ready(Err(_)) => {
@@ -281,6 +293,7 @@ where
                     sent,
                     sender,
                     reused,
+                    connect,
                 } => {
                     let host = this.host.as_ref().expect("a host for every attempt");
                     match sent.as_mut().poll(cx) {
@@ -295,6 +308,9 @@ where
                         }
                         Poll::Ready(Ok(mut res)) => {
                             strip_hop_by_hop(res.headers_mut());
+                            if let Some(connect) = *connect {
+                                res.extensions_mut().insert(ConnectTime(connect));
+                            }
                             // The timer goes back to the pool with the connection.
                             let reuse = sender
                                 .take()

@@ -463,3 +463,48 @@ async fn a_busy_backends_hiccup_fades_within_a_few_dozen_answers() {
     // 2 + 13 × 0.9^40 = 2.19 ms; by time alone it would still be 14.99 ms.
     assert!((est - 2.192e6).abs() < 0.01e6, "{est}");
 }
+
+/// Picks as the balancer does: a yes counts the request in flight.
+fn pick_counted(lt: &LeastTime, eps: &[Arc<Endpoint<usize>>]) -> usize {
+    lt.pick(&(), eps, &http::Request::new(()), &mut |i| {
+        eps[i].stats().start();
+        true
+    })
+    .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_backend_never_measured_is_probed_one_request_at_a_time() {
+    let eps = endpoints(&[1, 1, 1]);
+    let lt = LeastTime::from_rng_seed(1);
+    // Backend 0 answered in 0.5 ms; 1 and 2 never did: their default of 30 ms would keep them
+    // out of the traffic.
+    lt.observe(eps[0].stats(), Duration::from_micros(500), Instant::now());
+    let mut first = [pick_counted(&lt, &eps), pick_counted(&lt, &eps)];
+    first.sort_unstable();
+    assert_eq!(first, [1, 2], "each new backend gets a request");
+    // While their first answers are out, the measured backend takes the rest.
+    for _ in 0..10 {
+        assert_eq!(pick_counted(&lt, &eps), 0);
+    }
+    // Backend 1 answers as fast: it shares the traffic from then on.
+    eps[1].stats().finish();
+    lt.observe(eps[1].stats(), Duration::from_micros(500), Instant::now());
+    let picks: Vec<usize> = (0..20).map(|_| pick_counted(&lt, &eps)).collect();
+    assert!(picks.contains(&1), "{picks:?}");
+    assert!(!picks.contains(&2), "2 still has its first request out: {picks:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn in_a_large_fleet_a_new_backend_is_probed_too() {
+    // 19 backends answering in 0.5 ms, and backend 19 new: by two choices, it is compared
+    // only with measured backends, and its default of 30 ms loses every pair.
+    let eps = endpoints(&[1; 20]);
+    let lt = LeastTime::from_rng_seed(2);
+    for e in &eps[..19] {
+        lt.observe(e.stats(), Duration::from_micros(500), Instant::now());
+    }
+    let picks: Vec<usize> = (0..60).map(|_| pick_counted(&lt, &eps)).collect();
+    let probes = picks.iter().filter(|&&i| i == 19).count();
+    assert_eq!(probes, 1, "one request until it answers: {picks:?}");
+}

@@ -375,3 +375,23 @@ async fn an_http1_tls_backend_is_remembered_and_gets_a_connection_per_request_in
     assert_eq!(accepted.load(Ordering::SeqCst), 5);
     assert!(host.http2_streams().is_empty());
 }
+
+#[tokio::test]
+async fn a_response_that_opened_a_connection_says_how_long_the_connect_took() {
+    use crate::balance::ConnectTime;
+    let (addr, accepted) = backend().await;
+    let mut b = http_backend(addr, ProxyClient::builder().build());
+    let mut connect_times = Vec::new();
+    for _ in 0..3 {
+        let req = Request::get("/").body(Empty::new()).unwrap();
+        let res = b.ready().await.unwrap().call(req).await.unwrap();
+        connect_times.push(res.extensions().get::<ConnectTime>().copied());
+        res.into_body().collect().await.unwrap();
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    assert!(
+        matches!(connect_times[0], Some(ConnectTime(d)) if d > Duration::ZERO),
+        "{connect_times:?}"
+    );
+    assert_eq!(connect_times[1..], [None, None], "pooled: no connect");
+}
