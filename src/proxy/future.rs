@@ -99,12 +99,11 @@ enum Attempt<B> {
         sender: Option<Sender<B>>,
         req: Option<Request<UploadBody<B>>>,
     },
-    /// Sent on `sender`'s connection (a pooled one if `reused`), waiting for the response
-    /// head; `connect` is how long opening a new one took.
+    /// Sent on `sender`'s connection, waiting for the response head: a pooled one, or one
+    /// just opened, in `connect`.
     Send {
         sent: Sent<B>,
         sender: Option<Sender<B>>,
-        reused: bool,
         connect: Option<Duration>,
     },
     Failed {
@@ -151,7 +150,6 @@ where
         Self::Send {
             sent: sender.send(req),
             sender: Some(sender),
-            reused: connect.is_none(),
             connect,
         }
     }
@@ -292,7 +290,6 @@ where
                 Attempt::Send {
                     sent,
                     sender,
-                    reused,
                     connect,
                 } => {
                     let host = this.host.as_ref().expect("a host for every attempt");
@@ -321,7 +318,7 @@ where
                             ));
                         }
                         Poll::Ready(Err(mut error)) => {
-                            if *reused {
+                            if connect.is_none() {
                                 if let Some(req) = error.take_message() {
                                     // The pooled connection closed before the request went
                                     // out: it can go on another one.
