@@ -1,7 +1,6 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Buf;
 use http::StatusCode;
@@ -9,6 +8,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
+use super::ConnectTime;
 use super::endpoint::Stats;
 use super::set::Observer;
 
@@ -57,12 +57,11 @@ impl InFlight {
     /// A response head arrived with `status`: counts it, records the time to it, and tells
     /// the observer that tracks latency (a `5xx` as a failure: a fast 5xx must not make the
     /// backend look fast).
-    #[inline]
     ///
-    /// `connect` is the part of the wait spent opening a connection
-    /// ([`ConnectTime`](super::ConnectTime)), left
-    /// out of what the observer hears.
-    pub(crate) fn answered(&mut self, status: StatusCode, connect: Option<Duration>) {
+    /// The part of the wait the response's `extensions` report as spent opening a connection
+    /// ([`ConnectTime`]) is left out of what the observer hears.
+    #[inline]
+    pub(crate) fn answered(&mut self, status: StatusCode, extensions: &http::Extensions) {
         self.answered = true;
         self.stats.record_response(status);
         let Some(sent) = self.sent else {
@@ -75,6 +74,7 @@ impl InFlight {
             self.stats.record_response_time(elapsed);
         }
         if let (true, Some(observer)) = (self.tracks_latency, &self.observer) {
+            let connect = extensions.get::<ConnectTime>().map(|c| c.0);
             let elapsed = elapsed.saturating_sub(connect.unwrap_or_default());
             if status.is_server_error() {
                 observer.failure(&self.stats, elapsed, now);
@@ -100,11 +100,6 @@ impl InFlight {
         if let (true, Some(observer)) = (self.notify_load, &self.observer) {
             observer.load_changed(&self.stats);
         }
-    }
-
-    /// Whether the observer hears the response time.
-    pub(crate) fn tracks_latency(&self) -> bool {
-        self.tracks_latency
     }
 
     pub(crate) fn stats(&self) -> &Stats {

@@ -8,7 +8,6 @@ use http::HeaderValue;
 use http::header::SET_COOKIE;
 use pin_project_lite::pin_project;
 
-use super::ConnectTime;
 use super::body::{InFlight, TrackedBody};
 use crate::{BoxError, NoAvailableBackend};
 
@@ -74,12 +73,7 @@ where
                 let mut in_flight = in_flight.take().expect("polled after completion");
                 match result {
                     Ok(mut response) => {
-                        let connect = in_flight
-                            .tracks_latency()
-                            .then(|| response.extensions().get::<ConnectTime>())
-                            .flatten()
-                            .map(|c| c.0);
-                        in_flight.answered(response.status(), connect);
+                        in_flight.answered(response.status(), response.extensions());
                         if let Some(cookie) = set_cookie.take() {
                             response.headers_mut().append(SET_COOKIE, cookie);
                         }
