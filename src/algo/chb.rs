@@ -199,7 +199,8 @@ impl<K: Hash + Send + Sync + 'static> Pick<K> for BoundedLoadHash {
             if e.in_flight() >= self.cap(total, e.weight(), table.total_weight) {
                 over.push(owner);
             } else if ready(owner) {
-                return Some(table.count(endpoints, owner));
+                table.count(endpoints, owner);
+                return Some(owner);
             }
             if asked.all() {
                 break;
@@ -207,7 +208,8 @@ impl<K: Hash + Send + Sync + 'static> Pick<K> for BoundedLoadHash {
         }
         // Every backend under its cap refused: rather than fail, the least loaded of the rest.
         let slot = self.over_cap(endpoints, over, ready)?;
-        Some(table.count(endpoints, slot))
+        table.count(endpoints, slot);
+        Some(slot)
     }
 
     fn observes_load(&self) -> bool {
@@ -220,13 +222,13 @@ impl<K: Hash + Send + Sync + 'static> Pick<K> for BoundedLoadHash {
 }
 
 impl BoundedLoadHashTable {
-    /// Re-reads backend `slot`'s requests in flight into the total; returns `slot`. A pick
+    /// Re-reads backend `slot`'s requests in flight into the total. A pick
     /// calls it for the backend it reserved (which already counts the new request), the
     /// balancer when a request finishes.
     #[inline]
-    fn count<K>(&self, endpoints: &[Arc<Endpoint<K>>], slot: usize) -> usize {
+    fn count<K>(&self, endpoints: &[Arc<Endpoint<K>>], slot: usize) {
         let (Some(seen), Some(e)) = (self.seen.get(slot), endpoints.get(slot)) else {
-            return slot;
+            return;
         };
         let now = e.in_flight();
         let before = seen.swap(now, Relaxed);
@@ -236,7 +238,6 @@ impl BoundedLoadHashTable {
         } else {
             self.total.fetch_sub(before - now, Relaxed);
         }
-        slot
     }
 }
 

@@ -302,7 +302,7 @@ pub struct LeastTime {
     rng: Rng,
     default_ns: f64,
     decay_ns: f64,
-    penalty_ns: f64,
+    penalty: Duration,
 }
 
 impl LeastTime {
@@ -326,7 +326,7 @@ impl LeastTime {
             rng: Rng::from_seed(seed),
             default_ns: DEFAULT_RTT.as_nanos() as f64,
             decay_ns: DEFAULT_DECAY.as_nanos() as f64,
-            penalty_ns: Self::DEFAULT_FAILURE_PENALTY.as_nanos() as f64,
+            penalty: Self::DEFAULT_FAILURE_PENALTY,
         }
     }
 
@@ -336,7 +336,7 @@ impl LeastTime {
     /// fails fast then attracts traffic).
     #[must_use]
     pub fn failure_penalty(mut self, penalty: Duration) -> Self {
-        self.penalty_ns = penalty.as_nanos() as f64;
+        self.penalty = penalty;
         self
     }
 
@@ -367,14 +367,7 @@ impl LeastTime {
 
     /// Feeds one failure in, as a response time of at least the penalty.
     pub(crate) fn observe_failure(&self, stats: &Stats, elapsed: Duration, at: Instant) {
-        let elapsed = elapsed.as_nanos() as f64;
-        stats.rtt.observe(
-            elapsed.max(self.penalty_ns) as u64,
-            stats.in_flight(),
-            ns_at(at),
-            self.default_ns,
-            self.decay_ns,
-        );
+        self.observe(stats, elapsed.max(self.penalty), at);
     }
 
     /// Whether `b` costs less than `a`: estimate × load factor / weight, both estimates
