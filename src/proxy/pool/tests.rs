@@ -46,11 +46,37 @@ async fn backend_with(keep_alive: bool) -> (SocketAddr, Arc<AtomicUsize>) {
     (addr, accepted)
 }
 
-async fn get(backend: &mut HttpBackend<Empty<bytes::Bytes>>) {
+/// `GET /` through `backend`, which must answer `ok`; the response's head.
+async fn get(backend: &mut HttpBackend<Empty<bytes::Bytes>>) -> http::response::Parts {
     let req = Request::get("/").body(Empty::new()).unwrap();
-    let res = backend.ready().await.unwrap().call(req).await.unwrap();
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    assert_eq!(body, "ok");
+    let (head, body) = backend
+        .ready()
+        .await
+        .unwrap()
+        .call(req)
+        .await
+        .unwrap()
+        .into_parts();
+    assert_eq!(body.collect().await.unwrap().to_bytes(), "ok");
+    head
+}
+
+/// `n` requests for `path` through clones of `b`, sent at once; each task gives its body.
+fn spawn_gets(
+    b: &HttpBackend<Empty<bytes::Bytes>>,
+    n: usize,
+    path: &'static str,
+) -> Vec<tokio::task::JoinHandle<bytes::Bytes>> {
+    (0..n)
+        .map(|_| {
+            let mut b = b.clone();
+            tokio::spawn(async move {
+                let req = Request::get(path).body(Empty::new()).unwrap();
+                let res = b.ready().await.unwrap().call(req).await.unwrap();
+                res.into_body().collect().await.unwrap().to_bytes()
+            })
+        })
+        .collect()
 }
 
 fn http_backend(
@@ -207,16 +233,7 @@ async fn h2c_requests_share_one_connection_until_its_stream_limit() {
     let b: HttpBackend<Empty<bytes::Bytes>> =
         HttpBackend::new(format!("h2c://{addr}").parse().unwrap(), client);
     // Requests arriving together share the connection the first one opens.
-    let hanging: Vec<_> = (0..3)
-        .map(|_| {
-            let mut b = b.clone();
-            tokio::spawn(async move {
-                let req = Request::get("/hang").body(Empty::new()).unwrap();
-                let res = b.ready().await.unwrap().call(req).await.unwrap();
-                res.into_body().collect().await.unwrap().to_bytes()
-            })
-        })
-        .collect();
+    let hanging = spawn_gets(&b, 3, "/hang");
     let host = Arc::clone(b.shared_host());
     tokio::time::timeout(Duration::from_secs(5), async {
         while host.http2_streams() != [3] {
@@ -306,18 +323,8 @@ async fn tls_backend(alpn: &[&[u8]]) -> (SocketAddr, Arc<AtomicUsize>, crate::tl
 /// `n` requests at once through `b`; their bodies.
 #[cfg(feature = "tls")]
 async fn burst(b: &HttpBackend<Empty<bytes::Bytes>>, n: usize) -> Vec<bytes::Bytes> {
-    let tasks: Vec<_> = (0..n)
-        .map(|_| {
-            let mut b = b.clone();
-            tokio::spawn(async move {
-                let req = Request::get("/").body(Empty::new()).unwrap();
-                let res = b.ready().await.unwrap().call(req).await.unwrap();
-                res.into_body().collect().await.unwrap().to_bytes()
-            })
-        })
-        .collect();
     let mut bodies = Vec::new();
-    for task in tasks {
+    for task in spawn_gets(b, n, "/") {
         bodies.push(task.await.unwrap());
     }
     bodies
@@ -383,10 +390,8 @@ async fn a_response_that_opened_a_connection_says_how_long_the_connect_took() {
     let mut b = http_backend(addr, ProxyClient::builder().build());
     let mut connect_times = Vec::new();
     for _ in 0..3 {
-        let req = Request::get("/").body(Empty::new()).unwrap();
-        let res = b.ready().await.unwrap().call(req).await.unwrap();
-        connect_times.push(res.extensions().get::<ConnectTime>().copied());
-        res.into_body().collect().await.unwrap();
+        let head = get(&mut b).await;
+        connect_times.push(head.extensions.get::<ConnectTime>().copied());
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
     assert!(
