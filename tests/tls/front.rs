@@ -9,40 +9,18 @@ use tower_lb::tls::{CertPair, ServerTls};
 
 use super::pki::Pki;
 use super::support::{self, greeter};
-use super::{Sender, curl, peer_cert, tls_connect, tls_lb};
+use super::{Sender, curl_localhost, peer_cert, tls_connect, tls_lb};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_gets_each_backend_in_turn_over_http1_and_http2() {
     let pki = Pki::new();
     let backends = support::backends(3).await;
     let lb = tls_lb(&pki, Config::new().backends_from(support::specs(&backends))).await;
-    let port = lb.addr.port().to_string();
-    let url = format!("https://localhost:{port}/");
-    let resolve = format!("localhost:{port}:127.0.0.1");
-    let ca = pki.ca_pem.to_str().unwrap().to_owned();
     let all: BTreeSet<String> = backends.iter().map(support::name).collect();
     for version in ["--http1.1", "--http2"] {
-        let (url, resolve, ca) = (url.clone(), resolve.clone(), ca.clone());
-        let out = tokio::task::spawn_blocking(move || {
-            (0..3)
-                .map(|_| {
-                    curl(&[
-                        version,
-                        "--cacert",
-                        &ca,
-                        "--resolve",
-                        &resolve,
-                        "--write-out",
-                        "\n%{http_version}",
-                        &url,
-                    ])
-                })
-                .collect::<Vec<_>>()
-        })
-        .await
-        .unwrap();
         let mut seen = BTreeSet::new();
-        for answer in out {
+        for _ in 0..3 {
+            let answer = curl_localhost(&pki, lb.addr.port(), version, "/").await;
             let (body, http_version) = answer.rsplit_once('\n').unwrap();
             let expected = if version == "--http2" { "2" } else { "1.1" };
             assert_eq!(http_version, expected, "{answer}");

@@ -30,7 +30,7 @@ use tower_lb::tls::BackendTls;
 use super::backends::https_addr;
 use super::pki::Pki;
 use super::support::{self, DEADLINE};
-use super::{Sender, curl, tls_connect, tls_lb};
+use super::{Sender, curl_localhost, tls_connect, tls_lb};
 
 /// A TLS server on 127.0.0.1 with a configuration that can be swapped (for connections
 /// accepted afterwards), counting the TLS connections it accepted (handshake done) and those
@@ -249,25 +249,8 @@ async fn http2_and_http1_clients_of_the_tls_listener_reach_an_h2_tls_backend_on_
 
     // curl over HTTP/2 and HTTP/1.1 to the balancer's TLS listener.
     let port = lb.addr.port();
-    let resolve = format!("localhost:{port}:127.0.0.1");
-    let ca = pki.ca_pem.to_str().unwrap().to_owned();
     for (flag, client_version) in [("--http2", "2"), ("--http1.1", "1.1")] {
-        let (resolve, ca) = (resolve.clone(), ca.clone());
-        let url = format!("https://localhost:{port}/curl");
-        let out = tokio::task::spawn_blocking(move || {
-            curl(&[
-                flag,
-                "--cacert",
-                &ca,
-                "--resolve",
-                &resolve,
-                "--write-out",
-                "\n%{http_version}",
-                &url,
-            ])
-        })
-        .await
-        .unwrap();
+        let out = curl_localhost(&pki, port, flag, "/curl").await;
         assert_eq!(
             out,
             format!("HTTP/2.0 https://localhost:{port}/curl alpn=h2\n{client_version}"),

@@ -132,6 +132,29 @@ fn curl(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// `curl` speaking `version` (`--http2` or `--http1.1`) to `path` of the balancer listening on
+/// 127.0.0.1:`port`, as `https://localhost`, trusting `pki`'s CA; run off the runtime. Its
+/// output: the body, then the HTTP version curl used, on a line of its own.
+async fn curl_localhost(pki: &Pki, port: u16, version: &'static str, path: &str) -> String {
+    let ca = pki.ca_pem.to_str().unwrap().to_owned();
+    let resolve = format!("localhost:{port}:127.0.0.1");
+    let url = format!("https://localhost:{port}{path}");
+    tokio::task::spawn_blocking(move || {
+        curl(&[
+            version,
+            "--cacert",
+            &ca,
+            "--resolve",
+            &resolve,
+            "--write-out",
+            "\n%{http_version}",
+            &url,
+        ])
+    })
+    .await
+    .unwrap()
+}
+
 /// Serves `config` over TLS on 127.0.0.1 with a hyper server answering `GET /health` with
 /// `200` and anything else with `tls backend <addr>`; its address.
 async fn https_backend(config: Arc<rustls::ServerConfig>) -> SocketAddr {
