@@ -36,11 +36,7 @@ impl<B> Host<B> {
         if http1 && self.scheme.is_tls() {
             return Box::pin(async move {
                 let authority = host.authority.clone();
-                match host.open(true).await? {
-                    Stream::Tcp(stream) => handshake(stream, authority).await,
-                    #[cfg(feature = "tls")]
-                    Stream::Tls(stream) => handshake(*stream, authority).await,
-                }
+                host.open(true).await?.handshake_http1(authority).await
             });
         }
         Box::pin(async move { host.new_connection().await })
@@ -88,11 +84,7 @@ impl<B> Host<B> {
         }
         self.learn(Protocol::Http1);
         drop(opening);
-        match stream {
-            Stream::Tcp(stream) => handshake(stream, authority).await,
-            #[cfg(feature = "tls")]
-            Stream::Tls(stream) => handshake(*stream, authority).await,
-        }
+        stream.handshake_http1(authority).await
     }
 
     /// A new connection to the backend, before HTTP: TCP, then TLS for `https://` (offering
@@ -189,6 +181,20 @@ impl Stream {
             Self::Tcp(_) => scheme == BackendScheme::H2c,
             #[cfg(feature = "tls")]
             Self::Tls(stream) => stream.get_ref().1.alpn_protocol() == Some(crate::tls::ALPN_H2),
+        }
+    }
+
+    /// HTTP/1.1 on it ([`handshake`]).
+    async fn handshake_http1<B>(self, authority: Authority) -> Result<Sender<B>, BoxError>
+    where
+        B: Body + Send + Unpin + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        match self {
+            Self::Tcp(stream) => handshake(stream, authority).await,
+            #[cfg(feature = "tls")]
+            Self::Tls(stream) => handshake(*stream, authority).await,
         }
     }
 }
