@@ -317,23 +317,16 @@ impl ProxyClientBuilder {
     /// per-backend cap, the settings that change while a client runs.
     #[cfg(feature = "server")]
     pub(crate) fn apply_live_to<B>(&self, client: &ProxyClient<B>) {
-        client.set_connect_timeout(self.connect_timeout);
-        client.set_response_timeout(self.response_timeout);
-        client.set_max_conns_per_backend(self.max_conns_per_backend);
+        let (connect, response, max) = self.live();
+        client.set_connect_timeout(connect);
+        client.set_response_timeout(response);
+        client.set_max_conns_per_backend(max);
     }
 
     /// Whether `self` and `other` differ in their connect or response timeout or their cap.
     #[cfg(feature = "server")]
     pub(crate) fn live_differs(&self, other: &Self) -> bool {
-        (
-            self.connect_timeout,
-            self.response_timeout,
-            self.max_conns_per_backend,
-        ) != (
-            other.connect_timeout,
-            other.response_timeout,
-            other.max_conns_per_backend,
-        )
+        self.live() != other.live()
     }
 
     /// This builder with `other`'s connect and response timeouts and cap: what a running
@@ -341,12 +334,23 @@ impl ProxyClientBuilder {
     /// `other`'s.
     #[cfg(feature = "server")]
     pub(crate) fn with_live_of(self, other: &Self) -> Self {
+        let (connect_timeout, response_timeout, max_conns_per_backend) = other.live();
         Self {
-            connect_timeout: other.connect_timeout,
-            response_timeout: other.response_timeout,
-            max_conns_per_backend: other.max_conns_per_backend,
+            connect_timeout,
+            response_timeout,
+            max_conns_per_backend,
             ..self
         }
+    }
+
+    /// The settings a running client changes: connect timeout, response timeout, cap.
+    #[cfg(feature = "server")]
+    fn live(&self) -> (Option<Duration>, Option<Duration>, Option<usize>) {
+        (
+            self.connect_timeout,
+            self.response_timeout,
+            self.max_conns_per_backend,
+        )
     }
 
     /// Builds the client for request bodies of type `B`.
