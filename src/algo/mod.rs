@@ -162,7 +162,7 @@ macro_rules! define_algo {
 
 algorithms!(define_algo);
 
-mod clock;
+pub(crate) mod clock;
 pub mod cookie;
 mod dynamic;
 mod hash;

@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use http::Method;
 use tower::Layer;
-use tower::retry::budget::{Budget, TpsBudget};
+use tower::retry::budget::Budget;
 
 use super::policy::{IDEMPOTENT, Policy};
-use super::{Retry, RetryOn};
+use super::{Retry, RetryBudget, RetryOn};
 
 /// Builds [`Retry`] services; see the [module docs](super).
 ///
@@ -51,11 +51,11 @@ impl RetryLayer {
         }
     }
 
-    /// The default budget, [`TpsBudget::new`]`(10 s, 10, 0.2)`: every request deposits,
+    /// The default budget, [`RetryBudget::new`]`(10 s, 10, 0.2)`: every request deposits,
     /// every retry withdraws, and retries may add 20 % to the requests of the last 10
     /// seconds, plus 10 a second so a quiet balancer can retry at all.
-    pub fn default_budget() -> TpsBudget {
-        TpsBudget::new(Duration::from_secs(10), 10, 0.2)
+    pub fn default_budget() -> RetryBudget {
+        RetryBudget::new(Duration::from_secs(10), 10, 0.2)
     }
 
     /// At most this many more attempts per request, each on a backend not tried yet; `0`

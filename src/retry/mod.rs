@@ -46,8 +46,9 @@
 //! This is the behaviour of HAProxy's `retries` with `retry-on conn-failure empty-response`
 //! (and `503` and the like when named) and `option redispatch`, and of nginx's
 //! `proxy_next_upstream error` (`http_503`…; nginx, likewise, does not pass non-idempotent
-//! requests on unless told to); the budget is Finagle's retry budget,
-//! as tower implements it in [`TpsBudget`](tower::retry::budget::TpsBudget). tower's own
+//! requests on unless told to); the budget is Finagle's retry budget, with tower's
+//! [`TpsBudget`](tower::retry::budget::TpsBudget) arithmetic but no lock ([`RetryBudget`]:
+//! every request deposits, so the deposit is on the request path). tower's own
 //! `retry::Retry` is not used because it needs the request to be cloned before every attempt,
 //! in the type the inner service takes.
 //!
@@ -89,6 +90,7 @@
 //! ```
 
 mod body;
+mod budget;
 pub mod future;
 mod head;
 mod layer;
@@ -97,6 +99,7 @@ mod policy;
 mod service;
 
 pub use self::body::RetryBody;
+pub use self::budget::RetryBudget;
 pub use self::layer::RetryLayer;
 pub use self::on::{InvalidRetryOn, RetryOn};
 pub use self::policy::is_retry_safe;
