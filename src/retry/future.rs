@@ -60,7 +60,9 @@ pub(crate) struct Replay<S, R, D> {
     pub(crate) remaining: usize,
     pub(crate) last_error: Option<BoxError>,
     /// The last response that was to be retried: what the client gets if no retry answers.
-    pub(crate) last_response: Option<R>,
+    // Boxed: only a request retried after a response has one, and unboxed it would be moved
+    // with every future of every other request.
+    pub(crate) last_response: Option<Box<R>>,
     /// The buffered body, once read; `None` for a request without a body.
     pub(crate) body: Option<Arc<Buffered<D>>>,
     /// Whether an attempt was sent already.
@@ -86,7 +88,7 @@ impl<S, R, D> Replay<S, R, D> {
     /// failure of the attempt before, which says more; else `error`.
     fn finish(&mut self, error: BoxError) -> Result<R, BoxError> {
         if let Some(response) = self.last_response.take() {
-            return Ok(response);
+            return Ok(*response);
         }
         if error.is::<NoAvailableBackend>() {
             if let Some(last) = self.last_error.take() {
@@ -187,7 +189,7 @@ where
                             replay.spend_retry(&status);
                             // Kept until another backend answers; then dropped, which ends
                             // its request on the backend it came from.
-                            replay.last_response = Some(response);
+                            replay.last_response = Some(Box::new(response));
                             replay.last_error = None;
                             this.state.set(State::Retrying);
                             continue;
