@@ -7,30 +7,11 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use http_body_util::BodyExt;
 use support::*;
-
-/// The `lb` example, built once for this test binary (`cargo build --example lb`).
-fn lb_binary() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "--example", "lb"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo build --example lb");
-        assert!(status.success(), "cargo build --example lb failed");
-        // target/debug/deps/config_file-HASH -> target/debug/examples/lb
-        let exe = std::env::current_exe().unwrap();
-        let binary = exe.parent().unwrap().parent().unwrap().join("examples/lb");
-        assert!(binary.exists(), "{} missing", binary.display());
-        binary
-    })
-}
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("tower-lb-{name}-{}", std::process::id()));
@@ -513,14 +494,6 @@ async fn reload_with(lb: &Running, path: &Path, text: &str) -> String {
         .find(|l| l.contains("reload applied"))
         .unwrap()
         .to_owned()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -262,6 +262,33 @@ where
     }
 }
 
+/// The `lb` example, built once per test binary (`cargo build --example lb`), for tests that
+/// run the program itself.
+pub fn lb_binary() -> &'static std::path::Path {
+    static BINARY: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BINARY.get_or_init(|| {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "--example", "lb"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build --example lb");
+        assert!(status.success(), "cargo build --example lb failed");
+        // target/debug/deps/TEST-HASH -> target/debug/examples/lb
+        let exe = std::env::current_exe().unwrap();
+        let binary = exe.parent().unwrap().parent().unwrap().join("examples/lb");
+        assert!(binary.exists(), "{} missing", binary.display());
+        binary
+    })
+}
+
+/// A loopback port free now, for a program a test starts on it.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
 /// A backend on 127.0.0.1 and a free port; its greeting names `addr`.
 pub async fn backend() -> backend_server::Handle {
     backend_on("127.0.0.1:0".parse().unwrap()).await
