@@ -26,6 +26,12 @@ and forward plain HTTP to the same backends; the L4 floors are left out (they wo
 terminate TLS), and `direct` stays plain HTTP. wrk keeps its connections, so this measures the
 cost of TLS records on every request, not of handshakes.
 
+The three do the same work per request: nginx and HAProxy are configured to do what tower-lb
+does by default, keep the client's Host and add X-Forwarded-For, X-Forwarded-Host and
+X-Forwarded-Proto (nginx `proxy_set_header`, HAProxy `option forwardfor` and
+`http-request set-header`). With --bare they add nothing and pass nginx's default Host, as
+before 2026-12-05: tower-lb then does more than they do.
+
 Everything listens on 127.0.0.1 only. The machine is shared and noisy: compare ratios from one
 run, not absolute numbers across runs.
 """
@@ -48,6 +54,8 @@ PORTS = {"direct": BACKENDS[0], "nginx": 19090, "haproxy": 19091, "tower-lb": 19
 FLOORS = {"haproxy-tcp": 19095, "tcp-forward": 19093}
 # With --tls: the certificate, key and HAProxy's combined PEM every balancer serves.
 TLS = None
+# Whether nginx and HAProxy add the X-Forwarded-* headers tower-lb adds (not with --bare).
+FORWARDED = True
 
 
 def make_certificate(d):
@@ -102,8 +110,18 @@ events {{ worker_connections 16384; }}
 http {{ access_log off; keepalive_requests 1000000;
   upstream be {{ {ups} keepalive 128; }}
   server {{ listen 127.0.0.1:{PORTS['nginx']} backlog=4096{nginx_tls()}
-    location / {{ proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}
+    location / {{ proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection "";{nginx_forwarded()} }} }}
 }}"""
+
+
+def nginx_forwarded():
+    """What tower-lb does to every request: Host kept, X-Forwarded-For/-Host/-Proto added."""
+    if not FORWARDED:
+        return ""
+    return (" proxy_set_header Host $http_host;"
+            " proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;"
+            " proxy_set_header X-Forwarded-Host $http_host;"
+            " proxy_set_header X-Forwarded-Proto $scheme;")
 
 
 def nginx_tls():
@@ -131,6 +149,12 @@ def haproxy_lb(threads, tcp=False):
     srv = "\n".join(f"  server b{i} 127.0.0.1:{p}" for i, p in enumerate(BACKENDS, 1))
     mode = "tcp" if tcp else "http\n  option http-keep-alive"
     reuse = "" if tcp else "\n  http-reuse always"
+    if FORWARDED and not tcp:
+        # What tower-lb does to every request (HAProxy keeps Host as it came).
+        proto = "https" if TLS else "http"
+        reuse += ("\n  option forwardfor"
+                  "\n  http-request set-header X-Forwarded-Host %[req.hdr(host)]"
+                  f"\n  http-request set-header X-Forwarded-Proto {proto}")
     port = FLOORS["haproxy-tcp"] if tcp else PORTS["haproxy"]
     haproxy_tls = f" ssl crt {TLS['both']} alpn h2,http/1.1" if TLS and not tcp else ""
     return f"""global
@@ -323,9 +347,13 @@ def main():
                     "implies --no-build, e.g. a debug build for a smoke run")
     ap.add_argument("--tls", action="store_true",
                     help="the balancers terminate TLS with one self-signed certificate (no floors)")
+    ap.add_argument("--bare", action="store_true",
+                    help="nginx and HAProxy add no X-Forwarded-* headers (tower-lb still does)")
     a = ap.parse_args()
     if a.tls:
         a.floor = False
+    global FORWARDED
+    FORWARDED = not a.bare
 
     ensure_tools()
     binaries = {n: os.path.join(ROOT, "target", "release", "examples", n) for n in ("lb", "tcp_forward")}
