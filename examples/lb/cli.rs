@@ -315,7 +315,7 @@ pub(crate) struct Args {
         long,
         value_name = "LIST",
         value_delimiter = ',',
-        default_value = "h2,http/1.1",
+        default_value = default_backend_alpn(),
         value_parser = ["h2", "http/1.1"],
     )]
     pub(crate) backend_alpn: Vec<String>,
@@ -484,7 +484,11 @@ impl Args {
         if let Some(port) = self.redirect_http {
             config = config.redirect_http(SocketAddr::new(self.bind, port));
         }
-        let default_alpn = self.backend_alpn == ["h2", "http/1.1"];
+        let default_alpn = self
+            .backend_alpn
+            .iter()
+            .map(String::as_bytes)
+            .eq(BackendTls::DEFAULT_ALPN);
         if !self.backend_cas.is_empty() || self.backend_cert.is_some() || !default_alpn {
             let mut tls = BackendTls::builder()
                 .alpn_protocols(self.backend_alpn.iter().map(|p| p.as_bytes().to_vec()));
@@ -678,6 +682,15 @@ fn default_eject_after() -> u32 {
     } else {
         0
     }
+}
+
+/// `--backend-alpn`'s default, [`BackendTls::DEFAULT_ALPN`] as the flag spells it: `h2,http/1.1`.
+fn default_backend_alpn() -> OsStr {
+    let names: Vec<&str> = BackendTls::DEFAULT_ALPN
+        .iter()
+        .map(|p| std::str::from_utf8(p).expect("ALPN names are ASCII"))
+        .collect();
+    names.join(",").into()
 }
 
 /// A default duration as the flags spell it, in seconds: `10`, `0.5`; what

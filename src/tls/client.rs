@@ -33,8 +33,13 @@ pub struct BackendTls {
 }
 
 impl BackendTls {
-    /// Starts configuring: the system's roots, no client certificate, ALPN `h2` then
-    /// `http/1.1`.
+    /// The ALPN protocols offered by default, in order of preference: `h2`, then `http/1.1`,
+    /// so HTTP/2 is spoken where the backend speaks it, as Envoy's `auto_config` and HAProxy's
+    /// `alpn h2,http/1.1` do.
+    pub const DEFAULT_ALPN: [&'static [u8]; 2] = [ALPN_H2, ALPN_HTTP1];
+
+    /// Starts configuring: the system's roots, no client certificate, ALPN
+    /// [`DEFAULT_ALPN`](Self::DEFAULT_ALPN).
     pub fn builder() -> BackendTlsBuilder {
         BackendTlsBuilder::new()
     }
@@ -233,10 +238,9 @@ impl BackendTlsBuilder {
     }
 }
 
-/// `h2`, then `http/1.1`: HTTP/2 where the backend speaks it, as Envoy's `auto_config` and
-/// HAProxy's `alpn h2,http/1.1` do.
+/// [`BackendTls::DEFAULT_ALPN`], as rustls takes it.
 fn default_alpn() -> Vec<Vec<u8>> {
-    vec![ALPN_H2.to_vec(), ALPN_HTTP1.to_vec()]
+    BackendTls::DEFAULT_ALPN.map(<[u8]>::to_vec).into()
 }
 
 /// A client certificate chain and its key, with the key's file (named when they do not match).
