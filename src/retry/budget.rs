@@ -1,17 +1,4 @@
-//! The default retry budget: Finagle's, as tower's `TpsBudget` keeps it, without its lock.
-//!
-//! Finagle's `RetryBudget` (and tower's [`TpsBudget`](tower::retry::budget::TpsBudget), which
-//! follows it) lets retries add a share of the requests of the last `ttl` to the load, plus a
-//! few a second so a quiet service can retry at all. Every request deposits, every retry
-//! withdraws; the deposits are kept per tenth of `ttl` and expire with it.
-//!
-//! tower's version takes a mutex and reads the clock on every deposit, that is, on every
-//! request the [`Retry`](super::Retry) layer sees, and the mutex is one for the whole balancer,
-//! shared by its worker threads. Here each tenth of `ttl` is one atomic word holding the
-//! window's number and its balance: a deposit is a coarse clock read
-//! (`CLOCK_MONOTONIC_COARSE` on Linux; windows are a second long by default) and one
-//! compare-and-swap, which also starts the window when it is a new one. The amounts, the
-//! reserve and the limits on the arguments are tower's.
+//! The default retry budget, [`RetryBudget`].
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -24,9 +11,22 @@ use crate::algo::clock::coarse_now_ns;
 /// The windows `ttl` is cut into, as tower's `TpsBudget`.
 const WINDOWS: usize = 10;
 
-/// A retry budget shared by every clone of a [`Retry`](super::Retry) layer; the default one
-/// ([`RetryLayer::default_budget`](super::RetryLayer::default_budget)). See the
-/// [module docs](self).
+/// Finagle's retry budget, as tower's `TpsBudget` keeps it, without its lock: shared by every
+/// clone of a [`Retry`](super::Retry) layer, and its default
+/// ([`RetryLayer::default_budget`](super::RetryLayer::default_budget)).
+///
+/// Finagle's `RetryBudget` (and tower's [`TpsBudget`](tower::retry::budget::TpsBudget), which
+/// follows it) lets retries add a share of the requests of the last `ttl` to the load, plus a
+/// few a second so a quiet service can retry at all. Every request deposits, every retry
+/// withdraws; the deposits are kept per tenth of `ttl` and expire with it.
+///
+/// tower's version takes a mutex and reads the clock on every deposit, that is, on every
+/// request the [`Retry`](super::Retry) layer sees, and the mutex is one for the whole
+/// balancer, shared by its worker threads. Here each tenth of `ttl` is one atomic word holding
+/// the window's number and its balance: a deposit is a coarse clock read
+/// (`CLOCK_MONOTONIC_COARSE` on Linux; windows are a second long by default) and one
+/// compare-and-swap, which also starts the window when it is a new one. The amounts, the
+/// reserve and the limits on the arguments are tower's.
 pub struct RetryBudget {
     /// Per window, `number << 32 | balance as u32`: the window's number on the clock
     /// (`now / window`, wrapping at 2³²) and what was deposited in it minus what was withdrawn.
