@@ -9,7 +9,6 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::builder::OsStr;
 use clap::{CommandFactory, Parser};
 use tower_lb::IpNet;
 use tower_lb::admin::{AdminToken, BackendSpec};
@@ -23,6 +22,13 @@ use tower_lb::server::Config;
 use tower_lb::server::access_log::{Format as AccessLogFormat, Target as AccessLogTarget};
 use tower_lb::tls::{BackendTls, CertPair, ServerTls};
 use tower_lb::{Algo, ClientIp};
+
+mod defaults;
+mod parse;
+
+pub(crate) use self::defaults::seconds;
+use self::defaults::{algo_help, default_backend_alpn, default_eject_after, seconds_or_zero};
+use self::parse::*;
 
 /// An HTTP load balancer built from tower middleware.
 ///
@@ -672,141 +678,6 @@ where
         }
     }
     out
-}
-
-/// `--eject-after`'s default: the failures of [`Config::DEFAULT_OUTLIER_DETECTION`], 0 when
-/// it is off.
-fn default_eject_after() -> u32 {
-    if Config::DEFAULT_OUTLIER_DETECTION.is_some() {
-        OutlierDetection::DEFAULT_CONSECUTIVE_FAILURES
-    } else {
-        0
-    }
-}
-
-/// `--backend-alpn`'s default, [`BackendTls::DEFAULT_ALPN`] as the flag spells it: `h2,http/1.1`.
-fn default_backend_alpn() -> OsStr {
-    let names: Vec<&str> = BackendTls::DEFAULT_ALPN
-        .iter()
-        .map(|p| std::str::from_utf8(p).expect("ALPN names are ASCII"))
-        .collect();
-    names.join(",").into()
-}
-
-/// A default duration as the flags spell it, in seconds: `10`, `0.5`; what
-/// [`parse_seconds_or_zero`] reads back.
-pub(crate) fn seconds(duration: Duration) -> OsStr {
-    duration.as_secs_f64().to_string().into()
-}
-
-/// A default timeout as the flags spell it. `None` (no timeout) renders as `0`, which
-/// `--connect-timeout` and `--backend-timeout` reject: should the library's default become
-/// `None`, parsing fails in every test until the flags can say it.
-fn seconds_or_zero(timeout: Option<Duration>) -> OsStr {
-    seconds(timeout.unwrap_or(Duration::ZERO))
-}
-
-/// `--algo`'s help, read from the crate's one list of algorithms: every name and, in the long
-/// help, when to choose each.
-fn algo_help(long: bool) -> String {
-    let mut help = String::from("Balancing algorithm, case-insensitive");
-    if long {
-        help.push_str("; long names such as least-conn work too:");
-        for algo in Algo::ALL {
-            let names = algo.short_names().join(" or ");
-            help += &format!("\n  {names} ({}): {}", algo.long_name(), algo.about());
-        }
-    } else {
-        let names: Vec<_> = Algo::ALL
-            .iter()
-            .map(|algo| algo.short_names().join(" or "))
-            .collect();
-        help += &format!(": {}", names.join(", "));
-    }
-    help
-}
-
-fn parse_algo(s: &str) -> Result<Algo, String> {
-    s.parse()
-        .map_err(|e: tower_lb::algo::UnknownAlgo| e.to_string())
-}
-
-fn parse_hash_key(s: &str) -> Result<StickyKey, String> {
-    s.parse()
-        .map_err(|e: tower_lb::algo::InvalidStickyKey| e.to_string())
-}
-
-fn parse_cookie_name(s: &str) -> Result<String, String> {
-    StickyCookie::new(s)
-        .map(|cookie| cookie.name().to_owned())
-        .map_err(|e| e.to_string())
-}
-
-fn parse_seconds(s: &str) -> Result<Duration, String> {
-    let secs: f64 = s
-        .parse()
-        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
-    if !(secs > 0.0 && secs <= 86_400.0) {
-        return Err(format!(
-            "{s} is out of range: expected more than 0 and at most 86400 seconds"
-        ));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
-/// An etcd endpoint: `http://` or `https://`, a host and a port.
-#[cfg(feature = "etcd")]
-fn parse_etcd_endpoint(s: &str) -> Result<String, String> {
-    let uri: http::Uri = s
-        .parse()
-        .map_err(|e| format!("{s:?} is not an etcd endpoint URL: {e}"))?;
-    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
-    if !scheme_ok || uri.port_u16().is_none() || uri.path().len() > 1 {
-        return Err(format!(
-            "{s:?} is not an etcd endpoint: expected http://host:port, e.g. http://127.0.0.1:2379"
-        ));
-    }
-    Ok(s.to_owned())
-}
-
-/// A non-empty prefix: an empty one would read every key in etcd as a backend.
-#[cfg(feature = "etcd")]
-fn parse_etcd_prefix(s: &str) -> Result<String, String> {
-    if s.is_empty() {
-        return Err("the prefix must not be empty, e.g. /lb/backends/".to_owned());
-    }
-    Ok(s.to_owned())
-}
-
-fn parse_seconds_or_zero(s: &str) -> Result<Duration, String> {
-    match s.parse::<f64>() {
-        Ok(0.0) => Ok(Duration::ZERO),
-        _ => parse_seconds(s),
-    }
-}
-
-fn parse_header_size(s: &str) -> Result<usize, String> {
-    const MAX: usize = 16 * 1024 * 1024;
-    let bytes: usize = s
-        .parse()
-        .map_err(|_| format!("{s:?} is not a number of bytes"))?;
-    if !(Config::MIN_MAX_HEADER_SIZE..=MAX).contains(&bytes) {
-        return Err(format!(
-            "{s} is out of range: expected {} to {MAX} bytes",
-            Config::MIN_MAX_HEADER_SIZE
-        ));
-    }
-    Ok(bytes)
-}
-
-fn parse_dns(s: &str) -> Result<DnsTarget, String> {
-    s.parse()
-        .map_err(|e: tower_lb::discover::dns::InvalidDnsTarget| e.to_string())
-}
-
-fn parse_backend(s: &str) -> Result<BackendSpec, String> {
-    s.parse()
-        .map_err(|e: tower_lb::admin::RegisterError| e.to_string())
 }
 
 #[cfg(test)]
