@@ -50,6 +50,7 @@ pub mod admin;
 pub mod algo;
 pub mod balance;
 pub mod client_ip;
+mod clock;
 pub mod discover;
 mod error;
 pub mod health;

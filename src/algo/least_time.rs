@@ -157,7 +157,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{AlgoConfig, Configure, Pick};
-use super::clock::{now_ns, ns_at};
+use crate::clock::{now_ns, ns_at};
 use super::p2c::two_choices_by;
 use super::rng::Rng;
 use crate::balance::{Endpoint, Stats};

@@ -162,7 +162,6 @@ macro_rules! define_algo {
 
 algorithms!(define_algo);
 
-pub(crate) mod clock;
 pub mod cookie;
 mod dynamic;
 mod hash;

@@ -41,7 +41,7 @@ use std::time::Duration;
 
 use http::header::{COOKIE, HeaderName};
 
-use super::clock::coarse_now_ns;
+use crate::clock::coarse_now_ns;
 use super::hash::{PassThrough, fmix64, ip_hash, seeded_bytes_hash};
 use super::{AlgoConfig, Configure, Pick, RoundRobin};
 use crate::balance::{Endpoint, Stats};

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tower::retry::budget::Budget;
 
-use crate::algo::clock::coarse_now_ns;
+use crate::clock::coarse_now_ns;
 
 /// The windows `ttl` is cut into, as tower's `TpsBudget`.
 const WINDOWS: usize = 10;
