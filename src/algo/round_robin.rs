@@ -30,15 +30,20 @@ impl RoundRobin {
         if n == 0 {
             return None;
         }
+        // One division per pick; the walk past refusing backends wraps by comparison.
         let start = self.next.fetch_add(1, Relaxed) % n;
+        let mut i = start;
         for step in 0..n {
-            let i = (start + step) % n;
             if ready(i) {
                 if step > 0 {
                     // Continue the rotation after the backend taken, not after the skipped one.
                     self.next.store(start + step + 1, Relaxed);
                 }
                 return Some(i);
+            }
+            i += 1;
+            if i == n {
+                i = 0;
             }
         }
         None
