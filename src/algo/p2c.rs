@@ -41,20 +41,9 @@ impl Default for PowerOfTwoChoices {
 }
 
 /// Draws two distinct indices in `0..n`, tries the cheaper then the other; if neither is ready,
-/// falls back to the first ready one after a random start.
-#[inline]
-pub(crate) fn two_choices<C: PartialOrd>(
-    rng: &Rng,
-    n: usize,
-    ready: &mut impl FnMut(usize) -> bool,
-    cost: impl Fn(usize) -> C,
-) -> Option<usize> {
-    two_choices_by(rng, n, ready, |a, b| cost(b) < cost(a))
-}
-
-/// [`two_choices`] with the comparison given whole: `cheaper(a, b)` tells whether `b` is
-/// cheaper than `a` (a tie keeps `a` first). For costs that compare more cheaply as a pair than
-/// one by one.
+/// falls back to the first ready one after a random start. `cheaper(a, b)` tells whether `b`
+/// is cheaper than `a` (a tie keeps `a` first): costs compare more cheaply as a pair than one
+/// by one (cross-multiplied rather than divided).
 #[inline]
 pub(crate) fn two_choices_by(
     rng: &Rng,
@@ -67,7 +56,9 @@ pub(crate) fn two_choices_by(
         1 => ready(0).then_some(0),
         _ => {
             let (a, skip) = rng.two_below(n, n - 1);
-            let b = (a + 1 + skip) % n;
+            // `a + 1 + skip < 2n - 1`: wrapped by comparison, not by a division.
+            let b = a + 1 + skip;
+            let b = if b >= n { b - n } else { b };
             let (first, second) = if cheaper(a, b) { (b, a) } else { (a, b) };
             if ready(first) {
                 return Some(first);
@@ -101,10 +92,13 @@ impl<K: Send + Sync + 'static> Pick<K> for PowerOfTwoChoices {
         _: &http::Request<B>,
         ready: &mut impl FnMut(usize) -> bool,
     ) -> Option<usize> {
-        two_choices(&self.rng, endpoints.len(), ready, |i| {
-            // in_flight / weight, compared without division.
-            let e = &endpoints[i];
-            (e.in_flight() as u64 * 1_000_000) / u64::from(e.weight())
+        two_choices_by(&self.rng, endpoints.len(), ready, |a, b| {
+            // in_flight / weight, compared cross-multiplied instead of divided.
+            let (a, b) = (&endpoints[a], &endpoints[b]);
+            let load = |e: &Endpoint<K>, other: &Endpoint<K>| {
+                (e.in_flight() as u64).saturating_mul(u64::from(other.weight()))
+            };
+            load(b, a) < load(a, b)
         })
     }
 }
