@@ -189,8 +189,10 @@ impl<K: Hash + Send + Sync + 'static> Pick<K> for BoundedLoadHash {
         let start = ring.position(h);
         let mut asked = Refused::new(n);
         let mut over = Vec::new();
-        for step in 0..len {
-            let owner = ring.owners[(start + step) % len] as usize;
+        // Around the ring from `start`, wrapped by comparison rather than a division per step.
+        let (wrapped, from_start) = ring.owners.split_at(start);
+        for &owner in from_start.iter().chain(wrapped) {
+            let owner = owner as usize;
             if asked.contains(owner) {
                 continue;
             }
