@@ -424,8 +424,8 @@ impl LeastTime {
         }
         let mut costs = [(f64::INFINITY, 0usize); SCAN_UP_TO];
         let start = self.rng.below(n);
-        for (k, slot) in costs[..n].iter_mut().enumerate() {
-            let i = (start + k) % n;
+        // From the random start, wrapped by comparison rather than a division per backend.
+        for (slot, i) in costs[..n].iter_mut().zip((start..n).chain(0..start)) {
             let (cost, stamp) = samples[i];
             let e = &endpoints[i];
             // A backend to probe costs nothing: it goes first (see "Probing and recovery").
