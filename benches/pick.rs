@@ -18,6 +18,8 @@
 //!   `tower::balance::p2c::Balance` over `PendingRequestsDiscover` of the same `ServiceList`, the
 //!   reference, repeated in every group so each report compares like with like. `LT` also has
 //!   `tower-p2c-peak-ewma`, tower's p2c over `PeakEwmaDiscover`, its like-for-like reference.
+//!   `SRR`, `LC` and `LT` also have `tower-lb-static` at 10 000 backends: the balancer with
+//!   the picker's type fixed at compile time rather than chosen from an [`Algo`] at run time.
 //! - `threads`: one shared balancer (a clone per thread) called from 1 and 2 OS threads at once
 //!   (RR, LC, PTC at 100 backends). The time reported is wall time divided by the requests of
 //!   all threads, so perfect scaling halves it at 2 threads. tower's p2c is not `Clone`; the
@@ -64,7 +66,8 @@ use tower::discover::ServiceList;
 use tower::load::{CompleteOnResponse, PeakEwmaDiscover, PendingRequestsDiscover};
 use tower::util::rng::HasherRng;
 use tower::{Layer, Service, ServiceExt};
-use tower_lb::{Algo, LoadBalance, LoadBalanceLayer, PeerAddr};
+use tower_lb::algo::{LeastConn, LeastTime, StickyRoundRobin};
+use tower_lb::{Algo, Balance, LoadBalance, LoadBalanceLayer, PeerAddr};
 
 /// Backend counts every algorithm is measured at.
 const SIZES: [usize; 3] = [3, 100, 10_000];
@@ -171,6 +174,44 @@ fn ours(rt: &tokio::runtime::Runtime, algo: Algo, n: usize) -> Ours {
     lb
 }
 
+/// `tower-lb-static`: our balancer with the picker's type fixed at compile time
+/// ([`Balance::with_picker`]) instead of chosen at run time
+/// ([`AlgoPick`](tower_lb::algo::AlgoPick), what `LoadBalanceLayer` and the standalone server
+/// use), for the algorithms whose own cost is over 100 ns: what choosing at run time costs. `AlgoPick` matches over every algorithm, and
+/// some of them hand the borrowed request to code the compiler cannot see through, so it
+/// copies the request where a fixed picker need not.
+fn ours_static<M: Measurement>(
+    group: &mut BenchmarkGroup<'_, M>,
+    rt: &tokio::runtime::Runtime,
+    algo: Algo,
+    n: usize,
+) {
+    fn warmed<S: Service<Request<()>>>(mut lb: S) -> S
+    where
+        S::Error: Debug,
+    {
+        drop(call_once(&mut lb, Requests::new(0).next()));
+        lb
+    }
+    let _enter = rt.enter();
+    let id = BenchmarkId::new("tower-lb-static", n);
+    match algo {
+        Algo::StickyRoundRobin => {
+            let lb = Balance::with_picker(backends(n), StickyRoundRobin::new());
+            bench_calls(group, id, warmed(lb));
+        }
+        Algo::LeastConn => {
+            let lb = Balance::with_picker(backends(n), LeastConn::new());
+            bench_calls(group, id, warmed(lb));
+        }
+        Algo::LeastTime => {
+            let lb = Balance::with_picker(backends(n), LeastTime::from_rng_seed(1));
+            bench_calls(group, id, warmed(lb));
+        }
+        _ => {}
+    }
+}
+
 /// tower's p2c over `n` backends, seeded; its first request moves them all to its ready set.
 fn tower_p2c(n: usize) -> TowerP2c {
     let discover =
@@ -256,6 +297,9 @@ fn per_algorithm<M: Measurement>(c: &mut Criterion<M>, clock: Clock) {
             if algo == Algo::LeastTime {
                 let id = BenchmarkId::new("tower-p2c-peak-ewma", n);
                 bench_calls(&mut group, id, tower_p2c_ewma(n));
+            }
+            if n == SIZES[2] {
+                ours_static(&mut group, &rt, algo, n);
             }
         }
         group.finish();
