@@ -168,31 +168,32 @@ fn backends(n: usize) -> Backends {
 /// (on in this build, for the tests) does not lock the runtime's clock on every read.
 fn ours(rt: &tokio::runtime::Runtime, algo: Algo, n: usize) -> Ours {
     let _enter = rt.enter();
-    let mut lb = LoadBalanceLayer::new(algo).seed(1).layer(backends(n));
+    let lb = LoadBalanceLayer::new(algo).seed(1).layer(backends(n));
     assert_eq!(lb.len(), n);
-    drop(call_once(&mut lb, Requests::new(0).next()));
-    lb
+    warmed(lb)
+}
+
+/// `svc` after one request through it.
+fn warmed<S: Service<Request<()>>>(mut svc: S) -> S
+where
+    S::Error: Debug,
+{
+    drop(call_once(&mut svc, Requests::new(0).next()));
+    svc
 }
 
 /// `tower-lb-static`: our balancer with the picker's type fixed at compile time
 /// ([`Balance::with_picker`]) instead of chosen at run time
 /// ([`AlgoPick`](tower_lb::algo::AlgoPick), what `LoadBalanceLayer` and the standalone server
-/// use), for the algorithms whose own cost is over 100 ns: what choosing at run time costs. `AlgoPick` matches over every algorithm, and
-/// some of them hand the borrowed request to code the compiler cannot see through, so it
-/// copies the request where a fixed picker need not.
+/// use), for the algorithms whose own cost is over 100 ns: what choosing at run time costs.
+/// `AlgoPick` matches over every algorithm, and some of them hand the borrowed request to code
+/// the compiler cannot see through, so it copies the request where a fixed picker need not.
 fn ours_static<M: Measurement>(
     group: &mut BenchmarkGroup<'_, M>,
     rt: &tokio::runtime::Runtime,
     algo: Algo,
     n: usize,
 ) {
-    fn warmed<S: Service<Request<()>>>(mut lb: S) -> S
-    where
-        S::Error: Debug,
-    {
-        drop(call_once(&mut lb, Requests::new(0).next()));
-        lb
-    }
     let _enter = rt.enter();
     let id = BenchmarkId::new("tower-lb-static", n);
     match algo {
@@ -217,8 +218,7 @@ fn tower_p2c(n: usize) -> TowerP2c {
     let discover =
         PendingRequestsDiscover::new::<Request<()>>(backends(n), CompleteOnResponse::default());
     let rng = HasherRng::with_hasher(BuildHasherDefault::<DefaultHasher>::default());
-    let mut lb = p2c::Balance::from_rng(discover, rng);
-    drop(call_once(&mut lb, Requests::new(0).next()));
+    let lb = warmed(p2c::Balance::from_rng(discover, rng));
     assert_eq!(lb.len(), n);
     lb
 }
@@ -233,8 +233,7 @@ fn tower_p2c_ewma(n: usize) -> TowerP2cEwma {
         CompleteOnResponse::default(),
     );
     let rng = HasherRng::with_hasher(BuildHasherDefault::<DefaultHasher>::default());
-    let mut lb = p2c::Balance::from_rng(discover, rng);
-    drop(call_once(&mut lb, Requests::new(0).next()));
+    let lb = warmed(p2c::Balance::from_rng(discover, rng));
     assert_eq!(lb.len(), n);
     lb
 }

@@ -149,12 +149,7 @@ def haproxy_lb(threads, tcp=False):
     srv = "\n".join(f"  server b{i} 127.0.0.1:{p}" for i, p in enumerate(BACKENDS, 1))
     mode = "tcp" if tcp else "http\n  option http-keep-alive"
     reuse = "" if tcp else "\n  http-reuse always"
-    if FORWARDED and not tcp:
-        # What tower-lb does to every request (HAProxy keeps Host as it came).
-        proto = "https" if TLS else "http"
-        reuse += ("\n  option forwardfor"
-                  "\n  http-request set-header X-Forwarded-Host %[req.hdr(host)]"
-                  f"\n  http-request set-header X-Forwarded-Proto {proto}")
+    forwarded = "" if tcp else haproxy_forwarded()
     port = FLOORS["haproxy-tcp"] if tcp else PORTS["haproxy"]
     haproxy_tls = f" ssl crt {TLS['both']} alpn h2,http/1.1" if TLS and not tcp else ""
     return f"""global
@@ -169,9 +164,20 @@ frontend fe
   bind 127.0.0.1:{port}{haproxy_tls}
   default_backend be
 backend be
-  balance roundrobin{reuse}
+  balance roundrobin{reuse}{forwarded}
 {srv}
 """
+
+
+def haproxy_forwarded():
+    """What tower-lb does to every request (HAProxy keeps Host as it came): X-Forwarded-For,
+    -Host and -Proto added."""
+    if not FORWARDED:
+        return ""
+    proto = "https" if TLS else "http"
+    return ("\n  option forwardfor"
+            "\n  http-request set-header X-Forwarded-Host %[req.hdr(host)]"
+            f"\n  http-request set-header X-Forwarded-Proto {proto}")
 
 
 def tower_lb_cmd(binary, threads):

@@ -78,7 +78,11 @@ impl RetryBudget {
     /// What may be withdrawn now, in deposit units: the reserve plus the balances of the
     /// current window and the `WINDOWS - 1` before it.
     pub fn balance(&self) -> i64 {
-        let now = self.window_now();
+        self.balance_in(self.window_now())
+    }
+
+    /// [`balance`](Self::balance) in window `now`.
+    fn balance_in(&self, now: u32) -> i64 {
         let live: i64 = self
             .windows
             .iter()
@@ -95,10 +99,9 @@ impl RetryBudget {
         (coarse_now_ns() / self.window_ns) as u32
     }
 
-    /// Adds `amount` to the current window, starting it when its slot holds an older one.
+    /// Adds `amount` to window `now`, starting it when its slot holds an older one.
     #[inline]
-    fn add(&self, amount: i32) {
-        let now = self.window_now();
+    fn add(&self, now: u32, amount: i32) {
         let slot = &self.windows[now as usize % WINDOWS];
         let mut word = slot.load(Relaxed);
         loop {
@@ -135,17 +138,18 @@ impl Budget for RetryBudget {
     #[inline]
     fn deposit(&self) {
         if self.deposit != 0 {
-            self.add(self.deposit);
+            self.add(self.window_now(), self.deposit);
         }
     }
 
     /// Takes one retry's worth if the balance has it. Two retries at once may both see the
     /// last one, as with tower's budget: the bound is a rate, not a count.
     fn withdraw(&self) -> bool {
-        if self.balance() < i64::from(self.withdraw) {
+        let now = self.window_now();
+        if self.balance_in(now) < i64::from(self.withdraw) {
             return false;
         }
-        self.add(-self.withdraw);
+        self.add(now, -self.withdraw);
         true
     }
 }
