@@ -26,10 +26,10 @@ use std::fmt;
 use std::hash::{BuildHasherDefault, Hash};
 use std::sync::Arc;
 
-use http::HeaderValue;
+use http::{HeaderMap, HeaderValue};
 
 use super::hash::{PassThrough, key_hash, seeded_bytes_hash};
-use super::sticky::{InvalidStickyKey, cookie};
+use super::sticky::{InvalidStickyKey, find_cookie};
 use crate::balance::Endpoint;
 
 /// The key used without a [secret](StickyCookie::secret): `"tower-lb sticky"` in ASCII.
@@ -117,11 +117,7 @@ impl StickyCookie {
     /// The backend the request's cookie names, if it is in the set.
     #[inline]
     pub(crate) fn named<B>(&self, table: &CookieTable, req: &http::Request<B>) -> Option<usize> {
-        let value = cookie(req, &self.name)?;
-        if value.len() != 16 {
-            return None;
-        }
-        let digest = u64::from_str_radix(value, 16).ok()?;
+        let digest = digest_in(req.headers(), &self.name)?;
         table.slots.get(&digest).map(|&slot| slot as usize)
     }
 
@@ -136,6 +132,17 @@ impl StickyCookie {
             .then(|| table.headers.get(slot).cloned())
             .flatten()
     }
+}
+
+/// The digest the cookie `name` carries: 16 hex digits. Kept out of line, see [`find_cookie`].
+#[inline(never)]
+fn digest_in(headers: &HeaderMap, name: &str) -> Option<u64> {
+    find_cookie(headers, name, |value| {
+        (value.len() == 16)
+            .then(|| u64::from_str_radix(value, 16).ok())
+            .flatten()
+    })
+    .flatten()
 }
 
 /// The cookie values of one backend set: value → slot, and each slot's `Set-Cookie`.
