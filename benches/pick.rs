@@ -185,9 +185,8 @@ where
 /// `tower-lb-static`: our balancer with the picker's type fixed at compile time
 /// ([`Balance::with_picker`]) instead of chosen at run time
 /// ([`AlgoPick`](tower_lb::algo::AlgoPick), what `LoadBalanceLayer` and the standalone server
-/// use), for the algorithms whose own cost is over 100 ns: what choosing at run time costs.
-/// `AlgoPick` matches over every algorithm, and some of them hand the borrowed request to code
-/// the compiler cannot see through, so it copies the request where a fixed picker need not.
+/// use), for the algorithms whose own cost was over 100 ns: what choosing at run time costs,
+/// the `match` over every algorithm in each method `AlgoPick` forwards.
 fn ours_static<M: Measurement>(
     group: &mut BenchmarkGroup<'_, M>,
     rt: &tokio::runtime::Runtime,
