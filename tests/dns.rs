@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -25,29 +25,34 @@ struct DnsServer {
 }
 
 impl DnsServer {
+    /// Starts it on a port free for both UDP and TCP (dnsmasq listens on both). The port is
+    /// only known free when it is picked: a connection another test opens meanwhile may take
+    /// it as its local TCP port, and dnsmasq then exits at once (`Address already in use`).
+    /// It then starts again on another port.
     fn start(dir: &Path, hosts: &str, extra: &[String]) -> Self {
         assert!(
             Path::new(DNSMASQ).exists(),
             "{DNSMASQ} is missing: install Debian's dnsmasq-base (apt-get install dnsmasq-base)"
         );
-        let port = UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let hosts_file = dir.join("hosts");
         std::fs::write(&hosts_file, hosts).unwrap();
         let mut server = Self {
             child: None,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             hosts: hosts_file,
             extra: extra.to_vec(),
         };
-        server.spawn();
-        server
+        for _ in 0..20 {
+            server.addr.set_port(free_udp_and_tcp_port());
+            if server.spawn() {
+                return server;
+            }
+        }
+        panic!("dnsmasq exited at start on 20 ports in a row");
     }
 
-    fn spawn(&mut self) {
+    /// Starts dnsmasq on `addr`; false if it exited at once (its port was taken).
+    fn spawn(&mut self) -> bool {
         let child = Command::new(DNSMASQ)
             .args([
                 "--no-daemon".to_owned(),
@@ -67,6 +72,16 @@ impl DnsServer {
             .spawn()
             .expect("start dnsmasq (Debian package dnsmasq-base)");
         self.child = Some(child);
+        // dnsmasq binds its sockets, or exits, within milliseconds of starting.
+        for _ in 0..30 {
+            std::thread::sleep(Duration::from_millis(10));
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                self.child = None;
+                eprintln!("dnsmasq on {} exited at start: {status}", self.addr);
+                return false;
+            }
+        }
+        true
     }
 
     /// Rewrites the hosts file and has dnsmasq read it again (SIGHUP).
@@ -91,7 +106,11 @@ impl DnsServer {
     fn restart(&mut self, extra: &[String]) {
         self.stop();
         self.extra = extra.to_vec();
-        self.spawn();
+        assert!(
+            self.spawn(),
+            "dnsmasq could not start again on {}",
+            self.addr
+        );
     }
 
     /// Waits until it answers `name`.
@@ -108,6 +127,17 @@ impl DnsServer {
 impl Drop for DnsServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A port on 127.0.0.1 that no UDP or TCP socket holds now.
+fn free_udp_and_tcp_port() -> u16 {
+    loop {
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
     }
 }
 
