@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -130,11 +130,11 @@ impl Drop for DnsServer {
     }
 }
 
-/// A port on 127.0.0.1 that no UDP or TCP socket holds now.
+/// A port on 127.0.0.1 that no UDP or TCP socket holds now: [`free_port`]'s, when it is free
+/// for UDP too.
 fn free_udp_and_tcp_port() -> u16 {
     loop {
-        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
+        let port = free_port();
         if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }

@@ -138,11 +138,12 @@ impl StickyCookie {
 #[inline(never)]
 fn digest_in(headers: &HeaderMap, name: &str) -> Option<u64> {
     find_cookie(headers, name, |value| {
-        (value.len() == 16)
-            .then(|| u64::from_str_radix(value, 16).ok())
-            .flatten()
-    })
-    .flatten()
+        if value.len() == 16 {
+            u64::from_str_radix(value, 16).ok()
+        } else {
+            None
+        }
+    })?
 }
 
 /// The cookie values of one backend set: value → slot, and each slot's `Set-Cookie`.

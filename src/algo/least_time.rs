@@ -156,11 +156,12 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{AlgoConfig, Configure, Pick};
-use crate::clock::{now_ns, ns_at};
 use super::p2c::two_choices_by;
 use super::rng::Rng;
+use super::walk::around;
+use super::{AlgoConfig, Configure, Pick};
 use crate::balance::{Endpoint, Stats};
+use crate::clock::{now_ns, ns_at};
 
 const NEVER: u64 = u64::MAX;
 
@@ -424,8 +425,7 @@ impl LeastTime {
         }
         let mut costs = [(f64::INFINITY, 0usize); SCAN_UP_TO];
         let start = self.rng.below(n);
-        // From the random start, wrapped by comparison rather than a division per backend.
-        for (slot, i) in costs[..n].iter_mut().zip((start..n).chain(0..start)) {
+        for (slot, i) in costs[..n].iter_mut().zip(around(start, n)) {
             let (cost, stamp) = samples[i];
             let e = &endpoints[i];
             // A backend to probe costs nothing: it goes first (see "Probing and recovery").

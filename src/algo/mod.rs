@@ -167,6 +167,7 @@ mod dynamic;
 mod hash;
 mod refused;
 pub(crate) mod rng;
+mod walk;
 
 pub use self::cookie::StickyCookie;
 pub(crate) use self::dynamic::{AlgoConfig, Configure};

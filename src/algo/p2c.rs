@@ -8,8 +8,9 @@
 
 use std::sync::Arc;
 
-use super::{AlgoConfig, Configure, Pick};
 use super::rng::Rng;
+use super::walk::around;
+use super::{AlgoConfig, Configure, Pick};
 use crate::balance::Endpoint;
 
 /// Power of two choices picker. See the [module docs](self).
@@ -66,8 +67,8 @@ pub(crate) fn two_choices_by(
             if ready(second) {
                 return Some(second);
             }
-            (1..n)
-                .map(|step| (second + step) % n)
+            around(second, n)
+                .skip(1)
                 .find(|&i| i != first && ready(i))
         }
     }

@@ -6,8 +6,9 @@
 
 use std::sync::Arc;
 
-use super::{AlgoConfig, Configure, Pick};
 use super::rng::Rng;
+use super::walk::around;
+use super::{AlgoConfig, Configure, Pick};
 use crate::balance::Endpoint;
 
 /// Weighted random picker. See the [module docs](self).
@@ -96,7 +97,7 @@ impl<K: Send + Sync + 'static> Pick<K> for Random {
             }
             i = draw();
         }
-        (0..n).map(|step| (i + step) % n).find(|&i| ready(i))
+        around(i, n).find(|&i| ready(i))
     }
 }
 

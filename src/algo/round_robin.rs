@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
+use super::walk::around;
 use super::{AlgoConfig, Configure, Pick};
 use crate::balance::Endpoint;
 
@@ -32,18 +33,13 @@ impl RoundRobin {
         }
         // One division per pick; the walk past refusing backends wraps by comparison.
         let start = self.next.fetch_add(1, Relaxed) % n;
-        let mut i = start;
-        for step in 0..n {
+        for (step, i) in around(start, n).enumerate() {
             if ready(i) {
                 if step > 0 {
                     // Continue the rotation after the backend taken, not after the skipped one.
                     self.next.store(start + step + 1, Relaxed);
                 }
                 return Some(i);
-            }
-            i += 1;
-            if i == n {
-                i = 0;
             }
         }
         None

@@ -180,15 +180,15 @@ impl SourceIpHashTable {
     /// asking each backend once.
     #[cold]
     fn walk(&self, p: usize, n: usize, ready: &mut impl FnMut(usize) -> bool) -> Option<usize> {
-        let len = self.owners.len();
         let first = self.owners[p] as usize;
         let mut refused = Refused::new(n);
         refused.insert(first);
-        for step in 1..len {
+        // On around the ring after `p`, as `BoundedLoadHash` walks its own.
+        for &owner in self.owners[p + 1..].iter().chain(&self.owners[..p]) {
             if refused.all() {
                 return None;
             }
-            let owner = self.owners[(p + step) % len] as usize;
+            let owner = owner as usize;
             if refused.contains(owner) {
                 continue;
             }

@@ -42,11 +42,11 @@ use std::time::Duration;
 use http::HeaderMap;
 use http::header::{COOKIE, HeaderName};
 
-use crate::clock::coarse_now_ns;
 use super::hash::{PassThrough, fmix64, ip_hash, seeded_bytes_hash};
 use super::{AlgoConfig, Configure, Pick, RoundRobin};
 use crate::balance::{Endpoint, Stats};
 use crate::client_ip::ClientIp;
+use crate::clock::coarse_now_ns;
 
 /// The default number of clients remembered.
 pub const DEFAULT_CAPACITY: usize = 65_536;
