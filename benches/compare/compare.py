@@ -318,8 +318,10 @@ def run_threads(procs, d, binaries, threads, a):
                   f"(rounds {', '.join(f'{x:.2f}' for x in per)})")
         print(f"ratio tower-lb/haproxy p99: {med['tower-lb'][1] / med['haproxy'][1]:.2f}")
         for other in ("haproxy", "nginx"):
+            # Pair by pair too: the spread between rounds is the noise any one ratio carries.
+            per = [res["tower-lb"][i][3] / res[other][i][3] for i in range(a.rounds)]
             print(f"ratio tower-lb/{other} CPU per request: {med['tower-lb'][2] / med[other][2]:.2f} "
-                  "(below 1: cheaper)")
+                  f"(below 1: cheaper; rounds {', '.join(f'{x:.2f}' for x in per)})")
         if a.floor:
             print("floors (L4 forwarders, no HTTP work):")
             for floor in FLOORS:
